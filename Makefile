@@ -1,0 +1,96 @@
+# hybridops.arc — the two commands a newcomer needs are `make demo` and `make test`;
+# everything else here is a step of those two.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+TESTHOSTS := $(CURDIR)/tests/hosts/testhosts.sh
+N ?= 3
+COLLECTIONS := $(CURDIR)/build/collections
+WHEELHOUSE := $(CURDIR)/build/wheelhouse
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_FORCE_COLOR := false
+export PY_COLORS := 0
+
+.PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell unit \
+	sanity units molecule build-collection demo test-hosts test-hosts-down clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- set-up (installs what it needs)
+deps: ## Install the Debian packages the tests and the demo use (once)
+	@$(CURDIR)/tools/install-system-deps.sh
+
+$(VENV)/.stamp: requirements-dev.txt agent/pyproject.toml controlplane/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt \
+		-e './agent[test]' -e './controlplane[test]'
+	touch $@
+
+venv: $(VENV)/.stamp ## Python tooling, the agent and the control plane in .venv
+
+$(WHEELHOUSE)/SHA256SUMS: $(VENV)/.stamp $(shell find agent/src -type f -name '*.py') agent/pyproject.toml
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(BIN)/pip wheel -q --disable-pip-version-check --prefer-binary -w $(WHEELHOUSE) ./agent
+	$(BIN)/pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d $(WHEELHOUSE) pip
+	cd $(WHEELHOUSE) && sha256sum *.whl > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS
+
+wheelhouse: $(WHEELHOUSE)/SHA256SUMS ## The agent packages the arc_agent role installs from
+
+collection: ## Make this checkout visible to Ansible as hybridops.arc
+	@mkdir -p $(COLLECTIONS)/ansible_collections/hybridops
+	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/hybridops/arc
+
+# ---------------------------------------------------------------- tests
+test: deps venv wheelhouse collection lint unit units sanity build-collection molecule ## Run every test
+	@echo "make test: all passed"
+
+lint: lint-python lint-ansible lint-shell ## ruff, mypy, ansible-lint, shellcheck, changelog and docs lint
+
+lint-python: venv
+	cd agent && ruff check . && ruff format --check . && mypy
+	cd controlplane && ruff check . && ruff format --check . && mypy
+	ruff check molecule tests/unit && ruff format --check molecule tests/unit
+
+lint-ansible: venv collection
+	ansible-lint --offline --profile production
+	antsibull-changelog lint
+	antsibull-docs lint-collection-docs --plugin-docs .
+
+lint-shell: deps
+	shellcheck tests/hosts/*.sh tools/*.sh .ci/run
+
+unit: venv ## pytest for agent/ and controlplane/
+	cd agent && pytest -q
+	cd controlplane && pytest -q
+
+units: venv ## ansible-test units (module and module_utils unit tests)
+	tools/ansible-test.sh units
+
+sanity: venv ## ansible-test sanity
+	tools/ansible-test.sh sanity
+
+build-collection: venv ## Build the collection tarball and check that only the collection is in it
+	tools/build-collection.sh
+
+molecule: deps venv wheelhouse collection ## Molecule scenarios on real test hosts
+	molecule test --all
+
+# ---------------------------------------------------------------- test hosts and demo
+test-hosts: deps ## Start N real test hosts (default 3) and write their inventory
+	$(TESTHOSTS) up $(N)
+
+test-hosts-down: ## Stop every test host (also what a crashed run left behind)
+	$(TESTHOSTS) down
+
+demo: deps venv wheelhouse collection ## Control plane + 3 hosts + agent installed, versions printed
+	tools/demo.sh
+
+clean: test-hosts-down ## Remove build output and the tool environment
+	rm -rf build .venv tests/output

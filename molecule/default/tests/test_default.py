@@ -1,0 +1,84 @@
+"""What the default scenario leaves on each host, checked on the host itself."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+
+import yaml
+
+TOP = pathlib.Path(__file__).resolve().parents[3]
+WANTED_VERSION = yaml.safe_load((TOP / "roles/arc_agent/defaults/main.yml").read_text())["arc_agent_version"]
+TESTHOSTS = str(TOP / "tests/hosts/testhosts.sh")
+
+
+def _controlplane(what: str) -> str:
+    return subprocess.run([TESTHOSTS, "controlplane", what], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_host_runs_systemd_as_pid_1(host):
+    assert host.check_output("ps -p 1 -o comm=") == "systemd"
+    assert host.run("systemctl is-system-running --wait").stdout.strip() == "running"
+
+
+def test_host_is_isolated_on_the_test_network(host):
+    routes = host.check_output("ip route")
+    assert "default" not in routes
+    assert "10.200.0.0/24 dev eth0" in routes
+
+
+def test_runtime_is_its_own_virtual_environment(host):
+    prefix = host.file("/opt/azcmagent")
+    assert prefix.is_directory
+    assert prefix.user == "root" and prefix.group == "root"
+    assert prefix.mode == 0o755
+    assert host.file("/opt/azcmagent/pyvenv.cfg").is_file
+    # --without-pip: nothing on the host can change the runtime behind the role's back
+    assert not host.file("/opt/azcmagent/bin/pip").exists
+    # and the system Python does not see the agent's packages
+    assert host.run("/usr/bin/python3 -c 'import arc_agent'").rc != 0
+
+
+def test_cli_is_linked_and_answers(host):
+    link = host.file("/usr/bin/azcmagent")
+    assert link.is_symlink
+    assert link.linked_to == "/opt/azcmagent/bin/azcmagent"
+    assert host.check_output("azcmagent version") == f"azcmagent version {WANTED_VERSION}"
+    assert json.loads(host.check_output("azcmagent version --json")) == {"version": WANTED_VERSION}
+
+
+def test_himds_program_is_installed(host):
+    himds = host.file("/opt/azcmagent/bin/himds")
+    assert himds.is_file and himds.mode & 0o111
+    assert host.check_output("/opt/azcmagent/bin/himds --version") == f"himds version {WANTED_VERSION}"
+
+
+def test_packages_were_copied_with_their_checksums(host):
+    sums = host.file("/opt/azcmagent/packages/SHA256SUMS")
+    assert sums.is_file
+    result = host.run("cd /opt/azcmagent/packages && sha256sum --check --strict --quiet SHA256SUMS")
+    assert result.rc == 0, result.stderr
+
+
+def test_control_plane_answers_over_tls_with_its_own_ca(host):
+    url = _controlplane("url") + "/healthz"
+    ca_pem = pathlib.Path(_controlplane("ca")).read_text()
+    probe = (
+        "import json, ssl, sys, urllib.request\n"
+        "ctx = ssl.create_default_context(cadata=sys.stdin.read())\n"
+        f"print(json.load(urllib.request.urlopen({url!r}, context=ctx, timeout=5))['status'])\n"
+    )
+    result = host.run(f"python3 -c {_quote(probe)} <<'PEM'\n{ca_pem}PEM")
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    # The system trust store does not know the control plane's CA: TLS is real.
+    refused = host.run(f"python3 -c {_quote(f'import urllib.request; urllib.request.urlopen({url!r}, timeout=5)')}")
+    assert refused.rc != 0
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+

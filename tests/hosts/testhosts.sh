@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Real test hosts for hybridops.arc: each host is its own network namespace on a private
+# bridge, booting Debian with systemd as PID 1 (systemd-nspawn) on a copy-on-write overlay
+# of one cached root file system, with sshd and a generated key.
+#
+#   testhosts.sh rootfs            build (once) the cached Debian root file system
+#   testhosts.sh up N              tear down leftovers, start N hosts, write the inventory, wait for ssh
+#   testhosts.sh down              stop every host and the controller namespace (also after a crash)
+#   testhosts.sh status            list running hosts
+#   testhosts.sh inventory         print the path of the current inventory
+#   testhosts.sh hosts-json        print the running hosts as JSON (name, address, key) for tools
+#   testhosts.sh controlplane start|stop|url|ca
+#                                  run arc-controlplane in the controller namespace, on ${NET}.1:8443
+#   testhosts.sh ctl CMD...        run CMD in the controller namespace
+#
+# Network: controller namespace $CTL_NS holds bridge $BRIDGE with ${NET}.1/24; host i lives in
+# namespace ${HOST_NS_PREFIX}i with ${NET}.(10+i). Nothing is routed anywhere else: the hosts
+# have no default route, the controller namespace has none either, and the root namespace gets
+# a blackhole route for the whole range so a stray packet can never leave the machine.
+# Ansible runs in the root namespace and reaches hosts with
+#   ProxyCommand="ip netns exec $CTL_NS socat - TCP:%h:%p"
+# (socat exits on EOF, so ssh ControlMasters die with their host).
+set -euo pipefail
+
+CACHE_DIR=${ARC_TESTHOSTS_CACHE:-/var/cache/hybridops-arc}
+STATE_DIR=${ARC_TESTHOSTS_STATE:-/var/lib/hybridops-arc/testhosts}
+SUITE=${ARC_TESTHOSTS_SUITE:-bookworm}
+NET=${ARC_TESTHOSTS_NET:-10.200.0}
+CTL_NS=arc-ctl
+HOST_NS_PREFIX=arc-h
+BRIDGE=arcbr0
+BOOT_TIMEOUT=${ARC_TESTHOSTS_BOOT_TIMEOUT:-180}
+MAX_HOSTS=200
+
+# Everything the hosts need is baked in: they have no network to install from.
+ROOTFS_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,procps,ca-certificates
+# Bump when the customisation below changes, so cached root file systems are rebuilt.
+ROOTFS_RECIPE=3
+
+CONTROLPLANE_PORT=${ARC_TESTHOSTS_CONTROLPLANE_PORT:-8443}
+
+ROOTFS=$CACHE_DIR/rootfs-$SUITE
+KEY=$CACHE_DIR/keys/id_ed25519
+INVENTORY=$STATE_DIR/inventory.ini
+
+log() { printf 'testhosts: %s\n' "$*" >&2; }
+die() { printf 'testhosts: error: %s\n' "$*" >&2; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, mounts, systemd-nspawn)"; }
+
+need_tools() {
+  local missing=()
+  for t in debootstrap systemd-nspawn socat ip ssh ssh-keygen; do
+    command -v "$t" >/dev/null || missing+=("$t")
+  done
+  [ ${#missing[@]} = 0 ] || die "missing tools: ${missing[*]}; install: apt-get install debootstrap systemd-container socat iproute2 openssh-client"
+}
+
+debian_mirror() {
+  # The mirror apt already uses on this machine (deb822 or one-line format).
+  local m=""
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    m=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [ -z "$m" ] && [ -f /etc/apt/sources.list ]; then
+    m=$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+  fi
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+recipe_stamp() { echo "$SUITE $ROOTFS_PACKAGES $ROOTFS_RECIPE"; }
+
+cmd_rootfs() {
+  need_root; need_tools
+  mkdir -p "$CACHE_DIR/keys"
+  [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C hybridops-arc-testhosts -f "$KEY"
+  if [ -f "$ROOTFS/.hybridops-recipe" ] && [ "$(cat "$ROOTFS/.hybridops-recipe")" = "$(recipe_stamp)" ]; then
+    return 0
+  fi
+  local tmp=$ROOTFS.build.$$
+  rm -rf "$tmp"
+  log "building the $SUITE root file system in $tmp (once; about 1-2 minutes)"
+  debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" "$SUITE" "$tmp" "$(debian_mirror)" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+    || { tail -20 "$CACHE_DIR/debootstrap.log" >&2; rm -rf "$tmp"; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
+  rm -f "$tmp"/var/cache/apt/archives/*.deb
+  install -d -m 700 "$tmp/root/.ssh"
+  install -m 600 "$KEY.pub" "$tmp/root/.ssh/authorized_keys"
+  cat >"$tmp/etc/ssh/sshd_config.d/testhosts.conf" <<'EOF'
+# hybridops.arc test host: root logs in with the generated key only
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+UseDNS no
+MaxStartups 200:30:400
+MaxSessions 100
+EOF
+  # Each host gets its own machine id at boot (written per host in host_up).
+  : >"$tmp/etc/machine-id"
+  # Nothing to do for these in a container without consoles or network configuration.
+  chroot "$tmp" systemctl mask getty@tty1.service serial-getty@ttyS0.service \
+    systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer >/dev/null 2>&1 || true
+  recipe_stamp >"$tmp/.hybridops-recipe"
+  rm -rf "$ROOTFS"
+  mv "$tmp" "$ROOTFS"
+  log "root file system ready: $ROOTFS"
+}
+
+ctl_up() {
+  sysctl -q -w fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=1048576
+  # Safety belt first: from the root namespace the test range can never leave the machine.
+  ip route replace blackhole "$NET.0/24"
+  ip netns add "$CTL_NS"
+  ip -n "$CTL_NS" link set lo up
+  ip -n "$CTL_NS" link add "$BRIDGE" type bridge
+  ip -n "$CTL_NS" addr add "$NET.1/24" dev "$BRIDGE"
+  ip -n "$CTL_NS" link set "$BRIDGE" up
+}
+
+host_up() {
+  local i=$1 ns=$HOST_NS_PREFIX$1 d=$STATE_DIR/h$1 addr=$NET.$((10 + $1))
+  mkdir -p "$d/upper" "$d/work" "$d/root"
+  mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$d/upper,workdir=$d/work" "$d/root"
+  echo "h$i" >"$d/root/etc/hostname"
+  printf '127.0.0.1 localhost\n%s h%s\n%s controlplane\n' "$addr" "$i" "$NET.1" >"$d/root/etc/hosts"
+  local uuid; uuid=$(cat /proc/sys/kernel/random/uuid)
+  echo "${uuid//-/}" >"$d/root/etc/machine-id"
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip link add "arcv$i" netns "$CTL_NS" type veth peer name eth0 netns "$ns"
+  ip -n "$CTL_NS" link set "arcv$i" master "$BRIDGE" up
+  ip -n "$ns" addr add "$addr/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  # --register=no --keep-unit: this machine has no systemd/dbus of its own to register with.
+  setsid systemd-nspawn -q -D "$d/root" --boot --register=no --keep-unit --console=passive \
+    --uuid="$uuid" --network-namespace-path="/run/netns/$ns" --machine="h$i" --hostname="h$i" \
+    --resolv-conf=off --timezone=off --link-journal=no \
+    </dev/null >"$d/nspawn.log" 2>&1 &
+  echo $! >"$d/pid"
+}
+
+ssh_opts() {
+  printf '%s\n' -i "$KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o ConnectTimeout=3 -o "ProxyCommand=ip netns exec $CTL_NS socat - TCP:%h:%p"
+}
+
+wait_ssh() {
+  local i=$1 addr=$NET.$((10 + $1)) deadline=$((SECONDS + BOOT_TIMEOUT))
+  local -a opts; mapfile -t opts < <(ssh_opts)
+  while ((SECONDS < deadline)); do
+    kill -0 "$(cat "$STATE_DIR/h$i/pid")" 2>/dev/null || { log "h$i: systemd-nspawn exited; see $STATE_DIR/h$i/nspawn.log"; return 1; }
+    if ssh "${opts[@]}" "root@$addr" true 2>/dev/null; then return 0; fi
+    sleep 0.5
+  done
+  log "h$i: no ssh answer from $addr within ${BOOT_TIMEOUT}s; see $STATE_DIR/h$i/nspawn.log"
+  return 1
+}
+
+write_inventory() {
+  local n=$1 tmp=$INVENTORY.tmp
+  {
+    echo "# Written by tests/hosts/testhosts.sh; hosts h1..h$n on $NET.0/24"
+    echo "[testhosts]"
+    for i in $(seq 1 "$n"); do echo "h$i ansible_host=$NET.$((10 + i))"; done
+    echo
+    echo "[testhosts:vars]"
+    echo "ansible_user=root"
+    echo "ansible_ssh_private_key_file=$KEY"
+    echo "ansible_python_interpreter=/usr/bin/python3"
+    echo "ansible_ssh_common_args='-o ProxyCommand=\"ip netns exec $CTL_NS socat - TCP:%h:%p\" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'"
+    echo "arc_testhosts_controller_address=$NET.1"
+  } >"$tmp"
+  mv "$tmp" "$INVENTORY"
+}
+
+cmd_up() {
+  local n=${1:-3}
+  if ! [[ "$n" =~ ^[0-9]+$ ]] || ((n < 1 || n > MAX_HOSTS)); then die "N must be a number from 1 to $MAX_HOSTS (got '$n')"; fi
+  need_root; need_tools
+  cmd_rootfs
+  cmd_down quiet
+  mkdir -p "$STATE_DIR"
+  local t0=$SECONDS
+  ctl_up
+  for i in $(seq 1 "$n"); do host_up "$i"; done
+  write_inventory "$n"
+  local pids=() failed=0
+  for i in $(seq 1 "$n"); do wait_ssh "$i" & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  ((failed == 0)) || die "some hosts did not come up; 'testhosts.sh down' cleans up"
+  log "$n host(s) up in $((SECONDS - t0))s; inventory: $INVENTORY"
+}
+
+stop_pid() {
+  # systemd-nspawn: the first SIGTERM is a clean poweroff of the container, a second one is immediate.
+  local p=$1
+  kill -0 "$p" 2>/dev/null || return 0
+  kill -TERM "$p" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+  kill -TERM "$p" 2>/dev/null || true
+  for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$p" 2>/dev/null || true
+}
+
+host_down() {
+  local d=$1
+  [ -f "$d/pid" ] && stop_pid "$(cat "$d/pid")"
+  if mountpoint -q "$d/root"; then umount "$d/root" 2>/dev/null || umount -l "$d/root"; fi
+  rm -rf "$d"
+}
+
+cmd_down() {
+  need_root
+  local quiet=${1:-}
+  # Close ssh masters that point at the test range before their hosts vanish.
+  for s in "${HOME:-/root}"/.ansible/cp/*; do
+    if [ -S "$s" ]; then ssh -O exit -o ControlPath="$s" dummy >/dev/null 2>&1 || true; fi
+  done
+  # Stop every nspawn whose root lies under our state directory, whatever run started it.
+  local pids
+  pids=$(pgrep -f "systemd-nspawn .*-D $STATE_DIR/h[0-9]+/root" || true)
+  for p in $pids; do stop_pid "$p" & done
+  wait
+  if [ -d "$STATE_DIR" ]; then
+    for d in "$STATE_DIR"/h*; do [ -d "$d" ] && host_down "$d" & done
+    wait
+  fi
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^(${HOST_NS_PREFIX}[0-9]+|${CTL_NS})$" || true); do
+    # Anything still running in a namespace we own (a control plane, a stray socat) goes with it.
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  rm -rf "$INVENTORY" "$STATE_DIR/controlplane"
+  # The blackhole route stays: it is harmless and keeps the range from ever leaving the machine.
+  [ -n "$quiet" ] || log "all test hosts stopped"
+}
+
+cmd_status() {
+  [ -f "$INVENTORY" ] || { echo "no test hosts"; return 0; }
+  for d in "$STATE_DIR"/h*; do
+    [ -f "$d/pid" ] || continue
+    local h; h=$(basename "$d")
+    if kill -0 "$(cat "$d/pid")" 2>/dev/null; then echo "$h running"; else echo "$h stopped"; fi
+  done
+}
+
+cmd_hosts_json() {
+  [ -f "$INVENTORY" ] || die "no test hosts are up; run: testhosts.sh up N"
+  local first=1
+  printf '['
+  while read -r name addr; do
+    ((first)) || printf ','
+    first=0
+    printf '{"name":"%s","address":"%s","key":"%s"}' "$name" "${addr#ansible_host=}" "$KEY"
+  done < <(grep -E '^h[0-9]+ ansible_host=' "$INVENTORY")
+  printf ']\n'
+}
+
+cmd_controlplane() {
+  need_root
+  local d=$STATE_DIR/controlplane url="https://$NET.1:$CONTROLPLANE_PORT"
+  case ${1:-} in
+    start)
+      ip netns list | grep -qw "$CTL_NS" || die "no test network; run: testhosts.sh up N"
+      local bin=${ARC_CONTROLPLANE_BIN:-$(command -v arc-controlplane || true)}
+      [ -n "$bin" ] || die "arc-controlplane not found; install controlplane/ (make venv) or set ARC_CONTROLPLANE_BIN"
+      cmd_controlplane stop
+      mkdir -p "$d"
+      setsid ip netns exec "$CTL_NS" "$bin" serve --data-dir "$d/data" --bind "$NET.1" --port "$CONTROLPLANE_PORT" \
+        --san controlplane </dev/null >"$d/serve.log" 2>&1 &
+      echo $! >"$d/pid"
+      local deadline=$((SECONDS + 60))
+      until [ -f "$d/data/pki/ca.pem" ] && ip netns exec "$CTL_NS" curl -sf --max-time 2 --cacert "$d/data/pki/ca.pem" "$url/healthz" >/dev/null 2>&1; do
+        kill -0 "$(cat "$d/pid")" 2>/dev/null || { tail -20 "$d/serve.log" >&2; die "arc-controlplane exited; log: $d/serve.log"; }
+        ((SECONDS < deadline)) || die "arc-controlplane did not answer on $url/healthz within 60s; log: $d/serve.log"
+        sleep 0.2
+      done
+      log "control plane up: $url (CA: $d/data/pki/ca.pem)"
+      ;;
+    stop)
+      if [ -f "$d/pid" ]; then
+        local p; p=$(cat "$d/pid")
+        kill -TERM "$p" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        rm -f "$d/pid"
+      fi
+      ;;
+    url) echo "$url" ;;
+    ca) if [ -f "$d/data/pki/ca.pem" ]; then echo "$d/data/pki/ca.pem"; else die "the control plane has not run yet"; fi ;;
+    *) die "usage: testhosts.sh controlplane start|stop|url|ca" ;;
+  esac
+}
+
+case ${1:-} in
+  rootfs) cmd_rootfs ;;
+  up) shift; cmd_up "$@" ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  inventory) if [ -f "$INVENTORY" ]; then echo "$INVENTORY"; else die "no test hosts are up; run: testhosts.sh up N"; fi ;;
+  hosts-json) cmd_hosts_json ;;
+  controlplane) shift; cmd_controlplane "$@" ;;
+  ctl) shift; need_root; exec ip netns exec "$CTL_NS" "$@" ;;
+  key) echo "$KEY" ;;
+  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

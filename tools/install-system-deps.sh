@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and the demo need, once. Safe to run again: it does
+# nothing when every command is already there.
+set -euo pipefail
+declare -A pkg_for=(
+  [debootstrap]=debootstrap
+  [systemd-nspawn]=systemd-container
+  [socat]=socat
+  [ip]=iproute2
+  [ssh]=openssh-client
+  [curl]=curl
+  [rsync]=rsync
+  [sha256sum]=coreutils
+  [shellcheck]=shellcheck
+)
+missing=()
+for cmd in "${!pkg_for[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")
+done
+[ ${#missing[@]} = 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "install-system-deps: need root to install: ${missing[*]}" >&2
+  exit 1
+fi
+echo "install-system-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
