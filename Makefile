@@ -56,7 +56,7 @@ lint: lint-python lint-ansible lint-shell ## ruff, mypy, ansible-lint, shellchec
 lint-python: venv
 	cd agent && ruff check . && ruff format --check . && mypy
 	cd controlplane && ruff check . && ruff format --check . && mypy
-	ruff check molecule tests/unit && ruff format --check molecule tests/unit
+	ruff check . && ruff format --check .
 
 lint-ansible: venv collection
 	ansible-lint --offline --profile production

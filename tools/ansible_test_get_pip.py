@@ -15,14 +15,15 @@ import sys
 
 
 def main() -> int:
-    args = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]
+    args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
     # ensurepip sets PIP_CONFIG_FILE to os.devnull for its own pip run; keep that out of the
     # environment of the second step, so pip still sees the machine's index configuration.
-    env = {k: v for k, v in os.environ.items() if k != 'PIP_CONFIG_FILE'}
-    subprocess.run([sys.executable, '-m', 'ensurepip', '--default-pip'], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    return subprocess.run([sys.executable, '-m', 'pip', 'install', *args], check=False, env=env).returncode
+    env = {k: v for k, v in os.environ.items() if k != "PIP_CONFIG_FILE"}
+    subprocess.run(
+        [sys.executable, "-m", "ensurepip", "--default-pip"], check=True, env=env, stdout=subprocess.DEVNULL
+    )
+    return subprocess.run([sys.executable, "-m", "pip", "install", *args], check=False, env=env).returncode
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

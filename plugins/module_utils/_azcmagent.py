@@ -14,8 +14,8 @@ import json
 import os
 import tempfile
 
-AZCMAGENT_DIRS = ['/opt/azcmagent/bin']
-_CLI_ENV = {'LC_ALL': 'C', 'LANG': 'C', 'LANGUAGE': 'C'}
+AZCMAGENT_DIRS = ["/opt/azcmagent/bin"]
+_CLI_ENV = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
 
 
 class AzcmagentError(Exception):
@@ -30,13 +30,13 @@ class AzcmagentError(Exception):
         self.stderr = stderr
 
     def __str__(self):
-        prefix = '%s: ' % self.code if self.code else ''
-        return 'azcmagent %s failed: %s%s' % (self.operation, prefix, self.message)
+        prefix = "%s: " % self.code if self.code else ""
+        return "azcmagent %s failed: %s%s" % (self.operation, prefix, self.message)
 
 
 def azcm_code(rc):
     """The AZCM code that an exit code stands for (exit code N is AZCM00NN)."""
-    return 'AZCM%04d' % rc
+    return "AZCM%04d" % rc
 
 
 class Azcmagent(object):
@@ -44,7 +44,7 @@ class Azcmagent(object):
 
     def __init__(self, module, binary=None):
         self.module = module
-        self.binary = binary or module.get_bin_path('azcmagent', required=False, opt_dirs=AZCMAGENT_DIRS)
+        self.binary = binary or module.get_bin_path("azcmagent", required=False, opt_dirs=AZCMAGENT_DIRS)
 
     def run_json(self, operation, args, secrets=None):
         """Run C(azcmagent <args> --json) and return its parsed JSON output.
@@ -54,33 +54,44 @@ class Azcmagent(object):
         and removed afterwards, so they never appear on the command line.
         """
         if not self.binary:
-            raise AzcmagentError(operation, 'the azcmagent command was not found on this host; '
-                                 'install the agent first (role hybridops.arc.arc_agent)')
-        argv = [self.binary] + list(args) + ['--json']
+            raise AzcmagentError(
+                operation,
+                "the azcmagent command was not found on this host; "
+                "install the agent first (role hybridops.arc.arc_agent)",
+            )
+        argv = [self.binary] + list(args) + ["--json"]
         config_path = None
         try:
             if secrets:
                 config_path = self._write_config(secrets)
-                argv += ['--config', config_path]
+                argv += ["--config", config_path]
             rc, out, err = self.module.run_command(argv, environ_update=_CLI_ENV)
         finally:
             if config_path:
                 os.unlink(config_path)
         data = self._parse(operation, out, err, rc)
         if rc != 0:
-            error = data.get('error') if isinstance(data, dict) else None
+            error = data.get("error") if isinstance(data, dict) else None
             if isinstance(error, dict):
-                raise AzcmagentError(operation, error.get('message', ''), code=error.get('code') or azcm_code(rc),
-                                     rc=rc, stderr=err)
-            raise AzcmagentError(operation, (err or out).strip() or 'exit code %d' % rc, code=azcm_code(rc),
-                                 rc=rc, stderr=err)
+                raise AzcmagentError(
+                    operation,
+                    error.get("message", ""),
+                    code=error.get("code") or azcm_code(rc),
+                    rc=rc,
+                    stderr=err,
+                )
+            raise AzcmagentError(
+                operation, (err or out).strip() or "exit code %d" % rc, code=azcm_code(rc), rc=rc, stderr=err
+            )
         return data
 
     def _write_config(self, secrets):
         # mkstemp creates the file with mode 0600 before anything is written to it.
-        fd, path = tempfile.mkstemp(prefix='azcmagent-', suffix='.json', dir=getattr(self.module, 'tmpdir', None))
+        fd, path = tempfile.mkstemp(
+            prefix="azcmagent-", suffix=".json", dir=getattr(self.module, "tmpdir", None)
+        )
         try:
-            with os.fdopen(fd, 'w') as f:
+            with os.fdopen(fd, "w") as f:
                 json.dump(secrets, f)
         except Exception:
             os.unlink(path)
@@ -89,14 +100,15 @@ class Azcmagent(object):
 
     @staticmethod
     def _parse(operation, out, err, rc):
-        text = (out or '').strip()
+        text = (out or "").strip()
         if not text:
             if rc == 0:
-                raise AzcmagentError(operation, 'no output where JSON was expected', rc=rc, stderr=err)
+                raise AzcmagentError(operation, "no output where JSON was expected", rc=rc, stderr=err)
             return {}
         try:
             return json.loads(text)
         except ValueError:
             if rc != 0:
                 return {}
-            raise AzcmagentError(operation, 'output is not JSON: %s' % text[:200], rc=rc, stderr=err)
+            message = "output is not JSON: %s" % text[:200]
+            raise AzcmagentError(operation, message, rc=rc, stderr=err) from None

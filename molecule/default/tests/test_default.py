@@ -14,7 +14,9 @@ TESTHOSTS = str(TOP / "tests/hosts/testhosts.sh")
 
 
 def _controlplane(what: str) -> str:
-    return subprocess.run([TESTHOSTS, "controlplane", what], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [TESTHOSTS, "controlplane", what], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_host_runs_systemd_as_pid_1(host):
@@ -73,12 +75,12 @@ def test_control_plane_answers_over_tls_with_its_own_ca(host):
     assert result.rc == 0, result.stderr
     assert result.stdout.strip() == "ok"
     # The system trust store does not know the control plane's CA: TLS is real.
-    refused = host.run(f"python3 -c {_quote(f'import urllib.request; urllib.request.urlopen({url!r}, timeout=5)')}")
+    refused = host.run(
+        f"python3 -c {_quote(f'import urllib.request; urllib.request.urlopen({url!r}, timeout=5)')}"
+    )
     assert refused.rc != 0
     assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr
 
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
-
-

@@ -1,0 +1,1 @@
+"""The ``azcmagent`` command line (reference §1)."""

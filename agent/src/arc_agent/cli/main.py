@@ -1,0 +1,67 @@
+"""Entry point of ``azcmagent``: parse, run one command, render its result or its AZCM error."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from arc_agent import __version__
+from arc_agent.cli import about
+from arc_agent.cli.commands import Handler, available_commands
+from arc_agent.cli.context import Context
+from arc_agent.cli.options import CommonOptions, flag_present, resolve
+from arc_agent.cli.output import write_error, write_result
+from arc_agent.cli.parser import build_parsers
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.logsetup import configure_logging
+from arc_agent.paths import AgentPaths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``azcmagent`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    stdout, stderr = sys.stdout, sys.stderr
+    # Until the arguments are parsed, decide the error format from the raw argv.
+    options = CommonOptions(
+        json=flag_present(args, "--json", "j"), verbose=flag_present(args, "--verbose", "v")
+    )
+    try:
+        parsers = build_parsers(available_commands())
+        namespace = parsers[""].parse_args(args)
+        options = resolve(namespace)
+        logger = configure_logging(verbose=options.verbose, stream=stderr if options.log_stderr else None)
+        ctx = Context(
+            args=namespace,
+            options=options,
+            paths=AgentPaths.from_env(os.environ),
+            parsers=parsers,
+        )
+        handler: Handler
+        if namespace.version:
+            handler = about.version
+        elif namespace.command is None:
+            handler = about.help_text
+        else:
+            handler = namespace.handler
+        logger.debug("azcmagent %s: running %s", __version__, namespace.command or "help")
+        write_result(handler(ctx), as_json=options.json, stdout=stdout)
+        return 0
+    except AzcmError as error:
+        write_error(error, as_json=options.json, stdout=stdout, stderr=stderr)
+        return error.code
+    except KeyboardInterrupt:
+        cancelled = AzcmError(ErrorCode.USER_CANCELLED, "cancelled by the user")
+        write_error(cancelled, as_json=options.json, stdout=stdout, stderr=stderr)
+        return cancelled.code
+    except Exception as exc:
+        if options.verbose:
+            traceback.print_exc(file=stderr)
+        unexpected = AzcmError(ErrorCode.UNKNOWN, f"unexpected error: {exc.__class__.__name__}: {exc}")
+        write_error(unexpected, as_json=options.json, stdout=stdout, stderr=stderr)
+        return unexpected.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""HTTP glue for himds: a threading HTTP server on loopback that answers with :class:`HimdsApi`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import socketserver
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.himds.api import HimdsApi, Request, Response, error_response
+
+LOGGER = "arc_agent.himds"
+IDLE_TIMEOUT_SECONDS = 30
+
+
+class HimdsServer(ThreadingHTTPServer):
+    """One thread per connection; IPv4 or IPv6 chosen from the bind address."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], api: HimdsApi) -> None:
+        self.api = api
+        self.logger = logging.getLogger(LOGGER)
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, HimdsRequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would do a reverse DNS lookup (getfqdn) of the bind address.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.logger.exception("error while serving %s", client_address)
+
+
+class HimdsRequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "himds"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT_SECONDS
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        server = self.server
+        assert isinstance(server, HimdsServer)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        request = Request(method=self.command, target=self.path, headers=headers)
+        try:
+            response = server.api.handle(request)
+        except Exception:
+            server.logger.exception("error handling %s %s", self.command, self.path)
+            response = error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "server_error", "Internal error")
+        # Request bodies are never read, so only a bodiless, successful exchange keeps the
+        # connection open for the next request.
+        has_body = "content-length" in headers or "transfer-encoding" in headers
+        self._write(response, close=has_body or response.status != HTTPStatus.OK)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed requests (bad request line, huge headers, ...) also get a JSON error body."""
+        status = HTTPStatus(code)
+        self.log_error("code %d, message %s", code, message)
+        error = "server_error" if code >= 500 else "invalid_request"
+        self._write(error_response(status, error, message or status.phrase), close=True)
+
+    def _write(self, response: Response, *, close: bool) -> None:
+        payload = json.dumps(response.body).encode("utf-8")
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logging.getLogger(LOGGER).debug("%s %s", self.address_string(), format % args)
+
+
+def serve(api: HimdsApi, bind: str, port: int, logger: logging.Logger) -> None:
+    """Serve until SIGTERM or SIGINT, then return (the caller exits 0)."""
+    try:
+        server = HimdsServer((bind, port), api)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise AzcmError(
+            ErrorCode.INITIALIZATION_FAILED, f"cannot listen on {bind}:{port}: {reason}"
+        ) from None
+
+    def stop(signum: int) -> None:
+        logger.info("received %s, stopping", signal.Signals(signum).name)
+        server.shutdown()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever() to return, so it must not run on this thread.
+        threading.Thread(target=stop, args=(signum,), daemon=True).start()
+
+    with server:
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            logger.info("himds listening on http://%s:%d", *server.server_address[:2])
+            server.serve_forever()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    logger.info("himds stopped")

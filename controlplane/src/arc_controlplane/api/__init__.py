@@ -1,0 +1,1 @@
+"""HTTP API routers, one module per resource (later: the ARM ``Microsoft.HybridCompute`` subset)."""

@@ -1,0 +1,162 @@
+"""The ``arc-controlplane`` command: ``serve``, ``ca show``, ``--version``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from arc_controlplane import __version__
+from arc_controlplane.errors import ControlPlaneError, UsageError
+from arc_controlplane.names import parse_name
+from arc_controlplane.pki import read_ca_certificate
+from arc_controlplane.settings import (
+    DATA_DIR_ENV_VAR,
+    DEFAULT_BIND,
+    DEFAULT_PORT,
+    SYSTEM_DATA_DIR,
+    ExternalTls,
+    ServerSettings,
+    current_default_data_dir,
+    pki_dir_of,
+)
+
+PROG = "arc-controlplane"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+DATA_DIR_HELP = (
+    f"data directory (default: ${DATA_DIR_ENV_VAR} if set, else {SYSTEM_DATA_DIR} when running "
+    "as root, else ~/.local/share/arc-controlplane)"
+)
+
+
+class StopRequested(Exception):
+    """SIGTERM arrived: stop and exit 0."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+def _name(value: str) -> str:
+    try:
+        return str(parse_name(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _directory(value: str) -> Path:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a directory")
+    return Path(value).expanduser()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="The hybridops.arc control plane.", allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the control plane over HTTPS",
+        description=(
+            "Serve the control plane over HTTPS. Without --cert/--key, a CA of its own and a server "
+            "certificate signed by it are created in DATA_DIR/pki on first start and reused later; "
+            "clients trust DATA_DIR/pki/ca.pem (see 'arc-controlplane ca show')."
+        ),
+        allow_abbrev=False,
+    )
+    serve.add_argument("--data-dir", type=_directory, metavar="DIR", help=DATA_DIR_HELP)
+    serve.add_argument(
+        "--bind", type=_name, default=DEFAULT_BIND, metavar="ADDR", help=f"address (default {DEFAULT_BIND})"
+    )
+    serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
+    serve.add_argument("--cert", type=Path, metavar="FILE", help="PEM server certificate to use as it is")
+    serve.add_argument("--key", type=Path, metavar="FILE", help="PEM private key of --cert (unencrypted)")
+    serve.add_argument(
+        "--san",
+        type=_name,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extra DNS name or IP address for the generated server certificate (repeatable)",
+    )
+
+    ca = commands.add_parser("ca", help="the control plane's CA", allow_abbrev=False)
+    ca_commands = ca.add_subparsers(dest="ca_command", metavar="COMMAND", required=True)
+    show = ca_commands.add_parser("show", help="print the CA certificate (PEM)", allow_abbrev=False)
+    show.add_argument("--data-dir", type=_directory, metavar="DIR", help=DATA_DIR_HELP)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    if (args.cert is None) != (args.key is None):
+        raise UsageError("--cert and --key must be given together")
+    if args.cert is not None and args.san:
+        raise UsageError("--san names go into the generated certificate; it cannot be used with --cert")
+    external = ExternalTls(args.cert, args.key) if args.cert is not None else None
+    return ServerSettings(
+        data_dir=args.data_dir or current_default_data_dir(),
+        bind=args.bind,
+        port=args.port,
+        external_tls=external,
+        extra_names=tuple(args.san),
+    )
+
+
+@contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        raise StopRequested
+
+    previous = signal.signal(signal.SIGTERM, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.command == "serve":
+        settings = settings_from_args(args)
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+        # Imported here so that `ca show` and `--help` stay fast (no FastAPI, no uvicorn).
+        from arc_controlplane.server import serve
+
+        with _sigterm_stops():
+            serve(settings)
+    elif args.command == "ca" and args.ca_command == "show":
+        data_dir = args.data_dir or current_default_data_dir()
+        sys.stdout.buffer.write(read_ca_certificate(pki_dir_of(data_dir)))
+        sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``arc-controlplane``; return the exit code (2 usage, 1 runtime error, 0 otherwise)."""
+    try:
+        run(build_parser().parse_args(argv))
+    except UsageError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 2
+    except ControlPlaneError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+    except (StopRequested, KeyboardInterrupt):
+        return 0
+    return 0

@@ -1,0 +1,93 @@
+"""Runs the application over HTTPS with uvicorn on a socket we bind ourselves.
+
+Binding first turns "address in use" and similar into one clear error instead of uvicorn's
+log-and-exit, and lets the start-up log line name the real address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+
+import uvicorn
+
+from arc_controlplane import __version__
+from arc_controlplane.app import create_app
+from arc_controlplane.errors import ControlPlaneError
+from arc_controlplane.names import server_names
+from arc_controlplane.pki import ServerTls, check_key_pair, ensure_server_tls
+from arc_controlplane.settings import ServerSettings
+
+LOG = logging.getLogger(__name__)
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def prepare_tls(settings: ServerSettings) -> ServerTls:
+    """The operator's certificate as it is, or the managed CA and server certificate."""
+    external = settings.external_tls
+    if external is not None:
+        check_key_pair(external.cert_file, external.key_file)
+        return ServerTls(external.cert_file, external.key_file, ca_file=None)
+    try:
+        names = server_names(settings.bind, socket.gethostname(), settings.extra_names)
+    except ValueError as exc:
+        raise ControlPlaneError(str(exc)) from None
+    return ensure_server_tls(settings.pki_dir, names)
+
+
+def open_listener(bind: str, port: int) -> socket.socket:
+    try:
+        try:
+            ip = ipaddress.ip_address(bind)
+        except ValueError:
+            family, _, _, _, address = socket.getaddrinfo(bind, port, type=socket.SOCK_STREAM)[0]
+            return socket.create_server(address[:2], family=family, backlog=2048)
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        dualstack = ip.version == 6 and ip.is_unspecified and socket.has_dualstack_ipv6()
+        return socket.create_server((bind, port), family=family, backlog=2048, dualstack_ipv6=dualstack)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ControlPlaneError(f"cannot listen on {bind}:{port}: {reason}") from None
+
+
+def uvicorn_config(settings: ServerSettings, tls: ServerTls) -> uvicorn.Config:
+    """A loaded uvicorn configuration for HTTPS only, TLS 1.2 at least."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.bind,
+        port=settings.port,
+        ssl_certfile=str(tls.cert_file),
+        ssl_keyfile=str(tls.key_file),
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    try:
+        config.load()
+    except (OSError, ssl.SSLError) as exc:
+        raise ControlPlaneError(f"cannot load the TLS certificate {tls.cert_file}: {exc}") from None
+    assert config.ssl is not None
+    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    return config
+
+
+def serve(settings: ServerSettings) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    tls = prepare_tls(settings)
+    listener = open_listener(settings.bind, settings.port)
+    with listener:
+        config = uvicorn_config(settings, tls)
+        host = f"[{settings.bind}]" if ":" in settings.bind else settings.bind
+        trust = f"CA certificate: {tls.ca_file}" if tls.ca_file else f"certificate: {tls.cert_file}"
+        LOG.info(
+            "arc-controlplane %s listening on https://%s:%d (%s)", __version__, host, settings.port, trust
+        )
+        server = uvicorn.Server(config)
+        server.run(sockets=[listener])
+        if not server.started:
+            raise ControlPlaneError("the server did not start; see the messages above")

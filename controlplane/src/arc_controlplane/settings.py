@@ -1,0 +1,54 @@
+"""Server settings: built once from the command line, then passed down (never read globally)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_DIR_ENV_VAR = "ARC_CONTROLPLANE_DATA_DIR"
+SYSTEM_DATA_DIR = Path("/var/lib/arc-controlplane")
+DEFAULT_BIND = "127.0.0.1"
+DEFAULT_PORT = 8443
+
+
+def default_data_dir(environ: Mapping[str, str], euid: int, home: Path) -> Path:
+    """``$ARC_CONTROLPLANE_DATA_DIR``, else the system directory for root, else one under ``home``."""
+    configured = environ.get(DATA_DIR_ENV_VAR, "")
+    if configured:
+        return Path(configured)
+    if euid == 0:
+        return SYSTEM_DATA_DIR
+    return home / ".local" / "share" / "arc-controlplane"
+
+
+def pki_dir_of(data_dir: Path) -> Path:
+    return data_dir / "pki"
+
+
+@dataclass(frozen=True)
+class ExternalTls:
+    """A certificate and key given by the operator, used as they are."""
+
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    data_dir: Path
+    bind: str = DEFAULT_BIND
+    port: int = DEFAULT_PORT
+    external_tls: ExternalTls | None = None
+    extra_names: tuple[str, ...] = ()
+    """``--san`` values: more names for the generated server certificate."""
+
+    @property
+    def pki_dir(self) -> Path:
+        return pki_dir_of(self.data_dir)
+
+
+def current_default_data_dir() -> Path:
+    """The default for this process (reads the environment and the effective user id)."""
+    return default_data_dir(os.environ, os.geteuid(), Path.home())
