@@ -219,6 +219,13 @@ cmd_down() {
   pids=$(pgrep -f "systemd-nspawn .*-D $STATE_DIR/h[0-9]+/root" || true)
   for p in $pids; do stop_pid "$p" & done
   wait
+  # A crash that killed systemd-nspawn itself leaves the container running on its own (its
+  # systemd even survives SIGTERM by re-executing). Find such processes by their root mount,
+  # one of our overlays, and kill them: killing a PID namespace's init ends all of it.
+  local orphans
+  orphans=$(awk -v upper="upperdir=$STATE_DIR/h" '$5 == "/" && index($0, upper) { split(FILENAME, p, "/"); print p[3]; nextfile }' \
+    /proc/[0-9]*/mountinfo 2>/dev/null || true)
+  for p in $orphans; do kill -KILL "$p" 2>/dev/null || true; done
   if [ -d "$STATE_DIR" ]; then
     for d in "$STATE_DIR"/h*; do [ -d "$d" ] && host_down "$d" & done
     wait

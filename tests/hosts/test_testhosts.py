@@ -1,0 +1,130 @@
+"""The test-host script, tested for real: hosts boot systemd, are isolated, and a crashed run
+leaves nothing behind once the next run starts or `down` runs.
+
+Needs root and the tools of testhosts.sh (make deps); run by `make test` through `make hosts-check`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import pytest
+
+TESTHOSTS = str(pathlib.Path(__file__).resolve().parent / "testhosts.sh")
+STATE = pathlib.Path(os.environ.get("ARC_TESTHOSTS_STATE", "/var/lib/hybridops-arc/testhosts"))
+
+
+def run(*args: str) -> str:
+    return subprocess.run([TESTHOSTS, *args], check=True, capture_output=True, text=True).stdout
+
+
+def ssh(host: dict[str, str], command: str) -> str:
+    return subprocess.run(
+        [
+            "ssh", "-i", host["key"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "ProxyCommand=ip netns exec arc-ctl socat - TCP:%h:%p",
+            f"root@{host['address']}", command,
+        ],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+
+
+def our_namespaces() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith("arc-")}
+
+
+def our_mounts() -> list[str]:
+    return [
+        line.split()[1]
+        for line in pathlib.Path("/proc/mounts").read_text().splitlines()
+        if str(STATE) in line
+    ]
+
+
+def processes_rooted_in_hosts() -> dict[int, str]:
+    """Processes whose root file system is a test host's overlay, with that host's name."""
+    found = {}
+    marker = f"upperdir={STATE}/"
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            mounts = (proc / "mountinfo").read_text()
+        except OSError:
+            continue
+        for line in mounts.splitlines():
+            fields = line.split()
+            if fields[4] == "/" and marker in line:
+                found[int(proc.name)] = line.split(marker, 1)[1].split("/", 1)[0]
+                break
+    return found
+
+
+@pytest.fixture(scope="module")
+def two_hosts():
+    run("up", "2")
+    yield json.loads(run("hosts-json"))
+    run("down")
+
+
+def test_hosts_boot_systemd_with_their_own_identity(two_hosts):
+    seen = set()
+    for host in two_hosts:
+        assert ssh(host, "ps -p 1 -o comm=") == "systemd"
+        assert ssh(host, "systemctl is-system-running --wait") == "running"
+        assert ssh(host, "hostname") == host["name"]
+        assert ssh(host, "systemctl is-active sshd") == "active"
+        seen.add(ssh(host, "cat /etc/machine-id"))
+    assert len(seen) == 2, "every host needs its own machine id"
+
+
+def test_hosts_reach_each_other_and_nothing_else(two_hosts):
+    h1, h2 = two_hosts
+    assert ssh(h1, f"timeout 3 bash -c 'echo > /dev/tcp/{h2['address']}/22' && echo open") == "open"
+    routes = ssh(h1, "ip route")
+    assert "default" not in routes
+    # No route out: the kernel refuses before any packet is sent.
+    assert ssh(h1, "ip route get 192.0.2.1 2>&1 || true").startswith(
+        "RTNETLINK answers: Network is unreachable"
+    )
+    # And from the root namespace the whole test range is blackholed.
+    root_routes = subprocess.run(["ip", "route"], check=True, capture_output=True, text=True).stdout
+    assert "blackhole 10.200.0.0/24" in root_routes
+
+
+def test_inventory_names_every_host(two_hosts):
+    inventory = pathlib.Path(run("inventory").strip()).read_text()
+    for host in two_hosts:
+        assert f"{host['name']} ansible_host={host['address']}" in inventory
+    assert "socat - TCP:%h:%p" in inventory
+
+
+def test_a_crashed_run_is_cleaned_up_by_the_next_one():
+    run("up", "2")
+    # Crash: systemd-nspawn of h2 dies without a clean poweroff, its container keeps running,
+    # and the inventory is lost.
+    nspawn = int((STATE / "h2" / "pid").read_text())
+    os.kill(nspawn, signal.SIGKILL)
+    time.sleep(0.5)
+    (STATE / "inventory.ini").unlink()
+    assert "h2" in processes_rooted_in_hosts().values(), "the orphaned container should still run here"
+
+    run("up", "1")
+    assert our_namespaces() == {"arc-ctl", "arc-h1"}
+    assert run("status").split() == ["h1", "running"]
+    assert not any(
+        pid for pid in processes_rooted_in_hosts() if f"{STATE}/h2/" in os.readlink(f"/proc/{pid}/root")
+    )
+
+    run("down")
+    assert our_namespaces() == set()
+    assert our_mounts() == []
+    assert processes_rooted_in_hosts() == {}
+    assert not list(STATE.glob("h*"))
