@@ -17,6 +17,8 @@ missing=()
 for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")
 done
+# The control plane's tests start a throwaway PostgreSQL server from Debian's package.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} = 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "install-system-deps: need root to install: ${missing[*]}" >&2

@@ -6,6 +6,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from postgres import PostgresServer
 
 
 def controlplane_command() -> list[str]:
@@ -102,3 +104,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("controlplane") / "data")
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    directory = Path(tempfile.mkdtemp(prefix="arc-cp-pg-"))
+    server = PostgresServer.start(directory, free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test that takes this runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'controlplane.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()

@@ -11,7 +11,7 @@ from arc_controlplane import __version__
 from arc_controlplane.cli import main
 from arc_controlplane.names import server_names
 from arc_controlplane.pki import ensure_server_tls
-from arc_controlplane.server import uvicorn_config
+from arc_controlplane.server import build_context, uvicorn_config
 from arc_controlplane.settings import ServerSettings, default_data_dir
 
 
@@ -118,7 +118,9 @@ def test_default_data_dir() -> None:
 def test_uvicorn_config_is_https_with_tls_1_2_minimum(tmp_path: Path) -> None:
     settings = ServerSettings(data_dir=tmp_path)
     tls = ensure_server_tls(settings.pki_dir, server_names("127.0.0.1", "h", []))
-    config = uvicorn_config(settings, tls)
+    ctx = build_context(settings)
+    config = uvicorn_config(ctx, tls)
+    ctx.db.dispose()
     assert config.ssl is not None
     assert config.ssl.minimum_version == ssl.TLSVersion.TLSv1_2
     assert config.ssl_certfile == str(tmp_path / "pki" / "server.pem")

@@ -6,12 +6,18 @@ from fastapi import FastAPI
 
 from arc_controlplane import __version__
 from arc_controlplane.api import health
-from arc_controlplane.settings import ServerSettings
+from arc_controlplane.arm.errors import install_error_handlers
+from arc_controlplane.audit import AuditMiddleware
+from arc_controlplane.context import AppContext
+from arc_controlplane.limits import BodyLimitMiddleware
 
 
-def create_app(settings: ServerSettings) -> FastAPI:
-    """A new application for ``settings``; nothing is created at import time."""
+def create_app(ctx: AppContext) -> FastAPI:
+    """A new application serving ``ctx``; nothing is created at import time."""
     app = FastAPI(title="hybridops.arc control plane", version=__version__)
-    app.state.settings = settings
+    app.state.ctx = ctx
+    install_error_handlers(app)
     app.include_router(health.create_router())
+    app.add_middleware(AuditMiddleware, db=ctx.db, clock=ctx.clock)
+    app.add_middleware(BodyLimitMiddleware)
     return app

@@ -90,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cert", type=Path, metavar="FILE", help="PEM server certificate to use as it is")
     serve.add_argument("--key", type=Path, metavar="FILE", help="PEM private key of --cert (unencrypted)")
     serve.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="database: sqlite:///PATH (default: DATA_DIR/controlplane.db) or postgresql+psycopg://USER@HOST/DB",
+    )
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="how clients reach this server, e.g. https://cp.example:8443 (default: https://BIND:PORT)",
+    )
+    serve.add_argument(
         "--san",
         type=_name,
         action="append",
@@ -117,6 +127,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         port=args.port,
         external_tls=external,
         extra_names=tuple(args.san),
+        database_url=args.database_url,
+        public_url=args.public_url,
     )
 
 

@@ -13,10 +13,18 @@ import socket
 import ssl
 
 import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from arc_controlplane import __version__
 from arc_controlplane.app import create_app
+from arc_controlplane.auth.keys import load_or_create_signing_key
+from arc_controlplane.auth.tokens import TokenIssuer
+from arc_controlplane.context import AppContext
+from arc_controlplane.db.engine import Database, validate_database_url
+from arc_controlplane.db.migrate import upgrade
 from arc_controlplane.errors import ControlPlaneError
+from arc_controlplane.fsutil import ensure_private_dir
 from arc_controlplane.names import server_names
 from arc_controlplane.pki import ServerTls, check_key_pair, ensure_server_tls
 from arc_controlplane.settings import ServerSettings
@@ -53,10 +61,33 @@ def open_listener(bind: str, port: int) -> socket.socket:
         raise ControlPlaneError(f"cannot listen on {bind}:{port}: {reason}") from None
 
 
-def uvicorn_config(settings: ServerSettings, tls: ServerTls) -> uvicorn.Config:
+def open_database(settings: ServerSettings) -> Database:
+    """The database, migrated to the newest schema (SQLite file in DATA_DIR by default)."""
+    url = validate_database_url(settings.effective_database_url())
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        ensure_private_dir(settings.data_dir)
+        db = Database.open(url)
+        upgrade(db.engine)
+    except (OSError, SQLAlchemyError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise ControlPlaneError(f"cannot open the database {shown}: {reason}") from None
+    return db
+
+
+def build_context(settings: ServerSettings) -> AppContext:
+    """Everything the application needs: database, token signing key, public URL."""
+    db = open_database(settings)
+    key = load_or_create_signing_key(settings.keys_dir)
+    tokens = TokenIssuer(key, settings.effective_public_url(socket.getfqdn()))
+    return AppContext(settings=settings, db=db, tokens=tokens)
+
+
+def uvicorn_config(ctx: AppContext, tls: ServerTls) -> uvicorn.Config:
     """A loaded uvicorn configuration for HTTPS only, TLS 1.2 at least."""
+    settings = ctx.settings
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(ctx),
         host=settings.bind,
         port=settings.port,
         ssl_certfile=str(tls.cert_file),
@@ -79,9 +110,10 @@ def uvicorn_config(settings: ServerSettings, tls: ServerTls) -> uvicorn.Config:
 def serve(settings: ServerSettings) -> None:
     """Serve until SIGINT or SIGTERM."""
     tls = prepare_tls(settings)
+    ctx = build_context(settings)
     listener = open_listener(settings.bind, settings.port)
     with listener:
-        config = uvicorn_config(settings, tls)
+        config = uvicorn_config(ctx, tls)
         host = f"[{settings.bind}]" if ":" in settings.bind else settings.bind
         trust = f"CA certificate: {tls.ca_file}" if tls.ca_file else f"certificate: {tls.cert_file}"
         LOG.info(

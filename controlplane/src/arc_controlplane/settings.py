@@ -43,10 +43,30 @@ class ServerSettings:
     external_tls: ExternalTls | None = None
     extra_names: tuple[str, ...] = ()
     """``--san`` values: more names for the generated server certificate."""
+    database_url: str | None = None
+    """``--database-url``; None means the SQLite file DATA_DIR/controlplane.db."""
+    public_url: str | None = None
+    """``--public-url``: how clients reach this server (token issuer, discovery); None means
+    ``https://<bind>:<port>`` (the host name when bound to all addresses)."""
 
     @property
     def pki_dir(self) -> Path:
         return pki_dir_of(self.data_dir)
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'controlplane.db'}"
+
+    def effective_public_url(self, hostname: str) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = hostname if self.bind in ("0.0.0.0", "::") else self.bind
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.port}"
 
 
 def current_default_data_dir() -> Path:

@@ -1,0 +1,83 @@
+"""ARM error bodies: ``{"error": {"code": ..., "message": ...}}`` for every failure of a
+management call, validation errors and unknown routes included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ArmError(Exception):
+    """A failed management call: HTTP status, ARM error code, message for the caller."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def not_found(kind: str, resource_id: str) -> ArmError:
+    code = "ResourceGroupNotFound" if kind == "resourceGroup" else "ResourceNotFound"
+    return ArmError(404, code, f"The {kind} '{resource_id}' was not found.")
+
+
+def error_response(error: ArmError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for err in errors[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+_STATUS_CODES = {
+    400: "BadRequest",
+    401: "AuthenticationFailed",
+    403: "AuthorizationFailed",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    429: "TooManyRequests",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_arm_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ArmError)
+        return error_response(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(ArmError(400, "InvalidRequestContent", _describe(list(exc.errors()))))
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _STATUS_CODES.get(exc.status_code, "Error")
+        message = exc.detail if isinstance(exc.detail, str) else code
+        if exc.status_code == 404:
+            message = f"No route for {request.method} {request.url.path}."
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(ArmError(exc.status_code, code, message, headers))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(ArmError(500, "InternalServerError", "The server met an unexpected error."))
+
+    app.add_exception_handler(ArmError, on_arm_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

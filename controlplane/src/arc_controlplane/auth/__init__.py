@@ -1,0 +1,1 @@
+"""Identities: client secrets, token signing keys and access tokens, roles and scopes."""

@@ -1,0 +1,66 @@
+"""The token signing key: RSA 2048, created once in DATA_DIR/keys, published as a JWKS."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from arc_controlplane.errors import ControlPlaneError
+from arc_controlplane.fsutil import ensure_private_dir, write_atomic
+
+
+def _b64url_uint(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private_key: rsa.RSAPrivateKey
+    kid: str
+
+    def jwk(self) -> dict[str, Any]:
+        numbers = self.private_key.public_key().public_numbers()
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": self.kid,
+            "n": _b64url_uint(numbers.n),
+            "e": _b64url_uint(numbers.e),
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.jwk()]}
+
+
+def _kid_of(key: rsa.RSAPrivateKey) -> str:
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()[:20]).rstrip(b"=").decode()
+
+
+def load_or_create_signing_key(keys_dir: Path) -> SigningKey:
+    path = keys_dir / "token-signing.pem"
+    if path.exists():
+        try:
+            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise ControlPlaneError(f"cannot read the token signing key {path}: {exc}") from None
+        if not isinstance(loaded, rsa.RSAPrivateKey):
+            raise ControlPlaneError(f"{path} is not an RSA private key")
+        return SigningKey(loaded, _kid_of(loaded))
+    ensure_private_dir(keys_dir)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_atomic(path, pem, 0o600)
+    return SigningKey(key, _kid_of(key))

@@ -1,0 +1,31 @@
+"""What every request handler needs, built once per server process and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from arc_controlplane.auth.tokens import TokenIssuer
+from arc_controlplane.clock import Clock, utcnow
+from arc_controlplane.db.engine import Database
+from arc_controlplane.settings import ServerSettings
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: ServerSettings
+    db: Database
+    tokens: TokenIssuer
+    clock: Clock = field(default=utcnow)
+
+
+def get_context(request: Request) -> AppContext:
+    """FastAPI dependency: the application's context."""
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_context)]
+"""Route parameter type for the application's context."""

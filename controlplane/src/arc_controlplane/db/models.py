@@ -1,0 +1,180 @@
+"""The control plane's tables (SQLAlchemy 2, typed).
+
+Resource ids and names are stored as given (for display) and lower-cased (for lookups): ARM
+resource ids and names are case-insensitive. Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that is always timezone-aware UTC, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite returns naive values
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UtcDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime]
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    display_name: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime]
+
+
+class ResourceGroup(Base):
+    __tablename__ = "resource_groups"
+    __table_args__ = (UniqueConstraint("subscription_id", "name_lower"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    name: Mapped[str] = mapped_column(String(90))
+    name_lower: Mapped[str] = mapped_column(String(90))
+    location: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime]
+
+
+class Principal(Base):
+    """A service principal (client id + secret or certificate) or a machine's managed identity."""
+
+    __tablename__ = "principals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    """Object id (``oid`` in tokens)."""
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    app_id: Mapped[str] = mapped_column(String(36), unique=True)
+    """Client id (``appid`` in tokens)."""
+    kind: Mapped[str] = mapped_column(String(32))
+    """``ServicePrincipal`` or ``ManagedIdentity``."""
+    display_name: Mapped[str] = mapped_column(String(256))
+    secret_hash: Mapped[str | None] = mapped_column(String(512), default=None)
+    certificate_pem: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[dt.datetime]
+
+
+class RoleAssignment(Base):
+    __tablename__ = "role_assignments"
+    __table_args__ = (UniqueConstraint("principal_id", "role", "scope_lower"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(String(512))
+    scope_lower: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[dt.datetime]
+
+
+class Machine(Base):
+    """A ``Microsoft.HybridCompute/machines`` resource and what its agent reported."""
+
+    __tablename__ = "machines"
+    __table_args__ = (
+        UniqueConstraint("resource_id_lower"),
+        Index("ix_machines_group", "subscription_id", "resource_group_lower", "name_lower"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_id: Mapped[str] = mapped_column(String(512))
+    resource_id_lower: Mapped[str] = mapped_column(String(512))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    resource_group_lower: Mapped[str] = mapped_column(String(90))
+    name: Mapped[str] = mapped_column(String(54))
+    name_lower: Mapped[str] = mapped_column(String(54))
+    location: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    kind: Mapped[str | None] = mapped_column(String(16), default=None)
+    vm_id: Mapped[str] = mapped_column(String(36), unique=True)
+    """The machine's identity towards the control plane (``vmId``)."""
+    principal_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    """Object id of the machine's system-assigned identity, once connected."""
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """What the agent reports (os*, detectedProperties, hardwareProfile, ...) and PATCHable
+    properties (agentUpgrade, locationData, ...), in ARM shape."""
+    provisioning_state: Mapped[str] = mapped_column(String(32), default="Succeeded")
+    connected: Mapped[bool] = mapped_column(default=False)
+    """An agent has registered (False while ``AwaitingConnection``)."""
+    agent_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    public_key_pem: Mapped[str | None] = mapped_column(Text, default=None)
+    credential_not_after: Mapped[dt.datetime | None] = mapped_column(default=None)
+    host_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    """Fingerprint of the host that registered; another host heartbeating means a clone."""
+    last_heartbeat: Mapped[dt.datetime | None] = mapped_column(default=None)
+    status_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    error_details: Mapped[list[Any]] = mapped_column(default=list)
+    last_status_change: Mapped[dt.datetime]
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    """Bumped whenever there is new work for the agent (long-poll notifications)."""
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Operation(Base):
+    """An asynchronous ARM operation (``Azure-AsyncOperation`` / ``Location`` targets)."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(36))
+    location: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(32))
+    """``InProgress``, ``Succeeded``, ``Failed`` or ``Canceled``."""
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    start_time: Mapped[dt.datetime]
+    end_time: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class AuditEntry(Base):
+    """Who changed what, when, with which result."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[dt.datetime] = mapped_column(index=True)
+    principal_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    principal_name: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(256))
+    target: Mapped[str] = mapped_column(String(512))
+    result: Mapped[str] = mapped_column(String(64))
+    """``Succeeded``, ``Failed``, ``Denied`` (with an HTTP status or reason after a colon)."""
+    detail: Mapped[str] = mapped_column(Text, default="")
