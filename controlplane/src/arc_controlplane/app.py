@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from arc_controlplane import __version__
-from arc_controlplane.api import health
+from arc_controlplane import __version__, agentapi
+from arc_controlplane.api import arm, health, identity
 from arc_controlplane.arm.errors import install_error_handlers
 from arc_controlplane.audit import AuditMiddleware
 from arc_controlplane.context import AppContext
@@ -18,6 +18,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.ctx = ctx
     install_error_handlers(app)
     app.include_router(health.create_router())
+    app.include_router(identity.create_router())
+    app.include_router(arm.create_router())
+    app.include_router(agentapi.create_router())
     app.add_middleware(AuditMiddleware, db=ctx.db, clock=ctx.clock)
     app.add_middleware(BodyLimitMiddleware)
     return app

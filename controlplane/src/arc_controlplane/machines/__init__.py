@@ -1,0 +1,1 @@
+"""Machines: the resource's lifecycle, its status, and its ARM representation."""
