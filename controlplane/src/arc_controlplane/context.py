@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.clock import Clock, utcnow
 from arc_controlplane.db.engine import Database
+from arc_controlplane.machines.notify import Notifier
 from arc_controlplane.settings import ServerSettings
 
 
@@ -19,6 +20,7 @@ class AppContext:
     db: Database
     tokens: TokenIssuer
     clock: Clock = field(default=utcnow)
+    notifier: Notifier = field(default_factory=Notifier)
 
 
 def get_context(request: Request) -> AppContext:
