@@ -98,6 +98,23 @@ def ensure_server_tls(pki_dir: Path, names: ServerNames, now: datetime | None = 
     return ServerTls(files.server_cert, files.server_key, files.ca_cert, ca_created, reason)
 
 
+def ensure_ca(pki_dir: Path, now: datetime | None = None) -> CertificateAuthority:
+    """Create or reuse the control plane's CA in ``pki_dir`` (created 0700); no server certificate.
+
+    ``init`` uses it; the agent API signs machine credentials with it.
+    """
+    moment = now or datetime.now(UTC)
+    files = PkiFiles(pki_dir)
+    try:
+        ensure_private_dir(pki_dir.parent)
+        ensure_private_dir(pki_dir)
+        ca, _ = _load_or_create_ca(files, moment)
+    except OSError as exc:
+        target = exc.filename or pki_dir
+        raise ControlPlaneError(f"cannot set up {target}: {exc.strerror or exc}") from None
+    return ca
+
+
 def read_ca_certificate(pki_dir: Path) -> bytes:
     """The CA certificate PEM, checked to be a certificate."""
     path = PkiFiles(pki_dir).ca_cert
