@@ -25,10 +25,10 @@ install -m 0644 "$top/tools/ansible_test_get_pip.py" "$cache/get_pip_${pip_versi
 # lives outside this git work tree: inside it, ansible-test would ask git for the file list.
 dest=${ARC_ANSIBLE_TEST_DIR:-${TMPDIR:-/tmp}/hybridops-arc.ansible-test}/ansible_collections/hybridops/arc
 mkdir -p "$dest"
-rsync -a --delete \
+rsync -a --delete --delete-excluded \
   --exclude=/.git --exclude=/.venv --exclude=/build --exclude=/agent --exclude=/controlplane \
   --exclude=/benchmarks --exclude=/molecule --exclude=tests/output --exclude=__pycache__ \
-  --exclude=.ruff_cache --exclude=.mypy_cache --exclude=.pytest_cache --exclude='*.tar.gz' \
+  --exclude=.ruff_cache --exclude=.mypy_cache --exclude=.pytest_cache --exclude=.hypothesis --exclude=.schemathesis --exclude='*.tar.gz' \
   "$top/" "$dest/"
 cd "$dest"
 export PATH=$top/.venv/bin:$PATH

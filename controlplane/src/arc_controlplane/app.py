@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from arc_controlplane import __version__, agentapi
 from arc_controlplane.api import arm, health, identity
 from arc_controlplane.arm.errors import install_error_handlers
+from arc_controlplane.arm.paths import ArmPathMiddleware
 from arc_controlplane.audit import AuditMiddleware
 from arc_controlplane.context import AppContext
 from arc_controlplane.limits import BodyLimitMiddleware
@@ -23,4 +24,5 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(agentapi.create_router())
     app.add_middleware(AuditMiddleware, db=ctx.db, clock=ctx.clock)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(ArmPathMiddleware)
     return app

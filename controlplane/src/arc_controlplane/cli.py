@@ -1,4 +1,5 @@
-"""The ``arc-controlplane`` command: ``serve``, ``ca show``, ``--version``."""
+"""The ``arc-controlplane`` command: ``serve``, ``ca show``, ``--version``, and the admin
+commands ``init``, ``sp``, ``role`` and ``audit`` (``admin/commands.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from types import FrameType
 from typing import NoReturn
 
 from arc_controlplane import __version__
+from arc_controlplane.admin.parsers import add_admin_commands
 from arc_controlplane.errors import ControlPlaneError, UsageError
 from arc_controlplane.names import parse_name
 from arc_controlplane.pki import read_ca_certificate
@@ -32,6 +34,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATA_DIR_HELP = (
     f"data directory (default: ${DATA_DIR_ENV_VAR} if set, else {SYSTEM_DATA_DIR} when running "
     "as root, else ~/.local/share/arc-controlplane)"
+)
+
+
+DATABASE_URL_HELP = (
+    "database: sqlite:///PATH (default: DATA_DIR/controlplane.db) or postgresql+psycopg://USER@HOST/DB"
 )
 
 
@@ -92,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--database-url",
         metavar="URL",
-        help="database: sqlite:///PATH (default: DATA_DIR/controlplane.db) or postgresql+psycopg://USER@HOST/DB",
+        help=DATABASE_URL_HELP,
     )
     serve.add_argument(
         "--public-url",
@@ -107,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="extra DNS name or IP address for the generated server certificate (repeatable)",
     )
+
+    store = _Parser(add_help=False)
+    store.add_argument("--data-dir", type=_directory, metavar="DIR", help=DATA_DIR_HELP)
+    store.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
+    add_admin_commands(commands, store, port_type=_port, name_type=_name)
 
     ca = commands.add_parser("ca", help="the control plane's CA", allow_abbrev=False)
     ca_commands = ca.add_subparsers(dest="ca_command", metavar="COMMAND", required=True)
@@ -145,7 +157,12 @@ def _sigterm_stops() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.command == "serve":
+    if getattr(args, "admin_command", None):
+        # Imported here, like the server below: --help and --version need no database code.
+        from arc_controlplane.admin.commands import run_admin
+
+        run_admin(args)
+    elif args.command == "serve":
         settings = settings_from_args(args)
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
         # Imported here so that `ca show` and `--help` stay fast (no FastAPI, no uvicorn).

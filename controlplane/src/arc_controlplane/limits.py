@@ -29,26 +29,35 @@ class BodyLimitMiddleware:
                 if too_big:
                     await self._refuse(scope, receive, send)
                     return
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
+                await self.app(scope, receive, send)
+                return
+        # No Content-Length (chunked): read the body here, at most limit + 1 bytes, and hand it
+        # on whole. Bodies are small, and the app's body parser never sees an oversized one.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = ArmError(413, "RequestEntityTooLarge", f"The request body is larger than {self.limit} bytes.")
         await error_response(error)(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass

@@ -1,9 +1,30 @@
-"""The agent-facing API (ours; see docs/agent-protocol.md)."""
+"""The agent-facing API under ``/agent/v1`` (ours; the contract is docs/agent-protocol.md).
+
+Registration and disconnection are authenticated by a principal's access token; every other
+call by an assertion signed with the machine's own key (``assertions.py``).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from arc_controlplane.agentapi import (
+    credential,
+    disconnect,
+    heartbeat,
+    identity,
+    machine,
+    notifications,
+    register,
+)
+from arc_controlplane.agentapi.services import BASE_PATH, AgentServices
+
 
 def create_router() -> APIRouter:
-    return APIRouter()
+    """The agent API's routes, with their own key cache and CA holder (one per application)."""
+    services = AgentServices.create()
+    router = APIRouter(prefix=BASE_PATH, tags=["agent"])
+    for module in (register, heartbeat, credential, notifications, identity, machine):
+        router.include_router(module.create_router(services))
+    router.include_router(disconnect.create_router())
+    return router

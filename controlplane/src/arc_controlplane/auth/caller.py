@@ -75,6 +75,8 @@ def authenticate(request: Request, ctx: Ctx) -> Caller:
         principal = session.get(Principal, str(claims["oid"]))
         if principal is None:
             raise _unauthenticated("The access token's principal no longer exists.")
+        if principal.tenant_id != str(claims["tid"]):
+            raise _unauthenticated("The access token's tenant is not its principal's tenant.")
         rows = session.scalars(
             select(RoleAssignment).where(RoleAssignment.principal_id == principal.id)
         ).all()

@@ -16,6 +16,7 @@ class Notifier:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._closed = False
 
     def notify(self, vm_id: str) -> None:
         """Wake every waiter of ``vm_id``; safe to call from any thread, or with no one waiting."""
@@ -24,11 +25,28 @@ class Notifier:
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
 
+    def close(self) -> None:
+        """Wake every waiter, and make later waits return at once: the server is stopping.
+
+        Long-polls then answer at once instead of holding the shutdown until they are cancelled.
+        """
+        with self._lock:
+            self._closed = True
+            waiters = [entry for entries in self._waiters.values() for entry in entries]
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def wait(self, vm_id: str, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a notification; True when one came."""
+        """Wait up to ``timeout`` seconds for a notification; True when one came (or on close)."""
         key = vm_id.lower()
         entry = (asyncio.get_running_loop(), asyncio.Event())
         with self._lock:
+            if self._closed:
+                return True
             self._waiters.setdefault(key, set()).add(entry)
         try:
             await asyncio.wait_for(entry[1].wait(), timeout)

@@ -1,0 +1,225 @@
+"""The arguments of the admin subcommands, validated by argparse types.
+
+A mistake in an argument is a one-line usage error (exit 2). This module stays light (no
+database or web framework imports) so that ``arc-controlplane --help`` is fast; the commands
+run in ``admin/commands.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from arc_controlplane.auth.roles import Role, find_role
+from arc_controlplane.settings import DEFAULT_BIND, DEFAULT_PORT
+
+_SCOPE = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}(/resourceGroups/[-\w._()]{1,90})?/?$", re.IGNORECASE)
+SCOPE_FORM = "/subscriptions/<id> or /subscriptions/<id>/resourceGroups/<name>"
+DEFAULT_LOCATION = "westeurope"
+DEFAULT_RESOURCE_GROUP = "arc-servers"
+# ARM's rule, as arm/ids.py has it (that module imports the web framework; a test keeps both equal).
+RESOURCE_GROUP_NAME = re.compile(r"^[-\w._()]{0,89}[-\w_()]$")
+_LOCATION = re.compile(r"^[a-z0-9]{1,64}$")
+MAX_NAME = 120
+MAX_AUDIT_LIMIT = 10_000
+
+
+# -- argument types ---------------------------------------------------------------------------
+
+
+def _role(value: str) -> Role:
+    try:
+        return find_role(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _scope(value: str) -> str:
+    if not _SCOPE.match(value.strip()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a scope: use {SCOPE_FORM}")
+    return value.strip()
+
+
+def _guid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an id (a GUID such as {uuid.uuid4()})") from None
+
+
+def _display_name(value: str) -> str:
+    name = value.strip()
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a name: use 1-{MAX_NAME} printable characters")
+    return name
+
+
+def _location(value: str) -> str:
+    location = value.replace(" ", "").lower()
+    if not _LOCATION.match(location):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a location: use a region name such as westeurope")
+    return location
+
+
+def _resource_group(value: str) -> str:
+    if not RESOURCE_GROUP_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a resource group name: use 1-90 letters, digits, '_', '-', '.', '(' or ')', "
+            "not ending in '.'"
+        )
+    return value
+
+
+def _public_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme == "https" and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or IPv6 address
+        valid = False
+    if not valid or parts.query or parts.fragment or parts.path.strip("/"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a URL of this server: use https://HOST[:PORT]")
+    return value.rstrip("/")
+
+
+def _limit(value: str) -> int:
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_AUDIT_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of entries (1-{MAX_AUDIT_LIMIT})")
+    return limit
+
+
+# -- parsers ----------------------------------------------------------------------------------
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+
+
+def add_admin_commands(
+    commands: argparse._SubParsersAction[Any],
+    store: argparse.ArgumentParser,
+    port_type: Callable[[str], int],
+    name_type: Callable[[str], str],
+) -> None:
+    """Add ``init``, ``sp``, ``role`` and ``audit``; ``store`` holds --data-dir and --database-url."""
+    init = commands.add_parser(
+        "init",
+        parents=[store],
+        help="create the data directory, database, CA, keys, tenant and onboarding principal",
+        description=(
+            "Create everything a new control plane needs and a service principal 'arc-onboarding' with "
+            "the Onboarding role on the new resource group; print its client secret once. Running it "
+            "again changes nothing and shows the ids."
+        ),
+        allow_abbrev=False,
+    )
+    init.add_argument(
+        "--location",
+        type=_location,
+        default=DEFAULT_LOCATION,
+        metavar="REGION",
+        help=f"location of the resource group (default {DEFAULT_LOCATION})",
+    )
+    init.add_argument(
+        "--resource-group",
+        type=_resource_group,
+        default=DEFAULT_RESOURCE_GROUP,
+        metavar="NAME",
+        help=f"resource group that onboarded machines go to (default {DEFAULT_RESOURCE_GROUP})",
+    )
+    init.add_argument(
+        "--public-url",
+        type=_public_url,
+        metavar="URL",
+        help="how clients reach the server, recorded for scripts; give serve the same (default: "
+        "https://BIND:PORT)",
+    )
+    init.add_argument("--bind", type=name_type, metavar="ADDR", help=f"as for serve (default {DEFAULT_BIND})")
+    init.add_argument("--port", type=port_type, help=f"as for serve (default {DEFAULT_PORT})")
+    _json_flag(init)
+    init.set_defaults(admin_command="init")
+
+    sp = commands.add_parser("sp", help="service principals", allow_abbrev=False)
+    sp_commands = sp.add_subparsers(dest="sp_command", metavar="COMMAND", required=True)
+    create = sp_commands.add_parser(
+        "create",
+        parents=[store],
+        help="create a service principal with a role at a scope",
+        description="Create a service principal with a client secret (printed once) or a certificate.",
+        allow_abbrev=False,
+    )
+    create.add_argument("--name", type=_display_name, required=True, help="display name")
+    _role_and_scope(create)
+    create.add_argument(
+        "--certificate",
+        type=Path,
+        metavar="PEMFILE",
+        help="authenticate with this certificate (client_assertion) instead of a secret; only the "
+        "certificate(s) in the file are kept, never a private key",
+    )
+    create.add_argument("--tenant", type=_guid, metavar="ID", help="tenant (default: the one init made)")
+    _json_flag(create)
+    create.set_defaults(admin_command="sp_create")
+
+    listing = sp_commands.add_parser(
+        "list", parents=[store], help="list service principals", allow_abbrev=False
+    )
+    listing.add_argument("--all", action="store_true", help="include the managed identities of machines")
+    _json_flag(listing)
+    listing.set_defaults(admin_command="sp_list")
+
+    delete = sp_commands.add_parser(
+        "delete",
+        parents=[store],
+        help="delete a service principal and its role assignments",
+        allow_abbrev=False,
+    )
+    delete.add_argument("client_id", type=_guid, metavar="CLIENT_ID", help="client id (or object id)")
+    _json_flag(delete)
+    delete.set_defaults(admin_command="sp_delete")
+
+    role = commands.add_parser("role", help="role assignments", allow_abbrev=False)
+    role_commands = role.add_subparsers(dest="role_command", metavar="COMMAND", required=True)
+    assign_parser = role_commands.add_parser(
+        "assign", parents=[store], help="give a principal a role at a scope", allow_abbrev=False
+    )
+    assign_parser.add_argument(
+        "--principal", type=_guid, required=True, metavar="ID", help="client id or object id"
+    )
+    _role_and_scope(assign_parser)
+    _json_flag(assign_parser)
+    assign_parser.set_defaults(admin_command="role_assign")
+    role_list = role_commands.add_parser(
+        "list", parents=[store], help="list role assignments", allow_abbrev=False
+    )
+    role_list.add_argument("--principal", type=_guid, metavar="ID", help="only this principal's")
+    _json_flag(role_list)
+    role_list.set_defaults(admin_command="role_list")
+
+    audit = commands.add_parser("audit", help="the audit log", allow_abbrev=False)
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    audit_list = audit_commands.add_parser(
+        "list", parents=[store], help="show the newest entries first", allow_abbrev=False
+    )
+    audit_list.add_argument("--limit", type=_limit, default=50, metavar="N", help="how many (default 50)")
+    _json_flag(audit_list)
+    audit_list.set_defaults(admin_command="audit_list")
+
+
+def _role_and_scope(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--role",
+        type=_role,
+        required=True,
+        help="'Azure Connected Machine Onboarding' (onboarding), 'Azure Connected Machine Resource "
+        "Administrator' (resource administrator), Reader or Owner",
+    )
+    parser.add_argument("--scope", type=_scope, required=True, metavar="SCOPE", help=SCOPE_FORM)

@@ -1,0 +1,309 @@
+"""Request and response bodies of the agent API (JSON, camelCase), validated at the edge.
+
+Every request model forbids unknown fields, so a typo is a 400 naming the field rather than a
+silently ignored value. What the agent reports about its machine is accepted only for the
+whitelisted ARM ``MachineProperties`` keys (``machines.registration.REPORTED_PROPERTIES``; a
+test keeps ``MachineReport`` in step with it), in ARM's shape.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
+from pydantic.alias_generators import to_camel
+
+# --- scalar types ------------------------------------------------------------------------------
+
+
+def _guid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("not a GUID (e.g. 00000000-0000-0000-0000-000000000000)") from None
+
+
+_TAG_NAME_FORBIDDEN = re.compile(r"[<>%&\\?/]")
+MAX_TAGS = 50
+
+
+def _tags(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    for name, tag_value in value.items():
+        if not 1 <= len(name) <= 512 or _TAG_NAME_FORBIDDEN.search(name):
+            raise ValueError(f"tag name {name[:40]!r} is invalid: 1-512 characters, none of < > % & \\ ? /")
+        if len(tag_value) > 256:
+            raise ValueError(f"the value of tag {name[:40]!r} is longer than 256 characters")
+    return value
+
+
+Guid = Annotated[str, StringConstraints(max_length=64), AfterValidator(_guid)]
+"""A GUID in any accepted spelling, normalised to lower case with hyphens."""
+Text = Annotated[str, StringConstraints(max_length=1024)]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+Tags = Annotated[dict[str, str], AfterValidator(_tags)]
+HostId = Annotated[str, StringConstraints(min_length=8, max_length=128, pattern=r"^[!-~]+$")]
+"""Printable ASCII without spaces: an opaque, stable fingerprint of the host."""
+AgentVersion = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z.+_-]+$")]
+Location = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]*$")
+]
+PublicKeyPem = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Count = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+
+
+class AgentModel(BaseModel):
+    """A request body: camelCase names, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel)
+
+
+class AgentResponse(BaseModel):
+    """A response body: camelCase names."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+# --- machine properties in ARM shape (S:models.tsp MachineProperties) ----------------------------
+
+
+class ServiceStatus(AgentModel):
+    status: ShortText | None = None
+    startup_type: ShortText | None = None
+
+
+class ServiceStatuses(AgentModel):
+    extension_service: ServiceStatus | None = None
+    guest_configuration_service: ServiceStatus | None = None
+
+
+class Processor(AgentModel):
+    name: ShortText | None = None
+    number_of_cores: Count | None = None
+
+
+class HardwareProfile(AgentModel):
+    total_physical_memory_in_bytes: Count | None = None
+    number_of_cpu_sockets: Count | None = None
+    processors: list[Processor] | None = Field(default=None, max_length=1024)
+
+
+class Subnet(AgentModel):
+    address_prefix: ShortText | None = None
+
+
+class IpAddress(AgentModel):
+    address: ShortText | None = None
+    ip_address_version: ShortText | None = None
+    subnet: Subnet | None = None
+
+
+class NetworkInterface(AgentModel):
+    mac_address: ShortText | None = None
+    id: ShortText | None = None
+    name: ShortText | None = None
+    ip_addresses: list[IpAddress] | None = Field(default=None, max_length=256)
+
+
+class NetworkProfile(AgentModel):
+    network_interfaces: list[NetworkInterface] | None = Field(default=None, max_length=256)
+
+
+class FirmwareProfile(AgentModel):
+    serial_number: ShortText | None = None
+    type: ShortText | None = None
+
+
+class CloudMetadata(AgentModel):
+    provider: ShortText | None = None
+
+
+class ConfigurationExtension(AgentModel):
+    publisher: ShortText | None = None
+    type: ShortText | None = None
+
+
+class AgentConfiguration(AgentModel):
+    proxy_url: Text | None = None
+    incoming_connections_ports: list[ShortText] | None = Field(default=None, max_length=1024)
+    extensions_allow_list: list[ConfigurationExtension] | None = Field(default=None, max_length=1024)
+    extensions_block_list: list[ConfigurationExtension] | None = Field(default=None, max_length=1024)
+    proxy_bypass: list[ShortText] | None = Field(default=None, max_length=64)
+    extensions_enabled: ShortText | None = None
+    guest_configuration_enabled: ShortText | None = None
+    config_mode: ShortText | None = None
+
+
+class MachineReport(AgentModel):
+    """What the agent detected about its machine: the whitelisted ARM property keys.
+
+    In a registration, the full report; in a heartbeat's ``changes``, only what changed, where
+    ``null`` removes a property.
+    """
+
+    os_name: ShortText | None = None
+    os_type: ShortText | None = None
+    os_version: ShortText | None = None
+    os_sku: ShortText | None = None
+    os_edition: ShortText | None = None
+    machine_fqdn: ShortText | None = None
+    display_name: ShortText | None = None
+    domain_name: ShortText | None = None
+    ad_fqdn: ShortText | None = None
+    dns_fqdn: ShortText | None = None
+    vm_uuid: Guid | None = None
+    detected_properties: dict[ShortText, Text] | None = Field(default=None, max_length=256)
+    hardware_profile: HardwareProfile | None = None
+    network_profile: NetworkProfile | None = None
+    firmware_profile: FirmwareProfile | None = None
+    cloud_metadata: CloudMetadata | None = None
+    agent_configuration: AgentConfiguration | None = None
+    service_statuses: ServiceStatuses | None = None
+    mssql_discovered: ShortText | None = None
+
+    def arm_properties(self) -> dict[str, Any]:
+        """The properties as stored and shown in ARM: camelCase, only what was given."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def arm_changes(self) -> dict[str, Any]:
+        """The keys given (even as ``null``) with their new values; ``None`` means "remove"."""
+        given = self.arm_properties()
+        return {to_camel(name): given.get(to_camel(name)) for name in self.model_fields_set}
+
+
+class ErrorAdditionalInfo(AgentModel):
+    type: ShortText
+    info: dict[str, Any] | None = None
+
+
+class InnerErrorDetail(AgentModel):
+    code: ShortText
+    message: Text
+    target: ShortText | None = None
+    additional_info: list[ErrorAdditionalInfo] | None = Field(default=None, max_length=16)
+
+
+class ErrorDetail(AgentModel):
+    """An ARM error object (two levels deep at most)."""
+
+    code: ShortText
+    message: Text
+    target: ShortText | None = None
+    details: list[InnerErrorDetail] | None = Field(default=None, max_length=16)
+    additional_info: list[ErrorAdditionalInfo] | None = Field(default=None, max_length=16)
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+Cloud = Literal["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"]
+
+
+class RegisterRequest(AgentModel):
+    subscription_id: ShortText
+    resource_group: ShortText
+    resource_name: ShortText
+    location: Location
+    tenant_id: Guid
+    tags: Tags = Field(default_factory=dict)
+    cloud: Cloud = "AzureCloud"
+    correlation_id: Guid | None = None
+    public_key: PublicKeyPem
+    host_id: HostId
+    agent_version: AgentVersion
+    properties: MachineReport = Field(default_factory=MachineReport)
+
+
+class HeartbeatRequest(AgentModel):
+    host_id: HostId
+    agent_version: AgentVersion
+    service_statuses: ServiceStatuses | None = None
+    error_details: list[ErrorDetail] = Field(default_factory=list, max_length=16)
+    changes: MachineReport | None = None
+
+
+class RenewCredentialRequest(AgentModel):
+    host_id: HostId
+    public_key: PublicKeyPem | None = None
+
+
+class IdentityTokenRequest(AgentModel):
+    resource: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+class Credential(AgentResponse):
+    certificate: str = Field(description="PEM X.509 certificate over the machine's key, CN = vmId")
+    not_after: str = Field(description="End of validity, ISO 8601 UTC (e.g. 2026-01-31T12:00:00Z)")
+
+
+class RegisterResponse(AgentResponse):
+    resource_id: str
+    vm_id: str
+    tenant_id: str
+    principal_id: str
+    location: str
+    generation: int
+    credential: Credential
+    heartbeat_interval_seconds: int
+    assertion_audience: str = Field(description="The 'aud' of the machine's assertions")
+
+
+class HeartbeatResponse(AgentResponse):
+    heartbeat_interval_seconds: int
+    renew_credential: StrictBool
+    generation: int
+
+
+class RenewCredentialResponse(AgentResponse):
+    credential: Credential
+
+
+class NotificationResponse(AgentResponse):
+    generation: int
+
+
+class MachineView(AgentResponse):
+    resource_id: str
+    vm_id: str
+    generation: int
+    tags: dict[str, Any]
+    agent_upgrade: dict[str, Any] | None
+
+
+class IdentityTokenResponse(BaseModel):
+    """Azure's managed-identity token response (snake_case, times as strings of epoch seconds)."""
+
+    access_token: str
+    expires_on: str
+    expires_in: str
+    not_before: str
+    resource: str
+    token_type: Literal["Bearer"]
+
+
+class DisconnectResponse(AgentResponse):
+    resource_id: str
+
+
+class ArmErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """``{"error": {"code", "message"}}``, as every failure answers."""
+
+    error: ArmErrorBody

@@ -1,0 +1,104 @@
+"""The ARM JSON of a machine (``Microsoft.HybridCompute/machines``), as Machines_Get answers it.
+
+The envelope and the properties that the control plane owns (status, provisioning state, agent
+version, vmId, error details, identity) come from the ``Machine`` columns; the status follows
+from :func:`machine_status` at the moment of reading. What the agent reports and what users set
+(``osName``, ``detectedProperties``, ``agentUpgrade``, ``locationData``...) lives in
+``Machine.properties`` in ARM shape and is copied from there, known property names only. The
+properties of ``ALWAYS`` are present in every answer, ``null`` when unknown, as in the
+Machines_Get example (S:stable/2025-01-13/examples/machine/Machines_Get.json); the optional
+ones appear when they have a value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from arc_controlplane.arm.ids import MACHINE_TYPE
+from arc_controlplane.arm.times import iso8601
+from arc_controlplane.db.models import Machine
+from arc_controlplane.machines.status import machine_status
+
+ALWAYS = (
+    "displayName",
+    "machineFqdn",
+    "vmUuid",
+    "osName",
+    "osType",
+    "osVersion",
+    "osSku",
+    "osEdition",
+    "domainName",
+    "adFqdn",
+    "dnsFqdn",
+    "locationData",
+    "osProfile",
+    "cloudMetadata",
+    "agentUpgrade",
+    "agentConfiguration",
+    "serviceStatuses",
+    "detectedProperties",
+    "hardwareProfile",
+    "firmwareProfile",
+    "networkProfile",
+    "mssqlDiscovered",
+    "privateLinkScopeResourceId",
+    "parentClusterResourceId",
+)
+"""Stored properties that every answer carries (``null`` when absent)."""
+
+OPTIONAL = (
+    "storageProfile",
+    "licenseProfile",
+    "identityKeyStore",
+    "tpmEkCertificate",
+    "hardwareResourceId",
+)
+"""Stored properties that answers carry only when they have a value."""
+
+
+def client_public_key(machine: Machine) -> str | None:
+    """The registered key as ARM shows it (base64 of the DER), else the one given at creation."""
+    if machine.public_key_pem:
+        lines = machine.public_key_pem.strip().splitlines()
+        return "".join(line.strip() for line in lines if line.strip() and not line.startswith("-----"))
+    value = (machine.properties or {}).get("clientPublicKey")
+    return value if isinstance(value, str) else None
+
+
+def machine_view(machine: Machine, now: dt.datetime) -> dict[str, Any]:
+    """The machine resource at ``now``."""
+    status = machine_status(machine, now)
+    stored = machine.properties or {}
+    properties: dict[str, Any] = {
+        "provisioningState": machine.provisioning_state,
+        "status": status.status,
+        "statusReason": status.status_reason,
+        "lastStatusChange": iso8601(status.last_status_change),
+        "agentVersion": machine.agent_version,
+        "errorDetails": machine.error_details or None,
+        "vmId": machine.vm_id,
+        "clientPublicKey": client_public_key(machine),
+    }
+    for name in ALWAYS:
+        properties[name] = stored.get(name)
+    for name in OPTIONAL:
+        if stored.get(name) is not None:
+            properties[name] = stored[name]
+    view: dict[str, Any] = {
+        "id": machine.resource_id,
+        "name": machine.name,
+        "type": MACHINE_TYPE,
+        "location": machine.location,
+        "tags": machine.tags or {},
+        "kind": machine.kind,
+    }
+    if machine.principal_id:
+        view["identity"] = {
+            "type": "SystemAssigned",
+            "principalId": machine.principal_id,
+            "tenantId": machine.tenant_id,
+        }
+    view["properties"] = properties
+    return view
