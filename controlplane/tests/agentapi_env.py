@@ -7,7 +7,6 @@ that no token endpoint is needed), and direct reads and writes of machine rows.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from agent_client import AgentClient
+from auditwait import audit_entries
 from conftest import Server, ca_context, start_server
 from postgres import PostgresServer
 from sqlalchemy import select
@@ -146,21 +146,7 @@ class AgentApiEnv:
             return session.get(Principal, principal_id)
 
     def audit_entries(self, target: str, count: int) -> list[AuditEntry]:
-        """The audit entries about ``target``, once there are ``count`` of them.
-
-        The server writes an entry just after it has sent the response, so wait a little.
-        """
-        deadline = time.monotonic() + 5
-        while True:
-            with self.db.session() as session:
-                entries = list(
-                    session.scalars(
-                        select(AuditEntry).where(AuditEntry.target == target).order_by(AuditEntry.id)
-                    )
-                )
-            if len(entries) >= count or time.monotonic() > deadline:
-                return entries
-            time.sleep(0.02)
+        return audit_entries(self.db, target, count)
 
 
 def new_name() -> str:

@@ -8,7 +8,6 @@ created it), so these tests do not depend on the token endpoint.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from auditwait import audit_entries
 from conftest import Server, ca_context, start_server
 from postgres import PostgresServer
 from sqlalchemy import select
@@ -172,19 +172,7 @@ class ArmEnv:
             return session.get(Principal, principal_id) is not None
 
     def audit_entries(self, target: str, count: int) -> list[AuditEntry]:
-        """The audit entries about ``target``, once there are ``count`` of them: the server writes
-        an entry just after it sends the response, so the newest may lag a moment."""
-        deadline = time.monotonic() + 5
-        while True:
-            with self.db.session() as session:
-                entries = list(
-                    session.scalars(
-                        select(AuditEntry).where(AuditEntry.target == target).order_by(AuditEntry.id)
-                    )
-                )
-            if len(entries) >= count or time.monotonic() > deadline:
-                return entries
-            time.sleep(0.02)
+        return audit_entries(self.db, target, count)
 
 
 def error_of(reply: httpx.Response) -> dict[str, str]:
