@@ -162,15 +162,7 @@ def create_principal(
         now,
         f"name={name}; credential={credential}",
     )
-    assign_role(session, principal, role.name, checked.value, now)
-    record(
-        session,
-        actor,
-        "roleAssignment/create",
-        checked.value,
-        now,
-        f"role={role.name}; principal={principal.app_id}",
-    )
+    _assign_and_record(session, principal, role, checked, actor, now)
     thumbprints = tuple(certificate.thumbprint for certificate in certificates or ())
     return CreatedPrincipal(_info(session, principal), created.client_secret, checked, thumbprints)
 
@@ -220,19 +212,27 @@ def assign(
     """Give a principal ``role`` at ``scope``; True if it is new (assigning twice changes nothing)."""
     principal = _find(session, principal_id)
     checked = check_scope(session, scope, principal.tenant_id)
+    row, created = _assign_and_record(session, principal, role, checked, actor, now)
+    return _assignment(row, principal), created
+
+
+def _assign_and_record(
+    session: Session, principal: Principal, role: Role, scope: Scope, actor: str, now: dt.datetime
+) -> tuple[RoleAssignment, bool]:
+    """Assign ``role`` at ``scope`` and audit it; True if the assignment is new (no entry otherwise)."""
     before = {(row.role, row.scope_lower) for row in assignments_of(session, principal)}
-    row = assign_role(session, principal, role.name, checked.value, now)
+    row = assign_role(session, principal, role.name, scope.value, now)
     created = (row.role, row.scope_lower) not in before
     if created:
         record(
             session,
             actor,
             "roleAssignment/create",
-            checked.value,
+            scope.value,
             now,
             f"role={role.name}; principal={principal.app_id}",
         )
-    return _assignment(row, principal), created
+    return row, created
 
 
 def list_assignments(session: Session, principal_id: str | None = None) -> list[Assignment]:
