@@ -12,9 +12,6 @@ from typing import Any
 
 import pytest
 from armenv import HC, ArmEnv, arm_environment, error_of
-from azure.core.credentials import AccessToken
-from azure.mgmt.hybridcompute import HybridComputeManagementClient
-from azure.mgmt.hybridcompute.models import MachineUpdate
 from conftest import ca_context
 
 from arc_controlplane.auth.principals import create_managed_identity
@@ -510,32 +507,3 @@ def test_a_chunked_oversized_body_is_413(arm: ArmEnv) -> None:
         connection.close()
     assert set(body) == {"error"}
     assert status == 413
-
-
-class StaticCredential:
-    """A TokenCredential for Azure's SDK that hands out one token."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(self.token, int((dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).timestamp()))
-
-
-def test_azure_sdk_reads_updates_lists_and_deletes(arm: ArmEnv) -> None:
-    arm.call("PUT", arm.machine(GROUP, "sdk-host"), json={"location": "eastus", "tags": {"a": "1"}})
-    client = HybridComputeManagementClient(
-        StaticCredential(arm.callers["admin"].token),
-        arm.subscription_id,
-        base_url=arm.server.url(""),
-        connection_verify=str(arm.server.ca_file),
-    )
-    with client:
-        machine = client.machines.get(GROUP, "sdk-host")
-        assert machine.properties is not None
-        assert (machine.name, machine.properties.status) == ("sdk-host", "AwaitingConnection")
-        updated = client.machines.update(GROUP, "sdk-host", MachineUpdate(tags={"b": "2"}))
-        assert updated.tags == {"b": "2"}
-        assert "sdk-host" in [m.name for m in client.machines.list_by_resource_group(GROUP)]
-        client.machines.begin_delete(GROUP, "sdk-host").result()
-    assert arm.machine_row(GROUP, "sdk-host") is None
