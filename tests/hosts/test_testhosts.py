@@ -78,7 +78,8 @@ def test_hosts_boot_systemd_with_their_own_identity(two_hosts):
     seen = set()
     for host in two_hosts:
         assert ssh(host, "ps -p 1 -o comm=") == "systemd"
-        assert ssh(host, "systemctl is-system-running --wait") == "running"
+        state = ssh(host, "systemctl is-system-running --wait || systemctl --failed --no-legend")
+        assert state == "running", f"{host['name']} did not boot cleanly: {state}"
         assert ssh(host, "hostname") == host["name"]
         assert ssh(host, "systemctl is-active sshd") == "active"
         seen.add(ssh(host, "cat /etc/machine-id"))

@@ -35,7 +35,7 @@ MAX_HOSTS=200
 # Everything the hosts need is baked in: they have no network to install from.
 ROOTFS_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,procps,ca-certificates
 # Bump when the customisation below changes, so cached root file systems are rebuilt.
-ROOTFS_RECIPE=3
+ROOTFS_RECIPE=4
 
 CONTROLPLANE_PORT=${ARC_TESTHOSTS_CONTROLPLANE_PORT:-8443}
 
@@ -95,8 +95,10 @@ MaxSessions 100
 EOF
   # Each host gets its own machine id at boot (written per host in host_up).
   : >"$tmp/etc/machine-id"
-  # Nothing to do for these in a container without consoles or network configuration.
-  chroot "$tmp" systemctl mask getty@tty1.service serial-getty@ttyS0.service \
+  # Nothing to do for these in a container without consoles or network configuration;
+  # systemd-remount-fs has no fstab to apply (the overlay is mounted by us) and was seen to
+  # fail now and then at boot, leaving the host 'degraded'.
+  chroot "$tmp" systemctl mask getty@tty1.service serial-getty@ttyS0.service systemd-remount-fs.service \
     systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer >/dev/null 2>&1 || true
   recipe_stamp >"$tmp/.hybridops-recipe"
   rm -rf "$ROOTFS"
