@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import os
@@ -209,17 +210,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=2000, help="target heartbeats per second")
-    parser.add_argument("--duration", type=float, default=20, help="seconds of load")
-    parser.add_argument("--clients", type=int, default=2, help="load generator processes")
-    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections per client")
-    parser.add_argument("--database-url", help="default: SQLite in a temporary data directory")
-    args = parser.parse_args()
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(timeout=20)
 
-    work = Path(tempfile.mkdtemp(prefix="arc-bench-hb-"))
+
+def measure(
+    args: argparse.Namespace, work: Path, cleanup: contextlib.ExitStack
+) -> tuple[list[dict[str, Any]], float, float]:
+    """Start a control plane, register the agents, run the load; what the clients saw."""
     port = free_port()
     db = ["--database-url", args.database_url] if args.database_url else []
     data = work / "data"
@@ -231,47 +230,75 @@ def main() -> int:
             text=True,
         ).stdout
     )
-    log = (work / "serve.log").open("wb")
+    log = cleanup.enter_context((work / "serve.log").open("wb"))
     server = subprocess.Popen(
         [*cli(), "serve", "--data-dir", str(data), *db, "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    cleanup.callback(stop, server)
     base = f"https://127.0.0.1:{port}"
     ca = data / "pki" / "ca.pem"
     ctx = tls_context(ca)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", context=ctx, timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit((work / "serve.log").read_text()) from None
-                time.sleep(0.1)
-        token = onboarding_token(base, init, ctx)
-        t0 = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            agents = list(pool.map(lambda i: register(base, init, token, ctx, i), range(args.agents)))
-        registration_s = time.monotonic() - t0
-        requests = [request_bytes(f"127.0.0.1:{port}", agent) for agent in agents]
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/healthz", context=ctx, timeout=2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit((work / "serve.log").read_text()) from None
+            time.sleep(0.1)
+    token = onboarding_token(base, init, ctx)
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        agents = list(pool.map(lambda i: register(base, init, token, ctx, i), range(args.agents)))
+    registration_s = time.monotonic() - t0
+    requests = [request_bytes(f"127.0.0.1:{port}", agent) for agent in agents]
 
-        share = [requests[i :: args.clients] for i in range(args.clients)]
-        start_at = time.time() + 2.0
-        cpu_before = cpu_seconds(server.pid)
-        jobs = [
-            (port, str(ca), share[i], args.rate / args.clients, args.duration, args.connections, start_at)
-            for i in range(args.clients)
-        ]
-        with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
-            results = pool.map(run_client, jobs)
-        server_cpu = cpu_seconds(server.pid) - cpu_before
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
+    share = [requests[i :: args.clients] for i in range(args.clients)]
+    start_at = time.time() + 2.0
+    cpu_before = cpu_seconds(server.pid)
+    jobs = [
+        (port, str(ca), share[i], args.rate / args.clients, args.duration, args.connections, start_at)
+        for i in range(args.clients)
+    ]
+    with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
+        results = pool.map(run_client, jobs)
+    server_cpu = cpu_seconds(server.pid) - cpu_before
+    return results, registration_s, server_cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=2000, help="target heartbeats per second")
+    parser.add_argument("--duration", type=float, default=20, help="seconds of load")
+    parser.add_argument("--clients", type=int, default=2, help="load generator processes")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections per client")
+    database = parser.add_mutually_exclusive_group()
+    database.add_argument("--database-url", help="default: SQLite in a temporary data directory")
+    database.add_argument(
+        "--postgresql",
+        action="store_true",
+        help="start a throwaway PostgreSQL server (Debian's postgresql package, defaults kept) and use it",
+    )
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="arc-bench-hb-"))
+    with contextlib.ExitStack() as cleanup:  # undone in reverse: server, database, files
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        if args.postgresql:
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "controlplane" / "tests"))
+            from postgres import PostgresServer  # the test suite's throwaway server
+
+            # Its own directory (PostgresServer.start hands it to the postgres user).
+            postgres = PostgresServer.start(
+                Path(tempfile.mkdtemp(prefix="arc-bench-pg-")), free_port(), durable=True
+            )
+            cleanup.callback(postgres.stop)
+            args.database_url = postgres.new_database()
+        results, registration_s, server_cpu = measure(args, work, cleanup)
 
     latencies = [x for r in results for x in r["latencies"]]
     statuses: dict[str, int] = {}

@@ -40,7 +40,8 @@ class PostgresServer:
     port: int
 
     @classmethod
-    def start(cls, directory: Path, port: int) -> PostgresServer:
+    def start(cls, directory: Path, port: int, *, durable: bool = False) -> PostgresServer:
+        """Start a new cluster; ``durable`` keeps PostgreSQL's fsync (benchmarks), tests go without."""
         directory.mkdir(parents=True, exist_ok=True)
         data = directory / "data"
         if os.geteuid() == 0:
@@ -51,9 +52,9 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off -c max_connections=200"
-        )
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c max_connections=200"
+        if not durable:
+            options += " -c fsync=off"
         subprocess.run(
             _as_postgres(
                 [_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(directory / "log"), "-w", "start"]

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import datetime as dt
 import hashlib
 import hmac
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import jwt
 import pytest
-from agent_client import new_key
+from agent_client import AgentClient, new_key
 from agentapi_env import AgentApiEnv, utcnow
+from conftest import ca_context
 
 pytest_plugins = ["agentapi_plugin"]  # the agent_api fixture: one server per database
 
@@ -165,7 +169,7 @@ def test_missing_or_garbled_assertions_are_401(agent_api: AgentApiEnv, authoriza
     assert error_code(reply) == "InvalidAssertion"
 
 
-@pytest.mark.parametrize("vm_id", [str(uuid.uuid4()), "not-a-guid", "x" * 300])
+@pytest.mark.parametrize("vm_id", ["6c0f4d38-45c3-4a4e-9f4b-7d0b5a1f2e90", "not-a-guid", "x" * 300])
 def test_unknown_machines_are_401(agent_api: AgentApiEnv, vm_id: str) -> None:
     agent = agent_api.agent()
     agent.vm_id = vm_id
@@ -277,3 +281,59 @@ def test_fifteen_minutes_without_heartbeat_is_disconnected_and_a_heartbeat_heals
     status = agent_api.status(agent.vm_id)
     assert status.status == "Connected"
     assert status.last_status_change >= before
+
+
+def chunked(body: dict[str, Any]) -> Iterator[bytes]:
+    """A body without Content-Length: such a heartbeat is answered by the framework's route."""
+    yield json.dumps(body).encode()
+
+
+def test_heartbeats_answered_before_and_by_the_framework_are_alike(agent_api: AgentApiEnv) -> None:
+    """Well-formed heartbeats take the fast path; the same with a chunked body goes through the
+    framework. Both must give the same answers, refusals included."""
+    agent = agent_api.connected_agent()
+    url = f"/agent/v1/machines/{agent.vm_id}/heartbeat"
+    body = {"hostId": agent.host_id, "agentVersion": "1.50.0"}
+    stranger = agent_api.agent()
+    cases: list[tuple[dict[str, Any], dict[str, str], int]] = [
+        (body, agent.headers(), 200),
+        (body, stranger.headers(vm_id=agent.vm_id), 401),  # signed with another key
+        ({**body, "hostId": "clone-host"}, agent.headers(), 429),
+    ]
+    for payload, headers, status in cases:
+        fast = agent_api.http.post(url, json=payload, headers=headers)
+        framework = agent_api.http.post(
+            url, content=chunked(payload), headers={**headers, "Content-Type": "application/json"}
+        )
+        assert (fast.status_code, framework.status_code) == (status, status), (fast.text, framework.text)
+        assert fast.json() == framework.json()
+        for header in ("content-type", "www-authenticate", "retry-after"):
+            assert fast.headers.get(header) == framework.headers.get(header), header
+
+
+def test_concurrent_heartbeats_of_many_machines_and_a_clone(agent_api: AgentApiEnv) -> None:
+    """Heartbeats that arrive together are written together; each still gets its own answer."""
+    agents = [agent_api.connected_agent() for _ in range(12)]
+    original = agents[0]
+    clone = agent_api.agent(host_id=f"clone-{uuid.uuid4().hex}")
+    clone.key, clone.vm_id = original.key, original.vm_id
+    since = utcnow()
+    senders = [*agents, clone] * 4
+    tls = ca_context(agent_api.server.ca_file)
+
+    def send(sender: AgentClient) -> int:
+        with httpx.Client(base_url=str(agent_api.http.base_url), verify=tls, timeout=30) as http:
+            return http.post(
+                f"/agent/v1/machines/{sender.vm_id}/heartbeat",
+                json={"hostId": sender.host_id, "agentVersion": "1.50.0"},
+                headers=sender.headers(),
+            ).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(send, senders))
+    assert statuses == [429 if sender is clone else 200 for sender in senders]
+    for agent in agents:
+        machine = agent_api.machine(agent.vm_id)
+        assert machine is not None and machine.last_heartbeat is not None and machine.last_heartbeat >= since
+    assert agent_api.status(original.vm_id).status_reason == "Cloned"
+    assert agent_api.status(agents[1].vm_id).status_reason is None

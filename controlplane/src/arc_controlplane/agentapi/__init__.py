@@ -20,11 +20,11 @@ from arc_controlplane.agentapi import (
 from arc_controlplane.agentapi.services import BASE_PATH, AgentServices
 
 
-def create_router() -> APIRouter:
-    """The agent API's routes, with their own key cache and CA holder (one per application)."""
-    services = AgentServices.create()
+def create_router(services: AgentServices, heartbeats: heartbeat.Heartbeats) -> APIRouter:
+    """The agent API's routes over ``services`` (one per application; the caller closes it)."""
     router = APIRouter(prefix=BASE_PATH, tags=["agent"])
-    for module in (register, heartbeat, credential, notifications, identity, machine):
+    for module in (register, credential, notifications, identity, machine):
         router.include_router(module.create_router(services))
+    router.include_router(heartbeat.create_router(heartbeats))
     router.include_router(disconnect.create_router())
     return router

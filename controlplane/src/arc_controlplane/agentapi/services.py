@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
@@ -23,6 +23,7 @@ from arc_controlplane.agentapi.assertions import (
 from arc_controlplane.agentapi.models import ErrorResponse
 from arc_controlplane.agentapi.snapshot import MachineSnapshot, machine_query, machine_update
 from arc_controlplane.context import AppContext, get_context
+from arc_controlplane.db.models import Machine
 from arc_controlplane.machines.credentials import CaLoader
 from arc_controlplane.machines.status import HEARTBEAT_INTERVAL
 
@@ -37,6 +38,7 @@ VmId = Annotated[str, Path(alias="vmId", description="The machine's vmId (from i
 class AgentServices:
     """State the agent routes keep for the life of one application (never module-global)."""
 
+    ctx: AppContext
     verifier: AssertionVerifier
     ca: CaLoader
     read: Select[Any]
@@ -44,16 +46,24 @@ class AgentServices:
     update: Update
     """Writes a snapshot's changes (``MachineSnapshot.save``)."""
     sqlite_writer: threading.Lock
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    """What ``close`` stops (the routes' writer threads)."""
 
     @classmethod
-    def create(cls) -> AgentServices:
+    def create(cls, ctx: AppContext) -> AgentServices:
         return cls(
+            ctx,
             AssertionVerifier(PublicKeyCache()),
             CaLoader(),
             machine_query(),
             machine_update(),
             threading.Lock(),
         )
+
+    def close(self) -> None:
+        """Stop what the routes started; called once the server stops taking requests."""
+        while self.closers:
+            self.closers.pop()()
 
     @contextmanager
     def writing(self, ctx: AppContext) -> Iterator[None]:
@@ -83,17 +93,40 @@ class AgentServices:
 
         Also names the machine as the actor in the audit log.
         """
-        token = assertion_of(request)
+        snapshot = self.authenticate_assertion(connection, assertion_of(request), ctx, vm_id, now, query)
+        name_actor(request, snapshot.machine)
+        return snapshot
+
+    def authenticate_assertion(
+        self,
+        connection: Connection,
+        token: str,
+        ctx: AppContext,
+        vm_id: str,
+        now: dt.datetime,
+        query: Select[Any] | None = None,
+    ) -> MachineSnapshot:
+        """As ``authenticate``, for an assertion taken from its request already (any thread)."""
         canonical = canonical_vm_id(vm_id)
         if canonical is None:
             raise unknown_machine(vm_id[:64])
         snapshot = MachineSnapshot.load(connection, self.read if query is None else query, canonical)
+        return self.check_assertion(snapshot, token, ctx, canonical, now)
+
+    def check_assertion(
+        self, snapshot: MachineSnapshot | None, token: str, ctx: AppContext, vm_id: str, now: dt.datetime
+    ) -> MachineSnapshot:
+        """``snapshot`` (the machine read for ``vm_id``, None if there is none) if ``token`` is a
+        valid assertion of it; else 401 (or 404 when there is no such machine)."""
         if snapshot is None:
-            raise unknown_machine(canonical)
-        machine = snapshot.machine
-        self.verifier.verify(token, machine, agent_audience(ctx), now)
-        request.state.arc_audit_actor = f"machine {machine.name} ({machine.vm_id})"
+            raise unknown_machine(vm_id[:64])
+        self.verifier.verify(token, snapshot.machine, agent_audience(ctx), now)
         return snapshot
+
+
+def name_actor(request: Request, machine: Machine) -> None:
+    """Name the machine as the actor of ``request`` in the audit log."""
+    request.state.arc_audit_actor = f"machine {machine.name} ({machine.vm_id})"
 
 
 def agent_audience(ctx: AppContext) -> str:

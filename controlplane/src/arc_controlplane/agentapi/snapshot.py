@@ -54,6 +54,12 @@ def machine_query(*extra: InstrumentedAttribute[Any], for_update: bool = False) 
     return query.with_for_update() if for_update else query
 
 
+def machines_query(*extra: InstrumentedAttribute[Any], for_update: bool = False) -> Select[Any]:
+    """As ``machine_query``, for the machines whose vmIds are in the list ``:vm_ids``."""
+    query = select(*BASE_COLUMNS, *extra).where(Machine.vm_id.in_(bindparam("vm_ids", expanding=True)))
+    return query.with_for_update() if for_update else query
+
+
 def machine_update() -> Update:
     """UPDATE of one machine: the SET clause is made of the columns given at execution."""
     return update(Machine).where(Machine.id == bindparam(_ROW_ID))
@@ -74,6 +80,19 @@ class MachineSnapshot:
         loaded = dict(row._mapping)
         return cls(Machine(**loaded), loaded)
 
+    @classmethod
+    def load_many(
+        cls, connection: Connection, query: Select[Any], vm_ids: list[str]
+    ) -> dict[str, MachineSnapshot]:
+        """The machines of ``vm_ids`` that exist, by vmId, read with ``query`` (``machines_query``)."""
+        if not vm_ids:
+            return {}
+        snapshots = {}
+        for row in connection.execute(query, {"vm_ids": vm_ids}):
+            loaded = dict(row._mapping)
+            snapshots[loaded["vm_id"]] = cls(Machine(**loaded), loaded)
+        return snapshots
+
     def changes(self) -> dict[str, Any]:
         """Every column set to a new value: loaded ones that differ, and any other one set."""
         columns = Machine.__table__.c  # attribute names are column names in models.py
@@ -88,3 +107,15 @@ class MachineSnapshot:
         changed = self.changes()
         if changed:
             connection.execute(statement, {_ROW_ID: self.machine.id, **changed})
+
+    @staticmethod
+    def save_many(connection: Connection, snapshots: list[MachineSnapshot], statement: Update) -> None:
+        """Write the changes of every snapshot: one executemany per set of changed columns."""
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for snapshot in snapshots:
+            changed = snapshot.changes()
+            if changed:
+                row = {_ROW_ID: snapshot.machine.id, **changed}
+                by_columns.setdefault(tuple(sorted(changed)), []).append(row)
+        for rows in by_columns.values():
+            connection.execute(statement, rows)
