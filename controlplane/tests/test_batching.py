@@ -50,28 +50,36 @@ class Recorder:
         return [f"wrote {item}" for item in items]
 
 
+def behind_a_held_batch(
+    writer: BatchedWrites[str, str], work: Recorder, first: str, rest: list[str]
+) -> list[str | BaseException]:
+    """Submit ``first``, and ``rest`` while the writer is held inside ``first``'s transaction."""
+    assert work.hold is not None
+
+    async def scenario() -> list[str | BaseException]:
+        head = asyncio.ensure_future(writer.run(first))
+        while not work.batches:
+            await asyncio.sleep(0.01)
+        tail = asyncio.ensure_future(submit_all(writer, rest))
+        await asyncio.sleep(0.2)
+        assert work.hold is not None
+        work.hold.set()
+        return [await head, *await tail]
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        writer.close()
+
+
 async def submit_all(writer: BatchedWrites[str, str], items: list[str]) -> list[str | BaseException]:
     return await asyncio.gather(*(writer.run(item) for item in items), return_exceptions=True)
 
 
 def test_items_that_arrive_together_share_one_transaction(db: Database) -> None:
-    hold = threading.Event()
-    work = Recorder(hold=hold)
+    work = Recorder(hold=threading.Event())
     writer: BatchedWrites[str, str] = BatchedWrites(db.engine, work, order_by=str)
-
-    async def scenario() -> list[str | BaseException]:
-        first = asyncio.ensure_future(writer.run("first"))
-        while not work.batches:  # the writer is inside the first transaction, held there
-            await asyncio.sleep(0.01)
-        rest = asyncio.ensure_future(submit_all(writer, [f"item-{i:02d}" for i in range(40)]))
-        await asyncio.sleep(0.2)
-        hold.set()
-        return [await first, *await rest]
-
-    try:
-        results = asyncio.run(scenario())
-    finally:
-        writer.close()
+    results = behind_a_held_batch(writer, work, "first", [f"item-{i:02d}" for i in range(40)])
     assert results == ["wrote first", *[f"wrote item-{i:02d}" for i in range(40)]]
     assert work.batches[0] == ["first"]
     assert work.batches[1:] == [[f"item-{i:02d}" for i in range(40)]], "the 40 waiting items make one batch"
@@ -79,23 +87,9 @@ def test_items_that_arrive_together_share_one_transaction(db: Database) -> None:
 
 
 def test_an_item_whose_work_raises_fails_alone(db: Database) -> None:
-    hold = threading.Event()
-    work = Recorder(fail_on="bad", hold=hold)
+    work = Recorder(fail_on="bad", hold=threading.Event())
     writer: BatchedWrites[str, str] = BatchedWrites(db.engine, work, order_by=str)
-
-    async def scenario() -> list[str | BaseException]:
-        first = asyncio.ensure_future(writer.run("a-first"))
-        while not work.batches:
-            await asyncio.sleep(0.01)
-        rest = asyncio.ensure_future(submit_all(writer, ["c", "bad", "b"]))
-        await asyncio.sleep(0.2)
-        hold.set()
-        return [await first, *await rest]
-
-    try:
-        results = asyncio.run(scenario())
-    finally:
-        writer.close()
+    results = behind_a_held_batch(writer, work, "a-first", ["c", "bad", "b"])
     assert results[0] == "wrote a-first"
     assert results[1] == "wrote c"
     assert isinstance(results[2], ValueError) and str(results[2]) == "cannot write bad"

@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arc_controlplane.agentapi.heartbeat import Heartbeats
 from arc_controlplane.agentapi.models import HeartbeatRequest
 from arc_controlplane.agentapi.services import BASE_PATH
 from arc_controlplane.arm.errors import ArmError, error_response
+from arc_controlplane.limits import replaying
 
 _PATH = re.compile(re.escape(BASE_PATH) + r"/machines/([^/]{1,100})/heartbeat")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -52,7 +53,7 @@ class HeartbeatFastPath:
         try:
             request = HeartbeatRequest.model_validate_json(body)
         except ValidationError:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         try:
             answer = await self.heartbeats.answer(match[1], assertion, request)
@@ -76,16 +77,3 @@ async def _read(receive: Receive, length: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
