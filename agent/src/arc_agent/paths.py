@@ -25,7 +25,17 @@ class AgentPaths:
     himds_socket: Path
     log_dir: Path
     agent_config: Path
+    """The connection state (``state.py``): which resource this machine is; root-owned, 0644."""
     local_config: Path
+    """The ``azcmagent config`` settings (``localconfig.py``)."""
+    identity_key: Path
+    """The machine's private key (PEM): mode 0640, root:himds; never leaves the machine."""
+    identity_cert: Path
+    """The credential: the control plane's certificate over that key (PEM)."""
+    control_plane_ca: Path
+    """The control plane's CA certificate as given at connect time (copied here)."""
+    himds_status: Path
+    """What himds last learnt (heartbeat, status, errors), written by himds, read by ``show``."""
     systemd_env_file: Path
 
     @classmethod
@@ -45,6 +55,10 @@ class AgentPaths:
             log_dir=state_dir / "log",
             agent_config=state_dir / "agentconfig.json",
             local_config=state_dir / "localconfig.json",
+            identity_key=state_dir / "certs" / "identity.key",
+            identity_cert=state_dir / "certs" / "identity.crt",
+            control_plane_ca=state_dir / "certs" / "controlplane-ca.pem",
+            himds_status=state_dir / "himds-status.json",
             systemd_env_file=root / "lib" / "systemd" / "system.conf.d" / "azcmagent.conf",
         )
 
