@@ -32,6 +32,7 @@ from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.db.engine import Database
 from arc_controlplane.db.models import AuditEntry, Machine, Principal, ResourceGroup
 from arc_controlplane.machines.status import MachineStatus, machine_status
+from arc_controlplane.machines.timing import DEFAULT_TIMING, Timing
 
 DATABASES = ["sqlite", "postgresql"]
 RESOURCE_GROUP = "Arc-Servers"
@@ -49,6 +50,8 @@ class AgentApiEnv:
     http: httpx.Client
     tenant_id: str
     subscription_id: str
+    timing: Timing = DEFAULT_TIMING
+    """The server's (``serve --heartbeat-interval``): what ``status`` derives with."""
     _tokens: dict[tuple[str | None, str | None, str | None], str] = field(default_factory=dict)
 
     @property
@@ -133,7 +136,7 @@ class AgentApiEnv:
     def status(self, vm_id: str) -> MachineStatus:
         machine = self.machine(vm_id)
         assert machine is not None
-        return machine_status(machine, utcnow())
+        return machine_status(machine, utcnow(), self.timing)
 
     def update_machine(self, vm_id: str, **values: Any) -> None:
         with self.db.session() as session:
@@ -153,15 +156,25 @@ def new_name() -> str:
     return f"host-{uuid.uuid4().hex[:10]}"
 
 
-def start_env(database: str, base: Path, request: pytest.FixtureRequest) -> Iterator[AgentApiEnv]:
-    """One server for a test module; the database is a new SQLite file or PostgreSQL database."""
+def start_env(
+    database: str, base: Path, request: pytest.FixtureRequest, heartbeat_interval: int | None = None
+) -> Iterator[AgentApiEnv]:
+    """One server for a test module; the database is a new SQLite file or PostgreSQL database.
+
+    ``heartbeat_interval`` is given to ``serve --heartbeat-interval`` (default: the server's).
+    """
     if database == "sqlite":
         url = f"sqlite:///{base / 'controlplane.db'}"
     else:
         postgres: PostgresServer = request.getfixturevalue("postgres_server")
         url = postgres.new_database()
     data_dir = base / "data"
-    server = start_server(data_dir, ["--database-url", url])
+    extra = ["--database-url", url]
+    timing = DEFAULT_TIMING
+    if heartbeat_interval is not None:
+        extra += ["--heartbeat-interval", str(heartbeat_interval)]
+        timing = Timing.every(heartbeat_interval)
+    server = start_server(data_dir, extra)
     db = Database.open(url)
     tokens = TokenIssuer(load_or_create_signing_key(data_dir / "keys"), f"https://127.0.0.1:{server.port}")
     tenant_id, subscription_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -181,7 +194,7 @@ def start_env(database: str, base: Path, request: pytest.FixtureRequest) -> Iter
         )
     http = httpx.Client(base_url=server.url(""), verify=ca_context(server.ca_file), timeout=30)
     try:
-        yield AgentApiEnv(server, db, tokens, http, tenant_id, subscription_id)
+        yield AgentApiEnv(server, db, tokens, http, tenant_id, subscription_id, timing)
     finally:
         http.close()
         server.stop()

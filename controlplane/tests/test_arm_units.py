@@ -19,6 +19,7 @@ from arc_controlplane.auth.caller import Caller
 from arc_controlplane.auth.roles import MACHINES_READ, find_role
 from arc_controlplane.db.models import Machine
 from arc_controlplane.machines.lifecycle import MachineChanges, apply_changes, changed_properties, merge_patch
+from arc_controlplane.machines.timing import DEFAULT_TIMING
 from arc_controlplane.machines.view import machine_view
 
 SUB = "0b8f7d4e-1c2a-4b5e-9f00-aa11bb22cc33"
@@ -176,6 +177,7 @@ def test_view_of_a_registered_machine() -> None:
             properties={"osName": "linux", "storageProfile": {"disks": []}, "secret": "x"},
         ),
         NOW,
+        DEFAULT_TIMING,
     )
     assert view["identity"] == {"type": "SystemAssigned", "principalId": "p", "tenantId": "t"}
     properties = view["properties"]

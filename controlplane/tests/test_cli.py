@@ -8,7 +8,7 @@ import pytest
 from conftest import run_cli
 
 from arc_controlplane import __version__
-from arc_controlplane.cli import main
+from arc_controlplane.cli import build_parser, main, settings_from_args
 from arc_controlplane.names import server_names
 from arc_controlplane.pki import ensure_server_tls
 from arc_controlplane.server import build_context, uvicorn_config
@@ -47,6 +47,28 @@ def test_serve_help_documents_the_data_dir_default() -> None:
             ["serve", "--san", "bad name"],
             "argument --san: 'bad name' is neither an IP address nor a DNS name",
         ),
+        (
+            ["serve", "--heartbeat-interval", "4"],
+            "argument --heartbeat-interval: 4 s is not a heartbeat interval: use 5-3600 seconds "
+            "(300 by default)",
+        ),
+        (
+            ["serve", "--heartbeat-interval", "3601"],
+            "argument --heartbeat-interval: 3601 s is not a heartbeat interval: use 5-3600 seconds",
+        ),
+        (
+            ["serve", "--heartbeat-interval", "0"],
+            "argument --heartbeat-interval: 0 s is not a heartbeat interval",
+        ),
+        (
+            ["serve", "--heartbeat-interval", "5.5"],
+            "argument --heartbeat-interval: '5.5' is not a number of seconds: use a whole number "
+            "from 5 to 3600",
+        ),
+        (
+            ["serve", "--heartbeat-interval", "five"],
+            "argument --heartbeat-interval: 'five' is not a number of seconds",
+        ),
         (["serve", "--unknown"], "unrecognized arguments: --unknown"),
         (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
         (["ca"], "the following arguments are required: COMMAND"),
@@ -61,6 +83,20 @@ def test_usage_errors_are_one_line_exit_2(
     assert err.startswith("arc-controlplane: error: ")
     assert len(err.splitlines()) == 1
     assert message in err
+
+
+def test_heartbeat_interval_reaches_the_settings() -> None:
+    default = settings_from_args(build_parser().parse_args(["serve", "--data-dir", "/d"]))
+    assert default.heartbeat_interval == 300
+    assert default.timing.disconnected_after.total_seconds() == 900
+    argv = ["serve", "--data-dir", "/d", "--heartbeat-interval", "5"]
+    short = settings_from_args(build_parser().parse_args(argv))
+    assert short.heartbeat_interval == 5
+    assert short.timing.disconnected_after.total_seconds() == 15
+    result = run_cli("serve", "--help")
+    text = " ".join(result.stdout.split())
+    assert "--heartbeat-interval SECONDS" in text
+    assert "5-3600 (default 300); a machine shows Disconnected after 3 intervals without one" in text
 
 
 def test_cert_and_san_together(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,13 @@ from typing import NoReturn
 from arc_controlplane import __version__
 from arc_controlplane.admin.parsers import add_admin_commands
 from arc_controlplane.errors import ControlPlaneError, UsageError
+from arc_controlplane.machines.timing import (
+    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+    DISCONNECTED_AFTER_INTERVALS,
+    MAX_HEARTBEAT_INTERVAL_SECONDS,
+    MIN_HEARTBEAT_INTERVAL_SECONDS,
+    Timing,
+)
 from arc_controlplane.names import parse_name
 from arc_controlplane.pki import read_ca_certificate
 from arc_controlplane.settings import (
@@ -68,6 +75,21 @@ def _name(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _heartbeat_interval(value: str) -> int:
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of seconds: use a whole number from {MIN_HEARTBEAT_INTERVAL_SECONDS} "
+            f"to {MAX_HEARTBEAT_INTERVAL_SECONDS}"
+        ) from None
+    try:
+        Timing.every(seconds)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return seconds
+
+
 def _directory(value: str) -> Path:
     if not value.strip():
         raise argparse.ArgumentTypeError("an empty path is not a directory")
@@ -114,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="extra DNS name or IP address for the generated server certificate (repeatable)",
     )
+    serve.add_argument(
+        "--heartbeat-interval",
+        type=_heartbeat_interval,
+        default=DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help=(
+            f"how often agents heartbeat, {MIN_HEARTBEAT_INTERVAL_SECONDS}-{MAX_HEARTBEAT_INTERVAL_SECONDS} "
+            f"(default {DEFAULT_HEARTBEAT_INTERVAL_SECONDS}); a machine shows Disconnected after "
+            f"{DISCONNECTED_AFTER_INTERVALS} intervals without one. Short values are for tests"
+        ),
+    )
 
     store = _Parser(add_help=False)
     store.add_argument("--data-dir", type=_directory, metavar="DIR", help=DATA_DIR_HELP)
@@ -141,6 +174,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         extra_names=tuple(args.san),
         database_url=args.database_url,
         public_url=args.public_url,
+        heartbeat_interval=args.heartbeat_interval,
     )
 
 

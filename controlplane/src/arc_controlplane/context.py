@@ -11,6 +11,7 @@ from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.clock import Clock, utcnow
 from arc_controlplane.db.engine import Database
 from arc_controlplane.machines.notify import Notifier
+from arc_controlplane.machines.timing import Timing
 from arc_controlplane.settings import ServerSettings
 
 
@@ -21,6 +22,11 @@ class AppContext:
     tokens: TokenIssuer
     clock: Clock = field(default=utcnow)
     notifier: Notifier = field(default_factory=Notifier)
+    timing: Timing = field(init=False)
+    """The heartbeat interval and the Disconnected threshold (from ``settings``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timing", self.settings.timing)  # built once, read on every request
 
 
 def get_context(request: Request) -> AppContext:

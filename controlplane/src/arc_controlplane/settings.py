@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from arc_controlplane.machines.timing import DEFAULT_HEARTBEAT_INTERVAL_SECONDS, Timing
+
 DATA_DIR_ENV_VAR = "ARC_CONTROLPLANE_DATA_DIR"
 SYSTEM_DATA_DIR = Path("/var/lib/arc-controlplane")
 DEFAULT_BIND = "127.0.0.1"
@@ -48,6 +50,15 @@ class ServerSettings:
     public_url: str | None = None
     """``--public-url``: how clients reach this server (token issuer, discovery); None means
     ``https://<bind>:<port>`` (the host name when bound to all addresses)."""
+    heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL_SECONDS
+    """``--heartbeat-interval`` in seconds; machines read Disconnected after three intervals."""
+
+    def __post_init__(self) -> None:
+        Timing.every(self.heartbeat_interval)  # ValueError now rather than when the server starts
+
+    @property
+    def timing(self) -> Timing:
+        return Timing.every(self.heartbeat_interval)
 
     @property
     def pki_dir(self) -> Path:

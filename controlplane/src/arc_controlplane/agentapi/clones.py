@@ -12,30 +12,30 @@ import datetime as dt
 
 from arc_controlplane.arm.errors import ArmError
 from arc_controlplane.db.models import Machine
-from arc_controlplane.machines.status import HEARTBEAT_INTERVAL, REASON_CLONED, machine_status
-
-RETRY_AFTER_SECONDS = int(HEARTBEAT_INTERVAL.total_seconds())
+from arc_controlplane.machines.status import REASON_CLONED, machine_status
+from arc_controlplane.machines.timing import Timing
 
 
 def is_clone(machine: Machine, host_id: str) -> bool:
     return machine.host_id != host_id
 
 
-def mark_cloned(machine: Machine, now: dt.datetime) -> None:
+def mark_cloned(machine: Machine, now: dt.datetime, timing: Timing) -> None:
     """Give ``machine`` the reason ``Cloned`` (and a status change time if that is new)."""
-    before = machine_status(machine, now)
+    before = machine_status(machine, now, timing)
     machine.status_reason = REASON_CLONED
-    after = machine_status(machine, now)
+    after = machine_status(machine, now, timing)
     if (after.status, after.status_reason) != (before.status, before.status_reason):
         machine.last_status_change = now
 
 
-def machine_cloned(machine: Machine) -> ArmError:
+def machine_cloned(machine: Machine, retry_after: str) -> ArmError:
+    """The 429 for the copy; ``retry_after`` is the heartbeat interval in seconds, as text."""
     return ArmError(
         429,
         "MachineCloned",
         f"Another host is connected as machine '{machine.name}' (vmId '{machine.vm_id}'): this host looks "
         "like a copy of it (a cloned disk or image). On this host, run 'azcmagent disconnect "
         "--force-local-only', then 'azcmagent connect --resource-name <a unique name>'.",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        headers={"Retry-After": retry_after},
     )

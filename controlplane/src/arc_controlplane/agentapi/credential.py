@@ -53,7 +53,7 @@ def create_router(services: AgentServices) -> APIRouter:
             machine = snapshot.machine
             audit(request, RENEW_ACTION, machine.resource_id)
             if is_clone(machine, body.host_id):
-                mark_cloned(machine, now)
+                mark_cloned(machine, now, ctx.timing)
             else:
                 assert machine.public_key_pem is not None  # authenticate() checked it
                 key = new_key or load_public_key(machine.public_key_pem)
@@ -63,7 +63,7 @@ def create_router(services: AgentServices) -> APIRouter:
                 machine.updated_at = now
             snapshot.save(connection, services.update)
         if credential is None:  # raised after the commit, so that the Cloned mark is kept
-            raise machine_cloned(machine)
+            raise machine_cloned(machine, str(ctx.timing.heartbeat_interval_seconds))
         set_audit_detail(request, "new key" if new_key is not None else "same key")
         return RenewCredentialResponse(
             credential=Credential(

@@ -20,26 +20,22 @@ from sqlalchemy import Connection
 from arc_controlplane.agentapi.assertions import assertion_of, canonical_vm_id
 from arc_controlplane.agentapi.clones import is_clone, machine_cloned, mark_cloned
 from arc_controlplane.agentapi.models import HeartbeatRequest, HeartbeatResponse
-from arc_controlplane.agentapi.services import (
-    HEARTBEAT_INTERVAL_SECONDS,
-    AgentServices,
-    VmId,
-    error_responses,
-)
+from arc_controlplane.agentapi.services import AgentServices, VmId, error_responses
 from arc_controlplane.agentapi.snapshot import MachineSnapshot, machines_query
 from arc_controlplane.arm.errors import ArmError
 from arc_controlplane.db.batching import BatchedWrites
 from arc_controlplane.db.models import Machine
 from arc_controlplane.machines.status import RENEW_WHEN_LEFT, machine_status
+from arc_controlplane.machines.timing import Timing
 
 POSTGRESQL_WRITER_THREADS = 4
 """PostgreSQL takes concurrent writers (row locks); SQLite one, so it gets one thread."""
 
 
-def apply_heartbeat(machine: Machine, body: HeartbeatRequest, now: dt.datetime) -> None:
+def apply_heartbeat(machine: Machine, body: HeartbeatRequest, now: dt.datetime, timing: Timing) -> None:
     """Record a heartbeat from the machine's own host; touch ``properties`` only if they change
     (they must be loaded when the heartbeat reports changes or service statuses)."""
-    before = machine_status(machine, now)
+    before = machine_status(machine, now, timing)
     machine.last_heartbeat = now
     if machine.agent_version != body.agent_version:
         machine.agent_version = body.agent_version
@@ -62,7 +58,7 @@ def apply_heartbeat(machine: Machine, body: HeartbeatRequest, now: dt.datetime) 
     errors = [error.model_dump(mode="json", by_alias=True, exclude_none=True) for error in body.error_details]
     if errors != machine.error_details:
         machine.error_details = errors
-    after = machine_status(machine, now)
+    after = machine_status(machine, now, timing)
     if (after.status, after.status_reason) != (before.status, before.status_reason):
         machine.last_status_change = now
 
@@ -98,6 +94,10 @@ class Heartbeats:
     def __init__(self, services: AgentServices) -> None:
         ctx = services.ctx
         self._clock = ctx.clock
+        timing = ctx.timing
+        # Read once: every answer carries the interval, every 429 it as Retry-After.
+        self._interval_seconds = timing.heartbeat_interval_seconds
+        self._retry_after = str(self._interval_seconds)
         plain = machines_query(for_update=True)
         with_properties = machines_query(Machine.properties, for_update=True)
 
@@ -126,9 +126,9 @@ class Heartbeats:
                 machine = snapshot.machine
                 cloned = is_clone(machine, heartbeat.body.host_id)
                 if cloned:
-                    mark_cloned(machine, heartbeat.received)  # kept: 429 is answered after the commit
+                    mark_cloned(machine, heartbeat.received, timing)  # kept: 429 is answered after the commit
                 else:
-                    apply_heartbeat(machine, heartbeat.body, heartbeat.received)
+                    apply_heartbeat(machine, heartbeat.body, heartbeat.received, timing)
                 results.append(Recorded(machine, cloned))
             MachineSnapshot.save_many(connection, list(snapshots.values()), services.update)
             return results
@@ -153,9 +153,9 @@ class Heartbeats:
             raise outcome
         machine = outcome.machine
         if outcome.cloned:
-            raise machine_cloned(machine)
+            raise machine_cloned(machine, self._retry_after)
         return HeartbeatResponse(
-            heartbeat_interval_seconds=HEARTBEAT_INTERVAL_SECONDS,
+            heartbeat_interval_seconds=self._interval_seconds,
             renew_credential=renewal_due(machine, now),
             generation=machine.generation,
         )

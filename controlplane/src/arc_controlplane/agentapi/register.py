@@ -8,13 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from arc_controlplane.agentapi.models import Credential, RegisterRequest, RegisterResponse
-from arc_controlplane.agentapi.services import (
-    HEARTBEAT_INTERVAL_SECONDS,
-    AgentServices,
-    agent_audience,
-    error_responses,
-    iso_utc,
-)
+from arc_controlplane.agentapi.services import AgentServices, agent_audience, error_responses, iso_utc
 from arc_controlplane.arm.errors import ArmError, not_found
 from arc_controlplane.arm.ids import (
     check_machine_name,
@@ -77,7 +71,7 @@ def registration_answer(registered: Registered, ctx: AppContext) -> RegisterResp
             certificate=registered.credential.certificate_pem,
             not_after=iso_utc(registered.credential.not_after),
         ),
-        heartbeat_interval_seconds=HEARTBEAT_INTERVAL_SECONDS,
+        heartbeat_interval_seconds=ctx.timing.heartbeat_interval_seconds,
         assertion_audience=agent_audience(ctx),
     )
 
@@ -132,7 +126,7 @@ def create_router(services: AgentServices) -> APIRouter:
                     agent_version=body.agent_version,
                     reported=body.properties.arm_properties(),
                 )
-                registered = register_machine(session, registration, ca, now)
+                registered = register_machine(session, registration, ca, now, ctx.timing)
                 answer = registration_answer(registered, ctx)
         except IntegrityError:
             raise ArmError(

@@ -25,10 +25,8 @@ from arc_controlplane.agentapi.snapshot import MachineSnapshot, machine_query, m
 from arc_controlplane.context import AppContext, get_context
 from arc_controlplane.db.models import Machine
 from arc_controlplane.machines.credentials import CaLoader
-from arc_controlplane.machines.status import HEARTBEAT_INTERVAL
 
 BASE_PATH = "/agent/v1"
-HEARTBEAT_INTERVAL_SECONDS = int(HEARTBEAT_INTERVAL.total_seconds())
 
 VmId = Annotated[str, Path(alias="vmId", description="The machine's vmId (from its registration)")]
 """Route parameter type: the ``{vmId}`` of a machine route."""

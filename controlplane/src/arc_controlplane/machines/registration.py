@@ -35,6 +35,7 @@ from arc_controlplane.machines.credentials import (
 )
 from arc_controlplane.machines.lifecycle import MachineChanges, create_machine
 from arc_controlplane.machines.status import DISCONNECTED, machine_status
+from arc_controlplane.machines.timing import Timing
 from arc_controlplane.pki import CertificateAuthority
 
 REPORTED_PROPERTIES: frozenset[str] = frozenset(
@@ -103,9 +104,10 @@ def normalize_location(location: str) -> str:
 
 
 def register_machine(
-    session: Session, registration: Registration, ca: CertificateAuthority, now: dt.datetime
+    session: Session, registration: Registration, ca: CertificateAuthority, now: dt.datetime, timing: Timing
 ) -> Registered:
-    """Create, take over or re-onboard the machine; raises 409 ``ArmError`` when it is in use."""
+    """Create, take over or re-onboard the machine; raises 409 ``ArmError`` when it is in use
+    (connected from another host and not ``Disconnected`` by ``timing``)."""
     resource_id = registration.resource_id
     machine = session.scalars(
         select(Machine).where(Machine.resource_id_lower == resource_id.lower()).with_for_update()
@@ -123,7 +125,7 @@ def register_machine(
         kind = RegistrationKind.CREATED
     else:
         _check_location(machine, registration)
-        kind = _kind_for_existing(machine, registration, now)
+        kind = _kind_for_existing(machine, registration, now, timing)
         machine.tags = {**machine.tags, **registration.tags}
     _ensure_identity(session, machine, now)
     credential = issue_credential(ca, registration.public_key, machine.vm_id, now)
@@ -143,10 +145,12 @@ def _check_location(machine: Machine, registration: Registration) -> None:
         )
 
 
-def _kind_for_existing(machine: Machine, registration: Registration, now: dt.datetime) -> RegistrationKind:
+def _kind_for_existing(
+    machine: Machine, registration: Registration, now: dt.datetime, timing: Timing
+) -> RegistrationKind:
     if not machine.connected:
         return RegistrationKind.TOOK_OVER
-    if machine.host_id == registration.host_id or machine_status(machine, now).status == DISCONNECTED:
+    if machine.host_id == registration.host_id or machine_status(machine, now, timing).status == DISCONNECTED:
         return RegistrationKind.REONBOARDED
     last = machine.last_heartbeat
     seen = f" (last heartbeat {last:%Y-%m-%dT%H:%M:%SZ})" if last is not None else ""
@@ -157,7 +161,8 @@ def _kind_for_existing(machine: Machine, registration: Registration, now: dt.dat
         f"from another host{seen}. If this host is a copy of that one, run 'azcmagent disconnect "
         "--force-local-only' here and connect with another --resource-name. To move the resource to "
         "this host, disconnect it first ('azcmagent disconnect' on the other host, or delete the "
-        "resource), or wait until it shows Disconnected (15 minutes without a heartbeat).",
+        f"resource), or wait until it shows Disconnected ({timing.describe_disconnected_after()} without "
+        "a heartbeat).",
     )
 
 

@@ -2,7 +2,7 @@
 
 Nothing scans the table to mark machines Disconnected: the status follows from the last
 heartbeat time and the credential's expiry at the moment it is read (reference §4; DESIGN.md
-"State and status").
+"State and status"), with the server's ``Timing`` (``machines/timing.py``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from arc_controlplane.db.models import Machine
+from arc_controlplane.machines.timing import Timing
 
-HEARTBEAT_INTERVAL = dt.timedelta(minutes=5)
-DISCONNECTED_AFTER = dt.timedelta(minutes=15)
 CREDENTIAL_LIFETIME = dt.timedelta(days=90)
 RENEW_WHEN_LEFT = dt.timedelta(days=45)
 
@@ -32,12 +31,13 @@ class MachineStatus:
     last_status_change: dt.datetime
 
 
-def machine_status(machine: Machine, now: dt.datetime) -> MachineStatus:
-    """The status of ``machine`` at ``now``.
+def machine_status(machine: Machine, now: dt.datetime, timing: Timing) -> MachineStatus:
+    """The status of ``machine`` at ``now``, with the server's ``timing``.
 
     - never connected: ``AwaitingConnection``;
     - credential lapsed: ``Disconnected`` with reason ``Expired`` (only a new connect heals it);
-    - no heartbeat for 15 minutes: ``Disconnected`` (since heartbeat + 15 min);
+    - no heartbeat for ``timing.disconnected_after`` (15 minutes by default): ``Disconnected``
+      (since heartbeat + that time);
     - the agent reported errors: ``Error``;
     - else ``Connected``; reason ``Cloned`` while a second host heartbeats for this resource.
     """
@@ -47,11 +47,12 @@ def machine_status(machine: Machine, now: dt.datetime) -> MachineStatus:
         since = max(machine.credential_not_after, machine.last_status_change)
         return MachineStatus(DISCONNECTED, REASON_EXPIRED, since)
     last = machine.last_heartbeat
-    if last is None or now - last >= DISCONNECTED_AFTER:
+    disconnected_after = timing.disconnected_after
+    if last is None or now - last >= disconnected_after:
         since = (
             machine.last_status_change
             if last is None
-            else max(last + DISCONNECTED_AFTER, machine.last_status_change)
+            else max(last + disconnected_after, machine.last_status_change)
         )
         return MachineStatus(DISCONNECTED, machine.status_reason, since)
     if machine.error_details:

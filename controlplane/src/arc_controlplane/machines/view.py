@@ -2,12 +2,13 @@
 
 The envelope and the properties that the control plane owns (status, provisioning state, agent
 version, vmId, error details, identity) come from the ``Machine`` columns; the status follows
-from :func:`machine_status` at the moment of reading. What the agent reports and what users set
-(``osName``, ``detectedProperties``, ``agentUpgrade``, ``locationData``...) lives in
-``Machine.properties`` in ARM shape and is copied from there, known property names only. The
-properties of ``ALWAYS`` are present in every answer, ``null`` when unknown, as in the
-Machines_Get example (S:stable/2025-01-13/examples/machine/Machines_Get.json); the optional
-ones appear when they have a value.
+from :func:`machine_status` at the moment of reading, with the server's ``Timing``. What the
+agent reports and what users set (``osName``, ``detectedProperties``, ``agentUpgrade``,
+``locationData``...) lives in ``Machine.properties`` in ARM shape and is copied from there,
+known property names only. The properties of ``ALWAYS`` are present in every answer, ``null``
+when unknown, as in the Machines_Get example
+(S:stable/2025-01-13/examples/machine/Machines_Get.json); the optional ones appear when they
+have a value.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from arc_controlplane.arm.ids import MACHINE_TYPE
 from arc_controlplane.arm.times import iso8601
 from arc_controlplane.db.models import Machine
 from arc_controlplane.machines.status import machine_status
+from arc_controlplane.machines.timing import Timing
 
 ALWAYS = (
     "displayName",
@@ -67,9 +69,9 @@ def client_public_key(machine: Machine) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def machine_view(machine: Machine, now: dt.datetime) -> dict[str, Any]:
+def machine_view(machine: Machine, now: dt.datetime, timing: Timing) -> dict[str, Any]:
     """The machine resource at ``now``."""
-    status = machine_status(machine, now)
+    status = machine_status(machine, now, timing)
     stored = machine.properties or {}
     properties: dict[str, Any] = {
         "provisioningState": machine.provisioning_state,

@@ -86,7 +86,7 @@ def get_machine(granted: MachineRead, _expand: Expand, ctx: Ctx) -> JSONResponse
     ref = granted.ref
     with ctx.db.session() as session:
         machine = require_machine(session, granted.subscription.id, ref.resource_group, ref.name)
-        view = machine_view(machine, ctx.clock())
+        view = machine_view(machine, ctx.clock(), ctx.timing)
     return JSONResponse(view)
 
 
@@ -123,7 +123,7 @@ def put_machine(
             _check_unchanged(machine, body.location, vm_id)
             created, work = False, apply_changes(machine, changes, now)
             session.flush()
-        vm, view = machine.vm_id, machine_view(machine, now)
+        vm, view = machine.vm_id, machine_view(machine, now, ctx.timing)
     if work:
         ctx.notifier.notify(vm)
     set_audit_detail(request, "created" if created else "updated")
@@ -172,7 +172,7 @@ def patch_machine(
         machine = require_machine(session, granted.subscription.id, ref.resource_group, ref.name)
         work = apply_changes(machine, changes, now)
         session.flush()
-        vm, view = machine.vm_id, machine_view(machine, now)
+        vm, view = machine.vm_id, machine_view(machine, now, ctx.timing)
     if work:
         ctx.notifier.notify(vm)
     changed = sorted((given - {"properties"}) | {f"properties.{name}" for name in changes.properties or {}})
@@ -251,7 +251,7 @@ def _page(
         query = query.where(Machine.id > after)
     rows: list[Machine] = list(session.scalars(query.order_by(Machine.id).limit(PAGE_SIZE + 1)))
     page, now = rows[:PAGE_SIZE], ctx.clock()
-    body: dict[str, Any] = {"value": [machine_view(machine, now) for machine in page]}
+    body: dict[str, Any] = {"value": [machine_view(machine, now, ctx.timing) for machine in page]}
     if len(rows) > PAGE_SIZE:
         body["nextLink"] = next_link(
             ctx.tokens.public_url, request.url.path, request.query_params, page[-1].id
