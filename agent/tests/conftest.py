@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +40,7 @@ def free_port() -> int:
 class Himds:
     process: subprocess.Popen[str]
     port: int
+    root: Path
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -46,19 +50,21 @@ class Himds:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start_himds(extra_args: Sequence[str] = ()) -> Himds:
     """Start the real himds on a free loopback port and wait until it answers HTTP."""
     port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="himds-root-"))  # never the real /var/opt/azcmagent
     process = subprocess.Popen(
         [sys.executable, "-m", "arc_agent.himds.main", "--port", str(port), *extra_args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "AZCMAGENT_ROOT": str(root)},
     )
-    himds = Himds(process, port)
+    himds = Himds(process, port, root)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:

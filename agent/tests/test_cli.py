@@ -14,7 +14,7 @@ from arc_agent import __version__
 from arc_agent.cli.main import main
 
 CLI = "arc_agent.cli.main"
-NOT_YET_BUILT = ["connect", "disconnect", "show", "check", "config", "extension", "logs", "upgrade", "genkey"]
+NOT_YET_BUILT = ["check", "extension", "logs", "upgrade", "genkey"]
 
 
 def azcmagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -124,9 +124,17 @@ def test_config_file_sets_json(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert json.loads(out) == {"version": __version__}
 
 
-def test_config_file_that_is_not_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_config_file_in_yaml(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("verbose: true\n", encoding="utf-8")
+    config.write_text("json: true\n", encoding="utf-8")
+    code, out, _ = run_main(capsys, "version", "--config", str(config))
+    assert code == 0
+    assert json.loads(out) == {"version": __version__}
+
+
+def test_config_file_that_is_broken_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text('{"verbose": true', encoding="utf-8")
     code, _, err = run_main(capsys, "version", "--config", str(config))
     assert code == 23
     assert "is not valid JSON" in err
@@ -176,9 +184,12 @@ def test_help_about_a_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_help_about_an_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_main(capsys, "help", "connect")
+    code, _, err = run_main(capsys, "help", "logs")
     assert code == 23
-    assert err == "AZCM0023: unknown command 'connect' (valid commands: help, license, version)\n"
+    assert err == (
+        "AZCM0023: unknown command 'logs' (valid commands: config, connect, disconnect, help, license, "
+        "show, version)\n"
+    )
 
 
 def test_dash_h_exits_zero_with_usage(capsys: pytest.CaptureFixture[str]) -> None:

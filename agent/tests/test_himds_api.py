@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 import pytest
+from himds_helpers import make_state
 
 from arc_agent.himds.api import HimdsApi, Request
 
@@ -10,10 +14,12 @@ OK_HEADERS = {"metadata": "true"}
 
 
 def handle(
-    target: str, headers: dict[str, str] | None = None, method: str = "GET"
+    target: str, headers: dict[str, str] | None = None, method: str = "GET", api: HimdsApi | None = None
 ) -> tuple[int, dict[str, object]]:
-    response = HimdsApi("9.9").handle(Request(method, target, OK_HEADERS if headers is None else headers))
-    return response.status, dict(response.body)
+    api = api or HimdsApi("9.9")
+    response = api.handle(Request(method, target, OK_HEADERS if headers is None else headers))
+    body = response.body
+    return response.status, json.loads(body) if isinstance(body, bytes) else dict(body)
 
 
 def test_agent_status() -> None:
@@ -72,3 +78,31 @@ def test_only_get_is_allowed() -> None:
     response = HimdsApi("9.9").handle(Request("POST", "/agentstatus?api-version=2019-08-15", OK_HEADERS))
     assert response.status == HTTPStatus.METHOD_NOT_ALLOWED
     assert response.headers == {"Allow": "GET"}
+
+
+def test_agent_status_when_connected_comes_from_the_status_provider() -> None:
+    state = make_state()
+    known: dict[str, Any] = {"status": "Expired", "lastHeartbeat": "2026-11-22T08:05:00Z"}
+
+    def status() -> Mapping[str, Any]:
+        return known
+
+    api = HimdsApi("9.9", state=lambda: state, status=status)
+    assert handle("/agentstatus?api-version=2019-08-15", api=api) == (
+        HTTPStatus.OK,
+        {"status": "Expired", "lastHeartBeat": "2026-11-22T08:05:00Z", "agentVersion": "9.9"},
+    )
+    known.clear()  # connected, nothing heard from the daemon yet
+    assert handle("/agentstatus?api-version=2019-08-15", api=api)[1]["status"] == "Connected"
+    assert handle("/agentstatus?api-version=2019-08-15", api=api)[1]["lastHeartBeat"] is None
+
+
+def test_agent_status_when_not_connected_ignores_the_provider() -> None:
+    api = HimdsApi("9.9", status=lambda: {"status": "Connected", "lastHeartbeat": "x"})
+    assert handle("/agentstatus?api-version=2019-08-15", api=api)[1]["status"] == "Disconnected"
+
+
+def test_metadata_header_is_checked_before_the_path() -> None:
+    status, body = handle("/metadata/instance?api-version=2020-06-01", {})
+    assert status == HTTPStatus.BAD_REQUEST
+    assert "Metadata: true" in str(body["error_description"])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import subprocess
 from typing import Any
@@ -105,7 +106,8 @@ def test_bad_port_is_refused() -> None:
 
 
 def test_port_in_use_is_a_one_line_error(himds: Himds) -> None:
-    result = run_module(HIMDS, "--port", str(himds.port))
+    env = {**os.environ, "AZCMAGENT_ROOT": str(himds.root / "second")}
+    result = run_module(HIMDS, "--port", str(himds.port), env=env)
     assert result.returncode == 6
     assert result.stderr.startswith(f"AZCM0006: cannot listen on 127.0.0.1:{himds.port}: ")
     assert "Traceback" not in result.stderr

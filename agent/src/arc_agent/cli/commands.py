@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from arc_agent.cli import about
+from arc_agent.cli import about, config_cmd, connect, disconnect, show
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 
@@ -28,12 +28,22 @@ def _help_arguments(parser: argparse.ArgumentParser) -> None:
 def available_commands() -> tuple[Command, ...]:
     """The commands this implementation has built so far.
 
-    The real agent's ``connect``, ``disconnect``, ``show``, ``check``, ``config``, ``extension``,
-    ``logs``, ``upgrade`` and ``genkey`` (reference §1.1) are added here as they are written;
-    until then they are unknown commands (AZCM0023).
+    The real agent's ``check``, ``extension``, ``logs``, ``upgrade`` and ``genkey`` (reference
+    §1.1) are added here as they are written; until then they are unknown commands (AZCM0023).
     """
     return (
         Command("version", "Print the agent version", about.version),
         Command("license", "Print the license notice", about.license_notice),
         Command("help", "Help about any command", about.help_text, _help_arguments),
+        Command(
+            "connect", "Connect this machine to the control plane", connect.connect, connect.add_arguments
+        ),
+        Command(
+            "disconnect",
+            "Delete this machine's resource and reset it",
+            disconnect.disconnect,
+            disconnect.add_arguments,
+        ),
+        Command("show", "Show the agent's state", show.show, show.add_arguments),
+        Command("config", config_cmd.SUMMARY, config_cmd.run, config_cmd.add_arguments),
     )

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from arc_agent import __version__
 from arc_agent.cli import about
 from arc_agent.cli.commands import Handler, available_commands
+from arc_agent.cli.configfile import parse_command_line
 from arc_agent.cli.context import Context
 from arc_agent.cli.options import CommonOptions, flag_present, resolve
 from arc_agent.cli.output import write_error, write_result
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         parsers = build_parsers(available_commands())
-        namespace = parsers[""].parse_args(args)
+        namespace = parse_command_line(parsers[""], args)
         options = resolve(namespace)
         logger = configure_logging(verbose=options.verbose, stream=stderr if options.log_stderr else None)
         ctx = Context(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -11,9 +13,15 @@ from collections.abc import Sequence
 from arc_agent import __version__
 from arc_agent.argparser import AzcmArgumentParser
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.himds.api import HimdsApi
-from arc_agent.himds.server import serve
+from arc_agent.himds.api import HimdsApi, constant
+from arc_agent.himds.ipc import IpcServer
+from arc_agent.himds.server import listen, serve
+from arc_agent.himds.service import HimdsService, heartbeat_service_statuses
+from arc_agent.himds.tokens import control_plane_token_source
 from arc_agent.logsetup import configure_logging
+from arc_agent.metadata.cloud import CloudEndpoints, detect_cloud
+from arc_agent.metadata.sysinfo import collect_system_info
+from arc_agent.paths import AgentPaths
 
 DEFAULT_BIND = "127.0.0.1"
 DEFAULT_PORT = 40342  # reference §2
@@ -63,6 +71,32 @@ def build_parser() -> AzcmArgumentParser:
     return parser
 
 
+def run(paths: AgentPaths, bind: str, port: int, logger: logging.Logger) -> None:
+    """himds: what this host is, once; the connection's worker; the socket; the local API."""
+    server = listen(bind, port)
+    system = collect_system_info()
+    cloud = detect_cloud(CloudEndpoints.from_env(os.environ))
+    facts = {"cloudProvider": cloud.provider, "manufacturer": system.manufacturer, "model": system.model}
+    service = HimdsService(paths, heartbeat_service_statuses, logger, system.to_arm(cloud), facts)
+    api = HimdsApi.for_host(
+        __version__,
+        paths,
+        state=lambda: service.state,
+        status=service.status.snapshot,
+        system=constant(system),
+        token_source=control_plane_token_source(service.identity_token),
+    )
+    service.on_reload = api.forget_tokens
+    ipc = IpcServer(paths.himds_socket, service.handle_ipc, logger)
+    ipc.start()
+    try:
+        service.reload()
+        serve(server, api, logger)
+    finally:
+        ipc.close()
+        service.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run himds with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -72,8 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.version:
             sys.stdout.write(f"himds version {__version__}\n")
             return 0
-        logger = configure_logging(verbose=args.verbose, stream=sys.stderr)
-        serve(HimdsApi(__version__), args.bind, args.port, logger)
+        paths = AgentPaths.from_env(os.environ)
+        logger = configure_logging(
+            verbose=args.verbose, stream=sys.stderr, log_file=paths.log_dir / "himds.log"
+        )
+        run(paths, args.bind, args.port, logger)
         return 0
     except AzcmError as error:
         sys.stderr.write(f"{error}\n")

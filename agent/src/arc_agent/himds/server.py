@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -18,6 +19,8 @@ from arc_agent.himds.api import HimdsApi, Request, Response, error_response
 
 LOGGER = "arc_agent.himds"
 IDLE_TIMEOUT_SECONDS = 30
+IDLE_POLL_SECONDS = 3600.0
+"""How often the accept loop wakes on its own; ``stop`` wakes it at once with a connection."""
 
 
 class HimdsServer(ThreadingHTTPServer):
@@ -25,7 +28,7 @@ class HimdsServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], api: HimdsApi) -> None:
+    def __init__(self, address: tuple[str, int], api: HimdsApi | None) -> None:
         self.api = api
         self.logger = logging.getLogger(LOGGER)
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -47,6 +50,9 @@ class HimdsRequestHandler(BaseHTTPRequestHandler):
     server_version = "himds"
     sys_version = ""
     timeout = IDLE_TIMEOUT_SECONDS
+    # Headers and body are separate writes: with Nagle's algorithm the body of a second response
+    # on a kept-alive connection waits for the client's delayed ACK (40 ms).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -69,6 +75,7 @@ class HimdsRequestHandler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         request = Request(method=self.command, target=self.path, headers=headers)
         try:
+            assert server.api is not None  # set by serve() before the first request
             response = server.api.handle(request)
         except Exception:
             server.logger.exception("error handling %s %s", self.command, self.path)
@@ -86,7 +93,8 @@ class HimdsRequestHandler(BaseHTTPRequestHandler):
         self._write(error_response(status, error, message or status.phrase), close=True)
 
     def _write(self, response: Response, *, close: bool) -> None:
-        payload = json.dumps(response.body).encode("utf-8")
+        body = response.body
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         self.send_response(response.status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
@@ -103,19 +111,32 @@ class HimdsRequestHandler(BaseHTTPRequestHandler):
         logging.getLogger(LOGGER).debug("%s %s", self.address_string(), format % args)
 
 
-def serve(api: HimdsApi, bind: str, port: int, logger: logging.Logger) -> None:
-    """Serve until SIGTERM or SIGINT, then return (the caller exits 0)."""
+def listen(bind: str, port: int) -> HimdsServer:
+    """The bound listener (no API yet): done first, so a port in use fails before anything."""
     try:
-        server = HimdsServer((bind, port), api)
+        return HimdsServer((bind, port), None)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise AzcmError(
             ErrorCode.INITIALIZATION_FAILED, f"cannot listen on {bind}:{port}: {reason}"
         ) from None
 
+
+def serve(server: HimdsServer, api: HimdsApi, logger: logging.Logger) -> None:
+    """Serve ``api`` on ``server`` until SIGTERM or SIGINT, then return (the caller exits 0)."""
+    server.api = api
+
     def stop(signum: int) -> None:
         logger.info("received %s, stopping", signal.Signals(signum).name)
-        server.shutdown()
+        # The loop waits in select() without a timeout (an idle himds must not wake up twice a
+        # second): after shutdown() has set its flag, a connection of our own wakes the loop.
+        waiter = threading.Thread(target=server.shutdown, daemon=True)
+        waiter.start()
+        while waiter.is_alive():
+            host, port = server.server_address[:2]
+            with contextlib.suppress(OSError), socket.create_connection((str(host), int(port)), timeout=1):
+                pass
+            waiter.join(0.2)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever() to return, so it must not run on this thread.
@@ -125,8 +146,9 @@ def serve(api: HimdsApi, bind: str, port: int, logger: logging.Logger) -> None:
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             logger.info("himds listening on http://%s:%d", *server.server_address[:2])
-            server.serve_forever()
+            server.serve_forever(poll_interval=IDLE_POLL_SECONDS)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            api.close()
     logger.info("himds stopped")

@@ -1,0 +1,147 @@
+"""``azcmagent config list|get|set|clear|info``: the local settings (reference §1.1, §1.5).
+
+``set`` and ``clear`` change ``localconfig.json`` and need root (AZCM0018); ``list``, ``get``
+and ``info`` only read it. Text output follows the real agent (``Local Configuration Settings``
+then ``  key : value`` lines; ``Config property proxy.url set to value X``). JSON (``-j``):
+``list`` gives ``{"localsettings": [{"key": k, "value": v}, ...]}`` (shape [inferred] from the
+reference), ``get``/``set``/``clear`` give ``{"key": k, "value": v}`` with the new value,
+``info`` gives ``{"properties": [...]}`` (ours). Values are typed in JSON: booleans, integers,
+lists. Changes take effect without restarting any service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+from collections.abc import Callable
+
+from arc_agent.cli.context import Context
+from arc_agent.cli.options import common_flags_parser
+from arc_agent.cli.output import CommandResult
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.localconfig import SETTINGS, LocalConfig, Value, format_value, setting
+
+ACTIONS = ("list", "get", "set", "clear", "info")
+SUMMARY = "Change configuration settings for this machine"
+LIST_TITLE = "Local Configuration Settings"
+
+EffectiveUid = Callable[[], int]
+
+
+def run(ctx: Context) -> CommandResult:
+    """``azcmagent config`` without an action."""
+    raise AzcmError(
+        ErrorCode.INVALID_ARGUMENT,
+        f"'azcmagent config' needs an action: {', '.join(ACTIONS)} (e.g. 'azcmagent config list'; "
+        "'azcmagent config -h' describes them)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, geteuid: EffectiveUid = os.geteuid) -> None:
+    """The actions of ``config``; ``geteuid`` decides who is root (injectable for tests)."""
+    common = common_flags_parser()
+    actions = parser.add_subparsers(dest="config_action", title="actions", metavar="ACTION")
+
+    def action(
+        name: str, summary: str, handler: Callable[[Context], CommandResult]
+    ) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name, help=summary, description=summary, parents=[common], allow_abbrev=False
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    action("list", "List all configuration properties and values", list_settings)
+    getter = action("get", "Get a configuration property's value", get_setting)
+    getter.add_argument("key", metavar="PROPERTY", help="e.g. config.mode")
+    setter = action(
+        "set", "Set a value for a configuration property", functools.partial(set_setting, geteuid=geteuid)
+    )
+    setter.add_argument("key", metavar="PROPERTY", help="e.g. proxy.url")
+    setter.add_argument("value", metavar="VALUE", help="the value; lists are comma-separated (22,80)")
+    mode = setter.add_mutually_exclusive_group()
+    mode.add_argument("-a", "--add", action="store_true", help="add the entries to a list property")
+    mode.add_argument("-r", "--remove", action="store_true", help="remove the entries from a list property")
+    clearer = action(
+        "clear",
+        "Clear a configuration property's value (back to its default)",
+        functools.partial(clear_setting, geteuid=geteuid),
+    )
+    clearer.add_argument("key", metavar="PROPERTY", help="e.g. proxy.url")
+    action("info", "Describe all configuration properties and their supported values", info)
+
+
+def _require_root(action: str, geteuid: EffectiveUid) -> None:
+    if geteuid() != 0:
+        raise AzcmError(ErrorCode.NOT_ELEVATED, f"'azcmagent config {action}' must run as root (use sudo)")
+
+
+def _pair(key: str, value: Value) -> dict[str, object]:
+    return {"key": key, "value": value}
+
+
+def list_settings(ctx: Context) -> CommandResult:
+    items = LocalConfig.load(ctx.paths.local_config).items()
+    lines = [LIST_TITLE] + [f"  {key} : {format_value(value)}" for key, value in items]
+    return CommandResult(
+        text="\n".join(lines), data={"localsettings": [_pair(key, value) for key, value in items]}
+    )
+
+
+def get_setting(ctx: Context) -> CommandResult:
+    key = setting(ctx.args.key).key
+    value = LocalConfig.load(ctx.paths.local_config).get(key)
+    return CommandResult(text=format_value(value), data=_pair(key, value))
+
+
+def set_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
+    _require_root("set", geteuid)
+    key = setting(ctx.args.key).key
+    mode = "add" if ctx.args.add else "remove" if ctx.args.remove else "replace"
+    config = LocalConfig.load(ctx.paths.local_config)
+    changes = config.set(key, ctx.args.value, mode)
+    config.save(ctx.paths.local_config)
+    lines = [f"Config property {changed} set to value {format_value(value)}" for changed, value in changes]
+    return CommandResult(text="\n".join(lines), data=_pair(*changes[0]))
+
+
+def clear_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
+    _require_root("clear", geteuid)
+    key = setting(ctx.args.key).key
+    config = LocalConfig.load(ctx.paths.local_config, ignore_invalid=[key])
+    value = config.clear(key)
+    config.save(ctx.paths.local_config)
+    shown = format_value(value)
+    text = f"Config property {key} cleared" + (f", back to its default value {shown}" if shown else "")
+    return CommandResult(text=text, data=_pair(key, value))
+
+
+def info(ctx: Context) -> CommandResult:
+    rows = [
+        {
+            "key": item.key,
+            "type": item.type_name,
+            "default": item.default,
+            "allowed": item.allowed,
+            "description": item.description,
+        }
+        for item in sorted(SETTINGS.values(), key=lambda found: found.key)
+    ]
+    header = ("Property", "Type", "Default", "Allowed values", "Description")
+    table = [header] + [
+        (
+            str(row["key"]),
+            str(row["type"]),
+            format_value(SETTINGS[str(row["key"])].default),
+            str(row["allowed"]),
+            str(row["description"]),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths)) + "  " + line[-1]
+        for line in table
+    ]
+    return CommandResult(text="\n".join(lines), data={"properties": rows})

@@ -1,0 +1,329 @@
+"""``azcmagent connect``: create the machine resource and this machine's identity (reference §1.3).
+
+Order of work, so that a failure at any step leaves the machine as it was (not connected), and
+success leaves it wholly connected: check the arguments and the local state; get an access
+token; generate the key pair (written aside, ``identity.key.pending``); register; then write
+the certificate, the CA, move the key in place, and last of all the connection state
+(``agentconfig.json``): the machine is connected exactly when that file exists. A connect
+interrupted after registering leaves a resource without local state; connecting again from
+this host takes it over (the control plane re-onboards a machine from its own host).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import json
+import os
+import re
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+from arc_agent import __version__
+from arc_agent.cli.context import Context
+from arc_agent.cli.output import CommandResult
+from arc_agent.cli.show import machine_view, require_root
+from arc_agent.cli.tags import parse_tags
+from arc_agent.cpclient.keys import generate_machine_key, public_key_pem, save_private_key
+from arc_agent.cpclient.onboarding import Credentials, management_token, register
+from arc_agent.cpclient.transport import HttpsClient
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.fsutil import remove_if_present, write_atomic
+from arc_agent.himds import ipc
+from arc_agent.hostid import host_id
+from arc_agent.localconfig import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
+from arc_agent.metadata.sysinfo import collect_system_info
+from arc_agent.state import ConnectionState, load_state, save_state
+
+CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
+RESOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,54}")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+NOT_OFFERED = (
+    "interactive sign-in is not offered by this control plane; use a service principal "
+    "(--service-principal-id with --service-principal-secret or --service-principal-cert) or --access-token"
+)
+
+
+def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
+    """The authentication and control plane flags that ``connect`` and ``disconnect`` share."""
+    auth = parser.add_argument_group("authentication (pick one; pass secrets with --config)")
+    auth.add_argument("-i", "--service-principal-id", metavar="ID", help="the service principal's client id")
+    auth.add_argument(
+        "-p", "--service-principal-secret", metavar="SECRET", help="its secret (prefer a --config file)"
+    )
+    auth.add_argument(
+        "--service-principal-cert", metavar="FILE", help="PEM file with its certificate and key"
+    )
+    auth.add_argument("--access-token", metavar="TOKEN", help="an access token (prefer a --config file)")
+    auth.add_argument("--use-device-code", action="store_true", help="not offered by this control plane")
+    auth.add_argument(
+        "-t", "--tenant-id", metavar="GUID", help="the tenant (required with a service principal)"
+    )
+    plane = parser.add_argument_group("control plane (hybridops.arc)")
+    plane.add_argument(
+        "--control-plane-url", metavar="URL", help="https://HOST[:PORT]; default: config controlplane.url"
+    )
+    plane.add_argument(
+        "--control-plane-ca",
+        metavar="FILE",
+        help="its CA certificate (PEM); default: config controlplane.cafile",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--subscription-id", metavar="GUID", help="the subscription (required)")
+    parser.add_argument("-g", "--resource-group", metavar="NAME", help="the resource group (required)")
+    parser.add_argument("-l", "--location", metavar="REGION", help="the location, e.g. westeurope (required)")
+    parser.add_argument("-n", "--resource-name", metavar="NAME", help="default: the host name")
+    parser.add_argument("--tags", metavar="TAGS", help="k=v,k2=v2; quote names and values with spaces with '")
+    parser.add_argument("--cloud", metavar="CLOUD", help=f"one of {', '.join(CLOUDS)} (default AzureCloud)")
+    parser.add_argument("--correlation-id", metavar="GUID", help="written to the control plane's audit log")
+    parser.add_argument("--private-link-scope", metavar="ID", help="not offered by this control plane")
+    parser.add_argument("--gateway-id", metavar="ID", help="not offered by this control plane")
+    parser.add_argument(
+        "--ignore-network-check", action="store_true", help="accepted; connect checks the network as it goes"
+    )
+    add_auth_arguments(parser)
+
+
+def _given(args: argparse.Namespace, name: str) -> str:
+    value = getattr(args, name, None)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _missing(flag: str, what: str) -> AzcmError:
+    return AzcmError(ErrorCode.MISSING_MANDATORY_PARAMETER, f"{flag} is required: {what}")
+
+
+def control_plane(args: argparse.Namespace, ctx: Context) -> tuple[str, Path | None]:
+    """The control plane URL and CA file: the flags, else the local configuration."""
+    config = LocalConfig.load(ctx.paths.local_config)
+    url = _given(args, "control_plane_url") or str(config.get(CONTROL_PLANE_URL) or "")
+    ca = _given(args, "control_plane_ca") or str(config.get(CONTROL_PLANE_CAFILE) or "")
+    if not url:
+        raise _missing(
+            "--control-plane-url",
+            "where the control plane is; or set it once with 'azcmagent config set controlplane.url URL'",
+        )
+    return url.rstrip("/"), Path(ca) if ca else None
+
+
+def credentials(args: argparse.Namespace, tenant_required: bool) -> Credentials:
+    """Exactly one way to authenticate, from the flags (and the --config file behind them)."""
+    if getattr(args, "use_device_code", False):
+        raise AzcmError(ErrorCode.NOT_SUPPORTED, NOT_OFFERED)
+    client_id = _given(args, "service_principal_id")
+    secret = _given(args, "service_principal_secret")
+    cert = _given(args, "service_principal_cert")
+    token = _given(args, "access_token")
+    tenant = _given(args, "tenant_id")
+    chosen = [name for name, value in (("secret", secret), ("certificate", cert), ("token", token)) if value]
+    if len(chosen) > 1:
+        raise AzcmError(
+            ErrorCode.CONFIGURATION_CONFLICT,
+            "give one way to authenticate: --service-principal-secret, --service-principal-cert or "
+            "--access-token, not several",
+        )
+    if not chosen:
+        raise _missing("authentication", NOT_OFFERED.split("; ", 1)[1])
+    if token:
+        tenant = tenant or _token_tenant(token)
+        return Credentials(tenant_id=tenant, access_token=token)
+    if not client_id:
+        raise _missing("--service-principal-id", "the client id of the service principal")
+    if not tenant and tenant_required:
+        raise _missing("--tenant-id", "the tenant of the service principal")
+    _check_guid(client_id, "--service-principal-id")
+    _check_guid(tenant, "--tenant-id")
+    return Credentials(
+        tenant_id=tenant.lower(),
+        client_id=client_id.lower(),
+        client_secret=secret,
+        certificate_file=Path(cert) if cert else None,
+    )
+
+
+def _token_tenant(token: str) -> str:
+    """The ``tid`` claim of an access token (read, not verified: the control plane verifies)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        tenant = claims.get("tid", "") if isinstance(claims, dict) else ""
+    except (IndexError, ValueError):
+        raise AzcmError(ErrorCode.INVALID_ACCESS_TOKEN, "the access token is not a JWT") from None
+    if not isinstance(tenant, str) or not _GUID.fullmatch(tenant):
+        raise _missing("--tenant-id", "the access token names no tenant")
+    return tenant.lower()
+
+
+def _check_guid(value: str, flag: str) -> None:
+    if value and not _GUID.fullmatch(value):
+        raise AzcmError(ErrorCode.INVALID_ARGUMENT, f"{flag} must be a GUID, got {value!r}")
+
+
+def _resource_name(args: argparse.Namespace) -> str:
+    name = _given(args, "resource_name")
+    if name:
+        if not RESOURCE_NAME.fullmatch(name):
+            raise AzcmError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"--resource-name {name!r} is not a valid name: 1-54 letters, digits, '-', '_' or '.'",
+            )
+        return name
+    host = socket.gethostname().split(".", 1)[0]
+    if not RESOURCE_NAME.fullmatch(host):
+        raise AzcmError(
+            ErrorCode.RESOURCE_NAME_FROM_HOSTNAME_FAILED,
+            f"the host name {host!r} is not a valid resource name; give one with --resource-name",
+        )
+    return host
+
+
+def _cloud(args: argparse.Namespace) -> str:
+    given = _given(args, "cloud") or "AzureCloud"
+    for cloud in CLOUDS:
+        if cloud.lower() == given.lower():
+            return cloud
+    raise AzcmError(ErrorCode.INVALID_ARGUMENT, f"--cloud {given!r} is not one of {', '.join(CLOUDS)}")
+
+
+def connect(ctx: Context) -> CommandResult:
+    require_root("connect")
+    args, paths = ctx.args, ctx.paths
+    if getattr(args, "private_link_scope", None) or getattr(args, "gateway_id", None):
+        raise AzcmError(
+            ErrorCode.NOT_SUPPORTED,
+            "private link scopes and Arc gateways are not offered by this control plane",
+        )
+    existing = load_state(paths.agent_config)
+    if existing is not None:
+        raise AzcmError(
+            ErrorCode.ALREADY_CONNECTED,
+            f"this machine is already connected as {existing.resource_id}; run 'azcmagent disconnect' first",
+        )
+    subscription = _given(args, "subscription_id")
+    group = _given(args, "resource_group")
+    location = _given(args, "location")
+    if not subscription:
+        raise _missing("--subscription-id", "the subscription of the machine resource")
+    if not _GUID.fullmatch(subscription):
+        raise AzcmError(
+            ErrorCode.SUBSCRIPTION_LOOKUP_FAILED,
+            f"subscription {subscription!r}: looking up subscriptions by name is not offered; "
+            "give its id (a GUID)",
+        )
+    if not group:
+        raise _missing("--resource-group", "the resource group of the machine resource")
+    if not location:
+        raise _missing("--location", "the location (region) of the machine resource, e.g. westeurope")
+    correlation = _given(args, "correlation_id")
+    _check_guid(correlation, "--correlation-id")
+    tags = parse_tags(_given(args, "tags"))
+    name = _resource_name(args)
+    cloud = _cloud(args)
+    creds = credentials(args, tenant_required=True)
+    url, ca_file = control_plane(args, ctx)
+    client = HttpsClient(url, ca_file)
+    try:
+        token = management_token(client, creds)
+        return _register(
+            ctx, client, token, creds, subscription, group, location, name, tags, cloud, correlation, ca_file
+        )
+    finally:
+        client.close()
+
+
+def _register(
+    ctx: Context,
+    client: HttpsClient,
+    token: str,
+    creds: Credentials,
+    subscription: str,
+    group: str,
+    location: str,
+    name: str,
+    tags: dict[str, str],
+    cloud: str,
+    correlation: str,
+    ca_file: Path | None,
+) -> CommandResult:
+    paths = ctx.paths
+    for directory, mode in ((paths.state_dir, 0o755), (paths.certs_dir, 0o750)):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, mode)
+    this_host = host_id()
+    system = collect_system_info()
+    key = generate_machine_key()
+    pending = paths.identity_key.with_name(paths.identity_key.name + ".pending")
+    save_private_key(pending, key)
+    body: dict[str, Any] = {
+        "subscriptionId": subscription.lower(),
+        "resourceGroup": group,
+        "resourceName": name,
+        "location": location,
+        "tenantId": creds.tenant_id,
+        "tags": tags,
+        "cloud": cloud,
+        "publicKey": public_key_pem(key),
+        "hostId": this_host,
+        "agentVersion": __version__,
+        "properties": system.to_arm(),
+    }
+    if correlation:
+        body["correlationId"] = correlation.lower()
+    try:
+        answer = register(client, token, body, access_token_given=bool(creds.access_token))
+        state = ConnectionState(
+            resource_id=str(answer["resourceId"]),
+            resource_name=name,
+            resource_group=group,
+            subscription_id=subscription.lower(),
+            tenant_id=str(answer["tenantId"]),
+            location=str(answer["location"]),
+            cloud=cloud,
+            vm_id=str(answer["vmId"]),
+            vm_uuid=system.bios_uuid,
+            host_id=this_host,
+            principal_id=str(answer.get("principalId") or ""),
+            control_plane_url=client.base_url,
+            assertion_audience=str(answer["assertionAudience"]),
+            credential_not_after=str(answer["credential"]["notAfter"]),
+            connected_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            correlation_id=correlation.lower() or str(uuid.uuid4()),
+            tags=tags,
+        )
+        write_atomic(paths.identity_cert, str(answer["credential"]["certificate"]).encode(), mode=0o644)
+        if ca_file is not None:
+            write_atomic(paths.control_plane_ca, _read_ca(ca_file), mode=0o644)
+        else:
+            remove_if_present(paths.control_plane_ca)
+        os.replace(pending, paths.identity_key)
+        save_state(paths.agent_config, state)  # last: from here on the machine is connected
+    except (KeyError, TypeError) as exc:
+        remove_if_present(pending)
+        raise AzcmError(
+            ErrorCode.CONNECT_FAILED,
+            f"the control plane's answer lacks {exc}; is it a hybridops.arc control plane?",
+        ) from None
+    except BaseException:
+        remove_if_present(pending)
+        raise
+    reloaded = ipc.ask(paths.himds_socket, {"op": "reload"}) is not None
+    view = machine_view(ctx.paths)
+    note = "" if reloaded else "\nhimds is not running: start it with 'systemctl start himdsd'"
+    return CommandResult(
+        text=f"Connected machine to the control plane. Resource Id: {state.resource_id}{note}",
+        data=view,
+    )
+
+
+def _read_ca(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT, f"cannot read the control plane CA file {path}: {exc.strerror}"
+        ) from None

@@ -1,0 +1,107 @@
+"""``azcmagent disconnect``: delete the machine resource, then reset the local state.
+
+With ``-f/--force-local-only`` the control plane is not called: only this machine forgets its
+identity (the way out for an expired, cloned or broken machine; reference §1.1, §4). The local
+reset removes the connection state first (from then on the machine is not connected, even if
+the rest is interrupted), then the key, the credential and the control plane's CA copy, and
+tells himds.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from arc_agent.cli.connect import add_auth_arguments, control_plane, credentials
+from arc_agent.cli.context import Context
+from arc_agent.cli.output import CommandResult
+from arc_agent.cli.show import require_root
+from arc_agent.cpclient.onboarding import delete_machine, management_token
+from arc_agent.cpclient.transport import HttpsClient
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.fsutil import remove_if_present
+from arc_agent.himds import ipc
+from arc_agent.paths import AgentPaths
+from arc_agent.state import clear_state, load_state
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--force-local-only",
+        action="store_true",
+        help="reset this machine only; the resource stays in the control plane",
+    )
+    parser.add_argument("--user-tenant-id", metavar="GUID", help="accepted for compatibility; not needed")
+    add_auth_arguments(parser)
+
+
+def reset_local_state(paths: AgentPaths) -> bool:
+    """Forget the identity; whether there was a connection state."""
+    had_state = clear_state(paths.agent_config)
+    for path in (
+        paths.identity_key,
+        paths.identity_key.with_name(paths.identity_key.name + ".pending"),
+        paths.identity_cert,
+        paths.control_plane_ca,
+        paths.himds_status,
+    ):
+        remove_if_present(path)
+    if paths.tokens_dir.is_dir():
+        for key_file in paths.tokens_dir.glob("*.key"):
+            remove_if_present(key_file)
+    ipc.ask(paths.himds_socket, {"op": "reload"})
+    return had_state
+
+
+def disconnect(ctx: Context) -> CommandResult:
+    require_root("disconnect")
+    args, paths = ctx.args, ctx.paths
+    force = bool(getattr(args, "force_local_only", False))
+    try:
+        state = load_state(paths.agent_config)
+    except AzcmError:
+        if not force:
+            raise
+        state = None  # unusable state: --force-local-only is the way out, so it must work
+    if force:
+        reset_local_state(paths)
+        what = f" ({state.resource_id} stays in the control plane)" if state else ""
+        return CommandResult(
+            text=f"The local state of this machine was reset{what}.",
+            data={"status": "Disconnected", "resourceId": state.resource_id if state else ""},
+        )
+    if state is None:
+        reset_local_state(paths)  # leftovers of an interrupted connect, if any
+        return CommandResult(
+            text="This machine is not connected; nothing to disconnect.",
+            data={"status": "Disconnected", "resourceId": ""},
+        )
+    creds = credentials(args, tenant_required=True)
+    url = _given_url(args) or state.control_plane_url
+    _, ca_file = control_plane(argparse.Namespace(**{**vars(args), "control_plane_url": url}), ctx)
+    if ca_file is None and paths.control_plane_ca.exists():
+        ca_file = paths.control_plane_ca
+    client = HttpsClient(url, ca_file)
+    try:
+        token = management_token(client, creds)
+        deleted = delete_machine(client, token, state.vm_id, access_token_given=bool(creds.access_token))
+    except AzcmError as error:
+        if error.code == ErrorCode.NETWORK_ERROR:
+            raise AzcmError(
+                ErrorCode.RESOURCE_DELETION_FAILED,
+                f"{error.message}. To reset this machine only, use --force-local-only",
+            ) from None
+        raise
+    finally:
+        client.close()
+    reset_local_state(paths)
+    gone = "deleted" if deleted else "was already gone"
+    return CommandResult(
+        text=f"Disconnected: the resource {state.resource_id} {gone}, and the local state was reset.",
+        data={"status": "Disconnected", "resourceId": state.resource_id},
+    )
+
+
+def _given_url(args: argparse.Namespace) -> str:
+    value = getattr(args, "control_plane_url", None)
+    return value.strip().rstrip("/") if isinstance(value, str) else ""

@@ -1,0 +1,177 @@
+"""``azcmagent show``: the agent's state, as the real agent shows it (reference §1.4).
+
+Text: one ``Display Name : value`` line per property, in the real agent's order. JSON (``-j``):
+one object whose keys are the camelCase of the display names (``resourceId``, ``status``,
+``lastHeartbeat``, ``agentVersion``...; the real agent's JSON schema is not public beyond the
+keys the reference lists). Arguments filter the properties, by display name or JSON key
+(``azcmagent show status lastHeartbeat``). Needs no root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from arc_agent import __version__
+from arc_agent.cli.context import Context
+from arc_agent.cli.output import CommandResult
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.paths import AgentPaths
+from arc_agent.state import ConnectionState, load_state
+from arc_agent.systemd import UNKNOWN, unit_states
+
+NAMESPACE = "Microsoft.HybridCompute"
+SERVICES = (
+    ("agentService", "Agent Service (himds)", "himdsd.service"),
+    ("arcProxy", "Azure Arc Proxy (arcproxy)", "arcproxyd.service"),
+    ("extensionService", "Extension Service (extensionservice)", "extd.service"),
+    ("gcService", "GC Service (gcarcservice)", "gcad.service"),
+)
+# (JSON key, display name), in the real agent's order.
+PROPERTIES = (
+    ("resourceName", "Resource Name"),
+    ("resourceGroup", "Resource Group Name"),
+    ("resourceNamespace", "Resource Namespace"),
+    ("resourceId", "Resource Id"),
+    ("subscriptionId", "Subscription ID"),
+    ("tenantId", "Tenant ID"),
+    ("vmId", "VM ID"),
+    ("correlationId", "Correlation ID"),
+    ("vmUuid", "VM UUID"),
+    ("location", "Location"),
+    ("cloud", "Cloud"),
+    ("identityKeyStore", "Identity Key Store"),
+    ("agentVersion", "Agent Version"),
+    ("agentLogfile", "Agent Logfile"),
+    ("status", "Agent Status"),
+    ("lastHeartbeat", "Agent Last Heartbeat"),
+    ("agentErrorCode", "Agent Error Code"),
+    ("agentErrorDetails", "Agent Error Details"),
+    ("agentErrorTimestamp", "Agent Error Timestamp"),
+    ("httpsProxy", "Using HTTPS Proxy"),
+    ("proxyBypassList", "Proxy Bypass List"),
+    ("controlPlaneUrl", "Control Plane URL"),
+    ("credentialExpiry", "Credential Expiry"),
+    ("tags", "Tags"),
+    ("cloudProvider", "Cloud Provider"),
+    ("manufacturer", "Manufacturer"),
+    ("model", "Model"),
+    ("dependentServiceStatus", "Dependent Service Status"),
+)
+
+
+def require_root(command: str) -> None:
+    if os.geteuid() != 0:
+        raise AzcmError(ErrorCode.NOT_ELEVATED, f"'azcmagent {command}' must run as root (use sudo)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "properties", nargs="*", metavar="PROPERTY", help="show only these (name or JSON key)"
+    )
+    parser.add_argument("--os", action="store_true", help="also show the operating system")
+
+
+def _himds_status(path: Path) -> Mapping[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def service_statuses() -> dict[str, str]:
+    """``running``, ``stopped`` or ``not installed`` for each agent service (systemd)."""
+    states = unit_states([unit for _, _, unit in SERVICES])
+    shown: dict[str, str] = {}
+    for key, _, unit in SERVICES:
+        state = states[unit]
+        if state is UNKNOWN:
+            shown[key] = "unknown"
+        elif not state.installed:
+            shown[key] = "not installed"
+        else:
+            shown[key] = "running" if state.running else "stopped"
+    return shown
+
+
+def machine_view(paths: AgentPaths, with_services: bool = True) -> dict[str, Any]:
+    """Every property of ``show``, by JSON key."""
+    state: ConnectionState | None = load_state(paths.agent_config)
+    runtime = _himds_status(paths.himds_status)
+    view: dict[str, Any] = {key: "" for key, _ in PROPERTIES}
+    view.update(
+        resourceNamespace=NAMESPACE,
+        identityKeyStore="Default",
+        agentVersion=__version__,
+        agentLogfile=str(paths.log_dir / "himds.log"),
+        status="Disconnected",
+        tags={},
+    )
+    if state is not None:
+        view.update(
+            resourceName=state.resource_name,
+            resourceGroup=state.resource_group,
+            resourceId=state.resource_id,
+            subscriptionId=state.subscription_id,
+            tenantId=state.tenant_id,
+            vmId=state.vm_id,
+            correlationId=state.correlation_id,
+            vmUuid=state.vm_uuid,
+            location=state.location,
+            cloud=state.cloud,
+            controlPlaneUrl=state.control_plane_url,
+            credentialExpiry=state.credential_not_after,
+            tags=dict(state.tags),
+            status="Connected",
+            lastHeartbeat=state.connected_at,  # registration counts as a heartbeat
+        )
+        if runtime.get("vmId") == state.vm_id:
+            for key in (
+                "status",
+                "lastHeartbeat",
+                "agentErrorCode",
+                "agentErrorDetails",
+                "agentErrorTimestamp",
+            ):
+                if isinstance(runtime.get(key), str) and runtime[key]:
+                    view[key] = runtime[key]
+    for key in ("cloudProvider", "manufacturer", "model"):
+        if isinstance(runtime.get(key), str):
+            view[key] = runtime[key]
+    if with_services:
+        view["dependentServiceStatus"] = service_statuses()
+    return view
+
+
+def _text_value(key: str, value: Any) -> str:
+    if key == "dependentServiceStatus" and isinstance(value, dict):
+        names = {k: display for k, display, _ in SERVICES}
+        return "".join(f"\n    {names.get(k, k)}: {v}" for k, v in value.items())
+    if key == "tags" and isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def show(ctx: Context) -> CommandResult:
+    wanted: list[str] = list(getattr(ctx.args, "properties", []) or [])
+    selected = list(PROPERTIES)
+    if wanted:
+        by_name = {name.lower(): (key, name) for key, name in PROPERTIES}
+        by_name.update({key.lower(): (key, name) for key, name in PROPERTIES})
+        selected = []
+        for item in wanted:
+            found = by_name.get(item.lower())
+            if found is None:
+                keys = ", ".join(key for key, _ in PROPERTIES)
+                raise AzcmError(ErrorCode.INVALID_ARGUMENT, f"unknown property {item!r}; known: {keys}")
+            selected.append(found)
+    view = machine_view(ctx.paths, with_services=any(key == "dependentServiceStatus" for key, _ in selected))
+    data = {key: view[key] for key, _ in selected}
+    width = max(len(name) for _, name in selected)
+    text = "\n".join(f"{name.ljust(width)} : {_text_value(key, data[key])}" for key, name in selected)
+    return CommandResult(text=text, data=data)

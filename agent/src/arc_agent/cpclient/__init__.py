@@ -1,0 +1,1 @@
+"""The agent's client of the control plane (docs/agent-protocol.md)."""

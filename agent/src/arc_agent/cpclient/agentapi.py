@@ -1,0 +1,116 @@
+"""The calls a connected machine makes with its own key (docs/agent-protocol.md §5.2-5.6).
+
+Each call signs (or reuses) a machine assertion; a 401 ``InvalidAssertion`` is retried once
+with a freshly signed one. Outcomes the caller must act on are exceptions with what to do:
+``CredentialExpired`` (stop; the user reconnects), ``MachineUnknown`` (deleted: Disconnected),
+``Cloned`` (429: wait ``retry_after``), ``ServerTrouble`` (5xx: back off). Network failures are
+``ControlPlaneUnreachable`` from the transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from arc_agent.cpclient.keys import AssertionSigner
+from arc_agent.cpclient.transport import HttpsClient, Reply
+
+
+class AgentApiError(Exception):
+    def __init__(self, reply: Reply) -> None:
+        code, message = reply.error_code(), reply.error_message()
+        super().__init__(
+            f"HTTP {reply.status} {code}: {message}" if code else f"HTTP {reply.status}: {message}"
+        )
+        self.status = reply.status
+        self.code = code
+
+
+class CredentialExpired(AgentApiError):
+    """The credential lapsed: only ``disconnect --force-local-only`` and ``connect`` heal."""
+
+
+class MachineUnknown(AgentApiError):
+    """The control plane has no such machine any more (deleted), or refuses this key."""
+
+
+class Cloned(AgentApiError):
+    """Another host is connected as this machine (429)."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply)
+        try:
+            self.retry_after = max(1, int(reply.headers.get("retry-after", "300")))
+        except ValueError:
+            self.retry_after = 300
+
+
+class ServerTrouble(AgentApiError):
+    """5xx or an answer that makes no sense: back off and retry."""
+
+
+class RequestRefused(AgentApiError):
+    """4xx for what the agent sent (a bug or a bad local request): do not retry unchanged."""
+
+
+class MachineApi:
+    """One machine's calls over one connection (not thread-safe: one per thread)."""
+
+    def __init__(self, client: HttpsClient, signer: AssertionSigner) -> None:
+        self.client = client
+        self.signer = signer
+        self._base = f"/agent/v1/machines/{signer.vm_id}"
+
+    def heartbeat(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/heartbeat", body)
+
+    def renew_credential(self, host_id: str, public_key: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"hostId": host_id}
+        if public_key is not None:
+            body["publicKey"] = public_key
+        return self._call("POST", "/credential", body)
+
+    def wait_for_notification(self, generation: int, wait: int) -> int | None:
+        """The new generation, or None when nothing changed within ``wait`` seconds."""
+        reply = self._send("GET", f"/notifications?generation={generation}&wait={wait}", None, wait + 30)
+        if reply.status == 204:
+            return None
+        document = self._document(reply)
+        generation_now = document.get("generation")
+        if not isinstance(generation_now, int):
+            raise ServerTrouble(reply)
+        return generation_now
+
+    def read(self) -> dict[str, Any]:
+        return self._call("GET", "", None)
+
+    def identity_token(self, resource: str) -> dict[str, Any]:
+        return self._call("POST", "/identity/token", {"resource": resource})
+
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None) -> dict[str, Any]:
+        return self._document(self._send(method, path, body, None))
+
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float | None) -> Reply:
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {self.signer.assertion()}"}
+            reply = self.client.json(method, self._base + path, body, headers, timeout)
+            if reply.status == 401 and reply.error_code() == "InvalidAssertion" and attempt == 1:
+                self.signer.refresh()
+                continue
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _document(reply: Reply) -> dict[str, Any]:
+        if 200 <= reply.status < 300 and isinstance(reply.document, dict):
+            return reply.document
+        code = reply.error_code()
+        if reply.status == 401 and code == "CredentialExpired":
+            raise CredentialExpired(reply)
+        if reply.status == 401:
+            raise MachineUnknown(reply)
+        if reply.status == 429:
+            raise Cloned(reply)
+        if 400 <= reply.status < 500:
+            raise RequestRefused(reply)
+        raise ServerTrouble(reply)

@@ -1,0 +1,203 @@
+"""The machine's key pair and the JWTs signed with keys: machine assertions and the client
+assertions of a service principal's certificate.
+
+The machine key is RSA 2048 (docs/agent-protocol.md §2: the cheaper one for the control plane
+to verify). It is generated on the machine and written at once with its final mode, 0640
+root:himds (himds signs the assertions; nobody else may read it).
+"""
+
+from __future__ import annotations
+
+import base64
+import grp
+import hashlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Union
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.fsutil import write_atomic
+
+PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+
+HIMDS_GROUP = "himds"
+ASSERTION_LIFETIME = 600
+"""Seconds; the control plane accepts at most 900 (docs/agent-protocol.md §4)."""
+CLIENT_ASSERTION_LIFETIME = 600
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def himds_gid() -> int | None:
+    """The gid of the ``himds`` group, or None where it does not exist (unit tests)."""
+    try:
+        return grp.getgrnam(HIMDS_GROUP).gr_gid
+    except KeyError:
+        return None
+
+
+def generate_machine_key() -> rsa.RSAPrivateKey:
+    try:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    except Exception as exc:  # cryptography reports backend failures in several ways
+        raise AzcmError(
+            ErrorCode.RSA_KEY_GENERATION_FAILED, f"cannot generate the machine key: {exc}"
+        ) from None
+
+
+def save_private_key(path: Path, key: PrivateKey) -> None:
+    """Write ``key`` (PEM, unencrypted: only root and himds can read the file)."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    gid = himds_gid() if os.geteuid() == 0 else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, pem, mode=0o640 if gid is not None else 0o600, group=gid)
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise AzcmError(
+            ErrorCode.PRIVATE_KEY_UNAVAILABLE,
+            f"cannot read the machine key {path}: {exc.strerror}; run 'azcmagent disconnect "
+            "--force-local-only', then 'azcmagent connect'",
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise AzcmError(
+            ErrorCode.PRIVATE_KEY_UNAVAILABLE,
+            f"the machine key {path} is damaged; run 'azcmagent disconnect --force-local-only', "
+            "then 'azcmagent connect'",
+        ) from None
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise AzcmError(ErrorCode.PRIVATE_KEY_UNAVAILABLE, f"the machine key {path} is not RSA or EC")
+    return key
+
+
+def public_key_pem(key: PrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+_EC_ALGORITHMS: dict[str, tuple[str, hashes.HashAlgorithm]] = {
+    "secp256r1": ("ES256", hashes.SHA256()),
+    "secp384r1": ("ES384", hashes.SHA384()),
+    "secp521r1": ("ES512", hashes.SHA512()),
+}
+
+
+def sign_jwt(key: PrivateKey, header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """A compact JWS of ``claims``: RS256 for RSA keys, ES256/384/512 (r || s) for EC keys."""
+    digest: hashes.HashAlgorithm
+    if isinstance(key, rsa.RSAPrivateKey):
+        algorithm, digest = "RS256", hashes.SHA256()
+    else:
+        if key.curve.name not in _EC_ALGORITHMS:
+            raise AzcmError(ErrorCode.SIGNING_FAILED, f"EC keys on {key.curve.name} are not supported")
+        algorithm, digest = _EC_ALGORITHMS[key.curve.name]
+    header = {**header, "alg": algorithm, "typ": "JWT"}
+    signing_input = (
+        f"{b64url(json.dumps(header, separators=(',', ':')).encode())}."
+        f"{b64url(json.dumps(claims, separators=(',', ':')).encode())}"
+    ).encode("ascii")
+    try:
+        if isinstance(key, rsa.RSAPrivateKey):
+            signature = key.sign(signing_input, padding.PKCS1v15(), digest)
+        else:
+            size = (key.curve.key_size + 7) // 8
+            r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(digest)))
+            signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    except Exception as exc:
+        raise AzcmError(ErrorCode.SIGNING_FAILED, f"cannot sign with the key: {exc}") from None
+    return f"{signing_input.decode('ascii')}.{b64url(signature)}"
+
+
+class AssertionSigner:
+    """Machine assertions (docs/agent-protocol.md §4), reused until 2 minutes before expiry."""
+
+    def __init__(self, key: PrivateKey, vm_id: str, audience: str) -> None:
+        self.key = key
+        self.vm_id = vm_id
+        self.audience = audience
+        self._current = ""
+        self._expires = 0.0
+
+    def assertion(self, now: float | None = None) -> str:
+        moment = time.time() if now is None else now
+        if not self._current or self._expires - moment < 120:
+            issued = int(moment)
+            claims = {
+                "iss": self.vm_id,
+                "sub": self.vm_id,
+                "aud": self.audience,
+                "iat": issued,
+                "exp": issued + ASSERTION_LIFETIME,
+                "jti": uuid.uuid4().hex,
+            }
+            self._current = sign_jwt(self.key, {"kid": self.vm_id}, claims)
+            self._expires = issued + ASSERTION_LIFETIME
+        return self._current
+
+    def refresh(self) -> None:
+        """Forget the current assertion (after a 401, sign a new one)."""
+        self._current = ""
+
+
+def load_certificate_credential(path: Path) -> tuple[PrivateKey, x509.Certificate]:
+    """A service principal's certificate and key from one PEM file (``--service-principal-cert``).
+
+    Password-protected files are not supported, as with the real agent (reference §1.3).
+    """
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT, f"cannot read the certificate file {path}: {exc.strerror}"
+        ) from None
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"{path} must hold a PEM certificate and its unencrypted private key ({exc})",
+        ) from None
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise AzcmError(ErrorCode.INVALID_ARGUMENT, f"the key in {path} is neither RSA nor EC")
+    return key, certificate
+
+
+def client_assertion(key: PrivateKey, certificate: x509.Certificate, client_id: str, token_url: str) -> str:
+    """A ``private_key_jwt`` client assertion for the token service (docs/control-plane.md)."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    now = int(time.time())
+    header = {
+        "x5t": b64url(hashlib.sha1(der).digest()),  # x5t is SHA-1 by definition (RFC 7515)
+        "x5t#S256": b64url(hashlib.sha256(der).digest()),
+    }
+    claims = {
+        "aud": token_url,
+        "iss": client_id,
+        "sub": client_id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + CLIENT_ASSERTION_LIFETIME,
+        "jti": uuid.uuid4().hex,
+    }
+    return sign_jwt(key, header, claims)

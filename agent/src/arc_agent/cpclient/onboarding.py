@@ -1,0 +1,114 @@
+"""What ``connect`` and ``disconnect`` ask of the control plane with an operator's credentials:
+an access token for the management audience, registration, deletion (docs/agent-protocol.md
+§5.1, §5.7, §6; the token service in docs/control-plane.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arc_agent.cpclient.keys import client_assertion, load_certificate_credential
+from arc_agent.cpclient.transport import HttpsClient, Reply
+from arc_agent.errors import AzcmError, ErrorCode
+
+MANAGEMENT_SCOPE = "https://management.azure.com/.default"
+_CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Exactly one way to authenticate: a service principal secret or certificate, or a token."""
+
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    certificate_file: Path | None = None
+    access_token: str = ""
+
+    def __repr__(self) -> str:  # never print a secret, not even in a traceback
+        kind = "access token" if self.access_token else "certificate" if self.certificate_file else "secret"
+        return f"Credentials(tenant_id={self.tenant_id!r}, client_id={self.client_id!r}, {kind})"
+
+
+def management_token(client: HttpsClient, credentials: Credentials) -> str:
+    """An access token for the management API (the given one, or from the token service)."""
+    if credentials.access_token:
+        return credentials.access_token
+    path = f"/{credentials.tenant_id}/oauth2/v2.0/token"
+    fields = {
+        "grant_type": "client_credentials",
+        "client_id": credentials.client_id,
+        "scope": MANAGEMENT_SCOPE,
+    }
+    if credentials.certificate_file is not None:
+        key, certificate = load_certificate_credential(credentials.certificate_file)
+        fields["client_assertion_type"] = _CLIENT_ASSERTION_TYPE
+        fields["client_assertion"] = client_assertion(
+            key, certificate, credentials.client_id, client.base_url + path
+        )
+    else:
+        fields["client_secret"] = credentials.client_secret
+    reply = client.form(path, fields)
+    token = reply.document.get("access_token") if isinstance(reply.document, dict) else None
+    if reply.status == 200 and isinstance(token, str) and token:
+        return token
+    raise AzcmError(
+        ErrorCode.INVALID_CREDENTIALS,
+        f"the service principal {credentials.client_id} could not get a token: {reply.error_message()}",
+    )
+
+
+def register(
+    client: HttpsClient, token: str, body: Mapping[str, Any], access_token_given: bool
+) -> dict[str, Any]:
+    """POST /agent/v1/register; the registration answer, or the AZCM error §6 maps it to."""
+    reply = client.json("POST", "/agent/v1/register", body, {"Authorization": f"Bearer {token}"})
+    if reply.status in (200, 201) and isinstance(reply.document, dict):
+        return reply.document
+    raise _registration_error(reply, access_token_given)
+
+
+def _registration_error(reply: Reply, access_token_given: bool) -> AzcmError:
+    code, message = reply.error_code(), reply.error_message()
+    detail = f"{code}: {message}" if code else f"HTTP {reply.status}: {message}"
+    if reply.status == 401:
+        if access_token_given:
+            return AzcmError(ErrorCode.INVALID_ACCESS_TOKEN, f"the access token was refused ({detail})")
+        return AzcmError(ErrorCode.INVALID_CREDENTIALS, f"the credentials were refused ({detail})")
+    if code == "InvalidAuthenticationTokenTenant":
+        return AzcmError(ErrorCode.INVALID_CREDENTIALS, detail)
+    if code in ("InvalidSubscriptionId", "InvalidResourceGroup", "InvalidResourceName", "TenantMismatch"):
+        return AzcmError(ErrorCode.INVALID_ARGUMENT, detail)
+    if code == "InvalidPublicKey":
+        return AzcmError(ErrorCode.RSA_KEY_GENERATION_FAILED, detail)
+    if code == "ResourceExists":
+        return AzcmError(
+            ErrorCode.RESOURCE_EXISTS,
+            f"{detail}. Choose another --resource-name, or disconnect the other machine first",
+        )
+    return AzcmError(
+        ErrorCode.RESOURCE_CREATION_FAILED, f"the machine resource could not be created ({detail})"
+    )
+
+
+def delete_machine(client: HttpsClient, token: str, vm_id: str, access_token_given: bool) -> bool:
+    """DELETE /agent/v1/machines/{vmId}; False when it was gone already (404)."""
+    reply = client.json("DELETE", f"/agent/v1/machines/{vm_id}", None, {"Authorization": f"Bearer {token}"})
+    if reply.status in (200, 202, 204):
+        return True
+    if reply.status == 404:
+        return False
+    code, message = reply.error_code(), reply.error_message()
+    detail = f"{code}: {message}" if code else f"HTTP {reply.status}: {message}"
+    if reply.status == 401:
+        error = ErrorCode.INVALID_ACCESS_TOKEN if access_token_given else ErrorCode.INVALID_CREDENTIALS
+        raise AzcmError(error, f"the credentials were refused ({detail})")
+    raise AzcmError(
+        ErrorCode.RESOURCE_DELETION_FAILED,
+        f"the machine resource could not be deleted ({detail}); the principal needs the Azure "
+        "Connected Machine Resource Administrator role, or use --force-local-only to reset this "
+        "machine only",
+    )

@@ -1,0 +1,213 @@
+"""HTTPS to the control plane: one keep-alive connection, TLS verified against its CA, JSON.
+
+Standard library only (``http.client`` and ``ssl``): the agent's memory budget has no room for
+an HTTP library. A connection is reused while the server keeps it open and opened again
+(once, at once) when it was closed; a failure to reach the server is ``ControlPlaneUnreachable``
+(the CLI reports AZCM0026, himds backs off and retries).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arc_agent import __version__
+from arc_agent.errors import AzcmError, ErrorCode
+
+USER_AGENT = f"azcmagent/{__version__} (hybridops.arc)"
+DEFAULT_TIMEOUT = 30.0
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+class ControlPlaneUnreachable(AzcmError):
+    """The control plane could not be reached (DNS, connection, TLS, timeout)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            ErrorCode.NETWORK_ERROR,
+            f"cannot reach the control plane at {url}: {reason}; check the URL "
+            "(azcmagent config get controlplane.url), the network, and that the control plane runs",
+        )
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    """Header names in lower case."""
+    body: bytes = b""
+    document: Any = field(default=None)
+    """The body parsed as JSON, or None when it is empty or not JSON."""
+
+    def error_code(self) -> str:
+        """The ``code`` of an ARM error body (``error.code``), or the OAuth ``error``."""
+        error = self.document.get("error") if isinstance(self.document, dict) else None
+        if isinstance(error, dict):
+            return str(error.get("code", ""))
+        return str(error or "")
+
+    def error_message(self) -> str:
+        if isinstance(self.document, dict):
+            error = self.document.get("error")
+            if isinstance(error, dict):
+                return str(error.get("message", ""))
+            description = self.document.get("error_description")
+            if description:
+                return str(description).split("\r\n", 1)[0]
+        return self.body[:200].decode("utf-8", "replace")
+
+
+def parse_base_url(url: str) -> urllib.parse.SplitResult:
+    """The control plane URL if it is ``https://host[:port]`` (no path, query or user)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme != "https"
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"the control plane URL {url!r} is not of the form https://HOST[:PORT]",
+        )
+    return parts
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Verify the server against ``ca_file`` (or the system's CAs), TLS 1.2 at least."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"cannot load the control plane's CA certificate {ca_file}: {exc}; give a PEM file "
+            "(arc-controlplane ca show prints it)",
+        ) from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class HttpsClient:
+    """Requests to one control plane; not thread-safe (give each thread its own)."""
+
+    def __init__(self, base_url: str, ca_file: Path | None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        parts = parse_base_url(base_url)
+        self.base_url = f"https://{parts.netloc}"
+        self._host = parts.hostname or ""
+        self._port = parts.port or 443
+        self._context = tls_context(ca_file)
+        self._timeout = timeout
+        self._connection: http.client.HTTPSConnection | None = None
+
+    def abort(self) -> None:
+        """Wake a call blocked in another thread: it fails with ``ControlPlaneUnreachable``."""
+        connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def json(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        data = None if body is None else json.dumps(body).encode()
+        extra = {"Content-Type": "application/json"} if data is not None else {}
+        return self.request(method, path, data, {**extra, **(headers or {})}, timeout)
+
+    def form(self, path: str, fields: Mapping[str, str]) -> Reply:
+        data = urllib.parse.urlencode(fields).encode()
+        return self.request("POST", path, data, {"Content-Type": "application/x-www-form-urlencoded"})
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        timeout: float | None = None,
+    ) -> Reply:
+        all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **headers}
+        for attempt in (1, 2):
+            connection = self._connect(timeout)
+            try:
+                connection.request(method, path, body=data, headers=all_headers)
+                response = connection.getresponse()
+                body = response.read(MAX_RESPONSE_BYTES + 1)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self.close()
+                if attempt == 1:  # the server closed a kept-alive connection: open a new one once
+                    continue
+                raise ControlPlaneUnreachable(self.base_url, _reason(exc)) from None
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                raise ControlPlaneUnreachable(self.base_url, _reason(exc)) from None
+            if len(body) > MAX_RESPONSE_BYTES:
+                self.close()
+                raise ControlPlaneUnreachable(self.base_url, "the answer is too large")
+            reply_headers = {name.lower(): value for name, value in response.getheaders()}
+            if response.will_close:
+                self.close()
+            return Reply(response.status, reply_headers, body, _json_or_none(body))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connect(self, timeout: float | None) -> http.client.HTTPSConnection:
+        wanted = self._timeout if timeout is None else timeout
+        if self._connection is None:
+            self._connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=wanted, context=self._context
+            )
+        else:
+            self._connection.timeout = wanted
+            if self._connection.sock is not None:
+                self._connection.sock.settimeout(wanted)
+        return self._connection
+
+
+def _json_or_none(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the server's certificate is not trusted ({exc.verify_message}); "
+            "give its CA with --control-plane-ca"
+        )
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return f"the host name does not resolve ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or exc.__class__.__name__

@@ -1,0 +1,351 @@
+"""What himds does for a connected machine: heartbeats, notifications, credential renewal.
+
+One worker thread per connection state (docs/agent-protocol.md §3, §7):
+
+- a heartbeat at start, then every ``heartbeatIntervalSeconds`` (from the control plane) with
+  ±10 % jitter, so that a fleet started together does not beat together;
+- between heartbeats the thread sits in the notifications long-poll (the longest the control
+  plane allows), so new work is seen at once and an idle agent makes one request every two
+  minutes and wakes for nothing else;
+- network errors and 5xx back off from 5 s to 5 minutes (±20 %); a 429 waits ``Retry-After``;
+- ``renewCredential`` renews at once, over a new key (written aside first, switched when the
+  answer arrives; docs/agent-protocol.md §5.3);
+- ``CredentialExpired`` stops all calls: only a new connect heals (status ``Expired``).
+
+What it learns goes to ``himds-status.json`` (atomically), which ``azcmagent show`` reads. A
+``reload`` over the IPC socket (connect, disconnect) stops the worker and starts a new one for
+the new state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from arc_agent import __version__
+from arc_agent.cpclient.agentapi import (
+    AgentApiError,
+    Cloned,
+    CredentialExpired,
+    MachineApi,
+    MachineUnknown,
+    RequestRefused,
+)
+from arc_agent.cpclient.keys import (
+    AssertionSigner,
+    generate_machine_key,
+    load_private_key,
+    public_key_pem,
+    save_private_key,
+)
+from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.fsutil import write_atomic, write_json_atomic
+from arc_agent.paths import AgentPaths
+from arc_agent.state import WAY_OUT, ConnectionState, load_state, save_state
+from arc_agent.systemd import unit_states
+
+LONG_POLL_SECONDS = 120
+BACKOFF_FIRST = 5.0
+BACKOFF_MAX = 300.0
+DEFAULT_INTERVAL = 300
+
+
+def utc_text(moment: dt.datetime | None = None) -> str:
+    return (moment or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def jittered(seconds: float, fraction: float) -> float:
+    return seconds * random.uniform(1 - fraction, 1 + fraction)
+
+
+class Reloaded(Exception):
+    """The connection state changed: the worker stops."""
+
+
+class StatusFile:
+    """``himds-status.json``: what himds knows of the machine's standing, for ``show``."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self.values: dict[str, Any] = {}
+
+    def update(self, **values: Any) -> None:
+        with self._lock:
+            self.values.update(values)
+            self.values["updatedAt"] = utc_text()
+            write_json_atomic(self._path, self.values, mode=0o644)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.values)
+
+
+class Connection:
+    """The worker for one connection state."""
+
+    def __init__(
+        self,
+        paths: AgentPaths,
+        state: ConnectionState,
+        status: StatusFile,
+        service_statuses: Callable[[], Mapping[str, Any]],
+        logger: logging.Logger,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.state = state
+        self.status = status
+        self.service_statuses = service_statuses
+        self.logger = logger
+        self._unreported = dict(properties or {})
+        """The inventory, sent as ``changes`` with the first accepted heartbeat after start."""
+        self.stop = threading.Event()
+        self.interval = DEFAULT_INTERVAL
+        self.generation = -1
+        self._reported_services: Mapping[str, Any] | None = None
+        ca = paths.control_plane_ca if paths.control_plane_ca.exists() else None
+        self.client = HttpsClient(state.control_plane_url, ca, timeout=30)
+        key = load_private_key(paths.identity_key)
+        self.api = MachineApi(self.client, AssertionSigner(key, state.vm_id, state.assertion_audience))
+        self.thread = threading.Thread(target=self._run, name="himds-connection", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.client.abort()
+        self.thread.join(timeout=10)
+        self.client.close()
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        next_heartbeat = 0.0  # at once
+        clock = time.monotonic
+        while not self.stop.is_set():
+            try:
+                if clock() >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = clock() + jittered(self.interval, 0.1)
+                remaining = next_heartbeat - clock()
+                if remaining > 1:
+                    self._wait_for_work(min(LONG_POLL_SECONDS, int(remaining)))
+                failures = 0
+            except CredentialExpired as exc:
+                self.logger.error("the machine's credential has expired: %s", exc)
+                self.status.update(
+                    status="Expired",
+                    agentErrorCode="CredentialExpired",
+                    agentErrorDetails=f"{exc}. {WAY_OUT}",
+                    agentErrorTimestamp=utc_text(),
+                )
+                return  # nothing more to do until a new connect
+            except Cloned as exc:
+                self._error("Disconnected", "MachineCloned", str(exc))
+                self.stop.wait(exc.retry_after)
+            except (ControlPlaneUnreachable, AgentApiError, AzcmError) as exc:
+                failures += 1
+                status = "Disconnected" if isinstance(exc, MachineUnknown) else None
+                self._error(status, exc.__class__.__name__, str(exc))
+                if self.stop.is_set():
+                    return
+                delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(failures - 1, 10))
+                self.stop.wait(jittered(delay, 0.2))
+
+    def _error(self, status: str | None, code: str, message: str) -> None:
+        if self.stop.is_set():
+            return
+        self.logger.warning("control plane call failed (%s): %s", code, message)
+        values: dict[str, Any] = {
+            "agentErrorCode": code,
+            "agentErrorDetails": message,
+            "agentErrorTimestamp": utc_text(),
+        }
+        if status is not None:
+            values["status"] = status
+        self.status.update(**values)
+
+    def _heartbeat(self) -> None:
+        body: dict[str, Any] = {"hostId": self.state.host_id, "agentVersion": __version__}
+        services = self.service_statuses()
+        if services and services != self._reported_services:
+            body["serviceStatuses"] = dict(services)
+        if self._unreported:
+            body["changes"] = self._unreported
+        answer = self.api.heartbeat(body)
+        self._reported_services = services
+        self._unreported = {}
+        interval = answer.get("heartbeatIntervalSeconds")
+        if isinstance(interval, int) and interval > 0:
+            self.interval = interval
+        generation = answer.get("generation")
+        if isinstance(generation, int):
+            self.generation = generation
+        self.status.update(
+            vmId=self.state.vm_id,
+            status="Connected",
+            lastHeartbeat=utc_text(),
+            agentErrorCode="",
+            agentErrorDetails="",
+            agentErrorTimestamp="",
+            heartbeatIntervalSeconds=self.interval,
+        )
+        self.logger.debug("heartbeat accepted (interval %d s)", self.interval)
+        if answer.get("renewCredential") is True:
+            self._renew()
+
+    def _wait_for_work(self, wait: int) -> None:
+        generation = self.api.wait_for_notification(max(self.generation, 0), wait)
+        if generation is not None and generation != self.generation:
+            machine = self.api.read()
+            self.generation = int(machine.get("generation", generation))
+            self.logger.info("new work from the control plane (generation %d)", self.generation)
+            self.status.update(generation=self.generation, agentUpgrade=machine.get("agentUpgrade"))
+
+    def _renew(self) -> None:
+        """A new credential over a new key; the old key stays until the answer arrives."""
+        pending = self.paths.identity_key.with_name(self.paths.identity_key.name + ".pending")
+        key = generate_machine_key()
+        save_private_key(pending, key)
+        try:
+            answer = self.api.renew_credential(self.state.host_id, public_key_pem(key))
+        except RequestRefused:
+            os.unlink(pending)
+            raise
+        credential = answer["credential"]
+        write_atomic(self.paths.identity_cert, str(credential["certificate"]).encode(), mode=0o644)
+        os.replace(pending, self.paths.identity_key)
+        self.api.signer.key = key
+        self.api.signer.refresh()
+        self.state = _with_expiry(self.state, str(credential["notAfter"]))
+        save_state(self.paths.agent_config, self.state)
+        self.logger.info("credential renewed, valid until %s", credential["notAfter"])
+
+
+def _with_expiry(state: ConnectionState, not_after: str) -> ConnectionState:
+    values = {**state.__dict__, "credential_not_after": not_after}
+    return ConnectionState(**values)
+
+
+_ARM_SERVICES = (("extensionService", "extd.service"), ("guestConfigurationService", "gcad.service"))
+
+
+def heartbeat_service_statuses() -> dict[str, Any]:
+    """ARM ``serviceStatuses`` of the installed extension and guest configuration services."""
+    states = unit_states([unit for _, unit in _ARM_SERVICES])
+    statuses: dict[str, Any] = {}
+    for key, unit in _ARM_SERVICES:
+        state = states[unit]
+        if state.installed:
+            statuses[key] = {
+                "status": "Running" if state.running else "Stopped",
+                "startupType": "Automatic"
+                if state.enabled == "enabled"
+                else "Manual"
+                if state.enabled in ("disabled", "static", "indirect")
+                else "Disabled"
+                if state.enabled == "masked"
+                else "Manual",
+            }
+    return statuses
+
+
+class HimdsService:
+    """Owns the current ``Connection`` (or none) and answers the IPC channel."""
+
+    def __init__(
+        self,
+        paths: AgentPaths,
+        service_statuses: Callable[[], Mapping[str, Any]],
+        logger: logging.Logger,
+        properties: Mapping[str, Any] | None = None,
+        facts: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.paths = paths
+        self.service_statuses = service_statuses
+        self.logger = logger
+        self.properties = dict(properties or {})
+        self.facts = dict(facts or {})
+        """What ``show`` reports of the host (cloud provider, manufacturer, model)."""
+        self.status = StatusFile(paths.himds_status)
+        self.on_reload: Callable[[], None] = lambda: None
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+        self._token_lock = threading.Lock()
+        self._token_api: MachineApi | None = None
+        self.state: ConnectionState | None = None
+
+    def identity_token(self, resource: str) -> Mapping[str, Any]:
+        """A managed identity token from the control plane (on its own connection)."""
+        with self._token_lock:
+            if self._token_api is None:
+                state = self.state
+                if state is None:
+                    raise AzcmError(ErrorCode.HIMDS_STATUS_UNAVAILABLE, "this machine is not connected")
+                ca = self.paths.control_plane_ca if self.paths.control_plane_ca.exists() else None
+                key = load_private_key(self.paths.identity_key)
+                self._token_api = MachineApi(
+                    HttpsClient(state.control_plane_url, ca),
+                    AssertionSigner(key, state.vm_id, state.assertion_audience),
+                )
+            return self._token_api.identity_token(resource)
+
+    def _stop(self) -> None:
+        """End the worker and the token connection (with ``self._lock`` held)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        with self._token_lock:
+            if self._token_api is not None:
+                self._token_api.client.close()
+                self._token_api = None
+
+    def reload(self) -> None:
+        with self._lock:
+            self._stop()
+            self.on_reload()
+            try:
+                self.state = load_state(self.paths.agent_config)
+            except AzcmError as exc:
+                self.logger.error("%s", exc)
+                self.state = None
+            if self.state is None:
+                self.logger.info("not connected")
+                return
+            self.logger.info("connected as %s; starting heartbeats", self.state.resource_id)
+            self.status.values = {"vmId": self.state.vm_id, **self.facts}
+            try:
+                self._connection = Connection(
+                    self.paths, self.state, self.status, self.service_statuses, self.logger, self.properties
+                )
+            except AzcmError as exc:
+                self.logger.error("cannot start: %s", exc)
+                self.status.update(
+                    status="Disconnected", agentErrorCode=exc.error_id, agentErrorDetails=exc.message
+                )
+                return
+            self._connection.start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def handle_ipc(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        op = request.get("op")
+        if op == "reload":
+            self.reload()
+            return {"ok": True, "connected": self.state is not None}
+        if op == "status":
+            return {"ok": True, "connected": self.state is not None, **self.status.snapshot()}
+        return {"error": f"unknown op {op!r}; known: reload, status"}

@@ -1,0 +1,1 @@
+"""What the agent learns about its machine: system information and the cloud it runs in."""

@@ -1,0 +1,57 @@
+"""What systemd says of the agent's units (``systemctl show``), for ``show`` and heartbeats."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UnitState:
+    load: str
+    """``loaded``, ``not-found``, ... (``unknown`` without systemd)."""
+    active: str
+    """``active``, ``inactive``, ``failed``, ..."""
+    enabled: str
+    """``enabled``, ``disabled``, ``static``, ... (UnitFileState)."""
+
+    @property
+    def installed(self) -> bool:
+        return self.load not in ("not-found", "unknown")
+
+    @property
+    def running(self) -> bool:
+        return self.active == "active"
+
+
+UNKNOWN = UnitState("unknown", "unknown", "unknown")
+
+
+def unit_states(units: Sequence[str]) -> dict[str, UnitState]:
+    """The state of each unit; ``UNKNOWN`` for all when systemctl is missing or fails."""
+    systemctl = shutil.which("systemctl")
+    if systemctl is None:
+        return {unit: UNKNOWN for unit in units}
+    try:
+        shown = subprocess.run(
+            [systemctl, "show", "--property=Id,LoadState,ActiveState,UnitFileState", *units],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={**os.environ, "LC_ALL": "C"},
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {unit: UNKNOWN for unit in units}
+    found: dict[str, UnitState] = {}
+    for block in shown.strip().split("\n\n"):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        found[fields.get("Id", "")] = UnitState(
+            fields.get("LoadState", "unknown"),
+            fields.get("ActiveState", "unknown"),
+            fields.get("UnitFileState", "") or "unknown",
+        )
+    return {unit: found.get(unit, UNKNOWN) for unit in units}

@@ -1,0 +1,183 @@
+"""A real control plane for the agent's tests: ``arc-controlplane init`` and ``serve`` over HTTPS.
+
+The agent's tests talk to it as a real agent would; nothing of it is mocked. The control plane
+package is installed in the development environment (``make venv``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ARM_API_VERSION = "2026-09-01"
+
+
+def _cli() -> list[str]:
+    script = shutil.which("arc-controlplane", path=os.path.dirname(sys.executable))
+    return [script] if script else [sys.executable, "-m", "arc_controlplane"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Principal:
+    client_id: str
+    client_secret: str = ""
+    certificate_file: Path | None = None
+
+
+@dataclass
+class ControlPlane:
+    data_dir: Path
+    url: str
+    ca_file: Path
+    tenant_id: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    onboarding: Principal
+    process: subprocess.Popen[bytes]
+    extra_args: list[str] = field(default_factory=list)
+    _tokens: dict[str, str] = field(default_factory=dict)
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def principal(self, name: str, role: str, *, certificate: bool = False) -> Principal:
+        args = ["sp", "create", "--data-dir", str(self.data_dir), "--name", name, "--role", role]
+        args += ["--scope", f"/subscriptions/{self.subscription_id}", "--json"]
+        cert_file = None
+        if certificate:
+            cert_file = self.data_dir.parent / f"{name}.pem"
+            _write_certificate(cert_file, name)
+            args += ["--certificate", str(cert_file)]
+        created = json.loads(
+            subprocess.run([*_cli(), *args], check=True, capture_output=True, text=True).stdout
+        )
+        return Principal(created["clientId"], created.get("clientSecret", ""), cert_file)
+
+    def token(self, principal: Principal) -> str:
+        if principal.client_id not in self._tokens:
+            form = urllib.parse.urlencode(
+                {
+                    "grant_type": "client_credentials",
+                    "client_id": principal.client_id,
+                    "client_secret": principal.client_secret,
+                    "scope": "https://management.azure.com/.default",
+                }
+            ).encode()
+            url = f"{self.url}/{self.tenant_id}/oauth2/v2.0/token"
+            with urllib.request.urlopen(url, data=form, context=self.context(), timeout=30) as reply:
+                self._tokens[principal.client_id] = json.load(reply)["access_token"]
+        return self._tokens[principal.client_id]
+
+    def machine(self, name: str, reader: Principal) -> dict[str, Any] | None:
+        """The ARM machine resource (None when there is none)."""
+        path = (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.HybridCompute/machines/{name}?api-version={ARM_API_VERSION}"
+        )
+        request = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"Bearer {self.token(reader)}"}
+        )
+        try:
+            with urllib.request.urlopen(request, context=self.context(), timeout=30) as reply:
+                document: dict[str, Any] = json.load(reply)
+                return document
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _write_certificate(path: Path, name: str) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+
+
+def start_control_plane(base: Path, extra_args: list[str] | None = None) -> ControlPlane:
+    data = base / "data"
+    port = _free_port()
+    init = json.loads(
+        subprocess.run(
+            [*_cli(), "init", "--data-dir", str(data), "--port", str(port), "--json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    log = (base / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [*_cli(), "serve", "--data-dir", str(data), "--port", str(port), *(extra_args or [])],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    plane = ControlPlane(
+        data_dir=data,
+        url=init["url"],
+        ca_file=Path(init["caCertificate"]),
+        tenant_id=init["tenantId"],
+        subscription_id=init["subscriptionId"],
+        resource_group=init["resourceGroup"],
+        location=init["location"],
+        onboarding=Principal(init["clientId"], init["clientSecret"]),
+        process=process,
+        extra_args=list(extra_args or []),
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{plane.url}/healthz", context=plane.context(), timeout=2).close()
+            return plane
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                plane.stop()
+                raise AssertionError((base / "serve.log").read_text()) from None
+            time.sleep(0.1)

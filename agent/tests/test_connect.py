@@ -1,0 +1,234 @@
+"""connect, show and disconnect through the real CLI against a real control plane (HTTPS).
+
+The agent's files live under a temporary root (``AZCMAGENT_ROOT``); everything else is real:
+the control plane process, its token service, TLS, the registration and the deletion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_module
+from controlplane_env import ControlPlane, Principal, start_control_plane
+
+CLI = "arc_agent.cli.main"
+ADMIN_ROLE = "Azure Connected Machine Resource Administrator"
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    server = start_control_plane(tmp_path_factory.mktemp("controlplane"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(plane: ControlPlane) -> Principal:
+    return plane.principal("agent-tests-admin", ADMIN_ROLE)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+def azcmagent(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_module(CLI, *args, env={**os.environ, "AZCMAGENT_ROOT": str(root)}, timeout=60)
+
+
+def secrets_file(tmp_path: Path, values: dict[str, Any]) -> Path:
+    path = tmp_path / f"secrets-{uuid.uuid4().hex}.json"
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return path
+
+
+def connect_args(plane: ControlPlane, name: str, *extra: str) -> list[str]:
+    return [
+        "connect",
+        "--subscription-id",
+        plane.subscription_id,
+        "--resource-group",
+        plane.resource_group,
+        "--location",
+        plane.location,
+        "--tenant-id",
+        plane.tenant_id,
+        "--resource-name",
+        name,
+        "--control-plane-url",
+        plane.url,
+        "--control-plane-ca",
+        str(plane.ca_file),
+        *extra,
+    ]
+
+
+def connect_with_secret(plane: ControlPlane, root: Path, tmp_path: Path, name: str, *extra: str) -> Any:
+    config = secrets_file(
+        tmp_path,
+        {
+            "service-principal-id": plane.onboarding.client_id,
+            "service-principal-secret": plane.onboarding.client_secret,
+        },
+    )
+    result = azcmagent(root, *connect_args(plane, name, "--config", str(config), "--json", *extra))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def new_name() -> str:
+    return f"agent-{uuid.uuid4().hex[:10]}"
+
+
+def test_connect_with_a_secret_show_and_disconnect(
+    plane: ControlPlane, admin: Principal, root: Path, tmp_path: Path
+) -> None:
+    name = new_name()
+    shown = connect_with_secret(plane, root, tmp_path, name, "--tags", "env=test,'Cost Center'='IT, Ops'")
+    assert shown["resourceId"].endswith(f"/providers/Microsoft.HybridCompute/machines/{name}")
+    assert shown["status"] == "Connected"
+    assert shown["tags"] == {"env": "test", "Cost Center": "IT, Ops"}
+    machine = plane.machine(name, admin)
+    assert machine is not None
+    assert machine["properties"]["status"] == "Connected"
+    assert machine["properties"]["vmId"] == shown["vmId"]
+    assert machine["tags"] == {"env": "test", "Cost Center": "IT, Ops"}
+
+    paths = root / "var" / "opt" / "azcmagent"
+    key = paths / "certs" / "identity.key"
+    assert stat.S_IMODE(key.stat().st_mode) in (0o600, 0o640)
+    assert "PRIVATE KEY" in key.read_text()
+    assert not (paths / "certs" / "identity.key.pending").exists()
+    state = json.loads((paths / "agentconfig.json").read_text())
+    assert plane.onboarding.client_secret not in json.dumps(state)
+
+    result = azcmagent(root, "show", "status", "resourceId", "-j")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"status": "Connected", "resourceId": shown["resourceId"]}
+    text = azcmagent(root, "show")
+    assert text.returncode == 0
+    assert "Resource Id" in text.stdout and shown["resourceId"] in text.stdout
+
+    again = azcmagent(root, *connect_args(plane, name, "--access-token", plane.token(plane.onboarding)))
+    assert again.returncode == 67, again.stderr  # already connected
+    assert "disconnect" in again.stderr
+
+    config = secrets_file(
+        tmp_path, {"service-principal-id": admin.client_id, "service-principal-secret": admin.client_secret}
+    )
+    result = azcmagent(root, "disconnect", "--tenant-id", plane.tenant_id, "--config", str(config), "-j")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["status"] == "Disconnected"
+    assert plane.machine(name, admin) is None
+    assert not key.exists() and not (paths / "agentconfig.json").exists()
+    status = azcmagent(root, "show", "status", "-j")
+    assert json.loads(status.stdout) == {"status": "Disconnected"}
+
+
+def test_connect_with_a_certificate(plane: ControlPlane, admin: Principal, root: Path) -> None:
+    principal = plane.principal(
+        f"cert-{uuid.uuid4().hex[:6]}", "Azure Connected Machine Onboarding", certificate=True
+    )
+    assert principal.certificate_file is not None
+    name = new_name()
+    result = azcmagent(
+        root,
+        *connect_args(
+            plane,
+            name,
+            "--service-principal-id",
+            principal.client_id,
+            "--service-principal-cert",
+            str(principal.certificate_file),
+            "-j",
+        ),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert plane.machine(name, admin) is not None
+
+
+def test_connect_with_an_access_token_from_the_configured_control_plane(
+    plane: ControlPlane, admin: Principal, root: Path, tmp_path: Path
+) -> None:
+    for key, value in (("controlplane.url", plane.url), ("controlplane.cafile", str(plane.ca_file))):
+        assert azcmagent(root, "config", "set", key, value).returncode == 0
+    name = new_name()
+    config = secrets_file(tmp_path, {"access-token": plane.token(plane.onboarding)})
+    result = azcmagent(
+        root,
+        "connect",
+        "-s",
+        plane.subscription_id,
+        "-g",
+        plane.resource_group,
+        "-l",
+        plane.location,
+        "-n",
+        name,
+        "--config",
+        str(config),
+        "-j",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["tenantId"] == plane.tenant_id  # taken from the token
+    assert plane.machine(name, admin) is not None
+    forced = azcmagent(root, "disconnect", "--force-local-only")
+    assert forced.returncode == 0, forced.stderr
+    assert plane.machine(name, admin) is not None, "--force-local-only leaves the resource"
+    assert json.loads(azcmagent(root, "show", "status", "-j").stdout)["status"] == "Disconnected"
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "words"),
+    [
+        (["--service-principal-secret", "wrong"], 41, "could not get a token"),
+        (["--access-token", "not.a.jwt"], 12, "access token"),
+        ([], 16, "authentication"),
+    ],
+)
+def test_refused_connects_leave_the_machine_as_it_was(
+    plane: ControlPlane, root: Path, extra: list[str], code: int, words: str
+) -> None:
+    principal = (
+        ["--service-principal-id", plane.onboarding.client_id]
+        if "--service-principal-secret" in extra
+        else []
+    )
+    result = azcmagent(root, *connect_args(plane, new_name(), *principal, *extra))
+    assert result.returncode == code, result.stdout + result.stderr
+    assert result.stderr.startswith(f"AZCM{code:04d}: ")
+    assert words in result.stderr
+    state_dir = root / "var" / "opt" / "azcmagent"
+    assert not (state_dir / "agentconfig.json").exists()
+    assert not list(state_dir.glob("certs/*")) if state_dir.exists() else True
+
+
+def test_an_unreachable_control_plane_is_azcm0026(plane: ControlPlane, root: Path, tmp_path: Path) -> None:
+    config = secrets_file(
+        tmp_path, {"service-principal-id": plane.onboarding.client_id, "service-principal-secret": "x"}
+    )
+    args = connect_args(plane, new_name(), "--config", str(config), "-j")
+    args[args.index("--control-plane-url") + 1] = "https://127.0.0.1:9"
+    result = azcmagent(root, *args)
+    assert result.returncode == 26, result.stdout
+    assert json.loads(result.stdout)["error"]["code"] == "AZCM0026"
+
+
+def test_a_corrupted_state_names_the_way_out(root: Path) -> None:
+    state = root / "var" / "opt" / "azcmagent" / "agentconfig.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{not json")
+    result = azcmagent(root, "show")
+    assert result.returncode == 6
+    assert "disconnect --force-local-only" in result.stderr
+    assert azcmagent(root, "disconnect", "--force-local-only").returncode == 0
+    assert not state.exists()

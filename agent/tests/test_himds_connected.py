@@ -1,0 +1,183 @@
+"""himds with a real control plane: heartbeats, status, managed identity tokens, disconnect.
+
+A control plane started with ``--heartbeat-interval 5`` (Disconnected after 15 s), the real
+``himds`` and ``azcmagent`` processes, the agent's files under a temporary root.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import free_port, run_module
+from controlplane_env import ControlPlane, Principal, start_control_plane
+
+from arc_agent.himds import ipc
+from arc_agent.paths import AgentPaths
+
+ADMIN_ROLE = "Azure Connected Machine Resource Administrator"
+TOKEN = "/metadata/identity/oauth2/token?api-version=2020-06-01&resource=https://vault.azure.net"
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    server = start_control_plane(tmp_path_factory.mktemp("cp-fast"), ["--heartbeat-interval", "5"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(plane: ControlPlane) -> Principal:
+    return plane.principal("himds-tests-admin", ADMIN_ROLE)
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.2)
+
+
+class Machine:
+    """One agent: its root, its himds process and its CLI."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.paths = AgentPaths.under(root)
+        self.env = {**os.environ, "AZCMAGENT_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
+        self.port = free_port()
+        self.himds: subprocess.Popen[str] | None = None
+
+    def start_himds(self) -> None:
+        self.himds = subprocess.Popen(
+            [sys.executable, "-m", "arc_agent.himds.main", "--port", str(self.port), "-v"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+        wait_for(lambda: ipc.ask(self.paths.himds_socket, {"op": "status"}) is not None, 15, "himds answers")
+
+    def stop_himds(self) -> str:
+        assert self.himds is not None
+        self.himds.terminate()
+        _, err = self.himds.communicate(timeout=15)
+        assert self.himds.returncode == 0, err
+        self.himds = None
+        return err
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_module("arc_agent.cli.main", *args, env=self.env, timeout=60)
+
+    def local(self, target: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", target, headers={"Metadata": "true", **(headers or {})})
+            reply = conn.getresponse()
+            body = reply.read()
+            return reply.status, {k.lower(): v for k, v in reply.getheaders()}, json.loads(body or b"null")
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Iterator[Machine]:
+    agent = Machine(tmp_path / "root")
+    agent.paths.state_dir.mkdir(parents=True)
+    yield agent
+    if agent.himds is not None:
+        agent.himds.kill()
+        agent.himds.wait()
+
+
+def connect(plane: ControlPlane, machine: Machine, tmp_path: Path, name: str) -> dict[str, Any]:
+    secrets = tmp_path / "secret.json"
+    secrets.write_text(json.dumps({"service-principal-secret": plane.onboarding.client_secret}))
+    result = machine.cli(
+        "connect", "-s", plane.subscription_id, "-g", plane.resource_group, "-l", plane.location,
+        "-t", plane.tenant_id, "-n", name, "-i", plane.onboarding.client_id, "--config", str(secrets),
+        "--control-plane-url", plane.url, "--control-plane-ca", str(plane.ca_file), "-j",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown: dict[str, Any] = json.loads(result.stdout)
+    return shown
+
+
+def claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return decoded
+
+
+def test_a_connected_himds_heartbeats_serves_tokens_and_goes_quiet_when_stopped(
+    plane: ControlPlane, admin: Principal, machine: Machine, tmp_path: Path
+) -> None:
+    name = f"himds-{uuid.uuid4().hex[:8]}"
+    machine.start_himds()
+    shown = connect(plane, machine, tmp_path, name)
+
+    # connect told himds: heartbeats begin at once, and show reports them.
+    def heartbeat_seen() -> bool:
+        status = json.loads(machine.cli("show", "status", "lastHeartbeat", "-j").stdout)
+        return bool(status["status"] == "Connected" and status["lastHeartbeat"] > shown["lastHeartbeat"])
+
+    wait_for(heartbeat_seen, 20, "a heartbeat after connect")
+    resource = plane.machine(name, admin)
+    assert resource is not None and resource["properties"]["status"] == "Connected"
+    assert resource["properties"]["osName"] == "linux"  # the inventory himds reported
+
+    # Managed identity: the challenge, then a token of the control plane for this machine.
+    status, headers, _ = machine.local(TOKEN)
+    assert status == 401
+    realm = headers["www-authenticate"].removeprefix("Basic realm=")
+    assert realm.startswith(str(machine.paths.tokens_dir)) and realm.endswith(".key")
+    secret = Path(realm).read_text()
+    status, _, body = machine.local(TOKEN, {"Authorization": f"Basic {secret}"})
+    assert status == 200, body
+    token = claims(body["access_token"])
+    assert token["xms_mirid"].lower() == shown["resourceId"].lower()
+    assert token["aud"] == "https://vault.azure.net"
+    assert not Path(realm).exists(), "a key file is single use"
+    status, _, body = machine.local("/metadata/instance?api-version=2020-06-01")
+    assert status == 200 and body["compute"]["vmId"] == shown["vmId"]
+
+    # No heartbeat for 3 intervals (15 s here): the control plane says Disconnected.
+    machine.stop_himds()
+    wait_for(
+        lambda: (plane.machine(name, admin) or {}).get("properties", {}).get("status") == "Disconnected",
+        30,
+        "the control plane to see the machine Disconnected",
+    )
+    machine.start_himds()
+    wait_for(
+        lambda: (plane.machine(name, admin) or {}).get("properties", {}).get("status") == "Connected",
+        20,
+        "a restarted himds to bring the machine back",
+    )
+
+    # Disconnect: the resource goes, himds is told and stops heartbeating.
+    secrets = tmp_path / "admin.json"
+    secrets.write_text(
+        json.dumps({"service-principal-id": admin.client_id, "service-principal-secret": admin.client_secret})
+    )
+    result = machine.cli("disconnect", "-t", plane.tenant_id, "--config", str(secrets))
+    assert result.returncode == 0, result.stderr
+    assert plane.machine(name, admin) is None
+    told = ipc.ask(machine.paths.himds_socket, {"op": "status"})
+    assert told is not None and told["connected"] is False
+    status, _, _ = machine.local("/metadata/instance?api-version=2020-06-01")
+    assert status == 404
+    log = machine.stop_himds()
+    assert plane.onboarding.client_secret not in log and admin.client_secret not in log
+    assert "Traceback" not in log
