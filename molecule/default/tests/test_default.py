@@ -84,3 +84,40 @@ def test_control_plane_answers_over_tls_with_its_own_ca(host):
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def test_himds_runs_as_its_own_user_on_loopback_only(host):
+    user = host.user("himds")
+    assert user.exists and user.group == "himds" and user.shell == "/usr/sbin/nologin"
+    service = host.service("himdsd")
+    assert service.is_running and service.is_enabled
+    assert host.check_output("ps -C himds -o user= | sort -u") == "himds"
+    assert host.socket("tcp://127.0.0.1:40342").is_listening
+    assert not host.socket("tcp://0.0.0.0:40342").is_listening
+    answer = host.check_output(
+        "python3 -c \"import urllib.request as u; r = u.Request('http://127.0.0.1:40342/agentstatus"
+        "?api-version=2019-08-15', headers={'Metadata': 'true'}); print(u.urlopen(r).read().decode())\""
+    )
+    assert json.loads(answer)["status"] == "Disconnected"  # installed, not connected
+
+
+def test_state_directories_and_endpoint_environment(host):
+    for path, mode in (
+        ("/var/opt/azcmagent", 0o755),
+        ("/var/opt/azcmagent/certs", 0o750),
+        ("/var/opt/azcmagent/tokens", 0o750),
+        ("/var/opt/azcmagent/socks", 0o750),
+        ("/var/opt/azcmagent/log", 0o750),
+    ):
+        directory = host.file(path)
+        assert directory.is_directory and directory.user == "himds" and directory.group == "himds", path
+        assert directory.mode == mode, path
+    socket = host.file("/var/opt/azcmagent/socks/himds.sock")
+    assert socket.is_socket and socket.mode == 0o600
+    env = host.file("/lib/systemd/system.conf.d/azcmagent.conf")
+    assert env.contains("IDENTITY_ENDPOINT=http://localhost:40342/metadata/identity/oauth2/token")
+    assert env.contains("IMDS_ENDPOINT=http://localhost:40342")
+    shown = json.loads(host.check_output("azcmagent show -j"))
+    assert shown["status"] == "Disconnected"
+    assert shown["dependentServiceStatus"]["agentService"] == "running"
+    assert shown["dependentServiceStatus"]["extensionService"] == "not installed"
