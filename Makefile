@@ -18,7 +18,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell unit \
-	sanity units fuzz-controlplane hosts-check molecule build-collection demo test-hosts test-hosts-down clean
+	sanity units fuzz-controlplane hosts-check agent-hosts molecule build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ collection: ## Make this checkout visible to Ansible as hybridops.arc
 	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/hybridops/arc
 
 # ---------------------------------------------------------------- tests
-test: deps venv wheelhouse collection lint unit units sanity build-collection fuzz-controlplane hosts-check molecule ## Run every test
+test: deps venv wheelhouse collection lint unit units sanity build-collection fuzz-controlplane hosts-check agent-hosts molecule ## Run every test
 	@echo "make test: all passed"
 
 lint: lint-python lint-ansible lint-shell ## ruff, mypy, ansible-lint, shellcheck, changelog and docs lint
@@ -84,6 +84,9 @@ fuzz-controlplane: venv ## schemathesis against the control plane's OpenAPI docu
 
 hosts-check: deps venv ## Test the test-host script itself (boot, isolation, crash clean-up)
 	pytest -q -p no:cacheprovider tests/hosts
+
+agent-hosts: deps venv wheelhouse collection ## The agent runtime on real test hosts against the control plane
+	pytest -q -p no:cacheprovider tests/agent
 
 molecule: deps venv wheelhouse collection ## Molecule scenarios on real test hosts
 	molecule test --all

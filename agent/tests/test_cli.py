@@ -226,7 +226,7 @@ def test_log_stderr_sends_debug_logs_to_stderr(capsys: pytest.CaptureFixture[str
     code, out, err = run_main(capsys, "version", "--log-stderr", "-v")
     assert code == 0
     assert out == f"azcmagent version {__version__}\n"
-    assert "DEBUG arc_agent: azcmagent 1.64.3414.2961: running version" in err
+    assert "INFO arc_agent: azcmagent 1.64.3414.2961: running version" in err
 
 
 def test_no_logs_on_stderr_without_log_stderr(capsys: pytest.CaptureFixture[str]) -> None:

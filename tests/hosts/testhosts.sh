@@ -268,13 +268,14 @@ cmd_controlplane() {
   local d=$STATE_DIR/controlplane url="https://$NET.1:$CONTROLPLANE_PORT"
   case ${1:-} in
     start)
+      shift  # the rest are more 'serve' options, e.g. --heartbeat-interval 5
       ip netns list | grep -qw "$CTL_NS" || die "no test network; run: testhosts.sh up N"
       local bin=${ARC_CONTROLPLANE_BIN:-$(command -v arc-controlplane || true)}
       [ -n "$bin" ] || die "arc-controlplane not found; install controlplane/ (make venv) or set ARC_CONTROLPLANE_BIN"
       cmd_controlplane stop
       mkdir -p "$d"
       setsid ip netns exec "$CTL_NS" "$bin" serve --data-dir "$d/data" --bind "$NET.1" --port "$CONTROLPLANE_PORT" \
-        --san controlplane </dev/null >"$d/serve.log" 2>&1 &
+        --san controlplane "$@" </dev/null >"$d/serve.log" 2>&1 &
       echo $! >"$d/pid"
       local deadline=$((SECONDS + 60))
       until [ -f "$d/data/pki/ca.pem" ] && ip netns exec "$CTL_NS" curl -sf --max-time 2 --cacert "$d/data/pki/ca.pem" "$url/healthz" >/dev/null 2>&1; do
@@ -295,7 +296,7 @@ cmd_controlplane() {
       ;;
     url) echo "$url" ;;
     ca) if [ -f "$d/data/pki/ca.pem" ]; then echo "$d/data/pki/ca.pem"; else die "the control plane has not run yet"; fi ;;
-    *) die "usage: testhosts.sh controlplane start|stop|url|ca" ;;
+    *) die "usage: testhosts.sh controlplane start [SERVE OPTIONS]|stop|url|ca" ;;
   esac
 }
 

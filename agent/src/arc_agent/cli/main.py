@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -28,15 +29,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = CommonOptions(
         json=flag_present(args, "--json", "j"), verbose=flag_present(args, "--verbose", "v")
     )
+    logger: logging.Logger | None = None
     try:
         parsers = build_parsers(available_commands())
         namespace = parse_command_line(parsers[""], args)
         options = resolve(namespace)
-        logger = configure_logging(verbose=options.verbose, stream=stderr if options.log_stderr else None)
+        paths = AgentPaths.from_env(os.environ)
+        # Root's runs on an installed agent are logged to azcmagent.log (which command, and its
+        # outcome; never the arguments: they may hold secrets).
+        installed = os.geteuid() == 0 and paths.log_dir.is_dir()
+        logger = configure_logging(
+            verbose=options.verbose,
+            stream=stderr if options.log_stderr else None,
+            log_file=paths.log_dir / "azcmagent.log" if installed else None,
+        )
         ctx = Context(
             args=namespace,
             options=options,
-            paths=AgentPaths.from_env(os.environ),
+            paths=paths,
             parsers=parsers,
         )
         handler: Handler
@@ -46,10 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler = about.help_text
         else:
             handler = namespace.handler
-        logger.debug("azcmagent %s: running %s", __version__, namespace.command or "help")
+        logger.info("azcmagent %s: running %s", __version__, namespace.command or "help")
         write_result(handler(ctx), as_json=options.json, stdout=stdout)
         return 0
     except AzcmError as error:
+        if logger is not None:
+            logger.error("Exit Code: %s", error)
         write_error(error, as_json=options.json, stdout=stdout, stderr=stderr)
         return error.code
     except KeyboardInterrupt:

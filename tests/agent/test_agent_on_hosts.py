@@ -1,0 +1,183 @@
+"""The agent runtime on real test hosts, against the control plane on the test network.
+
+Two hosts (systemd, sshd, their own addresses) get the runtime from the `hybridops.arc.runtime`
+playbook; the control plane runs in the controller namespace with a 5-second heartbeat interval
+(so Disconnected comes after 15 s). Then, on the hosts, through ssh, as an operator would:
+connect with each way to authenticate, show, config round trips, heartbeats seen by the control
+plane, Disconnected when himds goes quiet, managed identity tokens, refusals that leave the
+host as it was, disconnect and reconnect. Secrets reach the hosts on ssh's standard input into
+0600 files, never on a command line.
+
+Needs root, the tools of `make deps`, the wheelhouse and the collection (`make agent-hosts`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from lab import URL, ControlPlane, Host, Lab  # tests/hosts/lab.py
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[tuple[list[Host], ControlPlane]]:
+    lab = Lab.start(2, "--heartbeat-interval", "5")
+    try:
+        yield lab.hosts, lab.plane
+    finally:
+        lab.stop()
+
+
+def connect_args(plane: ControlPlane, name: str, *extra: str) -> list[str]:
+    init = plane.init
+    return [
+        "connect", "-s", init["subscriptionId"], "-g", init["resourceGroup"], "-l", init["location"],
+        "-n", name, *extra,
+    ]  # fmt: skip
+
+
+def claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return decoded
+
+
+TOKEN_PROBE = r"""
+import json, urllib.error, urllib.request
+url = "http://localhost:40342/metadata/identity/oauth2/token?api-version=2020-06-01&resource=https://vault.azure.net"
+try:
+    urllib.request.urlopen(urllib.request.Request(url, headers={"Metadata": "true"}))
+except urllib.error.HTTPError as challenge:
+    realm = challenge.headers["WWW-Authenticate"].split("realm=", 1)[1]
+import os, stat
+info = os.stat(realm)
+secret = open(realm).read()
+answer = urllib.request.Request(url, headers={"Metadata": "true", "Authorization": "Basic " + secret})
+reply = urllib.request.urlopen(answer)
+print(json.dumps({"realm": realm, "mode": oct(stat.S_IMODE(info.st_mode)), "uid": info.st_uid,
+                  "gid": info.st_gid, "gone": not os.path.exists(realm), "token": json.load(reply)}))
+"""
+
+
+def test_the_agent_lifecycle_on_real_hosts(fleet: tuple[list[Host], ControlPlane]) -> None:
+    (h1, h2), plane = fleet
+    init = plane.init
+
+    # h1: prepared with `config set`, then connected with exactly the real agent's flags.
+    h1.json("config", "set", "controlplane.url", URL)
+    h1.json("config", "set", "controlplane.cafile", "/root/controlplane-ca.pem")
+    assert h1.json("config", "get", "controlplane.url") == {"key": "controlplane.url", "value": URL}
+    onboarding = plane.onboarding
+    h1.put_secret("/root/onboarding.json", {"service-principal-secret": onboarding["clientSecret"]})
+    connected = h1.json(
+        *connect_args(plane, "h1", "-t", init["tenantId"], "-i", onboarding["clientId"], "--config",
+                      "/root/onboarding.json", "--tags", "env=test,'Cost Center'='IT, Ops'")
+    )  # fmt: skip
+    assert connected["resourceId"].endswith("/machines/h1") and connected["status"] == "Connected"
+    assert plane.status("h1") == "Connected"
+    assert (plane.machine("h1") or {})["tags"] == {"env": "test", "Cost Center": "IT, Ops"}
+
+    # The private key: 0640 root:himds; himds heartbeats (show sees it, the control plane too).
+    key = h1.sh("stat -c '%a %U %G' /var/opt/azcmagent/certs/identity.key").stdout.strip()
+    assert key == "640 root himds"
+    wait_for(
+        lambda: h1.json("show", "lastHeartbeat")["lastHeartbeat"] > connected["lastHeartbeat"],
+        30,
+        "a heartbeat",
+    )
+    machine = plane.machine("h1") or {}
+    assert machine["properties"]["osName"] == "linux" and machine["properties"]["machineFqdn"]
+
+    # Managed identity: the challenge flow, a key file 0640 root:himds used once, a real token.
+    probe = json.loads(h1.sh("python3 -", stdin=TOKEN_PROBE).stdout)
+    assert probe["realm"].startswith("/var/opt/azcmagent/tokens/") and probe["realm"].endswith(".key")
+    himds_gid = int(h1.sh("getent group himds | cut -d: -f3").stdout)
+    assert (probe["mode"], probe["uid"], probe["gid"], probe["gone"]) == ("0o640", 0, himds_gid, True)
+    token = claims(probe["token"]["access_token"])
+    assert token["xms_mirid"].lower() == connected["resourceId"].lower()
+    assert token["aud"] == "https://vault.azure.net"
+
+    # h2: an access token minted on the controller, the control plane given as flags.
+    access = plane.token(onboarding["clientId"], onboarding["clientSecret"])
+    h2.put_secret("/root/token.json", {"access-token": access})
+    second = h2.json(
+        *connect_args(plane, "h2", "--config", "/root/token.json", "--control-plane-url", URL,
+                      "--control-plane-ca", "/root/controlplane-ca.pem")
+    )  # fmt: skip
+    assert second["tenantId"] == init["tenantId"]
+    assert plane.status("h2") == "Connected"
+
+    # himds goes quiet: Disconnected after 3 intervals (15 s); back when it runs again.
+    h2.sh("systemctl stop himdsd")
+    wait_for(lambda: plane.status("h2") == "Disconnected", 40, "h2 Disconnected")
+    h2.sh("systemctl start himdsd")
+    wait_for(lambda: plane.status("h2") == "Connected", 30, "h2 Connected again")
+
+    # Refusals leave the host as it was.
+    state_before = h2.sh("sha256sum /var/opt/azcmagent/agentconfig.json").stdout
+    again = h2.azcmagent(*connect_args(plane, "h2", "--config", "/root/token.json"))
+    assert again.returncode == 67 and again.stderr.startswith("AZCM0067: ")
+    bad_value = h2.azcmagent("config", "set", "incomingconnections.ports", "99999")
+    assert bad_value.returncode == 23 and "incomingconnections.ports" in bad_value.stderr
+    assert h2.sh("sha256sum /var/opt/azcmagent/agentconfig.json").stdout == state_before
+
+    # h1: disconnect with an administrator; the resource goes, the host forgets; then reconnect.
+    h1.put_secret(
+        "/root/admin.json",
+        {
+            "service-principal-id": plane.admin["clientId"],
+            "service-principal-secret": plane.admin["clientSecret"],
+        },
+    )
+    assert (
+        h1.json("disconnect", "-t", init["tenantId"], "--config", "/root/admin.json")["status"]
+        == "Disconnected"
+    )
+    assert plane.machine("h1") is None
+    assert h1.sh("test -e /var/opt/azcmagent/certs/identity.key", check=False).returncode == 1
+    assert h1.json("show", "status") == {"status": "Disconnected"}
+
+    h1.put_secret("/root/wrong.json", {"service-principal-secret": "not-the-secret"})
+    refused = h1.azcmagent(
+        *connect_args(
+            plane, "h1", "-t", init["tenantId"], "-i", onboarding["clientId"], "--config", "/root/wrong.json"
+        )
+    )
+    assert refused.returncode == 41 and refused.stderr.startswith("AZCM0041: ")
+    assert h1.sh("test -e /var/opt/azcmagent/agentconfig.json", check=False).returncode == 1
+    assert plane.machine("h1") is None
+
+    reconnected = h1.json(
+        *connect_args(
+            plane,
+            "h1",
+            "-t",
+            init["tenantId"],
+            "-i",
+            onboarding["clientId"],
+            "--config",
+            "/root/onboarding.json",
+        )
+    )
+    assert reconnected["vmId"] != connected["vmId"]  # a new resource, a new identity
+    assert plane.status("h1") == "Connected"
+
+    # Nothing secret reached a log or the state.
+    logs = h1.sh(
+        "cat /var/opt/azcmagent/log/*.log /var/opt/azcmagent/agentconfig.json; "
+        "journalctl -u himdsd --no-pager"
+    ).stdout
+    for secret in (onboarding["clientSecret"], plane.admin["clientSecret"], access):
+        assert secret not in logs

@@ -1,0 +1,187 @@
+"""The lab: test hosts with the agent runtime, and the control plane on the test network.
+
+Shared by the tests that run the agent on real hosts (tests/agent/) and the benchmarks that
+measure it there (benchmarks/agent_footprint.py). `Lab.start(n)` brings up n hosts, the control
+plane in the controller namespace (with extra `serve` options), an onboarding and an
+administrator principal, and installs the runtime with the `hybridops.arc.runtime` playbook;
+`Lab.stop()` tears it all down. Secrets reach the hosts on ssh's standard input, into 0600 files.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import pathlib
+import shlex
+import ssl
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+TOP = pathlib.Path(__file__).resolve().parents[2]
+TESTHOSTS = str(TOP / "tests/hosts/testhosts.sh")
+STATE = pathlib.Path(os.environ.get("ARC_TESTHOSTS_STATE", "/var/lib/hybridops-arc/testhosts"))
+DATA = STATE / "controlplane" / "data"
+URL = "https://10.200.0.1:8443"
+ADMIN_ROLE = "Azure Connected Machine Resource Administrator"
+ONBOARDING_ROLE = "Azure Connected Machine Onboarding"
+API = "2026-09-01"
+CA_ON_HOSTS = "/root/controlplane-ca.pem"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> str:
+    return subprocess.run(list(args), check=True, capture_output=True, text=True, env=env).stdout
+
+
+def controlplane(*args: str) -> dict[str, Any]:
+    out = run(str(TOP / ".venv/bin/arc-controlplane"), *args, "--data-dir", str(DATA), "--json")
+    document: dict[str, Any] = json.loads(out)
+    return document
+
+
+class Host:
+    def __init__(self, spec: dict[str, str]) -> None:
+        self.name = spec["name"]
+        self.address = spec["address"]
+        self.key = spec["key"]
+
+    def sh(
+        self, command: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [
+                "ssh", "-i", self.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                "-o", "ProxyCommand=ip netns exec arc-ctl socat - TCP:%h:%p",
+                f"root@{self.address}", command,
+            ],
+            input=stdin, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"{self.name}: {command!r} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def put_secret(self, path: str, document: dict[str, str]) -> None:
+        """A 0600 file from standard input: the secret never is on a command line."""
+        self.sh(f"umask 077 && cat > {shlex.quote(path)}", stdin=json.dumps(document))
+
+    def azcmagent(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.sh("azcmagent " + " ".join(shlex.quote(a) for a in args), check=False)
+
+    def json(self, *args: str) -> Any:
+        result = self.azcmagent(*args, "-j")
+        assert result.returncode == 0, f"{self.name}: azcmagent {args}: {result.stdout}{result.stderr}"
+        return json.loads(result.stdout)
+
+
+class ControlPlane:
+    def __init__(self, init: dict[str, Any], onboarding: dict[str, Any], admin: dict[str, Any]) -> None:
+        self.init = init
+        self.onboarding = onboarding
+        self.admin = admin
+        self.context = ssl.create_default_context(cafile=str(DATA / "pki" / "ca.pem"))
+
+    def token(self, client_id: str, secret: str) -> str:
+        form = urllib.parse.urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+                "scope": "https://management.azure.com/.default",
+            }
+        ).encode()
+        url = f"{URL}/{self.init['tenantId']}/oauth2/v2.0/token"
+        with self._open(urllib.request.Request(url, data=form)) as reply:
+            return str(json.load(reply)["access_token"])
+
+    def machine(self, name: str) -> dict[str, Any] | None:
+        path = (
+            f"/subscriptions/{self.init['subscriptionId']}/resourceGroups/{self.init['resourceGroup']}"
+            f"/providers/Microsoft.HybridCompute/machines/{name}?api-version={API}"
+        )
+        token = self.token(self.admin["clientId"], self.admin["clientSecret"])
+        request = urllib.request.Request(URL + path, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with self._open(request) as reply:
+                document: dict[str, Any] = json.load(reply)
+                return document
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def status(self, name: str) -> str:
+        machine = self.machine(name)
+        return "" if machine is None else str(machine["properties"]["status"])
+
+    def _open(self, request: urllib.request.Request) -> Any:
+        # The control plane lives in the controller namespace: reach it from there.
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.context))
+        return _in_controller_namespace(lambda: opener.open(request, timeout=30))
+
+
+def _in_controller_namespace(call: Callable[[], Any]) -> Any:
+    """Run ``call`` with this thread in the arc-ctl network namespace (setns), then come back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newnet = 0x40000000
+    with open("/proc/self/ns/net") as home, open("/run/netns/arc-ctl") as target:
+        if libc.setns(target.fileno(), clone_newnet) != 0:
+            raise OSError(ctypes.get_errno(), "setns arc-ctl")
+        try:
+            return call()
+        finally:
+            libc.setns(home.fileno(), clone_newnet)
+
+
+@dataclass
+class Lab:
+    hosts: list[Host]
+    plane: ControlPlane
+
+    @classmethod
+    def start(cls, count: int, *serve_options: str) -> Lab:
+        run(TESTHOSTS, "up", str(count))
+        try:
+            init = controlplane("init", "--port", "8443")
+            run(TESTHOSTS, "controlplane", "start", *serve_options)
+            scope = f"/subscriptions/{init['subscriptionId']}"
+            onboarding = controlplane(
+                "sp", "create", "--name", "lab-onboarding", "--role", ONBOARDING_ROLE, "--scope", scope
+            )
+            admin = controlplane(
+                "sp", "create", "--name", "lab-admin", "--role", ADMIN_ROLE, "--scope", scope
+            )
+            inventory = run(TESTHOSTS, "inventory").strip()
+            env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(TOP / "build/collections")}
+            playbook = str(TOP / "playbooks/runtime.yml")
+            run(str(TOP / ".venv/bin/ansible-playbook"), "-i", inventory, playbook, env=env)
+            hosts = [Host(spec) for spec in json.loads(run(TESTHOSTS, "hosts-json"))]
+            ca = (DATA / "pki" / "ca.pem").read_text()
+            for host in hosts:
+                host.sh(f"cat > {CA_ON_HOSTS}", stdin=ca)
+        except BaseException:
+            cls.stop()
+            raise
+        return cls(hosts, ControlPlane(init, onboarding, admin))
+
+    @staticmethod
+    def stop() -> None:
+        subprocess.run([TESTHOSTS, "controlplane", "stop"], check=False, capture_output=True)
+        subprocess.run([TESTHOSTS, "down"], check=False, capture_output=True)
+
+    def connect(self, host: Host, name: str, *extra: str) -> dict[str, Any]:
+        """Connect ``host`` as ``name`` with the onboarding principal's secret (in a 0600 file)."""
+        init, onboarding = self.plane.init, self.plane.onboarding
+        host.put_secret("/root/onboarding.json", {"service-principal-secret": onboarding["clientSecret"]})
+        shown: dict[str, Any] = host.json(
+            "connect", "-s", init["subscriptionId"], "-g", init["resourceGroup"], "-l", init["location"],
+            "-n", name, "-t", init["tenantId"], "-i", onboarding["clientId"],
+            "--config", "/root/onboarding.json",
+            "--control-plane-url", URL, "--control-plane-ca", CA_ON_HOSTS, *extra,
+        )  # fmt: skip
+        return shown
