@@ -205,14 +205,25 @@ class ChallengeStore:
         except OSError as exc:
             raise self._unusable(exc) from None
 
+    def _give_to_root(self, fd: int) -> None:
+        """Owner root, group himds (reference §2). himds runs as its own user with only the
+        CAP_CHOWN capability for this (himdsd.service); without it, the file keeps himds as
+        owner and still gets the group."""
+        if self._group is None:
+            return
+        try:
+            os.fchown(fd, 0, self._group)
+        except PermissionError:
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, -1, self._group)
+
     def _write_key_file(self, path: Path, secret: str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(path, flags, KEY_FILE_MODE)
             try:
                 os.fchmod(fd, KEY_FILE_MODE)  # the umask may have taken bits off
-                if self._group is not None and os.geteuid() == 0:
-                    os.fchown(fd, 0, self._group)
+                self._give_to_root(fd)
                 os.write(fd, secret.encode("ascii"))
             finally:
                 os.close(fd)
