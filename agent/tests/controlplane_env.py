@@ -111,6 +111,36 @@ class ControlPlane:
                 return None
             raise
 
+    def patch_machine(self, name: str, body: dict[str, Any], admin: Principal) -> dict[str, Any]:
+        path = (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.HybridCompute/machines/{name}?api-version={ARM_API_VERSION}"
+        )
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method="PATCH",
+            headers={"Authorization": f"Bearer {self.token(admin)}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, context=self.context(), timeout=30) as reply:
+            document: dict[str, Any] = json.load(reply)
+            return document
+
+    def set_credential_expiry(self, name: str, not_after: dt.datetime) -> None:
+        """Move a machine's credential expiry in the database (time travel for renewal tests)."""
+        from arc_controlplane.db.engine import Database
+        from arc_controlplane.db.models import Machine
+        from sqlalchemy import update
+
+        db = Database.open(f"sqlite:///{self.data_dir / 'controlplane.db'}")
+        try:
+            with db.session() as session:
+                session.execute(
+                    update(Machine).where(Machine.name == name).values(credential_not_after=not_after)
+                )
+        finally:
+            db.dispose()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()

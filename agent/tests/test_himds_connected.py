@@ -7,6 +7,7 @@ A control plane started with ``--heartbeat-interval 5`` (Disconnected after 15 s
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import http.client
 import json
 import os
@@ -181,3 +182,40 @@ def test_a_connected_himds_heartbeats_serves_tokens_and_goes_quiet_when_stopped(
     log = machine.stop_himds()
     assert plane.onboarding.client_secret not in log and admin.client_secret not in log
     assert "Traceback" not in log
+
+
+def test_himds_renews_its_credential_and_reacts_to_new_work_at_once(
+    plane: ControlPlane, admin: Principal, machine: Machine, tmp_path: Path
+) -> None:
+    name = f"renew-{uuid.uuid4().hex[:8]}"
+    machine.start_himds()
+    shown = connect(plane, machine, tmp_path, name)
+    key_before = machine.paths.identity_key.read_bytes()
+    cert_before = machine.paths.identity_cert.read_bytes()
+
+    # 40 days left: the next heartbeat answers renewCredential, himds renews over a new key.
+    plane.set_credential_expiry(name, dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=40))
+    wait_for(lambda: machine.paths.identity_cert.read_bytes() != cert_before, 30, "a renewed credential")
+    assert machine.paths.identity_key.read_bytes() != key_before, "renewal rotates the key"
+    assert not machine.paths.identity_key.with_name("identity.key.pending").exists()
+    expiry = json.loads(machine.cli("show", "credentialExpiry", "-j").stdout)["credentialExpiry"]
+    assert expiry > shown["credentialExpiry"]
+    # the new key works: heartbeats go on
+    renewed_at = json.loads(machine.cli("show", "lastHeartbeat", "-j").stdout)["lastHeartbeat"]
+    wait_for(
+        lambda: json.loads(machine.cli("show", "lastHeartbeat", "-j").stdout)["lastHeartbeat"] > renewed_at,
+        20,
+        "a heartbeat signed with the new key",
+    )
+
+    # New work (agentUpgrade through the management API) reaches himds through the long-poll.
+    started = time.monotonic()
+    plane.patch_machine(name, {"properties": {"agentUpgrade": {"desiredVersion": "1.65"}}}, admin)
+
+    def upgrade_seen() -> bool:
+        status = json.loads(machine.paths.himds_status.read_text())
+        return bool((status.get("agentUpgrade") or {}).get("desiredVersion") == "1.65")
+
+    wait_for(upgrade_seen, 10, "himds to see the new work")
+    assert time.monotonic() - started < 5, "the long-poll answers at once, not at the next heartbeat"
+    assert "Traceback" not in machine.stop_himds()
