@@ -35,7 +35,10 @@ CA_ON_HOSTS = "/root/controlplane-ca.pem"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> str:
-    return subprocess.run(list(args), check=True, capture_output=True, text=True, env=env).stdout
+    result = subprocess.run(list(args), capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])} exited {result.returncode}: {result.stderr.strip()}")
+    return result.stdout
 
 
 def controlplane(*args: str) -> dict[str, Any]:
@@ -148,7 +151,8 @@ class Lab:
         run(TESTHOSTS, "up", str(count))
         try:
             init = controlplane("init", "--port", "8443")
-            run(TESTHOSTS, "controlplane", "start", *serve_options)
+            binary = {**os.environ, "ARC_CONTROLPLANE_BIN": str(TOP / ".venv/bin/arc-controlplane")}
+            run(TESTHOSTS, "controlplane", "start", *serve_options, env=binary)
             scope = f"/subscriptions/{init['subscriptionId']}"
             onboarding = controlplane(
                 "sp", "create", "--name", "lab-onboarding", "--role", ONBOARDING_ROLE, "--scope", scope
