@@ -232,3 +232,11 @@ def test_a_corrupted_state_names_the_way_out(root: Path) -> None:
     assert "disconnect --force-local-only" in result.stderr
     assert azcmagent(root, "disconnect", "--force-local-only").returncode == 0
     assert not state.exists()
+
+
+def test_show_os_adds_the_operating_system(root: Path) -> None:
+    result = azcmagent(root, "show", "--os", "status", "-j")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert list(shown) == ["status", "osName", "osVersion", "osType", "kernelVersion"]
+    assert shown["osType"] == "linux" and shown["osName"] and shown["kernelVersion"] == os.uname().release

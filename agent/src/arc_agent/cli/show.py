@@ -20,6 +20,7 @@ from arc_agent import __version__
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.metadata.sysinfo import collect_system_info
 from arc_agent.paths import AgentPaths
 from arc_agent.state import ConnectionState, load_state
 from arc_agent.systemd import UNKNOWN, unit_states
@@ -61,6 +62,15 @@ PROPERTIES = (
     ("manufacturer", "Manufacturer"),
     ("model", "Model"),
     ("dependentServiceStatus", "Dependent Service Status"),
+)
+
+
+# Added by --os (reference §1.1: "--os adds OS info").
+OS_PROPERTIES = (
+    ("osName", "OS Name"),
+    ("osVersion", "OS Version"),
+    ("osType", "OS Type"),
+    ("kernelVersion", "Kernel Version"),
 )
 
 
@@ -171,6 +181,15 @@ def show(ctx: Context) -> CommandResult:
                 raise AzcmError(ErrorCode.INVALID_ARGUMENT, f"unknown property {item!r}; known: {keys}")
             selected.append(found)
     view = machine_view(ctx.paths, with_services=any(key == "dependentServiceStatus" for key, _ in selected))
+    if getattr(ctx.args, "os", False):
+        system = collect_system_info()
+        view.update(
+            osName=system.os_pretty_name or system.os_name,
+            osVersion=system.os_version,
+            osType="linux",
+            kernelVersion=system.kernel_release,
+        )
+        selected += [key_name for key_name in OS_PROPERTIES if key_name not in selected]
     data = {key: view[key] for key, _ in selected}
     width = max(len(name) for _, name in selected)
     text = "\n".join(f"{name.ljust(width)} : {_text_value(key, data[key])}" for key, name in selected)
