@@ -58,10 +58,25 @@ def main() -> int:
         from azure.identity import ManagedIdentityCredential
 
         token = ManagedIdentityCredential().get_token("https://vault.azure.net/.default")
+        # MSAL's own client, as applications that use MSAL directly do.
+        import msal
+        import requests
+
+        msal_client = msal.ManagedIdentityClient(
+            msal.SystemAssignedManagedIdentity(), http_client=requests.Session()
+        )
+        msal_result = msal_client.acquire_token_for_client(resource="https://management.azure.com/")
         leftovers = sorted(path.name for path in paths.tokens_dir.glob("*"))
     sys.stdout.write(
         json.dumps(
-            {"token": token.token, "expires_on": token.expires_on, "calls": calls, "leftovers": leftovers}
+            {
+                "token": token.token,
+                "expires_on": token.expires_on,
+                "msal_token": msal_result.get("access_token"),
+                "msal_error": msal_result.get("error_description"),
+                "calls": calls,
+                "leftovers": leftovers,
+            }
         )
         + "\n"
     )

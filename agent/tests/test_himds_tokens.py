@@ -618,7 +618,8 @@ def _can_run_azure_identity_in_a_namespace() -> str | None:
 
 
 def test_azure_identity_managed_identity_credential_unmodified() -> None:
-    """azure-identity's ``ManagedIdentityCredential`` against a real himds server.
+    """azure-identity's ``ManagedIdentityCredential`` and MSAL's ``ManagedIdentityClient``
+    against a real himds server.
 
     It reads key files only from ``/var/opt/azcmagent/tokens``, so this runs in a private mount
     namespace whose ``/var/opt`` is a fresh tmpfs: the host's files are never touched.
@@ -641,7 +642,8 @@ def test_azure_identity_managed_identity_credential_unmodified() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["token"] == f"token-for-{RESOURCE}"
-    assert outcome["calls"] == [RESOURCE]
+    assert outcome["msal_token"] == "token-for-https://management.azure.com/", outcome["msal_error"]
+    assert outcome["calls"] == [RESOURCE, "https://management.azure.com/"]
     assert abs(outcome["expires_on"] - 4_102_444_800) <= 2
     assert outcome["leftovers"] == []
     assert not os.path.exists("/var/opt/azcmagent")  # nothing leaked onto the host
