@@ -59,7 +59,7 @@ def main() -> int:
 
         token = ManagedIdentityCredential().get_token("https://vault.azure.net/.default")
         # MSAL's own client, as applications that use MSAL directly do.
-        import msal
+        import msal  # type: ignore[import-untyped]  # no type information shipped
         import requests
 
         msal_client = msal.ManagedIdentityClient(
