@@ -159,16 +159,12 @@ def test_the_agent_lifecycle_on_real_hosts(fleet: tuple[list[Host], ControlPlane
     assert h1.sh("test -e /var/opt/azcmagent/agentconfig.json", check=False).returncode == 1
     assert plane.machine("h1") is None
 
+    # Reconnect with the third way to authenticate: a service principal's certificate.
+    pem, certified = plane.certificate_principal("hosts-cert")
+    h1.sh("umask 077 && cat > /root/sp.pem", stdin=pem)
     reconnected = h1.json(
         *connect_args(
-            plane,
-            "h1",
-            "-t",
-            init["tenantId"],
-            "-i",
-            onboarding["clientId"],
-            "--config",
-            "/root/onboarding.json",
+            plane, "h1", "-t", init["tenantId"], "-i", certified, "--service-principal-cert", "/root/sp.pem"
         )
     )
     assert reconnected["vmId"] != connected["vmId"]  # a new resource, a new identity

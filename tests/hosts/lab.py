@@ -16,6 +16,8 @@ import pathlib
 import shlex
 import ssl
 import subprocess
+import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(TOP / "agent" / "tests"))
+from certificates import certificate_pem, key_pem, self_signed  # noqa: E402  (agent/tests/certificates.py)
+
 TESTHOSTS = str(TOP / "tests/hosts/testhosts.sh")
 STATE = pathlib.Path(os.environ.get("ARC_TESTHOSTS_STATE", "/var/lib/hybridops-arc/testhosts"))
 DATA = STATE / "controlplane" / "data"
@@ -117,6 +122,20 @@ class ControlPlane:
             if error.code == 404:
                 return None
             raise
+
+    def certificate_principal(self, name: str) -> tuple[str, str]:
+        """A new Onboarding principal that signs in with a certificate: (PEM of certificate and
+        key, client id)."""
+        certificate, key = self_signed(name, days=7)
+        cert_pem, private_pem = certificate_pem(certificate).decode(), key_pem(key).decode()
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as public:
+            public.write(cert_pem)
+            public.flush()
+            created = controlplane(
+                "sp", "create", "--name", name, "--role", ONBOARDING_ROLE, "--certificate", public.name,
+                "--scope", f"/subscriptions/{self.init['subscriptionId']}",
+            )  # fmt: skip
+        return cert_pem + private_pem, str(created["clientId"])
 
     def status(self, name: str) -> str:
         machine = self.machine(name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
+import os
 from pathlib import Path
 from typing import TextIO
 
@@ -13,6 +13,37 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 LOG_FILE_BYTES = 5 * 1024 * 1024
 LOG_FILE_BACKUPS = 4
+
+
+class RotatingFile(logging.FileHandler):
+    """A log file renamed to ``.1`` (``.1`` to ``.2``, ...) once it reaches ``max_bytes``.
+
+    ``logging.handlers.RotatingFileHandler`` does the same, but importing ``logging.handlers``
+    costs the agent service megabytes of memory (pickle, queue, socket helpers).
+    """
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.max_bytes = max_bytes
+        self.backups = backups
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.stream is not None and self.stream.tell() >= self.max_bytes:
+                self._rotate()
+        except (OSError, ValueError):
+            self.handleError(record)
+        super().emit(record)
+
+    def _rotate(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+        self.stream = None  # reopened by emit()
+        base = self.baseFilename
+        for index in range(self.backups - 1, 0, -1):
+            if os.path.exists(f"{base}.{index}"):
+                os.replace(f"{base}.{index}", f"{base}.{index + 1}")
+        os.replace(base, f"{base}.1")
 
 
 def configure_logging(
@@ -35,9 +66,7 @@ def configure_logging(
     if log_file is not None:
         try:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-            rotating = logging.handlers.RotatingFileHandler(
-                log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
-            )
+            rotating = RotatingFile(log_file, LOG_FILE_BYTES, LOG_FILE_BACKUPS)
         except OSError as exc:
             logger.warning("cannot write the log file %s: %s", log_file, exc.strerror)
         else:

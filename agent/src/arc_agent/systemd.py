@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+def which(name: str) -> str | None:
+    """``shutil.which`` without importing shutil (and the compression modules it pulls in: the
+    agent service counts its memory)."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ UNKNOWN = UnitState("unknown", "unknown", "unknown")
 
 def unit_states(units: Sequence[str]) -> dict[str, UnitState]:
     """The state of each unit; ``UNKNOWN`` for all when systemctl is missing or fails."""
-    systemctl = shutil.which("systemctl")
+    systemctl = which("systemctl")
     if systemctl is None:
         return {unit: UNKNOWN for unit in units}
     try:

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from arc_agent.cli import about, config_cmd, connect, disconnect, show
+from arc_agent.cli import about, check, config_cmd, connect, disconnect, logs, show
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 
@@ -28,8 +28,8 @@ def _help_arguments(parser: argparse.ArgumentParser) -> None:
 def available_commands() -> tuple[Command, ...]:
     """The commands this implementation has built so far.
 
-    The real agent's ``check``, ``extension``, ``logs``, ``upgrade`` and ``genkey`` (reference
-    §1.1) are added here as they are written; until then they are unknown commands (AZCM0023).
+    The real agent's ``extension``, ``upgrade`` and ``genkey`` (reference §1.1) are added here
+    as they are written; until then they are unknown commands (AZCM0023).
     """
     return (
         Command("version", "Print the agent version", about.version),
@@ -46,4 +46,8 @@ def available_commands() -> tuple[Command, ...]:
         ),
         Command("show", "Show the agent's state", show.show, show.add_arguments),
         Command("config", config_cmd.SUMMARY, config_cmd.run, config_cmd.add_arguments),
+        Command(
+            "check", "Check that the control plane endpoints are reachable", check.check, check.add_arguments
+        ),
+        Command("logs", "Collect the agent's logs into a ZIP archive", logs.logs, logs.add_arguments),
     )

@@ -16,15 +16,17 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import write_atomic
+
+if TYPE_CHECKING:  # x509 costs himds megabytes of memory; only connect needs it (imported there)
+    from cryptography import x509
 
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 
@@ -170,6 +172,8 @@ def load_certificate_credential(path: Path) -> tuple[PrivateKey, x509.Certificat
         raise AzcmError(
             ErrorCode.INVALID_ARGUMENT, f"cannot read the certificate file {path}: {exc.strerror}"
         ) from None
+    from cryptography import x509
+
     try:
         certificate = x509.load_pem_x509_certificate(pem)
         key = serialization.load_pem_private_key(pem, password=None)

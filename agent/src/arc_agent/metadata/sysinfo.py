@@ -21,7 +21,6 @@ import ipaddress
 import json
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from arc_agent.systemd import which
 
 if TYPE_CHECKING:  # pragma: no cover
     from arc_agent.metadata.cloud import CloudInfo
@@ -391,7 +392,7 @@ def _ip_command_for(root: Path) -> IpJsonSource:
     def run_ip() -> str | None:
         if root != Path("/"):
             return None
-        command = shutil.which("ip") or next(
+        command = which("ip") or next(
             (path for path in ("/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip") if os.access(path, os.X_OK)), None
         )
         if command is None:
