@@ -240,3 +240,15 @@ def test_show_os_adds_the_operating_system(root: Path) -> None:
     shown = json.loads(result.stdout)
     assert list(shown) == ["status", "osName", "osVersion", "osType", "kernelVersion"]
     assert shown["osType"] == "linux" and shown["osName"] and shown["kernelVersion"] == os.uname().release
+
+
+def test_an_unreadable_control_plane_ca_is_refused_before_anything_is_registered(
+    plane: ControlPlane, admin: Principal, root: Path
+) -> None:
+    name = new_name()
+    args = connect_args(plane, name, "--access-token", plane.token(plane.onboarding))
+    args[args.index("--control-plane-ca") + 1] = str(root / "missing-ca.pem")
+    result = azcmagent(root, *args)
+    assert result.returncode == 23, result.stdout + result.stderr
+    assert "missing-ca.pem" in result.stderr
+    assert plane.machine(name, admin) is None

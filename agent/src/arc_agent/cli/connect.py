@@ -98,10 +98,11 @@ def _missing(flag: str, what: str) -> AzcmError:
     return AzcmError(ErrorCode.MISSING_MANDATORY_PARAMETER, f"{flag} is required: {what}")
 
 
-def control_plane(args: argparse.Namespace, ctx: Context) -> tuple[str, Path | None]:
-    """The control plane URL and CA file: the flags, else the local configuration."""
+def control_plane(args: argparse.Namespace, ctx: Context, known_url: str = "") -> tuple[str, Path | None]:
+    """The control plane URL and CA file: the flags, else ``known_url`` (the one a connected
+    machine uses), else the local configuration."""
     config = LocalConfig.load(ctx.paths.local_config)
-    url = _given(args, "control_plane_url") or str(config.get(CONTROL_PLANE_URL) or "")
+    url = _given(args, "control_plane_url") or known_url or str(config.get(CONTROL_PLANE_URL) or "")
     ca = _given(args, "control_plane_ca") or str(config.get(CONTROL_PLANE_CAFILE) or "")
     if not url:
         raise _missing(
@@ -226,11 +227,12 @@ def connect(ctx: Context) -> CommandResult:
     cloud = _cloud(args)
     creds = credentials(args, tenant_required=True)
     url, ca_file = control_plane(args, ctx)
+    ca_pem = _read_ca(ca_file) if ca_file is not None else None  # before anything is registered
     client = HttpsClient(url, ca_file)
     try:
         token = management_token(client, creds)
         return _register(
-            ctx, client, token, creds, subscription, group, location, name, tags, cloud, correlation, ca_file
+            ctx, client, token, creds, subscription, group, location, name, tags, cloud, correlation, ca_pem
         )
     finally:
         client.close()
@@ -248,7 +250,7 @@ def _register(
     tags: dict[str, str],
     cloud: str,
     correlation: str,
-    ca_file: Path | None,
+    ca_pem: bytes | None,
 ) -> CommandResult:
     paths = ctx.paths
     for directory, mode in ((paths.state_dir, 0o755), (paths.certs_dir, 0o750)):
@@ -296,8 +298,8 @@ def _register(
             tags=tags,
         )
         write_atomic(paths.identity_cert, str(answer["credential"]["certificate"]).encode(), mode=0o644)
-        if ca_file is not None:
-            write_atomic(paths.control_plane_ca, _read_ca(ca_file), mode=0o644)
+        if ca_pem is not None:
+            write_atomic(paths.control_plane_ca, ca_pem, mode=0o644)
         else:
             remove_if_present(paths.control_plane_ca)
         os.replace(pending, paths.identity_key)

@@ -77,8 +77,7 @@ def disconnect(ctx: Context) -> CommandResult:
             data={"status": "Disconnected", "resourceId": ""},
         )
     creds = credentials(args, tenant_required=True)
-    url = _given_url(args) or state.control_plane_url
-    _, ca_file = control_plane(argparse.Namespace(**{**vars(args), "control_plane_url": url}), ctx)
+    url, ca_file = control_plane(args, ctx, known_url=state.control_plane_url)
     if ca_file is None and paths.control_plane_ca.exists():
         ca_file = paths.control_plane_ca
     client = HttpsClient(url, ca_file)
@@ -100,8 +99,3 @@ def disconnect(ctx: Context) -> CommandResult:
         text=f"Disconnected: the resource {state.resource_id} {gone}, and the local state was reset.",
         data={"status": "Disconnected", "resourceId": state.resource_id},
     )
-
-
-def _given_url(args: argparse.Namespace) -> str:
-    value = getattr(args, "control_plane_url", None)
-    return value.strip().rstrip("/") if isinstance(value, str) else ""

@@ -238,6 +238,8 @@ def _with_expiry(state: ConnectionState, not_after: str) -> ConnectionState:
     return ConnectionState(**values)
 
 
+_STARTUP_TYPES = {"enabled": "Automatic", "disabled": "Disabled", "masked": "Disabled"}
+"""systemd's UnitFileState → ARM ``startupType``; anything else (static, indirect) is Manual."""
 _ARM_SERVICES = (("extensionService", "extd.service"), ("guestConfigurationService", "gcad.service"))
 
 
@@ -250,13 +252,7 @@ def heartbeat_service_statuses() -> dict[str, Any]:
         if state.installed:
             statuses[key] = {
                 "status": "Running" if state.running else "Stopped",
-                "startupType": "Automatic"
-                if state.enabled == "enabled"
-                else "Manual"
-                if state.enabled in ("disabled", "static", "indirect")
-                else "Disabled"
-                if state.enabled == "masked"
-                else "Manual",
+                "startupType": _STARTUP_TYPES.get(state.enabled, "Manual"),
             }
     return statuses
 
