@@ -51,7 +51,7 @@ def ssh_all(hosts: list[dict[str, str]]) -> float:
                 "-o",
                 "LogLevel=ERROR",
                 "-o",
-                "ProxyCommand=ip netns exec arc-ctl socat - TCP:%h:%p",
+                f"ProxyCommand={TESTHOSTS} ctl socat - TCP:%h:%p",
                 f"root@{h['address']}",
                 "systemctl is-system-running --wait",
             ],

@@ -28,6 +28,6 @@ cat <<MSG
 
 Done: control plane at $("$hosts" controlplane url) (CA: $("$hosts" controlplane ca)),
 $n hosts in $inventory, agent runtime installed on each.
-Log in:     ssh -i $("$hosts" key) -o ProxyCommand='ip netns exec arc-ctl socat - TCP:%h:%p' root@10.200.0.11
+Log in:     ssh -i $("$hosts" key) -o ProxyCommand='$hosts ctl socat - TCP:%h:%p' root@$("$hosts" hosts-json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
 Stop it:    make test-hosts-down
 MSG

@@ -30,9 +30,14 @@ sys.path.insert(0, str(TOP / "agent" / "tests"))
 from certificates import certificate_pem, key_pem, self_signed  # noqa: E402  (agent/tests/certificates.py)
 
 TESTHOSTS = str(TOP / "tests/hosts/testhosts.sh")
-STATE = pathlib.Path(os.environ.get("ARC_TESTHOSTS_STATE", "/var/lib/hybridops-arc/testhosts"))
+# The lab these tests use (ARC_TESTHOSTS_LAB picks one of several; see testhosts.sh).
+LAB: dict[str, Any] = json.loads(
+    subprocess.run([TESTHOSTS, "env"], check=True, capture_output=True, text=True).stdout
+)
+STATE = pathlib.Path(LAB["state_dir"])
 DATA = STATE / "controlplane" / "data"
-URL = "https://10.200.0.1:8443"
+URL: str = LAB["controlplane_url"]
+CTL_NS: str = LAB["ctl_ns"]
 ADMIN_ROLE = "Azure Connected Machine Resource Administrator"
 ONBOARDING_ROLE = "Azure Connected Machine Onboarding"
 API = "2026-09-01"
@@ -65,7 +70,7 @@ class Host:
             [
                 "ssh", "-i", self.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "-o", "ProxyCommand=ip netns exec arc-ctl socat - TCP:%h:%p",
+                "-o", f"ProxyCommand=ip netns exec {CTL_NS} socat - TCP:%h:%p",
                 f"root@{self.address}", command,
             ],
             input=stdin, capture_output=True, text=True, timeout=120, check=False,
@@ -148,12 +153,12 @@ class ControlPlane:
 
 
 def _in_controller_namespace(call: Callable[[], Any]) -> Any:
-    """Run ``call`` with this thread in the arc-ctl network namespace (setns), then come back."""
+    """Run ``call`` with this thread in the lab's controller network namespace (setns), then come back."""
     libc = ctypes.CDLL(None, use_errno=True)
     clone_newnet = 0x40000000
-    with open("/proc/self/ns/net") as home, open("/run/netns/arc-ctl") as target:
+    with open("/proc/self/ns/net") as home, open(f"/run/netns/{CTL_NS}") as target:
         if libc.setns(target.fileno(), clone_newnet) != 0:
-            raise OSError(ctypes.get_errno(), "setns arc-ctl")
+            raise OSError(ctypes.get_errno(), f"setns {CTL_NS}")
         try:
             return call()
         finally:

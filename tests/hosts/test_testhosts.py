@@ -16,7 +16,10 @@ import time
 import pytest
 
 TESTHOSTS = str(pathlib.Path(__file__).resolve().parent / "testhosts.sh")
-STATE = pathlib.Path(os.environ.get("ARC_TESTHOSTS_STATE", "/var/lib/hybridops-arc/testhosts"))
+LAB = json.loads(subprocess.run([TESTHOSTS, "env"], check=True, capture_output=True, text=True).stdout)
+STATE = pathlib.Path(LAB["state_dir"])
+CTL_NS = LAB["ctl_ns"]
+TAG = CTL_NS.removesuffix("-ctl")  # arc for lab 0, arcK for lab K
 
 
 def run(*args: str) -> str:
@@ -28,7 +31,7 @@ def ssh(host: dict[str, str], command: str) -> str:
         [
             "ssh", "-i", host["key"], "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "ProxyCommand=ip netns exec arc-ctl socat - TCP:%h:%p",
+            "-o", f"ProxyCommand=ip netns exec {CTL_NS} socat - TCP:%h:%p",
             f"root@{host['address']}", command,
         ],
         check=True, capture_output=True, text=True, timeout=60,
@@ -37,14 +40,14 @@ def ssh(host: dict[str, str], command: str) -> str:
 
 def our_namespaces() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith("arc-")}
+    return {line.split()[0] for line in out.splitlines() if line.startswith(f"{TAG}-")}
 
 
 def our_mounts() -> list[str]:
     return [
         line.split()[1]
         for line in pathlib.Path("/proc/mounts").read_text().splitlines()
-        if str(STATE) in line
+        if f"{STATE}/" in line
     ]
 
 
@@ -83,6 +86,12 @@ def test_hosts_boot_systemd_with_their_own_identity(two_hosts):
         assert ssh(host, "hostname") == host["name"]
         assert ssh(host, "systemctl is-active sshd") == "active"
         seen.add(ssh(host, "cat /etc/machine-id"))
+        # Its own cgroup tree: two systemds sharing one fail units at random (219/CGROUP).
+        inside = [pid for pid, name in processes_rooted_in_hosts().items() if name == host["name"]]
+        assert inside
+        for pid in inside:
+            cgroups = pathlib.Path(f"/proc/{pid}/cgroup").read_text()
+            assert f"/{LAB['cgroup']}/{host['name']}/payload/" in cgroups, cgroups
     assert len(seen) == 2, "every host needs its own machine id"
 
 
@@ -97,7 +106,7 @@ def test_hosts_reach_each_other_and_nothing_else(two_hosts):
     )
     # And from the root namespace the whole test range is blackholed.
     root_routes = subprocess.run(["ip", "route"], check=True, capture_output=True, text=True).stdout
-    assert "blackhole 10.200.0.0/24" in root_routes
+    assert f"blackhole {LAB['net']}.0/24" in root_routes
 
 
 def test_inventory_names_every_host(two_hosts):
@@ -118,7 +127,7 @@ def test_a_crashed_run_is_cleaned_up_by_the_next_one():
     assert "h2" in processes_rooted_in_hosts().values(), "the orphaned container should still run here"
 
     run("up", "1")
-    assert our_namespaces() == {"arc-ctl", "arc-h1"}
+    assert our_namespaces() == {CTL_NS, f"{TAG}-h1"}
     assert run("status").split() == ["h1", "running"]
     assert not any(
         pid for pid in processes_rooted_in_hosts() if f"{STATE}/h2/" in os.readlink(f"/proc/{pid}/root")
@@ -129,3 +138,4 @@ def test_a_crashed_run_is_cleaned_up_by_the_next_one():
     assert our_mounts() == []
     assert processes_rooted_in_hosts() == {}
     assert not list(STATE.glob("h*"))
+    assert not list(pathlib.Path("/sys/fs/cgroup").glob(f"*/{LAB['cgroup']}")), "host cgroups are removed"

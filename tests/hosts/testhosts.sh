@@ -12,6 +12,7 @@
 #   testhosts.sh controlplane start|stop|url|ca
 #                                  run arc-controlplane in the controller namespace, on ${NET}.1:8443
 #   testhosts.sh ctl CMD...        run CMD in the controller namespace
+#   testhosts.sh env               print this lab's network, namespaces and paths as JSON
 #
 # Network: controller namespace $CTL_NS holds bridge $BRIDGE with ${NET}.1/24; host i lives in
 # namespace ${HOST_NS_PREFIX}i with ${NET}.(10+i). Nothing is routed anywhere else: the hosts
@@ -22,13 +23,19 @@
 # (socat exits on EOF, so ssh ControlMasters die with their host).
 set -euo pipefail
 
+# ARC_TESTHOSTS_LAB=K (0-9, default 0) selects one of ten independent labs: its own network
+# 10.200.K.0/24, namespaces, bridge and state directory, so that several test runs can use
+# hosts at once on one machine. Lab 0 keeps the plain names (arc-ctl, arc-hN, arcbr0).
+LAB=${ARC_TESTHOSTS_LAB:-0}
+[[ $LAB =~ ^[0-9]$ ]] || { echo "testhosts: error: ARC_TESTHOSTS_LAB must be a digit 0-9, not '$LAB'" >&2; exit 2; }
+if [ "$LAB" = 0 ]; then LAB_TAG=arc; LAB_SUFFIX=; else LAB_TAG=arc$LAB; LAB_SUFFIX=-$LAB; fi
 CACHE_DIR=${ARC_TESTHOSTS_CACHE:-/var/cache/hybridops-arc}
-STATE_DIR=${ARC_TESTHOSTS_STATE:-/var/lib/hybridops-arc/testhosts}
+STATE_DIR=${ARC_TESTHOSTS_STATE:-/var/lib/hybridops-arc/testhosts$LAB_SUFFIX}
 SUITE=${ARC_TESTHOSTS_SUITE:-bookworm}
-NET=${ARC_TESTHOSTS_NET:-10.200.0}
-CTL_NS=arc-ctl
-HOST_NS_PREFIX=arc-h
-BRIDGE=arcbr0
+NET=${ARC_TESTHOSTS_NET:-10.200.$LAB}
+CTL_NS=$LAB_TAG-ctl
+HOST_NS_PREFIX=$LAB_TAG-h
+BRIDGE=${LAB_TAG}br0
 BOOT_TIMEOUT=${ARC_TESTHOSTS_BOOT_TIMEOUT:-180}
 MAX_HOSTS=200
 
@@ -42,6 +49,9 @@ CONTROLPLANE_PORT=${ARC_TESTHOSTS_CONTROLPLANE_PORT:-8443}
 ROOTFS=$CACHE_DIR/rootfs-$SUITE
 KEY=$CACHE_DIR/keys/id_ed25519
 INVENTORY=$STATE_DIR/inventory.ini
+SELF=$(readlink -f "$0")
+# Parent of the hosts' own cgroups (see host_up), one per state directory.
+CGROUP_PARENT=hybridops-arc${STATE_DIR//\//-}
 
 log() { printf 'testhosts: %s\n' "$*" >&2; }
 die() { printf 'testhosts: error: %s\n' "$*" >&2; exit 1; }
@@ -132,7 +142,11 @@ host_up() {
   ip -n "$ns" addr add "$addr/24" dev eth0
   ip -n "$ns" link set eth0 up
   # --register=no --keep-unit: this machine has no systemd/dbus of its own to register with.
-  setsid systemd-nspawn -q -D "$d/root" --boot --register=no --keep-unit --console=passive \
+  # --keep-unit makes nspawn use the cgroup it was started in for the container's tree
+  # (<cgroup>/payload/...). Each host therefore starts in a cgroup of its own: sharing one,
+  # two booting systemds create and remove each other's unit cgroups, and units fail at
+  # random with status 219/CGROUP, leaving the host 'degraded'.
+  setsid "$SELF" _in-cgroup "h$i" systemd-nspawn -q -D "$d/root" --boot --register=no --keep-unit --console=passive \
     --uuid="$uuid" --network-namespace-path="/run/netns/$ns" --machine="h$i" --hostname="h$i" \
     --resolv-conf=off --timezone=off --link-journal=no \
     </dev/null >"$d/nspawn.log" 2>&1 &
@@ -167,6 +181,7 @@ write_inventory() {
     echo "ansible_user=root"
     echo "ansible_ssh_private_key_file=$KEY"
     echo "ansible_python_interpreter=/usr/bin/python3"
+    echo "ansible_control_path_dir=$STATE_DIR/cp"
     echo "ansible_ssh_common_args='-o ProxyCommand=\"ip netns exec $CTL_NS socat - TCP:%h:%p\" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR'"
     echo "arc_testhosts_controller_address=$NET.1"
   } >"$tmp"
@@ -202,6 +217,42 @@ stop_pid() {
   kill -KILL "$p" 2>/dev/null || true
 }
 
+# The cgroup hierarchies systemd inside a host uses for its own tree (hybrid layout here:
+# v1 name=systemd plus the cgroup2 'unified' one; a pure cgroup2 machine has just the root).
+cgroup_roots() {
+  local r
+  for r in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+    [ -f "$r/cgroup.procs" ] && echo "$r"
+  done
+  return 0
+}
+
+# testhosts.sh _in-cgroup NAME COMMAND...: move into our own cgroup NAME in every hierarchy, then exec.
+cmd_in_cgroup() {
+  local name=$1 r; shift
+  for r in $(cgroup_roots); do
+    mkdir -p "$r/$CGROUP_PARENT/$name"
+    echo $$ >"$r/$CGROUP_PARENT/$name/cgroup.procs"
+  done
+  exec "$@"
+}
+
+# Remove the cgroup trees the hosts left, deepest first; killed processes may take a moment
+# to leave them.
+remove_cgroups() {
+  local r left
+  for _ in $(seq 50); do
+    left=0
+    for r in $(cgroup_roots); do
+      [ -d "$r/$CGROUP_PARENT" ] || continue
+      find "$r/$CGROUP_PARENT" -depth -type d -exec rmdir {} + 2>/dev/null || left=1
+    done
+    ((left)) || return 0
+    sleep 0.1
+  done
+  log "warning: could not remove cgroup $CGROUP_PARENT (processes still in it?)"
+}
+
 host_down() {
   local d=$1
   [ -f "$d/pid" ] && stop_pid "$(cat "$d/pid")"
@@ -212,9 +263,16 @@ host_down() {
 cmd_down() {
   need_root
   local quiet=${1:-}
-  # Close ssh masters that point at the test range before their hosts vanish.
-  for s in "${HOME:-/root}"/.ansible/cp/*; do
-    if [ -S "$s" ]; then ssh -O exit -o ControlPath="$s" dummy >/dev/null 2>&1 || true; fi
+  # Close ssh masters that point at the test range before their hosts vanish: those of runs
+  # using our inventory (which keeps them in the lab's own directory) and, for lab 0, those in
+  # Ansible's default directory (molecule).
+  local cp_dirs=("$STATE_DIR/cp")
+  [ "$LAB" != 0 ] || cp_dirs+=("${HOME:-/root}/.ansible/cp")
+  local dir s
+  for dir in "${cp_dirs[@]}"; do
+    for s in "$dir"/*; do
+      if [ -S "$s" ]; then ssh -O exit -o ControlPath="$s" dummy >/dev/null 2>&1 || true; fi
+    done
   done
   # Stop every nspawn whose root lies under our state directory, whatever run started it.
   local pids
@@ -237,6 +295,7 @@ cmd_down() {
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
+  remove_cgroups
   rm -rf "$INVENTORY" "$STATE_DIR/controlplane"
   # The blackhole route stays: it is harmless and keeps the range from ever leaving the machine.
   [ -n "$quiet" ] || log "all test hosts stopped"
@@ -310,5 +369,10 @@ case ${1:-} in
   controlplane) shift; cmd_controlplane "$@" ;;
   ctl) shift; need_root; exec ip netns exec "$CTL_NS" "$@" ;;
   key) echo "$KEY" ;;
+  env)
+    # What tools need to reach this lab, as JSON.
+    printf '{"lab": %s, "net": "%s", "ctl_ns": "%s", "state_dir": "%s", "controlplane_url": "https://%s.1:%s", "key": "%s", "cgroup": "%s"}\n' \
+      "$LAB" "$NET" "$CTL_NS" "$STATE_DIR" "$NET" "$CONTROLPLANE_PORT" "$KEY" "$CGROUP_PARENT" ;;
+  _in-cgroup) shift; cmd_in_cgroup "$@" ;;
   *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

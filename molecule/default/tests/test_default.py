@@ -13,21 +13,24 @@ WANTED_VERSION = yaml.safe_load((TOP / "roles/arc_agent/defaults/main.yml").read
 TESTHOSTS = str(TOP / "tests/hosts/testhosts.sh")
 
 
+def _testhosts(*args: str) -> str:
+    return subprocess.run([TESTHOSTS, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def _controlplane(what: str) -> str:
-    return subprocess.run(
-        [TESTHOSTS, "controlplane", what], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return _testhosts("controlplane", what)
 
 
 def test_host_runs_systemd_as_pid_1(host):
     assert host.check_output("ps -p 1 -o comm=") == "systemd"
-    assert host.run("systemctl is-system-running --wait").stdout.strip() == "running"
+    state = host.run("systemctl is-system-running --wait").stdout.strip()
+    assert state == "running", host.run("systemctl --failed --no-legend; journalctl -b -p warning --no-pager | tail -20").stdout
 
 
 def test_host_is_isolated_on_the_test_network(host):
     routes = host.check_output("ip route")
     assert "default" not in routes
-    assert "10.200.0.0/24 dev eth0" in routes
+    assert f"{json.loads(_testhosts('env'))['net']}.0/24 dev eth0" in routes
 
 
 def test_runtime_is_its_own_virtual_environment(host):
