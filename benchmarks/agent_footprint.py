@@ -7,8 +7,9 @@ Brings up one test host and the control plane (default timing: heartbeat every 5
 installs the runtime with the role, connects the host, then measures on the host:
 
 - memory: the sum of PSS of every agent process (``/proc/PID/smaps_rollup``);
-- CPU while idle: the agent processes' user + system time over ``--idle-seconds``, as a share
-  of one core;
+- CPU while idle over ``--idle-seconds``, as a share of one core: the CPU time of the agent
+  services' cgroups (``cpu.stat`` ``usage_usec``: every thread and child process, to the
+  microsecond), with the processes' tick counts and the threads' schedstat beside it;
 - latency of the local API: ``/metadata/instance``, and a managed identity token request as
   clients make it (challenge, key file, request with the secret) once himds has the token cached.
 
@@ -42,7 +43,11 @@ for pid in os.listdir("/proc"):
         agent.append(pid)
 pss = cpu = 0
 threads = {}
+cgroups = set()
 for pid in agent:
+    for line in open(f"/proc/{pid}/cgroup"):
+        if line.startswith("0::"):
+            cgroups.add(line[3:].strip())
     for line in open(f"/proc/{pid}/smaps_rollup"):
         if line.startswith("Pss:"):
             pss += int(line.split()[1]) * 1024
@@ -54,7 +59,19 @@ for pid in agent:
             threads[tid] = int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
         except OSError:
             pass
-print(json.dumps({"pids": agent, "pss_bytes": pss, "cpu_s": cpu, "threads_ns": threads}))
+# The services' cgroups (cgroup2): every process and thread of the unit, dead ones and
+# children (systemctl, key generation) included, to the microsecond.
+unit_usec = 0
+for cgroup in cgroups:
+    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        try:
+            stat = dict(line.split() for line in open(f"{root}{cgroup}/cpu.stat"))
+        except OSError:
+            continue
+        unit_usec += int(stat["usage_usec"])
+        break
+print(json.dumps({"pids": agent, "pss_bytes": pss, "cpu_s": cpu, "threads_ns": threads,
+                  "cgroups": sorted(cgroups), "cgroup_usec": unit_usec}))
 """
 
 LATENCY = r"""
@@ -118,7 +135,10 @@ def main() -> int:
     cpu = after["cpu_s"] - before["cpu_s"]
     # Threads alive at both samples; a thread that came and went in between is counted by the
     # tick figure only.
-    precise = sum(ns - before["threads_ns"].get(tid, 0) for tid, ns in after["threads_ns"].items()) / 1e9
+    threads = sum(ns - before["threads_ns"].get(tid, 0) for tid, ns in after["threads_ns"].items()) / 1e9
+    # The figure: the services' cgroups when the host has them, else the threads' schedstat.
+    cgroup_s = (after["cgroup_usec"] - before["cgroup_usec"]) / 1e6
+    precise = cgroup_s if after["cgroup_usec"] else threads
     print(
         json.dumps(
             {
@@ -126,6 +146,9 @@ def main() -> int:
                 "pss_mib": round(after["pss_bytes"] / 2**20, 1),
                 "idle_seconds": args.idle_seconds,
                 "idle_cpu_s_ticks": round(cpu, 3),
+                "idle_cpu_s_threads": round(threads, 4),
+                "idle_cpu_s_cgroups": round(cgroup_s, 4),
+                "cgroups": after["cgroups"],
                 "idle_cpu_s": round(precise, 4),
                 "idle_cpu_percent_of_one_core": round(100 * precise / args.idle_seconds, 4),
                 **latency,

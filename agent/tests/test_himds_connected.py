@@ -24,6 +24,7 @@ from conftest import free_port, run_module
 from controlplane_env import ControlPlane, Principal, start_control_plane
 
 from arc_agent.himds import ipc
+from arc_agent.himds.service import idle_step
 from arc_agent.paths import AgentPaths
 
 ADMIN_ROLE = "Azure Connected Machine Resource Administrator"
@@ -219,3 +220,20 @@ def test_himds_renews_its_credential_and_reacts_to_new_work_at_once(
     wait_for(upgrade_seen, 10, "himds to see the new work")
     assert time.monotonic() - started < 5, "the long-poll answers at once, not at the next heartbeat"
     assert "Traceback" not in machine.stop_himds()
+
+
+@pytest.mark.parametrize(
+    ("remaining", "step"),
+    [
+        (300.0, (120, 0.0)),  # long-polls of at most two minutes
+        (75.9, (75, 0.0)),
+        (1.0, (1, 0.0)),
+        (0.6, (0, 0.6)),  # under a second: sleep it off; this once spun until the heartbeat
+        (0.0, (0, 0.0)),  # the heartbeat is due
+        (-3.0, (0, 0.0)),
+    ],
+)
+def test_between_heartbeats_himds_long_polls_or_sleeps_never_spins(
+    remaining: float, step: tuple[int, float]
+) -> None:
+    assert idle_step(remaining) == step

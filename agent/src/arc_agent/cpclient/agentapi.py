@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from arc_agent.cpclient.keys import AssertionSigner
+from arc_agent.cpclient.jws import AssertionSigner
 from arc_agent.cpclient.transport import HttpsClient, Reply
 
 

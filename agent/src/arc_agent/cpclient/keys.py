@@ -1,5 +1,6 @@
-"""The machine's key pair and the JWTs signed with keys: machine assertions and the client
-assertions of a service principal's certificate.
+"""Keys with the ``cryptography`` package: the machine's key pair (generated at connect and at
+renewal) and the client assertions of a service principal's certificate. (himds signs its
+assertions through ``arc_agent.cpclient.machinekey``, without this package.)
 
 The machine key is RSA 2048 (docs/agent-protocol.md §2: the cheaper one for the control plane
 to verify). It is generated on the machine and written at once with its final mode, 0640
@@ -8,20 +9,20 @@ root:himds (himds signs the assertions; nobody else may read it).
 
 from __future__ import annotations
 
-import base64
 import grp
 import hashlib
-import json
 import os
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from arc_agent.cpclient.jws import b64url, sign_compact
+from arc_agent.cpclient.machinekey import damaged_key
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import write_atomic
 
@@ -31,13 +32,7 @@ if TYPE_CHECKING:  # x509 costs himds megabytes of memory; only connect needs it
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 
 HIMDS_GROUP = "himds"
-ASSERTION_LIFETIME = 600
-"""Seconds; the control plane accepts at most 900 (docs/agent-protocol.md §4)."""
 CLIENT_ASSERTION_LIFETIME = 600
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def himds_gid() -> int | None:
@@ -67,23 +62,11 @@ def save_private_key(path: Path, key: PrivateKey) -> None:
     write_atomic(path, pem, mode=0o640 if gid is not None else 0o600, group=gid)
 
 
-def load_private_key(path: Path) -> PrivateKey:
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise AzcmError(
-            ErrorCode.PRIVATE_KEY_UNAVAILABLE,
-            f"cannot read the machine key {path}: {exc.strerror}; run 'azcmagent disconnect "
-            "--force-local-only', then 'azcmagent connect'",
-        ) from None
+def parse_private_key(pem: bytes, path: Path) -> PrivateKey:
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
-        raise AzcmError(
-            ErrorCode.PRIVATE_KEY_UNAVAILABLE,
-            f"the machine key {path} is damaged; run 'azcmagent disconnect --force-local-only', "
-            "then 'azcmagent connect'",
-        ) from None
+        raise damaged_key(path) from None
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise AzcmError(ErrorCode.PRIVATE_KEY_UNAVAILABLE, f"the machine key {path} is not RSA or EC")
     return key
@@ -104,61 +87,29 @@ _EC_ALGORITHMS: dict[str, tuple[str, hashes.HashAlgorithm]] = {
 }
 
 
-def sign_jwt(key: PrivateKey, header: dict[str, Any], claims: dict[str, Any]) -> str:
-    """A compact JWS of ``claims``: RS256 for RSA keys, ES256/384/512 (r || s) for EC keys."""
-    digest: hashes.HashAlgorithm
-    if isinstance(key, rsa.RSAPrivateKey):
-        algorithm, digest = "RS256", hashes.SHA256()
-    else:
-        if key.curve.name not in _EC_ALGORITHMS:
-            raise AzcmError(ErrorCode.SIGNING_FAILED, f"EC keys on {key.curve.name} are not supported")
-        algorithm, digest = _EC_ALGORITHMS[key.curve.name]
-    header = {**header, "alg": algorithm, "typ": "JWT"}
-    signing_input = (
-        f"{b64url(json.dumps(header, separators=(',', ':')).encode())}."
-        f"{b64url(json.dumps(claims, separators=(',', ':')).encode())}"
-    ).encode("ascii")
-    try:
-        if isinstance(key, rsa.RSAPrivateKey):
-            signature = key.sign(signing_input, padding.PKCS1v15(), digest)
-        else:
-            size = (key.curve.key_size + 7) // 8
-            r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(digest)))
-            signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    except Exception as exc:
-        raise AzcmError(ErrorCode.SIGNING_FAILED, f"cannot sign with the key: {exc}") from None
-    return f"{signing_input.decode('ascii')}.{b64url(signature)}"
+class CryptographySigner:
+    """A JWS signer over a key of the ``cryptography`` package: RS256, or ES256/384/512 (r || s)."""
 
-
-class AssertionSigner:
-    """Machine assertions (docs/agent-protocol.md §4), reused until 2 minutes before expiry."""
-
-    def __init__(self, key: PrivateKey, vm_id: str, audience: str) -> None:
+    def __init__(self, key: PrivateKey) -> None:
         self.key = key
-        self.vm_id = vm_id
-        self.audience = audience
-        self._current = ""
-        self._expires = 0.0
+        self._digest: hashes.HashAlgorithm
+        if isinstance(key, rsa.RSAPrivateKey):
+            self.algorithm, self._digest = "RS256", hashes.SHA256()
+        elif key.curve.name in _EC_ALGORITHMS:
+            self.algorithm, self._digest = _EC_ALGORITHMS[key.curve.name]
+        else:
+            raise AzcmError(ErrorCode.SIGNING_FAILED, f"EC keys on {key.curve.name} are not supported")
 
-    def assertion(self, now: float | None = None) -> str:
-        moment = time.time() if now is None else now
-        if not self._current or self._expires - moment < 120:
-            issued = int(moment)
-            claims = {
-                "iss": self.vm_id,
-                "sub": self.vm_id,
-                "aud": self.audience,
-                "iat": issued,
-                "exp": issued + ASSERTION_LIFETIME,
-                "jti": uuid.uuid4().hex,
-            }
-            self._current = sign_jwt(self.key, {"kid": self.vm_id}, claims)
-            self._expires = issued + ASSERTION_LIFETIME
-        return self._current
-
-    def refresh(self) -> None:
-        """Forget the current assertion (after a 401, sign a new one)."""
-        self._current = ""
+    def sign(self, data: bytes) -> bytes:
+        key = self.key
+        try:
+            if isinstance(key, rsa.RSAPrivateKey):
+                return key.sign(data, padding.PKCS1v15(), self._digest)
+            size = (key.curve.key_size + 7) // 8
+            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(self._digest)))
+            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        except Exception as exc:  # cryptography reports backend failures in several ways
+            raise AzcmError(ErrorCode.SIGNING_FAILED, f"cannot sign with the key: {exc}") from None
 
 
 def load_certificate_credential(path: Path) -> tuple[PrivateKey, x509.Certificate]:
@@ -204,4 +155,4 @@ def client_assertion(key: PrivateKey, certificate: x509.Certificate, client_id: 
         "exp": now + CLIENT_ASSERTION_LIFETIME,
         "jti": uuid.uuid4().hex,
     }
-    return sign_jwt(key, header, claims)
+    return sign_compact(CryptographySigner(key), header, claims)

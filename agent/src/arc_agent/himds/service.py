@@ -38,13 +38,8 @@ from arc_agent.cpclient.agentapi import (
     MachineUnknown,
     RequestRefused,
 )
-from arc_agent.cpclient.keys import (
-    AssertionSigner,
-    generate_machine_key,
-    load_private_key,
-    public_key_pem,
-    save_private_key,
-)
+from arc_agent.cpclient.jws import AssertionSigner
+from arc_agent.cpclient.machinekey import generate_key_file, load_machine_signer
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import write_atomic, write_json_atomic
@@ -64,6 +59,15 @@ def utc_text(moment: dt.datetime | None = None) -> str:
 
 def jittered(seconds: float, fraction: float) -> float:
     return seconds * random.uniform(1 - fraction, 1 + fraction)
+
+
+def idle_step(remaining: float) -> tuple[int, float]:
+    """What to do with ``remaining`` seconds before the next heartbeat: a long-poll of whole
+    seconds ``(seconds, 0)``, or, when less than one second is left, a plain sleep ``(0, seconds)``
+    (never a busy wait); ``(0, 0)`` when the heartbeat is due."""
+    if remaining >= 1:
+        return min(LONG_POLL_SECONDS, int(remaining)), 0.0
+    return 0, max(remaining, 0.0)
 
 
 class Reloaded(Exception):
@@ -114,8 +118,8 @@ class Connection:
         self._reported_services: Mapping[str, Any] | None = None
         ca = paths.control_plane_ca if paths.control_plane_ca.exists() else None
         self.client = HttpsClient(state.control_plane_url, ca, timeout=30)
-        key = load_private_key(paths.identity_key)
-        self.api = MachineApi(self.client, AssertionSigner(key, state.vm_id, state.assertion_audience))
+        signer = load_machine_signer(paths.identity_key)
+        self.api = MachineApi(self.client, AssertionSigner(signer, state.vm_id, state.assertion_audience))
         self.thread = threading.Thread(target=self._run, name="himds-connection", daemon=True)
 
     def start(self) -> None:
@@ -138,9 +142,11 @@ class Connection:
                 if clock() >= next_heartbeat:
                     self._heartbeat()
                     next_heartbeat = clock() + jittered(self.interval, 0.1)
-                remaining = next_heartbeat - clock()
-                if remaining > 1:
-                    self._wait_for_work(min(LONG_POLL_SECONDS, int(remaining)))
+                poll, sleep = idle_step(next_heartbeat - clock())
+                if poll:
+                    self._wait_for_work(poll)
+                elif sleep:
+                    self.stop.wait(sleep)
                 failures = 0
             except CredentialExpired as exc:
                 self.logger.error("the machine's credential has expired: %s", exc)
@@ -216,18 +222,17 @@ class Connection:
     def _renew(self) -> None:
         """A new credential over a new key; the old key stays until the answer arrives."""
         pending = self.paths.identity_key.with_name(self.paths.identity_key.name + ".pending")
-        key = generate_machine_key()
-        save_private_key(pending, key)
+        public_pem = generate_key_file(pending)
         try:
-            answer = self.api.renew_credential(self.state.host_id, public_key_pem(key))
-        except RequestRefused:
+            signer = load_machine_signer(pending)
+            answer = self.api.renew_credential(self.state.host_id, public_pem)
+        except (RequestRefused, AzcmError):
             os.unlink(pending)
             raise
         credential = answer["credential"]
         write_atomic(self.paths.identity_cert, str(credential["certificate"]).encode(), mode=0o644)
         os.replace(pending, self.paths.identity_key)
-        self.api.signer.key = key
-        self.api.signer.refresh()
+        self.api.signer.use(signer)
         self.state = _with_expiry(self.state, str(credential["notAfter"]))
         save_state(self.paths.agent_config, self.state)
         self.logger.info("credential renewed, valid until %s", credential["notAfter"])
@@ -290,10 +295,10 @@ class HimdsService:
                 if state is None:
                     raise AzcmError(ErrorCode.HIMDS_STATUS_UNAVAILABLE, "this machine is not connected")
                 ca = self.paths.control_plane_ca if self.paths.control_plane_ca.exists() else None
-                key = load_private_key(self.paths.identity_key)
+                signer = load_machine_signer(self.paths.identity_key)
                 self._token_api = MachineApi(
                     HttpsClient(state.control_plane_url, ca),
-                    AssertionSigner(key, state.vm_id, state.assertion_audience),
+                    AssertionSigner(signer, state.vm_id, state.assertion_audience),
                 )
             return self._token_api.identity_token(resource)
 
