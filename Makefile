@@ -85,7 +85,16 @@ fuzz-controlplane: venv ## schemathesis against the control plane's OpenAPI docu
 hosts-check: deps venv ## Test the test-host script itself (boot, isolation, crash clean-up)
 	pytest -q -p no:cacheprovider tests/hosts
 
-agent-hosts: deps venv wheelhouse collection ## The agent runtime on real test hosts against the control plane
+# azure-identity and what it needs, for applications on a test host (which has no index to
+# install from): the agent host tests get managed identity tokens with it, unmodified.
+AZURE_IDENTITY_WHEELS := $(CURDIR)/build/azure-identity-wheels
+$(AZURE_IDENTITY_WHEELS)/.stamp: requirements-dev.txt | $(VENV)/.stamp
+	rm -rf $(AZURE_IDENTITY_WHEELS) && mkdir -p $(AZURE_IDENTITY_WHEELS)
+	$(BIN)/pip download -q --disable-pip-version-check --only-binary=:all: -d $(AZURE_IDENTITY_WHEELS) \
+		"$$(grep -E '^azure-identity==' requirements-dev.txt)" pip
+	touch $@
+
+agent-hosts: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The agent runtime on real test hosts against the control plane
 	pytest -q -p no:cacheprovider tests/agent
 
 molecule: deps venv wheelhouse collection ## Molecule scenarios on real test hosts

@@ -4,11 +4,13 @@ Two hosts (systemd, sshd, their own addresses) get the runtime from the `hybrido
 playbook; the control plane runs in the controller namespace with a 5-second heartbeat interval
 (so Disconnected comes after 15 s). Then, on the hosts, through ssh, as an operator would:
 connect with each way to authenticate, show, config round trips, heartbeats seen by the control
-plane, Disconnected when himds goes quiet, managed identity tokens, refusals that leave the
+plane, Disconnected when himds goes quiet, managed identity tokens (by hand, and through
+azure-identity and MSAL, unmodified, in an application systemd starts), refusals that leave the
 host as it was, disconnect and reconnect. Secrets reach the hosts on ssh's standard input into
 0600 files, never on a command line.
 
-Needs root, the tools of `make deps`, the wheelhouse and the collection (`make agent-hosts`).
+Needs root, the tools of `make deps`, the wheelhouse, the collection and the azure-identity
+wheels (`make agent-hosts` makes them all).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from lab import URL, ControlPlane, Host, Lab  # tests/hosts/lab.py
+from lab import TOP, URL, ControlPlane, Host, Lab  # tests/hosts/lab.py
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -53,6 +55,20 @@ def claims(token: str) -> dict[str, Any]:
     decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return decoded
 
+
+AZURE_IDENTITY_WHEELS = TOP / "build" / "azure-identity-wheels"  # make agent-hosts downloads them
+AZURE_IDENTITY_APP = r"""
+import json
+import requests
+from azure.identity import ManagedIdentityCredential
+from msal import ManagedIdentityClient, SystemAssignedManagedIdentity
+vault = ManagedIdentityCredential().get_token("https://vault.azure.net/.default")
+storage = ManagedIdentityClient(SystemAssignedManagedIdentity(), http_client=requests.Session())
+result = storage.acquire_token_for_client(resource="https://storage.azure.com")
+print(json.dumps({"azure_identity": {"access_token": vault.token},
+                  "msal": {"access_token": result.get("access_token"), "token_source": result.get("token_source"),
+                           "error": result.get("error_description")}}))
+"""
 
 TOKEN_PROBE = r"""
 import json, urllib.error, urllib.request
@@ -108,6 +124,24 @@ def test_the_agent_lifecycle_on_real_hosts(fleet: tuple[list[Host], ControlPlane
     token = claims(probe["token"]["access_token"])
     assert token["xms_mirid"].lower() == connected["resourceId"].lower()
     assert token["aud"] == "https://vault.azure.net"
+
+    # The same through Azure's own libraries, unmodified, in an application that systemd starts
+    # (so it gets IDENTITY_ENDPOINT and IMDS_ENDPOINT from the agent's environment file):
+    # azure-identity's ManagedIdentityCredential and MSAL's ManagedIdentityClient.
+    h1.put_tree(AZURE_IDENTITY_WHEELS, "/root/azure-identity-wheels")
+    h1.sh(
+        "python3 -m venv --without-pip /root/app && /root/app/bin/python "
+        "$(ls /root/azure-identity-wheels/pip-*.whl)/pip install -q --no-index "
+        "--find-links /root/azure-identity-wheels azure-identity"
+    )
+    h1.sh("cat > /root/app.py", stdin=AZURE_IDENTITY_APP)
+    app = json.loads(h1.sh("systemd-run --wait --pipe --quiet /root/app/bin/python /root/app.py").stdout)
+    for library, audience in (("azure_identity", "https://vault.azure.net"), ("msal", "https://storage.azure.com")):
+        issued = claims(app[library]["access_token"])
+        assert issued["aud"] == audience, library
+        assert issued["xms_mirid"].lower() == connected["resourceId"].lower(), library
+        assert issued["oid"] == token["oid"], library
+    assert app["msal"]["token_source"] == "identity_provider"
 
     # h2: an access token minted on the controller, the control plane given as flags.
     access = plane.token(onboarding["clientId"], onboarding["clientSecret"])

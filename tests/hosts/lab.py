@@ -63,21 +63,35 @@ class Host:
         self.address = spec["address"]
         self.key = spec["key"]
 
+    def _ssh(self) -> list[str]:
+        return [
+            "ssh", "-i", self.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", f"ProxyCommand=ip netns exec {CTL_NS} socat - TCP:%h:%p",
+            f"root@{self.address}",
+        ]  # fmt: skip
+
     def sh(
         self, command: str, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [
-                "ssh", "-i", self.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "-o", f"ProxyCommand=ip netns exec {CTL_NS} socat - TCP:%h:%p",
-                f"root@{self.address}", command,
-            ],
+            [*self._ssh(), command],
             input=stdin, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         if check and result.returncode != 0:
             raise AssertionError(f"{self.name}: {command!r} exited {result.returncode}: {result.stderr}")
         return result
+
+    def put_tree(self, local: pathlib.Path, remote: str) -> None:
+        """Copy the folder ``local`` to ``remote`` on the host (tar over ssh)."""
+        tar = subprocess.run(["tar", "-C", str(local), "-c", "."], capture_output=True, check=True).stdout
+        target = shlex.quote(remote)
+        result = subprocess.run(
+            [*self._ssh(), f"mkdir -p {target} && tar -C {target} -x"],
+            input=tar, capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise AssertionError(f"{self.name}: copying {local} to {remote}: {result.stderr.decode()}")
 
     def put_secret(self, path: str, document: dict[str, str]) -> None:
         """A 0600 file from standard input: the secret never is on a command line."""
