@@ -76,8 +76,9 @@ units: venv ## ansible-test units (module and module_utils unit tests)
 sanity: venv ## ansible-test sanity
 	tools/ansible-test.sh sanity
 
-build-collection: venv ## Build the collection tarball and check that only the collection is in it
+build-collection: venv ## Build the collection tarball, check that only the collection is in it, run galaxy-importer on it
 	tools/build-collection.sh
+	tools/galaxy-importer.sh
 
 fuzz-controlplane: venv ## schemathesis against the control plane's OpenAPI document (no 5xx allowed)
 	tools/fuzz-controlplane.sh
