@@ -14,12 +14,14 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/pip" show -q galaxy-importer 2>/d
     exit 1
   }
 fi
-config=$(mktemp)
-trap 'rm -f "$config"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+config=$work/galaxy-importer.cfg
 # ansible-test sanity runs in make sanity (offline); the importer would want a container for it.
 printf '[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\n' >"$config"
 tarball=$(ls "$top"/build/dist/hybridops-arc-*.tar.gz)
-out=$(GALAXY_IMPORTER_CONFIG=$config PATH=$venv/bin:$PATH "$venv/bin/python" -m galaxy_importer.main "$tarball" 2>&1) || {
+# It writes importer_result.json into the current directory: let that be the throwaway one.
+out=$(cd "$work" && GALAXY_IMPORTER_CONFIG=$config PATH=$venv/bin:$PATH "$venv/bin/python" -m galaxy_importer.main "$tarball" 2>&1) || {
   printf '%s\n' "$out" >&2
   exit 1
 }
