@@ -185,7 +185,9 @@ class Lab:
     plane: ControlPlane
 
     @classmethod
-    def start(cls, count: int, *serve_options: str) -> Lab:
+    def start(cls, count: int, *serve_options: str, install: bool = True) -> Lab:
+        """``count`` hosts, the control plane (with ``serve_options``), an onboarding and an admin
+        service principal; the agent runtime installed on the hosts unless ``install`` is false."""
         run(TESTHOSTS, "up", str(count))
         try:
             init = controlplane("init", "--port", "8443")
@@ -201,7 +203,8 @@ class Lab:
             inventory = run(TESTHOSTS, "inventory").strip()
             env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(TOP / "build/collections")}
             playbook = str(TOP / "playbooks/runtime.yml")
-            run(str(TOP / ".venv/bin/ansible-playbook"), "-i", inventory, playbook, env=env)
+            if install:
+                run(str(TOP / ".venv/bin/ansible-playbook"), "-i", inventory, playbook, env=env)
             hosts = [Host(spec) for spec in json.loads(run(TESTHOSTS, "hosts-json"))]
             ca = (DATA / "pki" / "ca.pem").read_text()
             for host in hosts:
