@@ -1,5 +1,5 @@
 """The ``arc-controlplane`` command: ``serve``, ``ca show``, ``--version``, and the admin
-commands ``init``, ``sp``, ``role`` and ``audit`` (``admin/commands.py``)."""
+commands ``init``, ``sp``, ``role``, ``audit`` and ``machine`` (``admin/commands.py``)."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     store = _Parser(add_help=False)
     store.add_argument("--data-dir", type=_directory, metavar="DIR", help=DATA_DIR_HELP)
     store.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
-    add_admin_commands(commands, store, port_type=_port, name_type=_name)
+    add_admin_commands(commands, store, port_type=_port, name_type=_name, interval_type=_heartbeat_interval)
 
     ca = commands.add_parser("ca", help="the control plane's CA", allow_abbrev=False)
     ca_commands = ca.add_subparsers(dest="ca_command", metavar="COMMAND", required=True)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from arc_controlplane.admin import output
 from arc_controlplane.admin.audit_log import cli_actor, newest_entries
 from arc_controlplane.admin.database import one_line, open_database, shown_url
+from arc_controlplane.admin.fleet import FleetFilter, list_machines
 from arc_controlplane.admin.identities import (
     assign,
     create_principal,
@@ -32,6 +33,7 @@ from arc_controlplane.auth.certificates import CertificateError, ClientCertifica
 from arc_controlplane.auth.principals import PrincipalError
 from arc_controlplane.clock import utcnow
 from arc_controlplane.errors import ControlPlaneError
+from arc_controlplane.machines.timing import Timing
 from arc_controlplane.pki import PkiFiles
 from arc_controlplane.settings import DEFAULT_BIND, DEFAULT_PORT, ServerSettings, current_default_data_dir
 
@@ -163,6 +165,14 @@ def run_audit_list(args: argparse.Namespace) -> None:
     _print(args, lambda: output.audit_json(entries), lambda: output.audit_text(entries))
 
 
+def run_machine_list(args: argparse.Namespace) -> None:
+    selection = FleetFilter(subscription_id=args.subscription_id, resource_group=args.resource_group)
+    timing = Timing.every(args.heartbeat_interval)
+    with _session(_settings(args)) as session:
+        fleet = list_machines(session, selection, utcnow(), timing)
+    _print(args, lambda: output.machines_json(fleet), lambda: output.machines_text(fleet))
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "init": run_init,
     "sp_create": run_sp_create,
@@ -171,6 +181,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "role_assign": run_role_assign,
     "role_list": run_role_list,
     "audit_list": run_audit_list,
+    "machine_list": run_machine_list,
 }
 
 

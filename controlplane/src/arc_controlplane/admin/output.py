@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from arc_controlplane.admin.audit_log import AuditRow
+from arc_controlplane.admin.fleet import Fleet, MachineRow
 from arc_controlplane.admin.identities import Assignment, CreatedPrincipal, PrincipalInfo
 from arc_controlplane.admin.initialise import InitResult
 
@@ -213,3 +214,60 @@ def audit_text(entries: list[AuditRow]) -> str:
         return "The audit log is empty.\n"
     rows = [[timestamp(e.time), e.principal, e.action, e.target, e.result] for e in entries]
     return table(["TIME", "PRINCIPAL", "ACTION", "TARGET", "RESULT"], rows)
+
+
+def _machine_json(row: MachineRow) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "resourceGroup": row.resource_group,
+        "subscriptionId": row.subscription_id,
+        "resourceId": row.resource_id,
+        "status": row.status,
+        "statusReason": row.status_reason,
+        "agentVersion": row.agent_version,
+        "lastHeartbeat": timestamp(row.last_heartbeat) if row.last_heartbeat else None,
+        "lastStatusChange": timestamp(row.last_status_change),
+    }
+
+
+def machines_json(fleet: Fleet) -> dict[str, Any]:
+    return {"machines": [_machine_json(row) for row in fleet.machines]}
+
+
+def _no_machines(fleet: Fleet) -> str:
+    selection = fleet.selection
+    if fleet.missing is not None:
+        where = " here"
+        if selection.subscription_id is not None and not fleet.missing.startswith("subscription"):
+            where = f" in subscription {selection.subscription_id}"
+        return (
+            f"No machines: there is no {fleet.missing}{where}; check the name, or leave the filter out "
+            "to list every machine.\n"
+        )
+    within = []
+    if selection.resource_group is not None:
+        within.append(f"resource group {selection.resource_group!r}")
+    if selection.subscription_id is not None:
+        within.append(f"subscription {selection.subscription_id}")
+    if within:
+        return f"No machines in {' of '.join(within)}.\n"
+    return (
+        "No machines yet: create one through the management API (Machines_CreateOrUpdate) or "
+        "onboard one with 'azcmagent connect'.\n"
+    )
+
+
+def machines_text(fleet: Fleet) -> str:
+    if not fleet.machines:
+        return _no_machines(fleet)
+    rows = [
+        [
+            row.name,
+            row.resource_group,
+            f"{row.status} ({row.status_reason})" if row.status_reason else row.status,
+            row.agent_version or "-",
+            timestamp(row.last_heartbeat) if row.last_heartbeat else "-",
+        ]
+        for row in fleet.machines
+    ]
+    return table(["NAME", "RESOURCE GROUP", "STATUS", "AGENT VERSION", "LAST HEARTBEAT"], rows)

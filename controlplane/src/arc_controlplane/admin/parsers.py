@@ -16,6 +16,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from arc_controlplane.auth.roles import Role, find_role
+from arc_controlplane.machines.timing import (
+    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+    DISCONNECTED_AFTER_INTERVALS,
+    MAX_HEARTBEAT_INTERVAL_SECONDS,
+    MIN_HEARTBEAT_INTERVAL_SECONDS,
+)
 from arc_controlplane.settings import DEFAULT_BIND, DEFAULT_PORT
 
 _SCOPE = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}(/resourceGroups/[-\w._()]{1,90})?/?$", re.IGNORECASE)
@@ -108,8 +114,10 @@ def add_admin_commands(
     store: argparse.ArgumentParser,
     port_type: Callable[[str], int],
     name_type: Callable[[str], str],
+    interval_type: Callable[[str], int],
 ) -> None:
-    """Add ``init``, ``sp``, ``role`` and ``audit``; ``store`` holds --data-dir and --database-url."""
+    """Add ``init``, ``sp``, ``role``, ``audit`` and ``machine``; ``store`` holds --data-dir and
+    --database-url; ``port_type``, ``name_type`` and ``interval_type`` validate as for ``serve``."""
     init = commands.add_parser(
         "init",
         parents=[store],
@@ -212,6 +220,41 @@ def add_admin_commands(
     audit_list.add_argument("--limit", type=_limit, default=50, metavar="N", help="how many (default 50)")
     _json_flag(audit_list)
     audit_list.set_defaults(admin_command="audit_list")
+
+    machine = commands.add_parser(
+        "machine", help="the machines as the control plane sees them", allow_abbrev=False
+    )
+    machine_commands = machine.add_subparsers(dest="machine_command", metavar="COMMAND", required=True)
+    machine_list = machine_commands.add_parser(
+        "list",
+        parents=[store],
+        help="list machines with their status, agent version and last heartbeat",
+        description=(
+            "List the machines sorted by subscription, resource group and name, with the status that "
+            "the management API shows and the last heartbeat (which it does not show). A filter that "
+            "names an unknown subscription or resource group lists nothing."
+        ),
+        allow_abbrev=False,
+    )
+    machine_list.add_argument(
+        "--resource-group", type=_resource_group, metavar="NAME", help="only the machines of this group"
+    )
+    machine_list.add_argument(
+        "--subscription-id", type=_guid, metavar="ID", help="only the machines of this subscription"
+    )
+    machine_list.add_argument(
+        "--heartbeat-interval",
+        type=interval_type,
+        default=DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help=(
+            f"the --heartbeat-interval that serve runs with, {MIN_HEARTBEAT_INTERVAL_SECONDS}-"
+            f"{MAX_HEARTBEAT_INTERVAL_SECONDS} (default {DEFAULT_HEARTBEAT_INTERVAL_SECONDS}); a machine "
+            f"shows Disconnected after {DISCONNECTED_AFTER_INTERVALS} intervals without a heartbeat"
+        ),
+    )
+    _json_flag(machine_list)
+    machine_list.set_defaults(admin_command="machine_list")
 
 
 def _role_and_scope(parser: argparse.ArgumentParser) -> None:
