@@ -65,9 +65,8 @@ from msal import ManagedIdentityClient, SystemAssignedManagedIdentity
 vault = ManagedIdentityCredential().get_token("https://vault.azure.net/.default")
 storage = ManagedIdentityClient(SystemAssignedManagedIdentity(), http_client=requests.Session())
 result = storage.acquire_token_for_client(resource="https://storage.azure.com")
-print(json.dumps({"azure_identity": {"access_token": vault.token},
-                  "msal": {"access_token": result.get("access_token"), "token_source": result.get("token_source"),
-                           "error": result.get("error_description")}}))
+msal = {key: result.get(key) for key in ("access_token", "token_source", "error_description")}
+print(json.dumps({"azure_identity": {"access_token": vault.token}, "msal": msal}))
 """
 
 TOKEN_PROBE = r"""
@@ -136,7 +135,10 @@ def test_the_agent_lifecycle_on_real_hosts(fleet: tuple[list[Host], ControlPlane
     )
     h1.sh("cat > /root/app.py", stdin=AZURE_IDENTITY_APP)
     app = json.loads(h1.sh("systemd-run --wait --pipe --quiet /root/app/bin/python /root/app.py").stdout)
-    for library, audience in (("azure_identity", "https://vault.azure.net"), ("msal", "https://storage.azure.com")):
+    for library, audience in (
+        ("azure_identity", "https://vault.azure.net"),
+        ("msal", "https://storage.azure.com"),
+    ):
         issued = claims(app[library]["access_token"])
         assert issued["aud"] == audience, library
         assert issued["xms_mirid"].lower() == connected["resourceId"].lower(), library

@@ -24,7 +24,8 @@ def _controlplane(what: str) -> str:
 def test_host_runs_systemd_as_pid_1(host):
     assert host.check_output("ps -p 1 -o comm=") == "systemd"
     state = host.run("systemctl is-system-running --wait").stdout.strip()
-    assert state == "running", host.run("systemctl --failed --no-legend; journalctl -b -p warning --no-pager | tail -20").stdout
+    why = "systemctl --failed --no-legend; journalctl -b -p warning --no-pager | tail -20"
+    assert state == "running", host.run(why).stdout
 
 
 def test_host_is_isolated_on_the_test_network(host):
