@@ -18,7 +18,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell unit \
-	sanity units fuzz-controlplane hosts-check agent-hosts molecule build-collection demo test-hosts test-hosts-down clean
+	sanity units fuzz-controlplane hosts-check agent-hosts integration molecule build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -97,6 +97,9 @@ $(AZURE_IDENTITY_WHEELS)/.stamp: requirements-dev.txt | $(VENV)/.stamp
 
 agent-hosts: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The agent runtime on real test hosts against the control plane
 	pytest -q -p no:cacheprovider tests/agent
+
+integration: deps venv wheelhouse collection ## Module integration targets on real test hosts (tests/integration/run.py)
+	$(BIN)/python tests/integration/run.py
 
 molecule: deps venv wheelhouse collection ## Molecule scenarios on real test hosts
 	molecule test --all

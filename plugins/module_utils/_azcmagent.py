@@ -21,6 +21,8 @@ _CLI_ENV = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
 class AzcmagentError(Exception):
     """An azcmagent operation failed; carries the agent's AZCM code when it gave one."""
 
+    source = "azcmagent"
+
     def __init__(self, operation, message, code=None, rc=None, stderr=None):
         super(AzcmagentError, self).__init__(message)
         self.operation = operation
@@ -45,6 +47,11 @@ class Azcmagent(object):
     def __init__(self, module, binary=None):
         self.module = module
         self.binary = binary or module.get_bin_path("azcmagent", required=False, opt_dirs=AZCMAGENT_DIRS)
+
+    @property
+    def installed(self):
+        """Whether azcmagent was found on this host."""
+        return bool(self.binary)
 
     def run_json(self, operation, args, secrets=None):
         """Run C(azcmagent <args> --json) and return its parsed JSON output.
@@ -84,6 +91,11 @@ class Azcmagent(object):
                 operation, (err or out).strip() or "exit code %d" % rc, code=azcm_code(rc), rc=rc, stderr=err
             )
         return data
+
+    def config_list(self):
+        """Every local setting, ``{key: value}`` with typed values (``config list -j``)."""
+        document = self.run_json("config list", ["config", "list"])
+        return dict((item["key"], item["value"]) for item in document.get("localsettings", []))
 
     def _write_config(self, secrets):
         # mkstemp creates the file with mode 0600 before anything is written to it.

@@ -1,0 +1,131 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) hybridops.arc contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: agent_info
+short_description: Read the state of the Connected Machine agent
+version_added: 0.1.0
+description:
+  - Returns what the agent knows about itself on the managed host, from C(azcmagent show -j), C(azcmagent
+    config list -j) and C(azcmagent version -j); whether it is installed and connected, its version, its local
+    settings and the status of its services.
+  - Never changes anything. On a host without the agent it returns RV(arc_agent.installed=false) without
+    failing.
+author:
+  - hybridops.arc maintainers (@hybridops)
+extends_documentation_fragment:
+  - hybridops.arc._attributes
+  - hybridops.arc._attributes.INFO_MODULE
+options: {}
+notes:
+  - The information is returned as RV(arc_agent), not as facts, following Ansible's rule that C(_info) modules
+    do not return facts. Register the result to use it.
+seealso:
+  - module: hybridops.arc.connection
+  - module: hybridops.arc.agent_config
+"""
+
+EXAMPLES = r"""
+- name: Read the agent's state
+  hybridops.arc.agent_info:
+  register: arc
+
+- name: Show where the machine is connected
+  ansible.builtin.debug:
+    msg: "{{ arc.arc_agent.show.resourceId if arc.arc_agent.connected else 'not connected' }}"
+"""
+
+RETURN = r"""
+arc_agent:
+  description: The agent's state on the host.
+  returned: always
+  type: dict
+  contains:
+    installed:
+      description: Whether C(azcmagent) was found on the host. When V(false), no other key is returned.
+      type: bool
+      returned: always
+      sample: true
+    connected:
+      description: Whether the machine is connected to a machine resource.
+      type: bool
+      returned: when installed
+      sample: true
+    version:
+      description: The agent's version, from C(azcmagent version -j).
+      type: str
+      returned: when installed
+      sample: 1.64.3414.2961
+    show:
+      description: What C(azcmagent show -j) prints.
+      type: dict
+      returned: when installed
+      sample:
+        resourceName: web-01
+        resourceGroup: arc-servers
+        resourceId: "/subscriptions/5d3b1a52-0f6c-4c1e-9a8e-0d1f2b3c4d5e/resourceGroups/arc-servers/\
+          providers/Microsoft.HybridCompute/machines/web-01"
+        vmId: b7a098cc-b0b8-46e8-a205-62f301a62a8f
+        status: Connected
+        tags: {"env": "prod"}
+        dependentServiceStatus: {"agentService": "running", "arcProxy": "running", "extensionService":
+        "running",
+                                 "gcService": "running"}
+    config:
+      description: Every local setting and its value, from C(azcmagent config list -j).
+      type: dict
+      returned: when installed
+      sample: {"config.mode": "full", "incomingconnections.ports": ["22"], "proxy.url": ""}
+    services:
+      description:
+        - The agent's services (C(agentService), C(arcProxy), C(extensionService), C(gcService)) and their
+          status, V(running), V(stopped) or V(not installed).
+      type: dict
+      returned: when installed
+      sample: {"agentService": "running", "arcProxy": "running", "extensionService": "running", "gcService":
+        "running"}
+code:
+  description: The agent's AZCM error code when a command failed.
+  returned: failure
+  type: str
+  sample: AZCM0006
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent, AzcmagentError
+from ansible_collections.hybridops.arc.plugins.module_utils._common import error_message
+
+
+def agent_state(agent):
+    if not agent.installed:
+        return dict(installed=False)
+    shown = agent.run_json("show", ["show"])
+    version = agent.run_json("version", ["version"])
+    return dict(
+        installed=True,
+        connected=bool(shown.get("resourceId")),
+        version=version.get("version", ""),
+        show=shown,
+        config=agent.config_list(),
+        services=shown.get("dependentServiceStatus") or {},
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(), supports_check_mode=True)
+    try:
+        state = agent_state(Azcmagent(module))
+    except AzcmagentError as error:
+        module.fail_json(msg=error_message(error, "this machine"), code=error.code)
+    module.exit_json(changed=False, arc_agent=state)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,532 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) hybridops.arc contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: connection
+short_description: Connect a machine to the control plane, or disconnect it, with azcmagent
+version_added: 0.1.0
+description:
+  - Connects the Connected Machine agent of the managed host to a machine resource (C(azcmagent connect)), or
+    disconnects it (C(azcmagent disconnect)).
+  - Reads the connection first (C(azcmagent show -j)), compares it with the requested resource and acts only
+    on a difference. A machine connected to the requested resource is left as it is, unless
+    O(force_reconnect=true).
+  - Tags are brought to O(tags) through the control plane's management API (a PATCH of the machine resource),
+    never by reconnecting.
+  - The agent must be installed, for example with the P(hybridops.arc.arc_agent#role) role.
+author:
+  - hybridops.arc maintainers (@hybridops)
+extends_documentation_fragment:
+  - hybridops.arc._control_plane
+  - hybridops.arc._attributes
+  - hybridops.arc._attributes.ACTIONGROUP_ARC
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reads the agent's state and, when O(tags) is given on a connected machine, the machine resource; runs
+        no command that changes anything.
+  diff_mode:
+    support: full
+    details:
+      - Before and after of the connection (connected or not, resource id) and of the tags; never credentials.
+  idempotent:
+    support: full
+    details:
+      - Except with O(force_reconnect=true), which reconnects on every run by design.
+options:
+  state:
+    description:
+      - V(connected) connects the machine to the requested resource when it is not connected to it.
+      - V(disconnected) deletes the machine resource with the given credentials and resets the machine's local
+        state (C(azcmagent disconnect)); with O(force_local_only=true) resets this machine only.
+    type: str
+    choices: [connected, disconnected]
+    default: connected
+  subscription_id:
+    description:
+      - The subscription (a GUID) of the machine resource.
+      - Required with O(state=connected).
+    type: str
+  resource_group:
+    description:
+      - The resource group of the machine resource. It must exist.
+      - Required with O(state=connected).
+    type: str
+  location:
+    description:
+      - The location of the machine resource, for example V(westeurope).
+      - Required with O(state=connected).
+    type: str
+  resource_name:
+    description:
+      - The name of the machine resource.
+      - Default the host's short host name, as C(azcmagent connect) chooses it.
+    type: str
+  cloud:
+    description:
+      - The cloud, passed as C(--cloud).
+    type: str
+    choices: [AzureCloud, AzureUSGovernment, AzureChinaCloud]
+    default: AzureCloud
+  correlation_id:
+    description:
+      - A GUID written to the control plane's audit log with the connect.
+    type: str
+  tags:
+    description:
+      - Tags the machine resource must have (names to string values).
+      - At connect time they are passed as C(--tags); on a connected machine they are compared with the
+        machine resource's tags (read through the management API) and changed with a PATCH of the resource,
+        without reconnecting.
+      - Needs O(service_principal_secret) or O(access_token) (and the control plane URL, O(control_plane_url),
+        else the one the machine is connected to); not supported with O(service_principal_cert).
+      - When omitted, tags are not managed.
+    type: dict
+  purge_tags:
+    description:
+      - With O(tags), also remove the tags that O(tags) does not list.
+    type: bool
+    default: false
+  on_mismatch:
+    description:
+      - What to do when the machine is connected to another resource than the requested one (another resource
+        name, resource group, subscription, tenant or location).
+      - V(fail) fails and names each difference.
+      - V(reconnect) disconnects (deleting the old resource with the given credentials, which needs the
+        I(Azure Connected Machine Resource Administrator) role) and connects to the requested resource.
+    type: str
+    choices: [fail, reconnect]
+    default: fail
+  force_reconnect:
+    description:
+      - Re-create the machine's identity even when it is connected to the requested resource, for example
+        after the credential expired or the machine was cloned.
+      - The local state is reset (C(azcmagent disconnect --force-local-only)), then the machine connects
+        again; the control plane re-onboards it into the same resource (same VM ID) with a new key.
+      - Reports a change on every run.
+    type: bool
+    default: false
+  force_local_only:
+    description:
+      - With O(state=disconnected), reset this machine only (C(azcmagent disconnect --force-local-only)); the
+        resource stays in the control plane. Needs no credentials.
+    type: bool
+    default: false
+notes:
+  - Credentials are needed unless O(force_local_only=true), also when nothing turns out to change.
+  - Connecting needs the I(Azure Connected Machine Onboarding) role (or more); disconnecting, which deletes
+    the resource, needs I(Azure Connected Machine Resource Administrator).
+seealso:
+  - module: hybridops.arc.agent_info
+  - module: hybridops.arc.agent_config
+"""
+
+EXAMPLES = r"""
+- name: Connect the machine with a service principal
+  hybridops.arc.connection:
+    control_plane_url: https://controlplane:8443
+    control_plane_ca: /root/controlplane-ca.pem
+    tenant_id: "{{ arc_tenant_id }}"
+    subscription_id: "{{ arc_subscription_id }}"
+    resource_group: arc-servers
+    location: westeurope
+    service_principal_id: "{{ arc_onboarding_client_id }}"
+    service_principal_secret: "{{ arc_onboarding_secret }}"
+    tags:
+      env: prod
+      owner: ops
+
+- name: Set the connection options once for a play
+  module_defaults:
+    group/hybridops.arc.arc:
+      control_plane_url: https://controlplane:8443
+      tenant_id: "{{ arc_tenant_id }}"
+      service_principal_id: "{{ arc_admin_client_id }}"
+      service_principal_secret: "{{ arc_admin_secret }}"
+  block:
+    - name: Move the machine to another resource group
+      hybridops.arc.connection:
+        subscription_id: "{{ arc_subscription_id }}"
+        resource_group: arc-servers-eu
+        location: westeurope
+        on_mismatch: reconnect
+
+    - name: Disconnect the machine and delete its resource
+      hybridops.arc.connection:
+        state: disconnected
+
+- name: Renew the identity of a cloned machine (new key, same resource)
+  hybridops.arc.connection:
+    subscription_id: "{{ arc_subscription_id }}"
+    resource_group: arc-servers
+    location: westeurope
+    tenant_id: "{{ arc_tenant_id }}"
+    service_principal_id: "{{ arc_onboarding_client_id }}"
+    service_principal_secret: "{{ arc_onboarding_secret }}"
+    force_reconnect: true
+
+- name: Forget the connection on this machine only
+  hybridops.arc.connection:
+    state: disconnected
+    force_local_only: true
+"""
+
+RETURN = r"""
+resource_id:
+  description: The machine resource the host is connected to; empty when disconnected.
+  returned: always
+  type: str
+  sample: "/subscriptions/5d3b1a52-0f6c-4c1e-9a8e-0d1f2b3c4d5e/resourceGroups/arc-servers/\
+    providers/Microsoft.HybridCompute/machines/web-01"
+vm_id:
+  description:
+    - The machine's VM ID (a GUID); empty when disconnected.
+    - In check mode, the current one, or empty when a new connection would make a new one.
+  returned: always
+  type: str
+  sample: b7a098cc-b0b8-46e8-a205-62f301a62a8f
+status:
+  description: The agent's status after the run, as C(azcmagent show) reports it.
+  returned: always
+  type: str
+  sample: Connected
+tags:
+  description:
+    - The machine resource's tags.
+    - Read from the management API when O(tags) is given; otherwise the tags the agent recorded at connect
+      time.
+  returned: always
+  type: dict
+  sample: {"env": "prod", "owner": "ops"}
+machine:
+  description:
+    - What C(azcmagent show -j) prints after the run (before it in check mode).
+  returned: always
+  type: dict
+  sample:
+    resourceName: web-01
+    resourceGroup: arc-servers
+    resourceId: "/subscriptions/5d3b1a52-0f6c-4c1e-9a8e-0d1f2b3c4d5e/resourceGroups/arc-servers/\
+      providers/Microsoft.HybridCompute/machines/web-01"
+    subscriptionId: 5d3b1a52-0f6c-4c1e-9a8e-0d1f2b3c4d5e
+    tenantId: 0f6c1e1a-2b3c-4d5e-8f9a-0b1c2d3e4f5a
+    vmId: b7a098cc-b0b8-46e8-a205-62f301a62a8f
+    location: westeurope
+    cloud: AzureCloud
+    status: Connected
+    agentVersion: 1.64.3414.2961
+    tags: {"env": "prod"}
+mismatch:
+  description: What differs between the connected resource and the requested one (field to current and
+    requested).
+  returned: when the machine is connected to another resource
+  type: dict
+  sample: {"resource_group": {"current": "arc-servers", "requested": "arc-servers-eu"}}
+code:
+  description: The agent's AZCM error code, or the management API's error code, of a failed operation.
+  returned: failure
+  type: str
+  sample: AZCM0041
+"""
+
+import socket
+
+from ansible_collections.hybridops.arc.plugins.module_utils._arm import ArmClient, check_credentials
+from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent, AzcmagentError
+from ansible_collections.hybridops.arc.plugins.module_utils._common import ArcModule, error_message
+
+CA_COPY = "/var/opt/azcmagent/certs/controlplane-ca.pem"
+# Requested option -> key of `azcmagent show -j`; compared without regard to case, as ARM does.
+IDENTITY = (
+    ("resource_name", "resourceName"),
+    ("resource_group", "resourceGroup"),
+    ("subscription_id", "subscriptionId"),
+    ("tenant_id", "tenantId"),
+    ("location", "location"),
+)
+MACHINE_ID = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.HybridCompute/machines/%s"
+
+
+def encode_tags(tags):
+    """``--tags`` syntax: every name and value quoted, with ``\\`` and ``'`` escaped."""
+
+    def quote(text):
+        return "'%s'" % text.replace("\\", "\\\\").replace("'", "\\'")
+
+    return ",".join("%s=%s" % (quote(name), quote(value)) for name, value in sorted(tags.items()))
+
+
+def normalise_location(location):
+    return location.replace(" ", "").lower()
+
+
+class Connection(object):
+    def __init__(self, module, agent):
+        self.module = module
+        self.agent = agent
+        self.params = module.params
+        self.check_mode = module.check_mode
+        self.acted = False
+
+    def show(self):
+        return self.agent.run_json("show", ["show"])
+
+    def requested(self):
+        params = self.params
+        return dict(
+            resource_name=params["resource_name"] or socket.gethostname().split(".", 1)[0],
+            resource_group=params["resource_group"],
+            subscription_id=params["subscription_id"],
+            tenant_id=params["tenant_id"],
+            location=params["location"],
+        )
+
+    def mismatch(self, shown):
+        """Each requested field that differs from the connected resource: {field: {current, requested}}."""
+        differs = {}
+        for option, key in IDENTITY:
+            wanted = self.requested()[option]
+            if not wanted:
+                continue
+            current = shown.get(key) or ""
+            left, right = current.lower(), wanted.lower()
+            if option == "location":
+                left, right = normalise_location(current), normalise_location(wanted)
+            if left != right:
+                differs[option] = {"current": current, "requested": wanted}
+        return differs
+
+    def target(self):
+        if self.params["state"] == "disconnected":
+            return "this machine"
+        requested = self.requested()
+        return "resource %s in resource group %s" % (requested["resource_name"], requested["resource_group"])
+
+    def connect(self):
+        params = self.params
+        flags, secrets = self.module.credential_flags()
+        args = [
+            "connect",
+            "--subscription-id",
+            params["subscription_id"],
+            "--resource-group",
+            params["resource_group"],
+            "--location",
+            params["location"],
+            "--cloud",
+            params["cloud"],
+        ]
+        if params["resource_name"]:
+            args += ["--resource-name", params["resource_name"]]
+        if params["correlation_id"]:
+            args += ["--correlation-id", params["correlation_id"]]
+        if params["tags"]:
+            args += ["--tags", encode_tags(params["tags"])]
+        args += flags + self.module.control_plane_flags()
+        return self.agent.run_json("connect", args, secrets=secrets)
+
+    def disconnect(self, local_only):
+        if local_only:
+            self.agent.run_json("disconnect", ["disconnect", "--force-local-only"])
+            return
+        flags, secrets = self.module.credential_flags()
+        args = ["disconnect"] + flags + self.module.control_plane_flags()
+        self.agent.run_json("disconnect", args, secrets=secrets)
+
+    def arm(self, shown):
+        params = self.params
+        ca = params["control_plane_ca"]
+        if not ca and shown.get("resourceId") and self._exists(CA_COPY):
+            ca = CA_COPY
+        return ArmClient(
+            params["control_plane_url"] or shown.get("controlPlaneUrl"),
+            ca_file=ca,
+            tenant_id=params["tenant_id"] or shown.get("tenantId"),
+            client_id=params["service_principal_id"],
+            client_secret=params["service_principal_secret"],
+            access_token=params["access_token"],
+            certificate=params["service_principal_cert"],
+        )
+
+    @staticmethod
+    def _exists(path):
+        try:
+            with open(path, "rb"):
+                return True
+        except (IOError, OSError):
+            return False
+
+    def run(self):
+        before = self.show()
+        if self.params["state"] == "disconnected":
+            return self.run_disconnected(before)
+        return self.run_connected(before)
+
+    def run_disconnected(self, before):
+        connected = bool(before.get("resourceId"))
+        after = before
+        if connected and not self.check_mode:
+            self.disconnect(self.params["force_local_only"])
+            self.acted = True
+            after = self.show()
+        elif connected:
+            after = dict(before, resourceId="", vmId="", status="Disconnected", tags={})
+        return self.result(connected, before, after, before.get("tags") or {}, after.get("tags") or {})
+
+    def run_connected(self, before):
+        params = self.params
+        result = {}
+        connected = bool(before.get("resourceId"))
+        action = None
+        if not connected:
+            action = "connect"
+        else:
+            differs = self.mismatch(before)
+            if differs:
+                result["mismatch"] = differs
+                if params["on_mismatch"] == "fail":
+                    described = ", ".join(
+                        "%s is '%s', requested '%s'" % (field.replace("_", " "), d["current"], d["requested"])
+                        for field, d in sorted(differs.items())
+                    )
+                    self.module.fail_json(
+                        msg="this machine is connected to %s, another resource than the requested one: %s; "
+                        "set on_mismatch=reconnect to move it, or disconnect it first"
+                        % (before.get("resourceId"), described),
+                        **result,
+                    )
+                action = "reconnect"
+            elif params["force_reconnect"]:
+                action = "force_reconnect"
+        if params["tags"] is not None:
+            check_credentials(certificate=params["service_principal_cert"])  # before anything changes
+        after = before
+        if action and self.check_mode:
+            requested = self.requested()
+            resource_id = MACHINE_ID % (
+                requested["subscription_id"],
+                requested["resource_group"],
+                requested["resource_name"],
+            )
+            vm_id = before.get("vmId", "") if action == "force_reconnect" else ""
+            after = dict(
+                before, resourceId=resource_id, vmId=vm_id, status="Connected", tags=params["tags"] or {}
+            )
+        elif action:
+            if action in ("reconnect", "force_reconnect"):
+                self.disconnect(local_only=action == "force_reconnect")
+                self.acted = True
+            after = self.connect()
+            self.acted = True
+        tags_before = before.get("tags") or {}
+        tags_after = after.get("tags") or {}
+        tags_changed = False
+        if params["tags"] is not None:
+            tags_before, tags_after, tags_changed = self.converge_tags(before, after, bool(action))
+        return self.result(bool(action) or tags_changed, before, after, tags_before, tags_after, **result)
+
+    def converge_tags(self, before, after, acted):
+        """Bring the resource's tags to the requested ones: (before, after, changed)."""
+        wanted = self.params["tags"]
+        tags_before = {}
+        arm = None
+        if before.get("resourceId"):
+            arm = self.arm(before)
+            machine = arm.get_machine(before["resourceId"])
+            tags_before = (machine or {}).get("tags") or {}
+        if acted and self.check_mode:
+            current = {} if before.get("resourceId") != after.get("resourceId") else tags_before
+        elif acted:
+            arm = self.arm(after)
+            machine = arm.get_machine(after["resourceId"]) or {}
+            current = machine.get("tags") or {}
+        else:
+            current = tags_before
+        desired = dict(wanted) if self.params["purge_tags"] else dict(current, **wanted)
+        if desired == current:
+            return tags_before, current, False
+        if not self.check_mode:
+            machine = arm.update_tags(after["resourceId"], desired)
+            self.acted = True
+            desired = machine.get("tags") or {}
+        return tags_before, desired, True
+
+    def result(self, changed, before, after, tags_before, tags_after, **extra):
+        result = dict(
+            changed=changed,
+            resource_id=after.get("resourceId") or "",
+            vm_id=after.get("vmId") or "",
+            status=after.get("status") or "",
+            tags=tags_after,
+            machine=after,
+            **extra,
+        )
+        if self.module._diff:
+            result["diff"] = dict(
+                before=dict(
+                    connected=bool(before.get("resourceId")),
+                    resource_id=before.get("resourceId") or "",
+                    tags=tags_before,
+                ),
+                after=dict(
+                    connected=bool(after.get("resourceId")),
+                    resource_id=after.get("resourceId") or "",
+                    tags=tags_after,
+                ),
+            )
+        return result
+
+
+def main():
+    module = ArcModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["connected", "disconnected"], default="connected"),
+            subscription_id=dict(type="str"),
+            resource_group=dict(type="str"),
+            location=dict(type="str"),
+            resource_name=dict(type="str"),
+            cloud=dict(
+                type="str",
+                choices=["AzureCloud", "AzureUSGovernment", "AzureChinaCloud"],
+                default="AzureCloud",
+            ),
+            correlation_id=dict(type="str"),
+            tags=dict(type="dict"),
+            purge_tags=dict(type="bool", default=False),
+            on_mismatch=dict(type="str", choices=["fail", "reconnect"], default="fail"),
+            force_reconnect=dict(type="bool", default=False),
+            force_local_only=dict(type="bool", default=False),
+        ),
+        required_if=[
+            ("state", "connected", ("subscription_id", "resource_group", "location")),
+            (
+                "force_local_only",
+                False,
+                ("service_principal_secret", "service_principal_cert", "access_token"),
+                True,
+            ),
+        ],
+        supports_check_mode=True,
+    )
+    if module.params["tags"] is not None:
+        module.params["tags"] = dict((str(k), str(v)) for k, v in module.params["tags"].items())
+    connection = Connection(module, Azcmagent(module))
+    try:
+        result = connection.run()
+    except AzcmagentError as error:
+        module.fail_json(
+            msg=error_message(error, connection.target()), code=error.code, changed=connection.acted
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Runs the module integration targets (tests/integration/targets/*) on a real lab.
+
+    tests/integration/run.py [TARGET ...]        (make integration; ARC_TESTHOSTS_LAB picks the lab)
+
+Starts the lab of tests/hosts/lab.py: two test hosts, the control plane, an onboarding and an
+administrator service principal. The agent runtime is installed on h1 only, so that h2 is a real
+host without the agent (agent_info's case). A second resource group is made for the mismatch and
+reconnect cases. The control plane's URL, the CA's path on the hosts, the ids and the
+credentials go into a 0600 vars file; each target then runs with ansible-playbook (a small
+playbook on h1 that includes the target's tasks/main.yml) against the lab's inventory. Exits
+non-zero when any target fails; the lab is torn down in every case.
+
+ansible-test integration is not used: it would need an inventory of its own for hosts it does
+not manage (docs/development.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+TOP = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(TOP / "tests" / "hosts"))
+from lab import CA_ON_HOSTS, TESTHOSTS, URL, Lab, controlplane, run  # noqa: E402  (tests/hosts/lab.py)
+
+TARGETS_DIR = TOP / "tests" / "integration" / "targets"
+OTHER_GROUP = "arc-servers-2"
+PLAYBOOK = """---
+- name: Integration target {target}
+  hosts: h1
+  gather_facts: false
+  tasks:
+    - name: Run the target's tasks
+      ansible.builtin.include_tasks: {tasks}
+"""
+
+
+def ansible_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(TOP / "build" / "collections"),
+        "ANSIBLE_FORCE_COLOR": "false",
+        "ANSIBLE_HOST_KEY_CHECKING": "false",
+        "ANSIBLE_DIFF_ALWAYS": "false",
+    }
+
+
+def make_resource_group(lab: Lab, name: str) -> None:
+    """A second resource group (the mismatch and reconnect cases), made by an Owner."""
+    init = lab.plane.init
+    scope = f"/subscriptions/{init['subscriptionId']}"
+    owner = controlplane("sp", "create", "--name", "it-owner", "--role", "Owner", "--scope", scope)
+    token = lab.plane.token(owner["clientId"], owner["clientSecret"])
+    request = urllib.request.Request(
+        f"{URL}/subscriptions/{init['subscriptionId']}/resourcegroups/{name}?api-version=2024-11-01",
+        data=json.dumps({"location": init["location"]}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="PUT",
+    )
+    lab.plane._open(request).close()
+
+
+def write_vars(path: pathlib.Path, lab: Lab) -> None:
+    init, onboarding, admin = lab.plane.init, lab.plane.onboarding, lab.plane.admin
+    document = {
+        "arc_url": URL,
+        "arc_ca": CA_ON_HOSTS,
+        "arc_tenant_id": init["tenantId"],
+        "arc_subscription_id": init["subscriptionId"],
+        "arc_resource_group": init["resourceGroup"],
+        "arc_other_resource_group": OTHER_GROUP,
+        "arc_location": init["location"],
+        "arc_onboarding_id": onboarding["clientId"],
+        "arc_onboarding_secret": onboarding["clientSecret"],
+        "arc_admin_id": admin["clientId"],
+        "arc_admin_secret": admin["clientSecret"],
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(document, f)
+
+
+def main(argv: list[str]) -> int:
+    targets = argv or sorted(p.name for p in TARGETS_DIR.iterdir() if (p / "tasks" / "main.yml").is_file())
+    unknown = [t for t in targets if not (TARGETS_DIR / t / "tasks" / "main.yml").is_file()]
+    if unknown:
+        print(f"run.py: no such target: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    lab = Lab.start(2, install=False)
+    failed: list[str] = []
+    try:
+        env = ansible_env()
+        inventory = run(TESTHOSTS, "inventory").strip()
+        playbook = str(TOP / "playbooks" / "runtime.yml")
+        run(str(TOP / ".venv/bin/ansible-playbook"), "-i", inventory, "--limit", "h1", playbook, env=env)
+        make_resource_group(lab, OTHER_GROUP)
+        print(f"lab ready in {time.monotonic() - started:.0f} s", flush=True)
+        with tempfile.TemporaryDirectory(prefix="arc-integration-") as tmp:
+            variables = pathlib.Path(tmp) / "vars.json"
+            write_vars(variables, lab)
+            for target in targets:
+                book = pathlib.Path(tmp) / f"{target}.yml"
+                tasks = TARGETS_DIR / target / "tasks" / "main.yml"
+                book.write_text(PLAYBOOK.format(target=target, tasks=tasks))
+                t0 = time.monotonic()
+                command = [
+                    str(TOP / ".venv/bin/ansible-playbook"),
+                    "-i",
+                    inventory,
+                    "-e",
+                    f"@{variables}",
+                    str(book),
+                ]
+                result = subprocess.run(command, env=env, check=False)
+                outcome = "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+                print(f"target {target}: {outcome} in {time.monotonic() - t0:.0f} s", flush=True)
+                if result.returncode != 0:
+                    failed.append(target)
+    finally:
+        Lab.stop()
+    if failed:
+        print(f"integration: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"integration: {len(targets)} target(s) passed in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
