@@ -48,7 +48,7 @@ collection: ## Make this checkout visible to Ansible as hybridops.arc
 	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/hybridops/arc
 
 # ---------------------------------------------------------------- tests
-test: deps venv wheelhouse collection lint unit units sanity build-collection fuzz-controlplane hosts-check agent-hosts molecule ## Run every test
+test: deps venv wheelhouse collection lint unit units sanity build-collection fuzz-controlplane hosts-check agent-hosts integration molecule ## Run every test
 	@echo "make test: all passed"
 
 lint: lint-python lint-ansible lint-shell ## ruff, mypy, ansible-lint, shellcheck, changelog and docs lint
