@@ -18,7 +18,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell unit \
-	sanity units fuzz-controlplane hosts-check agent-hosts integration molecule build-collection demo test-hosts test-hosts-down clean
+	sanity units fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ collection: ## Make this checkout visible to Ansible as hybridops.arc
 	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/hybridops/arc
 
 # ---------------------------------------------------------------- tests
-test: deps venv wheelhouse collection lint unit units sanity build-collection fuzz-controlplane hosts-check agent-hosts integration molecule ## Run every test
+test: deps venv wheelhouse collection lint unit units sanity build-collection fuzz-controlplane hosts-check agent-hosts integration awx molecule ## Run every test
 	@echo "make test: all passed"
 
 lint: lint-python lint-ansible lint-shell ## ruff, mypy, ansible-lint, shellcheck, changelog and docs lint
@@ -101,6 +101,9 @@ agent-hosts: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp ## 
 integration: deps venv wheelhouse collection ## Module integration targets on real test hosts (tests/integration/run.py)
 	$(BIN)/python tests/integration/run.py
 
+awx: deps venv wheelhouse collection ## The onboard playbook run as an AWX job template (ansible-runner) on real test hosts
+	pytest -q -p no:cacheprovider tests/awx
+
 molecule: deps venv wheelhouse collection ## Molecule scenarios on real test hosts
 	molecule test --all
 
@@ -111,8 +114,8 @@ test-hosts: deps ## Start N real test hosts (default 3) and write their inventor
 test-hosts-down: ## Stop every test host (also what a crashed run left behind)
 	$(TESTHOSTS) down
 
-demo: deps venv wheelhouse collection ## Control plane + 3 hosts + agent installed, versions printed
-	tools/demo.sh
+demo: deps venv wheelhouse collection ## Control plane + 3 bare hosts, the onboard playbook, the machines as the control plane sees them
+	$(BIN)/python tools/demo.py
 
 clean: test-hosts-down ## Remove build output and the tool environment
 	rm -rf build .venv tests/output

@@ -105,7 +105,7 @@ def test_connect_with_a_secret_show_and_disconnect(
 
     paths = root / "var" / "opt" / "azcmagent"
     key = paths / "certs" / "identity.key"
-    assert stat.S_IMODE(key.stat().st_mode) in (0o600, 0o640)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert "PRIVATE KEY" in key.read_text()
     assert not (paths / "certs" / "identity.key.pending").exists()
     state = json.loads((paths / "agentconfig.json").read_text())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from arc_agent.cpclient import keys
 from arc_agent.cpclient.jws import AssertionSigner, b64url
 from arc_agent.cpclient.keys import CryptographySigner, generate_machine_key, save_private_key
 from arc_agent.cpclient.libcrypto import LibcryptoRsaKey
@@ -46,6 +48,18 @@ def test_a_traditional_rsa_pem_loads_too(rsa_key: rsa.RSAPrivateKey) -> None:
     traditional = rsa_key.private_bytes(*formats, serialization.NoEncryption())
     signature = LibcryptoRsaKey(traditional).sign(b"x")
     rsa_key.public_key().verify(signature, b"x", padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_root_writes_the_key_for_himds_only(
+    tmp_path: Path, rsa_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file away")
+    monkeypatch.setattr(keys, "himds_ids", lambda: (4242, 4343))  # the himds user of a host
+    path = tmp_path / "identity.key"
+    save_private_key(path, rsa_key)
+    status = path.stat()
+    assert (stat.S_IMODE(status.st_mode), status.st_uid, status.st_gid) == (0o600, 4242, 4343)
 
 
 def test_machine_assertions_verify_with_the_public_key(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
@@ -122,7 +136,7 @@ def test_a_new_key_is_generated_in_a_child_process(tmp_path: Path) -> None:
         .decode()
     )
     mode = stat.S_IMODE(path.stat().st_mode)
-    assert mode in (0o600, 0o640)  # 0640 root:himds where the himds group exists
+    assert mode == 0o600
 
 
 def test_key_generation_failure_is_an_azcm_error(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ module: agent_info
 short_description: Read the state of the Connected Machine agent
 version_added: 0.1.0
 description:
-  - Returns what the agent knows about itself on the managed host, from C(azcmagent show -j), C(azcmagent
-    config list -j) and C(azcmagent version -j); whether it is installed and connected, its version, its local
-    settings and the status of its services.
+  - Returns what the agent knows about itself on the managed host, from C(azcmagent show -j) and C(azcmagent
+    config list -j) (and C(azcmagent version -j) when C(show) does not carry the version); whether it is
+    installed and connected, its version, its local settings and the status of its services.
   - Never changes anything. On a host without the agent it returns RV(arc_agent.installed=false) without
     failing.
 author:
@@ -107,11 +107,12 @@ def agent_state(agent):
     if not agent.installed:
         return dict(installed=False)
     shown = agent.run_json("show", ["show"])
-    version = agent.run_json("version", ["version"])
+    # `show` carries the agent's version; `version` is asked only when it does not.
+    version = shown.get("agentVersion") or agent.run_json("version", ["version"]).get("version", "")
     return dict(
         installed=True,
         connected=bool(shown.get("resourceId")),
-        version=version.get("version", ""),
+        version=version,
         show=shown,
         config=agent.config_list(),
         services=shown.get("dependentServiceStatus") or {},

@@ -104,9 +104,9 @@ def test_the_agent_lifecycle_on_real_hosts(fleet: tuple[list[Host], ControlPlane
     assert plane.status("h1") == "Connected"
     assert (plane.machine("h1") or {})["tags"] == {"env": "test", "Cost Center": "IT, Ops"}
 
-    # The private key: 0640 root:himds; himds heartbeats (show sees it, the control plane too).
+    # The private key: 0600 himds:himds; himds heartbeats (show sees it, the control plane too).
     key = h1.sh("stat -c '%a %U %G' /var/opt/azcmagent/certs/identity.key").stdout.strip()
-    assert key == "640 root himds"
+    assert key == "600 himds himds"
     wait_for(
         lambda: h1.json("show", "lastHeartbeat")["lastHeartbeat"] > connected["lastHeartbeat"],
         30,

@@ -219,6 +219,31 @@ class Lab:
         subprocess.run([TESTHOSTS, "controlplane", "stop"], check=False, capture_output=True)
         subprocess.run([TESTHOSTS, "down"], check=False, capture_output=True)
 
+    def onboard_vars(self, **extra: Any) -> dict[str, Any]:
+        """The `hybridops.arc.onboard` playbook's variables for this lab (a job template's
+        extra variables): control plane, where the machines go, the onboarding principal."""
+        init, onboarding = self.plane.init, self.plane.onboarding
+        return {
+            "arc_agent_control_plane_url": URL,
+            "arc_agent_control_plane_ca": str(DATA / "pki" / "ca.pem"),
+            "arc_agent_tenant_id": init["tenantId"],
+            "arc_agent_subscription_id": init["subscriptionId"],
+            "arc_agent_resource_group": init["resourceGroup"],
+            "arc_agent_location": init["location"],
+            "arc_agent_service_principal_id": onboarding["clientId"],
+            "arc_agent_service_principal_secret": onboarding["clientSecret"],
+            **extra,
+        }
+
+    @staticmethod
+    def write_secret_json(path: pathlib.Path, document: dict[str, Any]) -> pathlib.Path:
+        """Write ``document`` to ``path`` as JSON, 0600 from the moment the file exists."""
+        path.unlink(missing_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(document, file)
+        return path
+
     def connect(self, host: Host, name: str, *extra: str) -> dict[str, Any]:
         """Connect ``host`` as ``name`` with the onboarding principal's secret (in a 0600 file)."""
         init, onboarding = self.plane.init, self.plane.onboarding

@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, group: int | None = None) -> None:
-    """Replace ``path`` with ``data``; ``group`` (a gid) owns it when given (root only)."""
+def write_atomic(
+    path: Path, data: bytes, *, mode: int = 0o644, group: int | None = None, owner: int | None = None
+) -> None:
+    """Replace ``path`` with ``data``; ``owner`` (a uid) and ``group`` (a gid) own it when given
+    (root only)."""
     directory = path.parent
     temporary = directory / f".{path.name}.tmp-{os.getpid()}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         try:
             os.fchmod(fd, mode)  # the umask may have taken bits off
-            if group is not None:
-                os.fchown(fd, 0, group)
+            if owner is not None or group is not None:
+                os.fchown(fd, 0 if owner is None else owner, -1 if group is None else group)
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)

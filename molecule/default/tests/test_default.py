@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 
@@ -102,7 +103,7 @@ def test_himds_runs_as_its_own_user_on_loopback_only(host):
         "python3 -c \"import urllib.request as u; r = u.Request('http://127.0.0.1:40342/agentstatus"
         "?api-version=2019-08-15', headers={'Metadata': 'true'}); print(u.urlopen(r).read().decode())\""
     )
-    assert json.loads(answer)["status"] == "Disconnected"  # installed, not connected
+    assert json.loads(answer)["status"] == "Connected"
 
 
 def test_state_directories_and_endpoint_environment(host):
@@ -122,6 +123,70 @@ def test_state_directories_and_endpoint_environment(host):
     assert env.contains("IDENTITY_ENDPOINT=http://localhost:40342/metadata/identity/oauth2/token")
     assert env.contains("IMDS_ENDPOINT=http://localhost:40342")
     shown = json.loads(host.check_output("azcmagent show -j"))
-    assert shown["status"] == "Disconnected"
     assert shown["dependentServiceStatus"]["agentService"] == "running"
     assert shown["dependentServiceStatus"]["extensionService"] == "not installed"
+
+
+def _credentials() -> dict[str, str]:
+    path = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials.yml"
+    document: dict[str, str] = yaml.safe_load(path.read_text())
+    return document
+
+
+def test_connected_to_the_expected_resource_with_its_tags(host):
+    wanted = _credentials()
+    shown = json.loads(host.check_output("azcmagent show -j"))
+    name = host.check_output("hostname -s")
+    assert shown["status"] == "Connected"
+    assert shown["resourceName"] == name
+    assert shown["resourceGroup"] == wanted["arc_agent_resource_group"]
+    assert shown["subscriptionId"] == wanted["arc_agent_subscription_id"]
+    assert shown["tenantId"] == wanted["arc_agent_tenant_id"]
+    assert shown["location"] == wanted["arc_agent_location"]
+    assert shown["tags"] == {"environment": "molecule"}
+
+
+def test_control_plane_reports_the_machine_connected(host):
+    name = host.check_output("hostname -s")
+    data_dir = pathlib.Path(json.loads(_testhosts("env"))["state_dir"]) / "controlplane" / "data"
+    listed = subprocess.run(
+        [str(TOP / ".venv/bin/arc-controlplane"), "machine", "list", "--data-dir", str(data_dir), "--json"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    machine = {m["name"]: m for m in json.loads(listed)["machines"]}[name]
+    assert machine["status"] == "Connected"
+    assert machine["agentVersion"] == WANTED_VERSION
+    assert machine["lastHeartbeat"]
+
+
+def test_settings_and_the_control_plane_ca(host):
+    config = json.loads(host.check_output("azcmagent config list -j"))
+    settings = {item["key"]: item["value"] for item in config["localsettings"]}
+    assert settings["incomingconnections.ports"] == ["22"]
+    assert settings["controlplane.url"] == _credentials()["arc_agent_control_plane_url"]
+    assert settings["controlplane.cafile"] == "/var/opt/azcmagent/controlplane-ca.pem"
+    ca = host.file("/var/opt/azcmagent/controlplane-ca.pem")
+    assert ca.user == "root" and ca.mode == 0o644
+    assert ca.content_string == pathlib.Path(_credentials()["arc_agent_control_plane_ca"]).read_text()
+
+
+def test_machine_key_is_private_to_himds(host):
+    key = host.file("/var/opt/azcmagent/certs/identity.key")
+    assert key.is_file
+    assert key.user == "himds" and key.group == "himds"
+    assert key.mode == 0o600
+    assert host.file("/var/opt/azcmagent/certs/identity.crt").is_file
+    # Nobody else may read it: an unprivileged user cannot even list the folder.
+    nobody = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
+    assert host.run(f"{nobody} ls /var/opt/azcmagent/certs").rc != 0
+
+
+def test_himds_unit_is_hardened(host):
+    shown = host.check_output(
+        "systemctl show himdsd -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p ProtectHome"
+    )
+    properties = dict(line.split("=", 1) for line in shown.splitlines())
+    assert properties["User"] == "himds"
+    assert properties["NoNewPrivileges"] == "yes"
+    assert properties["ProtectSystem"] in ("strict", "full")
+    assert properties["PrivateTmp"] == "yes"

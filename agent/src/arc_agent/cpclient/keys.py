@@ -9,9 +9,9 @@ root:himds (himds signs the assertions; nobody else may read it).
 
 from __future__ import annotations
 
-import grp
 import hashlib
 import os
+import pwd
 import time
 import uuid
 from pathlib import Path
@@ -31,16 +31,17 @@ if TYPE_CHECKING:  # x509 costs himds megabytes of memory; only connect needs it
 
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 
-HIMDS_GROUP = "himds"
+HIMDS_USER = "himds"
 CLIENT_ASSERTION_LIFETIME = 600
 
 
-def himds_gid() -> int | None:
-    """The gid of the ``himds`` group, or None where it does not exist (unit tests)."""
+def himds_ids() -> tuple[int, int] | None:
+    """The uid and gid of the ``himds`` user, or None where it does not exist (unit tests)."""
     try:
-        return grp.getgrnam(HIMDS_GROUP).gr_gid
+        entry = pwd.getpwnam(HIMDS_USER)
     except KeyError:
         return None
+    return entry.pw_uid, entry.pw_gid
 
 
 def generate_machine_key() -> rsa.RSAPrivateKey:
@@ -53,13 +54,17 @@ def generate_machine_key() -> rsa.RSAPrivateKey:
 
 
 def save_private_key(path: Path, key: PrivateKey) -> None:
-    """Write ``key`` (PEM, unencrypted: only root and himds can read the file)."""
+    """Write ``key`` (PEM, unencrypted): mode 0600, owned by himds (root writes it for himds at
+    connect; himds writes its renewed keys itself), so only himds and root can read it."""
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    gid = himds_gid() if os.geteuid() == 0 else None
+    ids = himds_ids() if os.geteuid() == 0 else None
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, pem, mode=0o640 if gid is not None else 0o600, group=gid)
+    if ids is None:
+        write_atomic(path, pem, mode=0o600)
+    else:
+        write_atomic(path, pem, mode=0o600, owner=ids[0], group=ids[1])
 
 
 def parse_private_key(pem: bytes, path: Path) -> PrivateKey:

@@ -16,6 +16,7 @@ SERVICES = {
     "gcService": "running",
 }
 SHOW = {
+    "agentVersion": "1.64.3414.2961",
     "resourceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.HybridCompute/machines/h1",
     "status": "Connected",
     "dependentServiceStatus": SERVICES,
@@ -29,9 +30,7 @@ CONFIG = {
 
 
 def expect_reads(agent, show):
-    agent.expect(["show"], show).expect(["version"], {"version": "1.64.3414.2961"}).expect(
-        ["config", "list"], CONFIG
-    )
+    agent.expect(["show"], show).expect(["config", "list"], CONFIG)
 
 
 def test_connected_agent(agent, run_module):
@@ -51,10 +50,19 @@ def test_connected_agent(agent, run_module):
 
 
 def test_disconnected_agent_in_check_mode(agent, run_module):
-    expect_reads(agent, {"resourceId": "", "status": "Disconnected", "dependentServiceStatus": SERVICES})
+    expect_reads(agent, dict(SHOW, resourceId="", status="Disconnected"))
     out = run_module(agent_info, {}, check_mode=True)
     assert out.result["arc_agent"]["connected"] is False
     assert out.result["arc_agent"]["installed"] is True
+
+
+def test_version_is_asked_when_show_does_not_carry_it(agent, run_module):
+    shown = {key: value for key, value in SHOW.items() if key != "agentVersion"}
+    agent.expect(["show"], shown).expect(["version"], {"version": "1.64.3414.2961"})
+    agent.expect(["config", "list"], CONFIG)
+    out = run_module(agent_info, {})
+    assert out.result["arc_agent"]["version"] == "1.64.3414.2961"
+    assert agent.commands() == [["show"], ["version"], ["config", "list"]]
 
 
 def test_host_without_the_agent(no_agent, run_module):
