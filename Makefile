@@ -101,7 +101,7 @@ agent-hosts: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp ## 
 integration: deps venv wheelhouse collection ## Module integration targets on real test hosts (tests/integration/run.py)
 	$(BIN)/python tests/integration/run.py
 
-awx: deps venv wheelhouse collection ## The onboard playbook run as an AWX job template (ansible-runner) on real test hosts
+awx: deps venv wheelhouse collection ## The onboard, configure and offboard playbooks run as AWX job templates (ansible-runner) on real test hosts
 	pytest -q -p no:cacheprovider tests/awx
 
 molecule: deps venv wheelhouse collection ## Molecule scenarios on real test hosts

@@ -1,0 +1,151 @@
+"""The playbooks `hybridops.arc.onboard`, `configure` and `offboard` run the way AWX / Automation
+Platform runs a job template: through ansible-runner, with a private data directory holding the
+inventory, the extra variables (the credential among them, as an AWX credential injects it),
+the environment and a project whose playbook imports the collection's. Asserts on the job's
+events, as AWX shows them, and on the hosts and the control plane.
+
+Needs root and the tools of `make deps` (real test hosts and the control plane; `make awx`).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import ansible_runner
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "hosts"))
+from lab import TOP, Lab, run  # noqa: E402  (tests/hosts/lab.py)
+
+PROJECT_PLAYBOOK = """\
+# A job template's project: the collection's playbook, imported.
+- name: Run hybridops.arc.{name} on the inventory
+  ansible.builtin.import_playbook: hybridops.arc.{name}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    started = Lab.start(2, install=False)
+    yield started
+    started.stop()
+
+
+def private_data_dir(base: pathlib.Path, playbook: str, extravars: dict[str, Any]) -> pathlib.Path:
+    pdd = base / "pdd"
+    shutil.rmtree(pdd, ignore_errors=True)
+    for sub in ("inventory", "env", "project"):
+        (pdd / sub).mkdir(parents=True)
+    shutil.copy(run(str(TOP / "tests/hosts/testhosts.sh"), "inventory").strip(), pdd / "inventory" / "hosts")
+    (pdd / "project" / f"{playbook}.yml").write_text(PROJECT_PLAYBOOK.format(name=playbook))
+    (pdd / "env" / "envvars").write_text(
+        json.dumps({"ANSIBLE_COLLECTIONS_PATH": str(TOP / "build/collections"), "ANSIBLE_FORCE_COLOR": "0"})
+    )
+    Lab.write_secret_json(pdd / "env" / "extravars", extravars)
+    return pdd
+
+
+def launch(tmp: pathlib.Path, playbook: str, extravars: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """One launch of the job template for ``playbook``; a None extra variable is left out."""
+    pdd = private_data_dir(tmp, playbook, {k: v for k, v in extravars.items() if v is not None})
+    job = ansible_runner.run(private_data_dir=str(pdd), playbook=f"{playbook}.yml", quiet=True)
+    return job, list(job.events)
+
+
+def onboard(tmp: pathlib.Path, lab: Lab, **overrides: Any) -> tuple[Any, list[dict[str, Any]]]:
+    extravars = lab.onboard_vars(arc_agent_tags={"costCenter": "1234", "env": "awx"}, **overrides)
+    return launch(tmp, "onboard", extravars)
+
+
+def assert_secret_never_shows(secret: str, job: Any, events: list[dict[str, Any]], tmp: pathlib.Path) -> None:
+    """Not in any event, not in the job's output, not in the artifacts (but the extra variables)."""
+    assert secret not in json.dumps(events)
+    assert secret not in job.stdout.read()
+    for artifact in (tmp / "pdd" / "artifacts").rglob("*"):
+        if artifact.is_file() and artifact.name != "extravars":
+            assert secret not in artifact.read_text(errors="replace"), artifact
+
+
+def stats(events: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    final = [e for e in events if e["event"] == "playbook_on_stats"][-1]["event_data"]
+    return {kind: final.get(kind) or {} for kind in ("ok", "changed", "failures", "dark", "skipped")}
+
+
+def test_onboard_as_a_job_template(lab: Lab, tmp_path: pathlib.Path) -> None:
+    secret = lab.plane.onboarding["clientSecret"]
+    names = sorted(h.name for h in lab.hosts)
+
+    job, events = onboard(tmp_path, lab)
+    assert (job.status, job.rc) == ("successful", 0), job.stdout.read()[-3000:]
+    counts = stats(events)
+    assert sorted(counts["changed"]) == names and not counts["failures"] and not counts["dark"]
+    for host in lab.hosts:
+        assert lab.plane.status(host.name) == "Connected"
+        machine = lab.plane.machine(host.name) or {}
+        assert machine["tags"] == {"costCenter": "1234", "env": "awx"}
+    assert_secret_never_shows(secret, job, events, tmp_path)
+
+    # A second launch of the template has nothing to do.
+    job, events = onboard(tmp_path, lab)
+    assert (job.status, job.rc) == ("successful", 0)
+    assert not stats(events)["changed"]
+
+
+def test_a_missing_variable_fails_the_job_early_and_names_it(lab: Lab, tmp_path: pathlib.Path) -> None:
+    job, events = onboard(tmp_path, lab, arc_agent_resource_group=None)
+    assert job.status == "failed"
+    failed = [e for e in events if e["event"] == "runner_on_failed"]
+    assert failed, "the job should fail on a task"
+    assert all("arc_agent_resource_group" in json.dumps(e["event_data"].get("res", {})) for e in failed)
+    assert not stats(events)["changed"], "nothing may change before the variables are checked"
+
+
+def test_configure_changes_settings_and_tags_without_reconnecting(lab: Lab, tmp_path: pathlib.Path) -> None:
+    before = {host.name: host.json("show")["vmId"] for host in lab.hosts}
+    extravars = lab.onboard_vars(
+        arc_agent_config={"incomingconnections.ports": ["22", "8080"]},
+        arc_agent_tags={"costCenter": "5678", "env": "awx"},
+    )
+    job, events = launch(tmp_path, "configure", extravars)
+    assert (job.status, job.rc) == ("successful", 0), job.stdout.read()[-3000:]
+    assert sorted(stats(events)["changed"]) == sorted(before)
+    assert_secret_never_shows(lab.plane.onboarding["clientSecret"], job, events, tmp_path)
+    for host in lab.hosts:
+        assert sorted(host.json("config", "get", "incomingconnections.ports")["value"]) == ["22", "8080"]
+        assert host.json("show")["vmId"] == before[host.name]
+        assert (lab.plane.machine(host.name) or {})["tags"] == {"costCenter": "5678", "env": "awx"}
+
+    job, events = launch(tmp_path, "configure", extravars)
+    assert (job.status, job.rc) == ("successful", 0)
+    assert not stats(events)["changed"]
+
+
+def test_offboard_deletes_the_machines_and_removes_the_agent(lab: Lab, tmp_path: pathlib.Path) -> None:
+    admin = lab.plane.admin
+    # Without a credential, the job refuses before touching a host.
+    job, events = launch(tmp_path, "offboard", {"arc_agent_purge": True})
+    assert job.status == "failed"
+    assert "arc_offboard_local_only" in json.dumps([e["event_data"].get("res", {}) for e in events])
+    assert not stats(events)["changed"]
+
+    extravars = lab.onboard_vars(
+        arc_agent_service_principal_id=admin["clientId"],
+        arc_agent_service_principal_secret=admin["clientSecret"],
+        arc_agent_purge=True,
+    )
+    job, events = launch(tmp_path, "offboard", extravars)
+    assert (job.status, job.rc) == ("successful", 0), job.stdout.read()[-3000:]
+    assert_secret_never_shows(admin["clientSecret"], job, events, tmp_path)
+    for host in lab.hosts:
+        assert lab.plane.machine(host.name) is None
+        left = host.sh("ls -d /opt/azcmagent /var/opt/azcmagent /usr/bin/azcmagent 2>/dev/null", check=False)
+        assert left.stdout == ""
+
+    job, events = launch(tmp_path, "offboard", extravars)
+    assert (job.status, job.rc) == ("successful", 0)
+    assert not stats(events)["changed"]
