@@ -23,9 +23,9 @@ def _load(*parts):
 def test_argument_specs_and_defaults_name_the_same_variables():
     defaults = _load("defaults", "main.yml")
     options = _load("meta", "argument_specs.yml")["argument_specs"]["main"]["options"]
-    assert sorted(options) == sorted(defaults), (
-        "only in argument_specs: %s; only in defaults: %s"
-        % (sorted(set(options) - set(defaults)), sorted(set(defaults) - set(options)))
+    assert sorted(options) == sorted(defaults), "only in argument_specs: %s; only in defaults: %s" % (
+        sorted(set(options) - set(defaults)),
+        sorted(set(defaults) - set(options)),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from arc_agent import __version__
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
@@ -22,6 +24,10 @@ def version(ctx: Context) -> CommandResult:
 
 def license_notice(ctx: Context) -> CommandResult:
     return CommandResult(text=LICENSE_NOTICE, data={"license": "GPL-3.0-or-later", "notice": LICENSE_NOTICE})
+
+
+def help_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("topic", nargs="?", metavar="COMMAND", help="the command to describe")
 
 
 def help_text(ctx: Context) -> CommandResult:

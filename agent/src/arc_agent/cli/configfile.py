@@ -7,7 +7,9 @@ service principal secrets (reference §1.2, D:azcmagent.md). Here:
 * The command line is parsed twice by the same parsers: once as usual (that is where ``-h`` and
   every usage error happen), once with every option's default hidden, which tells which flags
   were really given. A flag not given is taken from the file, through the flag's own ``type``
-  converter and ``choices``, so a value is checked the same way wherever it comes from.
+  converter and ``choices``, so a value is checked the same way wherever it comes from. A
+  command's sub-parser gets its arguments only when first needed (``cli/parser.py``), so the
+  chosen command's are added first, by a parse that stops at the command.
 * Values: text; numbers (turned into text); ``true``/``false`` for on/off switches (``true``
   gives the switch, ``false`` leaves it off); for flags that take several values, a JSON list.
 * Options marked ``required`` may come from the file too; one found in neither place is
@@ -25,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from arc_agent.cli.flatyaml import FlatYamlError, parse_flat_yaml
+from arc_agent.cli.parser import load_chosen_command
 from arc_agent.errors import AzcmError, ErrorCode
 
 MAX_SIZE = 1 << 20
@@ -57,6 +59,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise AzcmError(ErrorCode.INVALID_ARGUMENT, f"config file {where!r} is not UTF-8 text") from None
     if text.lstrip("\ufeff \t\r\n").startswith(("{", "[")):
         return _json_document(text.lstrip("\ufeff"), where)
+    from arc_agent.cli.flatyaml import FlatYamlError, parse_flat_yaml  # only when a file is given
+
     try:
         return dict(parse_flat_yaml(text))
     except FlatYamlError as exc:
@@ -88,6 +92,7 @@ def _json_document(text: str, where: str) -> dict[str, Any]:
 
 def parse_command_line(root: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv`` with ``root``, then take the flags not given from the ``--config`` file."""
+    load_chosen_command(root, argv)  # a command's arguments are added when first needed
     actions = {id(action): action for parser in _all_parsers(root) for action in _options(parser)}
     required = [action for action in actions.values() if action.required]
     for action in required:

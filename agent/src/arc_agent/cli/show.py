@@ -20,7 +20,6 @@ from arc_agent import __version__
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.metadata.sysinfo import collect_system_info
 from arc_agent.paths import AgentPaths
 from arc_agent.state import ConnectionState, load_state
 from arc_agent.systemd import UNKNOWN, unit_states
@@ -182,6 +181,8 @@ def show(ctx: Context) -> CommandResult:
             selected.append(found)
     view = machine_view(ctx.paths, with_services=any(key == "dependentServiceStatus" for key, _ in selected))
     if getattr(ctx.args, "os", False):
+        from arc_agent.metadata.sysinfo import collect_system_info  # only for --os: it costs start-up
+
         system = collect_system_info()
         view.update(
             osName=system.os_pretty_name or system.os_name,
