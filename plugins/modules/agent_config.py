@@ -63,9 +63,11 @@ notes:
     entries without regard to case, as the agent does.
   - Switching C(config.mode) to V(monitor) makes the agent also set C(guestconfiguration.enabled) to V(false);
     the agent refuses changes of the extension lists in monitor mode (AZCM0027).
-  - A value the agent refuses fails with its AZCM code (AZCM0023 for a bad value); settings are changed one by
-    one in the order of their names, so the settings before the refused one stay changed and are reported in
-    RV(changes).
+  - A value the agent refuses fails with its AZCM code (AZCM0023 for a bad value) and loses nothing. Settings
+    are changed one by one in the order of their names; when one is refused, every setting that differs from
+    what it was before the run (including what the agent changed along, such as C(guestconfiguration.enabled)
+    in monitor mode) is set back, and the failure reports V(changed=false). Only when setting back fails too
+    does the failure report V(changed=true) and, in RV(changes), what stays changed.
 seealso:
   - module: hybridops.arc.agent_info
   - module: hybridops.arc.connection
@@ -231,6 +233,7 @@ class AgentConfig(object):
         self.agent = agent
         self.changes = {}
         self.applied = []
+        self.restored = []
 
     def run(self):
         params = self.module.params
@@ -251,10 +254,15 @@ class AgentConfig(object):
             self.changes[key] = {"before": current[key], "after": predicted}
             after[key] = predicted
         if plan and not self.module.check_mode:
-            for key, args, predicted in plan:
-                answer = self.agent.run_json(" ".join(args[:3]), args)
-                self.applied.append(key)
-                self.changes[key]["after"] = answer.get("value", predicted)
+            try:
+                for key, args, predicted in plan:
+                    answer = self.agent.run_json(" ".join(args[:3]), args)
+                    self.applied.append(key)
+                    self.changes[key]["after"] = answer.get("value", predicted)
+            except AzcmagentError:
+                if self.applied:
+                    self.restore(current)
+                raise
             after = self.agent.config_list()
         result = dict(changed=bool(plan), changes=self.changes, config=after)
         if self.module._diff:
@@ -291,6 +299,22 @@ class AgentConfig(object):
                 plan.append((key, ["config", "clear", key], defaults[key]))
         return plan
 
+    def restore(self, before):
+        """After a refused setting: set back every setting that differs from ``before``.
+        ``config.mode`` goes first, as monitor mode refuses changes of the extension lists.
+        What cannot be set back stays in ``self.applied`` (and so in the failure's changes)."""
+        now = self.agent.config_list()
+        self.applied = []
+        order = sorted(before, key=lambda key: (key != "config.mode", key))
+        for key in [key for key in order if not same(key, before[key], now.get(key))]:
+            try:
+                self.agent.run_json("config set " + key, ["config", "set", key, text(before[key])])
+            except AzcmagentError:
+                self.applied.append(key)
+                self.changes[key] = {"before": before[key], "after": now.get(key)}
+            else:
+                self.restored.append(key)
+
     @staticmethod
     def predict(before, value):
         """The value as the agent would store it, typed like the current one."""
@@ -318,8 +342,13 @@ def main():
     except SettingError as error:
         module.fail_json(msg=str(error), changes={})
     except AzcmagentError as error:
+        msg = error_message(error, "the local settings of this machine")
+        if config.restored:
+            msg += "; set back what had changed before it: %s" % ", ".join(config.restored)
+        if config.applied:
+            msg += "; could not set back, still changed: %s" % ", ".join(config.applied)
         module.fail_json(
-            msg=error_message(error, "the local settings of this machine"),
+            msg=msg,
             code=error.code,
             changed=bool(config.applied),
             changes=dict((key, config.changes[key]) for key in config.applied),

@@ -184,16 +184,41 @@ def test_bad_value_fails_with_the_agent_code(agent, run_module):
     )
 
 
-def test_failure_after_earlier_changes_reports_them(agent, run_module):
+def test_failure_after_earlier_changes_sets_them_back(agent, run_module):
+    agent.expect(LIST, listing())
+    agent.expect(["config", "set", "config.mode", "monitor"], {"key": "config.mode", "value": "monitor"})
+    agent.fail(["config", "set", "proxy.url", "bad"], "AZCM0023", "bad")
+    # monitor mode also turned guest configuration off: both go back, the mode first
+    agent.expect(LIST, listing(config__mode="monitor", guestconfiguration__enabled=False))
+    agent.expect(["config", "set", "config.mode", "full"], {"key": "config.mode", "value": "full"})
+    agent.expect(
+        ["config", "set", "guestconfiguration.enabled", "true"],
+        {"key": "guestconfiguration.enabled", "value": True},
+    )
+    out = run_module(agent_config, {"settings": {"config.mode": "monitor", "proxy.url": "bad"}})
+    assert out.failed
+    assert out.result["code"] == "AZCM0023"
+    assert out.result["changed"] is False
+    assert out.result["changes"] == {}
+    assert out.result["msg"].endswith(
+        "AZCM0023: bad; set back what had changed before it: config.mode, guestconfiguration.enabled"
+    )
+    assert agent.script == []
+
+
+def test_failure_reports_what_could_not_be_set_back(agent, run_module):
     agent.expect(LIST, listing())
     agent.expect(
         ["config", "set", "extensions.enabled", "false"], {"key": "extensions.enabled", "value": False}
     )
     agent.fail(["config", "set", "proxy.url", "bad"], "AZCM0023", "bad")
+    agent.expect(LIST, listing(extensions__enabled=False))
+    agent.fail(["config", "set", "extensions.enabled", "true"], "AZCM0069", "disk full")
     out = run_module(agent_config, {"settings": {"extensions.enabled": False, "proxy.url": "bad"}})
     assert out.failed
     assert out.result["changed"] is True
     assert out.result["changes"] == {"extensions.enabled": {"before": True, "after": False}}
+    assert out.result["msg"].endswith("; could not set back, still changed: extensions.enabled")
 
 
 @pytest.mark.parametrize(
