@@ -70,31 +70,19 @@ class DeferredArguments(Deferred):
         add_arguments(parser)
 
 
-# (name, summary, module, handler, function adding the arguments or None), in help order.
-# A summary is data here so that ``azcmagent help`` imports no command (config's is also
+# (name, summary, "module.handler", the module's function adding the arguments or None), in help
+# order. A summary is data here so that ``azcmagent help`` imports no command (config's is also
 # ``config_cmd.SUMMARY``; tests/test_cli_startup.py keeps the two equal).
-TABLE: tuple[tuple[str, str, str, str, str | None], ...] = (
-    ("version", "Print the agent version", "about", "version", None),
-    ("license", "Print the license notice", "about", "license_notice", None),
-    ("help", "Help about any command", "about", "help_text", "help_arguments"),
-    ("connect", "Connect this machine to the control plane", "connect", "connect", "add_arguments"),
-    (
-        "disconnect",
-        "Delete this machine's resource and reset it",
-        "disconnect",
-        "disconnect",
-        "add_arguments",
-    ),
-    ("show", "Show the agent's state", "show", "show", "add_arguments"),
-    ("config", "Change configuration settings for this machine", "config_cmd", "run", "add_arguments"),
-    (
-        "check",
-        "Check that the control plane endpoints are reachable",
-        "check",
-        "check",
-        "add_arguments",
-    ),
-    ("logs", "Collect the agent's logs into a ZIP archive", "logs", "logs", "add_arguments"),
+TABLE: tuple[tuple[str, str, str, str | None], ...] = (
+    ("version", "Print the agent version", "about.version", None),
+    ("license", "Print the license notice", "about.license_notice", None),
+    ("help", "Help about any command", "about.help_text", "help_arguments"),
+    ("connect", "Connect this machine to the control plane", "connect.connect", "add_arguments"),
+    ("disconnect", "Delete this machine's resource and reset it", "disconnect.disconnect", "add_arguments"),
+    ("show", "Show the agent's state", "show.show", "add_arguments"),
+    ("config", "Change configuration settings for this machine", "config_cmd.run", "add_arguments"),
+    ("check", "Check that the control plane endpoints are reachable", "check.check", "add_arguments"),
+    ("logs", "Collect the agent's logs into a ZIP archive", "logs.logs", "add_arguments"),
 )
 
 
@@ -104,12 +92,9 @@ def available_commands() -> tuple[Command, ...]:
     The real agent's ``extension``, ``upgrade`` and ``genkey`` (reference §1.1) are added here
     as they are written; until then they are unknown commands (AZCM0023).
     """
-    return tuple(
-        Command(
-            name,
-            summary,
-            DeferredHandler(module, handler),
-            None if arguments is None else DeferredArguments(module, arguments),
-        )
-        for name, summary, module, handler, arguments in TABLE
-    )
+    commands = []
+    for name, summary, target, arguments in TABLE:
+        module, _, handler = target.partition(".")
+        add_arguments = None if arguments is None else DeferredArguments(module, arguments)
+        commands.append(Command(name, summary, DeferredHandler(module, handler), add_arguments))
+    return tuple(commands)
