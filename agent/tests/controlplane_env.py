@@ -138,6 +138,22 @@ class ControlPlane:
         finally:
             db.dispose()
 
+    def kill(self) -> None:
+        """``kill -9``: no shutdown of any kind."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        """Serve again on the same port and data (after ``kill``)."""
+        port = urllib.parse.urlsplit(self.url).port
+        log = (self.data_dir.parent / "serve.log").open("ab")
+        self.process = subprocess.Popen(
+            [*_cli(), "serve", "--data-dir", str(self.data_dir), "--port", str(port), *self.extra_args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_until_serving(self)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -184,13 +200,18 @@ def start_control_plane(base: Path, extra_args: list[str] | None = None) -> Cont
         process=process,
         extra_args=list(extra_args or []),
     )
+    _wait_until_serving(plane)
+    return plane
+
+
+def _wait_until_serving(plane: ControlPlane) -> None:
     deadline = time.monotonic() + 30
     while True:
         try:
             urllib.request.urlopen(f"{plane.url}/healthz", context=plane.context(), timeout=2).close()
-            return plane
+            return
         except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
+            if time.monotonic() > deadline or plane.process.poll() is not None:
                 plane.stop()
-                raise AssertionError((base / "serve.log").read_text()) from None
+                raise AssertionError((plane.data_dir.parent / "serve.log").read_text()) from None
             time.sleep(0.1)

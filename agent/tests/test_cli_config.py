@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,14 +188,27 @@ def test_a_corrupted_file_is_azcm0066_and_clear_repairs_it(
     assert run(capsys, "config", "get", "extensions.enabled") == (0, "true\n", "")
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs: needs root")
 def test_a_write_failure_is_azcm0069(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = local_config(root)
     path.parent.mkdir(parents=True)
-    # Root may write anywhere; what blocks the write is the name of the temporary file being taken.
-    (path.parent / f".{path.name}.tmp-{os.getpid()}").mkdir()
-    code, _, err = run(capsys, "config", "set", "proxy.url", "http://p:1")
-    assert code == 69 and err.startswith(f"AZCM0069: cannot write the local configuration '{path}'")
-    assert not path.exists()
+    # Root may write anywhere; what blocks the write is a full file system under the state.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path.parent)], check=True)
+    try:
+        run(capsys, "config", "set", "proxy.url", "http://p:0")  # refused: makes the layout and lock only
+        filler = os.open(path.parent / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(filler, b"\0" * 4096)
+        os.close(filler)
+        code, _, err = run(capsys, "config", "set", "proxy.url", "http://p:1")
+        assert code == 69 and err.startswith(f"AZCM0069: cannot write the local configuration '{path}'")
+        assert not path.exists()
+        assert [
+            name for name in os.listdir(path.parent) if name.startswith(".")
+        ] == []  # no temporary file left
+    finally:
+        subprocess.run(["umount", "-l", str(path.parent)], check=False)
 
 
 def test_an_unreadable_state_directory_is_azcm0066(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -281,3 +298,65 @@ def test_real_process_round_trip(tmp_path: Path) -> None:
     result = run_module("arc_agent.cli.main", "config", "set", "config.mode", "sleepy", env=env)
     assert result.returncode == 23
     assert result.stderr.startswith("AZCM0023: invalid value 'sleepy' for config.mode")
+
+
+def test_concurrent_config_sets_lose_nothing(root: Path) -> None:
+    """Issue 10, finding 5: twenty ``config set`` at once used to keep only 9-11 of 20 ``--add``
+    entries and 5-8 of 9 keys, each command exiting 0. Writers now hold the state lock."""
+    env = {**os.environ, "AZCMAGENT_ROOT": str(root)}
+    ports = [str(1000 + n) for n in range(11)]
+    keys = {
+        "proxy.url": "http://proxy:3128",
+        "proxy.bypass": "ARM",
+        "extensions.blocklist": "Bad/Thing",
+        "extensions.enabled": "false",
+        "connection.type": "gateway",
+        "incomingconnections.enabled": "false",
+        "guestconfiguration.agent.cpulimit": "7",
+        "extensions.agent.cpulimit": "9",
+        "controlplane.url": "https://cp.example:8443",
+    }
+    commands = [["config", "set", "incomingconnections.ports", port, "--add"] for port in ports]
+    commands += [["config", "set", key, value] for key, value in keys.items()]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "arc_agent.cli.main", *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for argv in commands
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    stored = json.loads(local_config(root).read_text())
+    assert sorted(stored["incomingconnections.ports"]) == ports
+    assert stored["proxy.url"] == keys["proxy.url"]
+    assert stored["proxy.bypass"] == ["ARM"]
+    assert stored["extensions.blocklist"] == ["Bad/Thing"]
+    assert stored["extensions.enabled"] is False
+    assert stored["connection.type"] == "gateway"
+    assert stored["incomingconnections.enabled"] is False
+    assert stored["guestconfiguration.agent.cpulimit"] == 7
+    assert stored["extensions.agent.cpulimit"] == 9
+    assert stored["controlplane.url"] == "https://cp.example:8443"
+
+
+def test_a_held_lock_makes_config_set_wait_then_fail_clearly(root: Path) -> None:
+    from arc_agent.statedir import state_lock
+
+    paths = AgentPaths.under(root)
+    env = {**os.environ, "AZCMAGENT_ROOT": str(root)}
+    assert (
+        run_module("arc_agent.cli.main", "config", "set", "proxy.url", "http://a:1", env=env).returncode == 0
+    )
+    with state_lock(paths):
+        waiting = subprocess.Popen([sys.executable, "-m", "arc_agent.cli.main", "config", "set", "proxy.url",
+                                    "http://b:2"], env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(1.0)
+        assert waiting.poll() is None, "config set did not wait for the lock"
+    waiting.communicate(timeout=30)
+    assert waiting.returncode == 0
+    assert json.loads(local_config(root).read_text())["proxy.url"] == "http://b:2"

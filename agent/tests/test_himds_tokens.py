@@ -661,3 +661,20 @@ def test_state_change_is_seen_by_the_token_endpoint(tokens_dir: Path) -> None:
         assert get(port, token_target()).status == 401
         current[0] = None
         assert get(port, token_target()).status == 404
+
+
+def test_challenges_are_limited_per_caller_not_for_everyone(tokens_dir: Path) -> None:
+    store = ChallengeStore(tokens_dir, max_pending=100, max_per_caller=3)
+    try:
+        for _ in range(3):
+            store.issue(65534)
+        with pytest.raises(TokenUnavailable) as raised:
+            store.issue(65534)
+        assert raised.value.status == HTTPStatus.TOO_MANY_REQUESTS
+        assert "user id 65534" in raised.value.description
+        assert store.issue(0).exists()  # another user is not affected
+        claim = store.redeem(store.issue(0).read_text())
+        assert claim is not None
+        claim.consume()
+    finally:
+        store.close()

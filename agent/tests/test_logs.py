@@ -49,7 +49,7 @@ RESOURCE_ID = (
 def make_agent(root: Path) -> AgentPaths:
     """A connected agent's files, as connect and himds leave them, plus traps for the collector."""
     paths = AgentPaths.under(root)
-    for directory in (paths.certs_dir, paths.tokens_dir, paths.log_dir):
+    for directory in (paths.certs_dir, paths.tokens_dir, paths.log_dir, paths.status_dir):
         directory.mkdir(parents=True)
     key = generate_machine_key()
     save_private_key(paths.identity_key, key)
@@ -147,15 +147,15 @@ def test_the_zip_holds_the_agent_files_and_no_secret(agent: AgentPaths, tmp_path
     assert answer["files"] == list(found)
     assert sorted(found) == [
         "agentconfig.json",
-        "certs/controlplane-ca.pem",
         "certs/identity.crt",
         "collection.json",
-        "himds-status.json",
+        "connection-ca.pem",
         "localconfig.json",
         "log/arcproxy.log",
         "log/azcmagent.log",
         "log/himds.log",
         "show.json",
+        "status/himds-status.json",
         *(["system/journalctl-himdsd.txt"] if _installed("journalctl") else []),
         *(["system/systemctl-status.txt"] if _installed("systemctl") else []),
     ]

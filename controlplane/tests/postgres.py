@@ -40,18 +40,25 @@ class PostgresServer:
     port: int
 
     @classmethod
-    def start(cls, directory: Path, port: int, *, durable: bool = False) -> PostgresServer:
-        """Start a new cluster; ``durable`` keeps PostgreSQL's fsync (benchmarks), tests go without."""
+    def start(
+        cls, directory: Path, port: int, *, durable: bool = False, wal_dir: Path | None = None
+    ) -> PostgresServer:
+        """Start a new cluster; ``durable`` keeps PostgreSQL's fsync (benchmarks), tests go without.
+
+        ``wal_dir`` puts the write-ahead log apart from the data files (the full-disk tests fill
+        the data files' file system only: PostgreSQL then refuses what needs new space with
+        ``disk_full`` and keeps running).
+        """
         directory.mkdir(parents=True, exist_ok=True)
         data = directory / "data"
+        initdb = [_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
+        if wal_dir is not None:
+            initdb += ["--waldir", str(wal_dir)]
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
-            os.chown(directory, user.pw_uid, user.pw_gid)
-        subprocess.run(
-            _as_postgres([_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]),
-            check=True,
-            capture_output=True,
-        )
+            for owned in (directory, wal_dir.parent if wal_dir is not None else directory):
+                os.chown(owned, user.pw_uid, user.pw_gid)
+        subprocess.run(_as_postgres(initdb), check=True, capture_output=True)
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c max_connections=200"
         if not durable:
             options += " -c fsync=off"

@@ -155,7 +155,7 @@ def test_uvicorn_config_is_https_with_tls_1_2_minimum(tmp_path: Path) -> None:
     settings = ServerSettings(data_dir=tmp_path)
     tls = ensure_server_tls(settings.pki_dir, server_names("127.0.0.1", "h", []))
     ctx = build_context(settings)
-    config = uvicorn_config(ctx, tls)
+    config = uvicorn_config(ctx, tls, settings.connections)
     ctx.db.dispose()
     assert config.ssl is not None
     assert config.ssl.minimum_version == ssl.TLSVersion.TLSv1_2

@@ -77,6 +77,7 @@ class Plane:
     cert_key: rsa.RSAPrivateKey
     certificate: x509.Certificate
     http: httpx.Client
+    sent: int = 0
 
     @property
     def base(self) -> str:
@@ -86,7 +87,13 @@ class Plane:
         return f"{self.base}/{tenant or self.tenant_id}/oauth2/v2.0/token"
 
     def post_token(self, form: dict[str, str], tenant: str | None = None) -> httpx.Response:
-        return self.http.post(self.token_url(tenant), data=form)
+        """Each from a loopback address of its own: these tests fail sign-ins on purpose, more
+        than one address may (``test_signin_throttling.py`` tests that limit)."""
+        self.sent += 1
+        source = f"127.1.{self.sent // 250 % 250}.{self.sent % 250 + 1}"
+        transport = httpx.HTTPTransport(local_address=source, verify=ca_context(self.server.ca_file))
+        with httpx.Client(transport=transport, timeout=10) as client:
+            return client.post(self.token_url(tenant), data=form)
 
     def secret_form(self, **changes: str) -> dict[str, str]:
         form = {

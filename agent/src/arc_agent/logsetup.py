@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
 from typing import TextIO
+
+from arc_agent.fsutil import Directory
 
 LOGGER_NAME = "arc_agent"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -13,19 +16,36 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 LOG_FILE_BYTES = 5 * 1024 * 1024
 LOG_FILE_BACKUPS = 4
+LOG_FILE_MODE = 0o640
 
 
 class RotatingFile(logging.FileHandler):
     """A log file renamed to ``.1`` (``.1`` to ``.2``, ...) once it reaches ``max_bytes``.
 
     ``logging.handlers.RotatingFileHandler`` does the same, but importing ``logging.handlers``
-    costs the agent service megabytes of memory (pickle, queue, socket helpers).
+    costs the agent service megabytes of memory (pickle, queue, socket helpers). The log
+    directory is shared by root and himds (sticky: each keeps its own files), so the file is
+    opened and renamed relative to a descriptor of the directory and never through a link:
+    a link someone left under the log's name is removed, not followed (``fsutil.Directory``).
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        super().__init__(path, encoding="utf-8")
+        self.directory = Directory(path.parent)
         self.max_bytes = max_bytes
         self.backups = backups
+        super().__init__(path, encoding="utf-8")
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = self.directory.open_append(os.path.basename(self.baseFilename), LOG_FILE_MODE)
+        return open(fd, "a", encoding="utf-8", closefd=True)
+
+    def close(self) -> None:
+        super().close()
+        self.directory.close()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A log that cannot be written (full disk) must not put a traceback into a command's
+        output: the record is dropped; the command's own result still says what happened."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -39,11 +59,12 @@ class RotatingFile(logging.FileHandler):
         if self.stream is not None:
             self.stream.close()
         self.stream = None  # reopened by emit()
-        base = self.baseFilename
+        base = os.path.basename(self.baseFilename)
+        names = set(self.directory.names())
         for index in range(self.backups - 1, 0, -1):
-            if os.path.exists(f"{base}.{index}"):
-                os.replace(f"{base}.{index}", f"{base}.{index + 1}")
-        os.replace(base, f"{base}.1")
+            if f"{base}.{index}" in names:
+                self.directory.replace(f"{base}.{index}", f"{base}.{index + 1}")
+        self.directory.replace(base, f"{base}.1")
 
 
 def configure_logging(

@@ -14,26 +14,45 @@ ROOT_ENV_VAR = "AZCMAGENT_ROOT"
 
 @dataclass(frozen=True)
 class AgentPaths:
-    """Every file and directory of the agent; build it once and pass it down."""
+    """Every file and directory of the agent; build it once and pass it down.
+
+    Who owns what (docs/agent-cli.md, "Files"): root owns the state directory and every file
+    root trusts in it (the connection state, the local settings, the control plane's CA);
+    the ``himds`` account owns only the directories of what it writes itself (``certs/`` for
+    the renewed credential, ``tokens/``, ``socks/``, ``status/``), and shares ``log/`` (sticky:
+    each account's files stay its own). Root never follows a link in those (``fsutil``).
+    """
 
     install_dir: Path
     bin_dir: Path
     state_dir: Path
+    """root:himds 0755."""
     certs_dir: Path
+    """himds:himds 0750: the machine key and credential (root writes them at connect)."""
     tokens_dir: Path
     socks_dir: Path
     himds_socket: Path
+    status_dir: Path
+    """himds:himds 0755: what himds reports (``himds_status``)."""
     log_dir: Path
+    """root:himds 1775: ``himds.log`` is himds's, ``azcmagent.log`` root's."""
+    lock_file: Path
+    """root:himds 0640: writers of the agent's state hold an ``flock`` on it (``statedir.py``)."""
     agent_config: Path
     """The connection state (``state.py``): which resource this machine is; root-owned, 0644."""
     local_config: Path
-    """The ``azcmagent config`` settings (``localconfig.py``)."""
+    """The ``azcmagent config`` settings (``localconfig.py``); root-owned, 0644."""
     identity_key: Path
-    """The machine's private key (PEM): mode 0640, root:himds; never leaves the machine."""
+    """The machine's private key (PEM): mode 0600, himds:himds; never leaves the machine."""
     identity_cert: Path
     """The credential: the control plane's certificate over that key (PEM)."""
+    credential_record: Path
+    """When the credential himds renewed last expires (written by himds; for ``show``)."""
     control_plane_ca: Path
-    """The control plane's CA certificate as given at connect time (copied here)."""
+    """The control plane's CA certificate as given at connect time (copied here, root-owned)."""
+    legacy_control_plane_ca: Path
+    """Where earlier releases of this agent kept that copy, in a directory himds controls: never
+    trusted, removed by root (``statedir.secure``)."""
     himds_status: Path
     """What himds last learnt (heartbeat, status, errors), written by himds, read by ``show``."""
     systemd_env_file: Path
@@ -44,21 +63,27 @@ class AgentPaths:
         install_dir = root / "opt" / "azcmagent"
         state_dir = root / "var" / "opt" / "azcmagent"
         socks_dir = state_dir / "socks"
+        certs_dir = state_dir / "certs"
+        status_dir = state_dir / "status"
         return cls(
             install_dir=install_dir,
             bin_dir=install_dir / "bin",
             state_dir=state_dir,
-            certs_dir=state_dir / "certs",
+            certs_dir=certs_dir,
             tokens_dir=state_dir / "tokens",
             socks_dir=socks_dir,
             himds_socket=socks_dir / "himds.sock",
+            status_dir=status_dir,
             log_dir=state_dir / "log",
+            lock_file=state_dir / "agent.lock",
             agent_config=state_dir / "agentconfig.json",
             local_config=state_dir / "localconfig.json",
-            identity_key=state_dir / "certs" / "identity.key",
-            identity_cert=state_dir / "certs" / "identity.crt",
-            control_plane_ca=state_dir / "certs" / "controlplane-ca.pem",
-            himds_status=state_dir / "himds-status.json",
+            identity_key=certs_dir / "identity.key",
+            identity_cert=certs_dir / "identity.crt",
+            credential_record=certs_dir / "credential.json",
+            control_plane_ca=state_dir / "connection-ca.pem",
+            legacy_control_plane_ca=certs_dir / "controlplane-ca.pem",
+            himds_status=status_dir / "himds-status.json",
             systemd_env_file=root / "lib" / "systemd" / "system.conf.d" / "azcmagent.conf",
         )
 

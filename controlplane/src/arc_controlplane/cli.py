@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -27,9 +28,12 @@ from arc_controlplane.names import parse_name
 from arc_controlplane.pki import read_ca_certificate
 from arc_controlplane.settings import (
     DATA_DIR_ENV_VAR,
+    DEFAULT_AUDIT_RETENTION_DAYS,
     DEFAULT_BIND,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     DEFAULT_PORT,
     SYSTEM_DATA_DIR,
+    ConnectionPolicy,
     ExternalTls,
     ServerSettings,
     current_default_data_dir,
@@ -37,6 +41,9 @@ from arc_controlplane.settings import (
 )
 
 PROG = "arc-controlplane"
+PRIVATE_UMASK = 0o077
+MAX_AUDIT_RETENTION_DAYS = 36500
+MAX_CONNECTIONS = 1_000_000
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATA_DIR_HELP = (
     f"data directory (default: ${DATA_DIR_ENV_VAR} if set, else {SYSTEM_DATA_DIR} when running "
@@ -88,6 +95,22 @@ def _heartbeat_interval(value: str) -> int:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return seconds
+
+
+def _retention_days(value: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_AUDIT_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of days: use a whole number from 1 to {MAX_AUDIT_RETENTION_DAYS}"
+        )
+    return int(value)
+
+
+def _connections(value: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_CONNECTIONS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of connections from 1 to {MAX_CONNECTIONS}"
+        )
+    return int(value)
 
 
 def _directory(value: str) -> Path:
@@ -148,6 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
 
+    serve.add_argument(
+        "--audit-retention-days",
+        type=_retention_days,
+        default=DEFAULT_AUDIT_RETENTION_DAYS,
+        metavar="DAYS",
+        help=(
+            f"how long audit entries are kept, 1-{MAX_AUDIT_RETENTION_DAYS} "
+            f"(default {DEFAULT_AUDIT_RETENTION_DAYS})"
+        ),
+    )
+
+    serve.add_argument(
+        "--max-connections-per-address",
+        type=_connections,
+        default=DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        metavar="N",
+        help=(
+            "connections one client address may hold at once "
+            f"(default {DEFAULT_MAX_CONNECTIONS_PER_ADDRESS}: an Arc gateway's agents share one address)"
+        ),
+    )
+
     store = _Parser(add_help=False)
     store.add_argument("--data-dir", type=_directory, metavar="DIR", help=DATA_DIR_HELP)
     store.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
@@ -175,6 +220,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         database_url=args.database_url,
         public_url=args.public_url,
         heartbeat_interval=args.heartbeat_interval,
+        audit_retention_days=args.audit_retention_days,
+        connections=ConnectionPolicy(max_per_address=args.max_connections_per_address),
     )
 
 
@@ -191,6 +238,9 @@ def _sigterm_stops() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> None:
+    # Whatever the control plane creates (database, keys, WAL files, state) is its own: private
+    # from the moment it exists, whatever the mode of the directory it is created in.
+    os.umask(PRIVATE_UMASK)
     if getattr(args, "admin_command", None):
         # Imported here, like the server below: --help and --version need no database code.
         from arc_controlplane.admin.commands import run_admin

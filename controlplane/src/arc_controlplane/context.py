@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from arc_controlplane.auth.throttle import SignInThrottle
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.clock import Clock, utcnow
 from arc_controlplane.db.engine import Database
@@ -22,6 +23,8 @@ class AppContext:
     tokens: TokenIssuer
     clock: Clock = field(default=utcnow)
     notifier: Notifier = field(default_factory=Notifier)
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
+    """Failed sign-ins at the token endpoint (``auth/throttle.py``)."""
     timing: Timing = field(init=False)
     """The heartbeat interval and the Disconnected threshold (from ``settings``)."""
 

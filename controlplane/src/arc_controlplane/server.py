@@ -6,6 +6,7 @@ log-and-exit, and lets the start-up log line name the real address.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -20,6 +21,7 @@ from arc_controlplane import __version__
 from arc_controlplane.app import create_app
 from arc_controlplane.auth.keys import load_or_create_signing_key
 from arc_controlplane.auth.tokens import TokenIssuer
+from arc_controlplane.connections import guarded_protocol, raise_file_limit
 from arc_controlplane.context import AppContext
 from arc_controlplane.db.engine import Database, validate_database_url
 from arc_controlplane.db.migrate import upgrade
@@ -28,10 +30,21 @@ from arc_controlplane.fsutil import ensure_private_dir
 from arc_controlplane.machines.notify import Notifier
 from arc_controlplane.names import server_names
 from arc_controlplane.pki import ServerTls, check_key_pair, ensure_server_tls
-from arc_controlplane.settings import ServerSettings
+from arc_controlplane.settings import ConnectionPolicy, ServerSettings
 
 LOG = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def prepare_data_dir(settings: ServerSettings) -> None:
+    """The data directory, private to this user (narrowed, with a warning, if it was not)."""
+    try:
+        if ensure_private_dir(settings.data_dir):
+            LOG.warning("%s was readable by other users: narrowed to mode 0700", settings.data_dir)
+    except OSError as exc:
+        raise ControlPlaneError(
+            f"cannot set up the data directory {settings.data_dir}: {exc.strerror or exc}"
+        ) from None
 
 
 def prepare_tls(settings: ServerSettings) -> ServerTls:
@@ -77,7 +90,6 @@ def open_database(settings: ServerSettings) -> Database:
     url = validate_database_url(settings.effective_database_url())
     shown = make_url(url).render_as_string(hide_password=True)
     try:
-        ensure_private_dir(settings.data_dir)
         db = Database.open(url)
         upgrade(db.engine)
     except (OSError, SQLAlchemyError) as exc:
@@ -94,11 +106,13 @@ def build_context(settings: ServerSettings) -> AppContext:
     return AppContext(settings=settings, db=db, tokens=tokens)
 
 
-def uvicorn_config(ctx: AppContext, tls: ServerTls) -> uvicorn.Config:
-    """A loaded uvicorn configuration for HTTPS only, TLS 1.2 at least."""
+def uvicorn_config(ctx: AppContext, tls: ServerTls, policy: ConnectionPolicy) -> uvicorn.Config:
+    """A loaded uvicorn configuration for HTTPS only, TLS 1.2 at least, with connections held
+    to ``policy`` (``connections.py``)."""
     settings = ctx.settings
     config = uvicorn.Config(
         create_app(ctx),
+        http=guarded_protocol(policy),
         host=settings.bind,
         port=settings.port,
         ssl_certfile=str(tls.cert_file),
@@ -125,9 +139,39 @@ class _Server(uvicorn.Server):
     then be cancelled, with a traceback each.
     """
 
-    def __init__(self, config: uvicorn.Config, notifier: Notifier) -> None:
+    def __init__(self, config: uvicorn.Config, notifier: Notifier, handshake_timeout: float) -> None:
         super().__init__(config)
         self._notifier = notifier
+        self._handshake_timeout = handshake_timeout
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's start-up for the sockets we bound, with a TLS handshake deadline (uvicorn
+        leaves asyncio's 60 s, during which a silent client holds a descriptor)."""
+        if sockets is None:
+            await super().startup(sockets)
+            return
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            raise ControlPlaneError("the application did not start; see the messages above")
+        config = self.config
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state, _loop=_loop
+            )
+
+        loop = asyncio.get_running_loop()
+        self.servers = [
+            await loop.create_server(
+                create_protocol,
+                sock=sock,
+                ssl=config.ssl,
+                backlog=config.backlog,
+                ssl_handshake_timeout=self._handshake_timeout,
+            )
+            for sock in sockets
+        ]
+        self.started = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._notifier.close()
@@ -136,17 +180,19 @@ class _Server(uvicorn.Server):
 
 def serve(settings: ServerSettings) -> None:
     """Serve until SIGINT or SIGTERM."""
+    prepare_data_dir(settings)
     tls = prepare_tls(settings)
     ctx = build_context(settings)
+    policy = raise_file_limit(settings.connections)
     listener = open_listener(settings.bind, settings.port)
     with listener:
-        config = uvicorn_config(ctx, tls)
+        config = uvicorn_config(ctx, tls, policy)
         host = f"[{settings.bind}]" if ":" in settings.bind else settings.bind
         trust = f"CA certificate: {tls.ca_file}" if tls.ca_file else f"certificate: {tls.cert_file}"
         LOG.info(
             "arc-controlplane %s listening on https://%s:%d (%s)", __version__, host, settings.port, trust
         )
-        server = _Server(config, ctx.notifier)
+        server = _Server(config, ctx.notifier, policy.handshake_timeout)
         server.run(sockets=[listener])
         if not server.started:
             raise ControlPlaneError("the server did not start; see the messages above")

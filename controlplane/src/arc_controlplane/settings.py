@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ DATA_DIR_ENV_VAR = "ARC_CONTROLPLANE_DATA_DIR"
 SYSTEM_DATA_DIR = Path("/var/lib/arc-controlplane")
 DEFAULT_BIND = "127.0.0.1"
 DEFAULT_PORT = 8443
+DEFAULT_AUDIT_RETENTION_DAYS = 90
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 2048
 
 
 def default_data_dir(environ: Mapping[str, str], euid: int, home: Path) -> Path:
@@ -27,6 +30,19 @@ def default_data_dir(environ: Mapping[str, str], euid: int, home: Path) -> Path:
 
 def pki_dir_of(data_dir: Path) -> Path:
     return data_dir / "pki"
+
+
+@dataclass(frozen=True)
+class ConnectionPolicy:
+    """How long a client may take to send a request, and how many connections it may hold
+    (``connections.py`` enforces it)."""
+
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+    """An Arc gateway or a proxy puts up to ~2,000 agents behind one address."""
+    max_total: int = 60_000
 
 
 @dataclass(frozen=True)
@@ -52,9 +68,17 @@ class ServerSettings:
     ``https://<bind>:<port>`` (the host name when bound to all addresses)."""
     heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL_SECONDS
     """``--heartbeat-interval`` in seconds; machines read Disconnected after three intervals."""
+    connections: ConnectionPolicy = ConnectionPolicy()
+    """Time limits and caps of client connections (``--max-connections-per-address``)."""
+    audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
+    """``--audit-retention-days``: audit entries older than this are deleted."""
 
     def __post_init__(self) -> None:
         Timing.every(self.heartbeat_interval)  # ValueError now rather than when the server starts
+
+    @property
+    def audit_retention(self) -> dt.timedelta:
+        return dt.timedelta(days=self.audit_retention_days)
 
     @property
     def timing(self) -> Timing:

@@ -107,16 +107,21 @@ def test_himds_runs_as_its_own_user_on_loopback_only(host):
 
 
 def test_state_directories_and_endpoint_environment(host):
-    for path, mode in (
-        ("/var/opt/azcmagent", 0o755),
-        ("/var/opt/azcmagent/certs", 0o750),
-        ("/var/opt/azcmagent/tokens", 0o750),
-        ("/var/opt/azcmagent/socks", 0o750),
-        ("/var/opt/azcmagent/log", 0o750),
+    # root owns the state directory and what it trusts; himds only what it writes (issue 10, finding 3)
+    for path, owner, mode in (
+        ("/var/opt/azcmagent", "root", 0o755),
+        ("/var/opt/azcmagent/certs", "himds", 0o750),
+        ("/var/opt/azcmagent/tokens", "himds", 0o750),
+        ("/var/opt/azcmagent/socks", "himds", 0o750),
+        ("/var/opt/azcmagent/status", "himds", 0o755),
+        ("/var/opt/azcmagent/log", "root", 0o1775),
     ):
         directory = host.file(path)
-        assert directory.is_directory and directory.user == "himds" and directory.group == "himds", path
+        assert directory.is_directory and directory.user == owner and directory.group == "himds", path
         assert directory.mode == mode, path
+    for trusted in ("agentconfig.json", "localconfig.json", "connection-ca.pem"):
+        file = host.file(f"/var/opt/azcmagent/{trusted}")
+        assert file.user == "root" and file.mode & 0o022 == 0, trusted
     socket = host.file("/var/opt/azcmagent/socks/himds.sock")
     assert socket.is_socket and socket.mode == 0o600
     env = host.file("/lib/systemd/system.conf.d/azcmagent.conf")
@@ -125,6 +130,7 @@ def test_state_directories_and_endpoint_environment(host):
     shown = json.loads(host.check_output("azcmagent show -j"))
     assert shown["dependentServiceStatus"]["agentService"] == "running"
     assert shown["dependentServiceStatus"]["extensionService"] == "not installed"
+    assert shown["stateDirectory"] == "as expected"
 
 
 def _credentials() -> dict[str, str]:

@@ -12,15 +12,17 @@ lists. Changes take effect without restarting any service.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from arc_agent.cli.context import Context
 from arc_agent.cli.options import common_flags_parser
 from arc_agent.cli.output import CommandResult
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.localconfig import SETTINGS, LocalConfig, Value, format_value, setting
+from arc_agent.statedir import secure, state_lock
 
 ACTIONS = ("list", "get", "set", "clear", "info")
 SUMMARY = "Change configuration settings for this machine"
@@ -77,6 +79,19 @@ def _require_root(action: str, geteuid: EffectiveUid) -> None:
         raise AzcmError(ErrorCode.NOT_ELEVATED, f"'azcmagent config {action}' must run as root (use sudo)")
 
 
+@contextlib.contextmanager
+def _changing(ctx: Context) -> Iterator[None]:
+    """The settings are read, changed and written back under the state lock, so that
+    concurrent commands each see the others' changes (none is lost)."""
+    paths = ctx.paths
+    if os.geteuid() == 0:
+        secure(paths)  # made, or mended: root must own what it trusts (statedir.py)
+    else:
+        paths.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with state_lock(paths, code=ErrorCode.LOCAL_CONFIG_UPDATE_FAILED):
+        yield
+
+
 def _pair(key: str, value: Value) -> dict[str, object]:
     return {"key": key, "value": value}
 
@@ -99,9 +114,10 @@ def set_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
     _require_root("set", geteuid)
     key = setting(ctx.args.key).key
     mode = "add" if ctx.args.add else "remove" if ctx.args.remove else "replace"
-    config = LocalConfig.load(ctx.paths.local_config)
-    changes = config.set(key, ctx.args.value, mode)
-    config.save(ctx.paths.local_config)
+    with _changing(ctx):
+        config = LocalConfig.load(ctx.paths.local_config)
+        changes = config.set(key, ctx.args.value, mode)
+        config.save(ctx.paths.local_config)
     lines = [f"Config property {changed} set to value {format_value(value)}" for changed, value in changes]
     return CommandResult(text="\n".join(lines), data=_pair(*changes[0]))
 
@@ -109,9 +125,10 @@ def set_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
 def clear_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
     _require_root("clear", geteuid)
     key = setting(ctx.args.key).key
-    config = LocalConfig.load(ctx.paths.local_config, ignore_invalid=[key])
-    value = config.clear(key)
-    config.save(ctx.paths.local_config)
+    with _changing(ctx):
+        config = LocalConfig.load(ctx.paths.local_config, ignore_invalid=[key])
+        value = config.clear(key)
+        config.save(ctx.paths.local_config)
     shown = format_value(value)
     text = f"Config property {key} cleared" + (f", back to its default value {shown}" if shown else "")
     return CommandResult(text=text, data=_pair(key, value))

@@ -15,7 +15,6 @@ import argparse
 import base64
 import datetime as dt
 import json
-import os
 import re
 import socket
 import uuid
@@ -25,7 +24,7 @@ from typing import Any
 from arc_agent import __version__
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
-from arc_agent.cli.show import machine_view, require_root
+from arc_agent.cli.show import machine_view
 from arc_agent.cli.tags import parse_tags
 from arc_agent.cpclient.keys import generate_machine_key, public_key_pem, save_private_key
 from arc_agent.cpclient.onboarding import Credentials, management_token, register
@@ -34,12 +33,15 @@ from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import remove_if_present, write_atomic
 from arc_agent.himds import ipc
 from arc_agent.hostid import host_id
+from arc_agent.identity.store import MachineIdentity
 from arc_agent.localconfig import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
 from arc_agent.metadata.sysinfo import collect_system_info
+from arc_agent.privileges import require_root
 from arc_agent.state import ConnectionState, load_state, save_state
+from arc_agent.statedir import secure, state_lock
 
 CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
-RESOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,54}")
+RESOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]{0,53}[A-Za-z0-9_-]")  # not ending in "."
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 NOT_OFFERED = (
     "interactive sign-in is not offered by this control plane; use a service principal "
@@ -171,7 +173,8 @@ def _resource_name(args: argparse.Namespace) -> str:
         if not RESOURCE_NAME.fullmatch(name):
             raise AzcmError(
                 ErrorCode.INVALID_ARGUMENT,
-                f"--resource-name {name!r} is not a valid name: 1-54 letters, digits, '-', '_' or '.'",
+                f"--resource-name {name!r} is not a valid name: 1-54 letters, digits, '-', '_' or '.', "
+                "not ending in '.'",
             )
         return name
     host = socket.gethostname().split(".", 1)[0]
@@ -230,10 +233,25 @@ def connect(ctx: Context) -> CommandResult:
     ca_pem = _read_ca(ca_file) if ca_file is not None else None  # before anything is registered
     client = HttpsClient(url, ca_file)
     try:
-        token = management_token(client, creds)
-        return _register(
-            ctx, client, token, creds, subscription, group, location, name, tags, cloud, correlation, ca_pem
-        )
+        secure(paths)
+        with state_lock(paths, code=ErrorCode.CONNECT_FAILED):
+            if load_state(paths.agent_config) is not None:  # another connect won the race
+                raise AzcmError(ErrorCode.ALREADY_CONNECTED, "this machine was connected meanwhile")
+            token = management_token(client, creds)
+            return _register(
+                ctx,
+                client,
+                token,
+                creds,
+                subscription,
+                group,
+                location,
+                name,
+                tags,
+                cloud,
+                correlation,
+                ca_pem,
+            )
     finally:
         client.close()
 
@@ -253,13 +271,10 @@ def _register(
     ca_pem: bytes | None,
 ) -> CommandResult:
     paths = ctx.paths
-    for directory, mode in ((paths.state_dir, 0o755), (paths.certs_dir, 0o750)):
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, mode)
     this_host = host_id()
     system = collect_system_info()
     key = generate_machine_key()
-    pending = paths.identity_key.with_name(paths.identity_key.name + ".pending")
+    pending = MachineIdentity(paths).pending_key
     save_private_key(pending, key)
     body: dict[str, Any] = {
         "subscriptionId": subscription.lower(),
@@ -297,12 +312,13 @@ def _register(
             correlation_id=correlation.lower() or str(uuid.uuid4()),
             tags=tags,
         )
-        write_atomic(paths.identity_cert, str(answer["credential"]["certificate"]).encode(), mode=0o644)
+        identity = MachineIdentity(paths)
+        identity.install_certificate(str(answer["credential"]["certificate"]))
         if ca_pem is not None:
             write_atomic(paths.control_plane_ca, ca_pem, mode=0o644)
         else:
             remove_if_present(paths.control_plane_ca)
-        os.replace(pending, paths.identity_key)
+        identity.install_pending_key()
         save_state(paths.agent_config, state)  # last: from here on the machine is connected
     except (KeyError, TypeError) as exc:
         remove_if_present(pending)

@@ -10,18 +10,21 @@ tells himds.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 
 from arc_agent.cli.connect import add_auth_arguments, control_plane, credentials
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
-from arc_agent.cli.show import require_root
 from arc_agent.cpclient.onboarding import delete_machine, management_token
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.fsutil import remove_if_present
+from arc_agent.fsutil import Directory, remove_if_present
 from arc_agent.himds import ipc
+from arc_agent.identity.store import MachineIdentity
 from arc_agent.paths import AgentPaths
+from arc_agent.privileges import require_root
 from arc_agent.state import clear_state, load_state
+from arc_agent.statedir import secure, state_lock
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,25 +39,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def reset_local_state(paths: AgentPaths) -> bool:
-    """Forget the identity; whether there was a connection state."""
+    """Forget the identity; whether there was a connection state. (Hold the state lock.)"""
     had_state = clear_state(paths.agent_config)
-    for path in (
-        paths.identity_key,
-        paths.identity_key.with_name(paths.identity_key.name + ".pending"),
-        paths.identity_cert,
-        paths.control_plane_ca,
-        paths.himds_status,
-    ):
-        remove_if_present(path)
-    if paths.tokens_dir.is_dir():
-        for key_file in paths.tokens_dir.glob("*.key"):
-            remove_if_present(key_file)
+    MachineIdentity(paths).forget()
+    remove_if_present(paths.control_plane_ca)
+    for directory, pattern in ((paths.status_dir, paths.himds_status.name), (paths.tokens_dir, "*.key")):
+        try:
+            with Directory(directory) as entries:
+                for name in entries.names():
+                    if fnmatch.fnmatchcase(name, pattern):
+                        entries.remove(name)
+        except OSError:
+            continue  # not there (or not a directory: secure() mends that)
     ipc.ask(paths.himds_socket, {"op": "reload"})
     return had_state
 
 
 def disconnect(ctx: Context) -> CommandResult:
     require_root("disconnect")
+    paths = ctx.paths
+    if paths.state_dir.is_dir():
+        secure(paths)
+    with state_lock(paths, code=ErrorCode.DISCONNECT_FAILED):
+        return _disconnect(ctx)
+
+
+def _disconnect(ctx: Context) -> CommandResult:
     args, paths = ctx.args, ctx.paths
     force = bool(getattr(args, "force_local_only", False))
     try:
@@ -79,7 +89,7 @@ def disconnect(ctx: Context) -> CommandResult:
     creds = credentials(args, tenant_required=True)
     url, ca_file = control_plane(args, ctx, known_url=state.control_plane_url)
     if ca_file is None and paths.control_plane_ca.exists():
-        ca_file = paths.control_plane_ca
+        ca_file = paths.control_plane_ca  # root's copy, in root's directory (statedir.py)
     client = HttpsClient(url, ca_file)
     try:
         token = management_token(client, creds)

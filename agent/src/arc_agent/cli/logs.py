@@ -5,8 +5,8 @@ What goes in, by name in the archive:
 - ``log/<file>``: the agent's logs (``*.log`` in the log directory; without ``-f/--full`` only
   the current files, each cut to its last ``TAIL_BYTES`` at a line start; with it also the
   rotated ``*.log.N``, all whole). Lines are copied as they are: the agent never logs secrets.
-- ``agentconfig.json``, ``localconfig.json``, ``himds-status.json``, ``certs/identity.crt``,
-  ``certs/controlplane-ca.pem``: the state files that hold no secret.
+- ``agentconfig.json``, ``localconfig.json``, ``status/himds-status.json``, ``certs/identity.crt``,
+  ``certs/credential.json``, ``connection-ca.pem``: the state files that hold no secret.
 - ``show.json``: what ``azcmagent show -j`` prints (or the error it gives).
 - ``system/systemctl-status.txt``, ``system/journalctl-himdsd.txt``: what systemd says of the
   agent's units, when systemctl (journalctl) is installed.
@@ -154,9 +154,10 @@ def plan(paths: AgentPaths, full: bool) -> list[Member]:
     for name, source in (
         ("agentconfig.json", paths.agent_config),
         ("localconfig.json", paths.local_config),
-        ("himds-status.json", paths.himds_status),
+        ("status/himds-status.json", paths.himds_status),
         ("certs/identity.crt", paths.identity_cert),
-        ("certs/controlplane-ca.pem", paths.control_plane_ca),
+        ("certs/credential.json", paths.credential_record),
+        ("connection-ca.pem", paths.control_plane_ca),
     ):
         members.append(Member(name, source))
     members.append(Member("show.json", make=lambda: _show_json(paths)))
@@ -220,7 +221,7 @@ def run_command(argv: list[str]) -> bytes | None:
 
 def forbidden_files(paths: AgentPaths) -> set[tuple[int, int]]:
     """(device, inode) of every secret file: what a log name must never turn out to be."""
-    allowed = {paths.identity_cert.name, paths.control_plane_ca.name}
+    allowed = {paths.identity_cert.name, paths.credential_record.name}
     found: set[tuple[int, int]] = set()
     for directory in (paths.certs_dir, paths.tokens_dir):
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,11 @@ from arc_agent import __version__
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.fsutil import read_no_follow
+from arc_agent.identity.store import MachineIdentity
 from arc_agent.paths import AgentPaths
 from arc_agent.state import ConnectionState, load_state
+from arc_agent.statedir import problems
 from arc_agent.systemd import UNKNOWN, unit_states
 
 NAMESPACE = "Microsoft.HybridCompute"
@@ -55,6 +57,7 @@ PROPERTIES = (
     ("httpsProxy", "Using HTTPS Proxy"),
     ("proxyBypassList", "Proxy Bypass List"),
     ("controlPlaneUrl", "Control Plane URL"),
+    ("stateDirectory", "State Directory"),
     ("credentialExpiry", "Credential Expiry"),
     ("tags", "Tags"),
     ("cloudProvider", "Cloud Provider"),
@@ -73,11 +76,6 @@ OS_PROPERTIES = (
 )
 
 
-def require_root(command: str) -> None:
-    if os.geteuid() != 0:
-        raise AzcmError(ErrorCode.NOT_ELEVATED, f"'azcmagent {command}' must run as root (use sudo)")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "properties", nargs="*", metavar="PROPERTY", help="show only these (name or JSON key)"
@@ -86,11 +84,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _himds_status(path: Path) -> Mapping[str, Any]:
+    """What himds wrote of the machine's standing (in a directory of its own: never through a
+    link, and only its scalar values are shown)."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_no_follow(path, 1024 * 1024))
     except (OSError, ValueError):
         return {}
     return document if isinstance(document, dict) else {}
+
+
+def _state_directory(paths: AgentPaths) -> str:
+    """``as expected``, or what is wrong with the state directory's owners (``statedir.py``);
+    ``not installed`` when there is none."""
+    if not paths.state_dir.is_dir():
+        return "not installed"
+    found = problems(paths)
+    return "; ".join(found) if found else "as expected"
 
 
 def service_statuses() -> dict[str, str]:
@@ -120,6 +129,7 @@ def machine_view(paths: AgentPaths, with_services: bool = True) -> dict[str, Any
         agentLogfile=str(paths.log_dir / "himds.log"),
         status="Disconnected",
         tags={},
+        stateDirectory=_state_directory(paths),
     )
     if state is not None:
         view.update(
@@ -134,7 +144,7 @@ def machine_view(paths: AgentPaths, with_services: bool = True) -> dict[str, Any
             location=state.location,
             cloud=state.cloud,
             controlPlaneUrl=state.control_plane_url,
-            credentialExpiry=state.credential_not_after,
+            credentialExpiry=MachineIdentity(paths).recorded_expiry() or state.credential_not_after,
             tags=dict(state.tags),
             status="Connected",
             lastHeartbeat=state.connected_at,  # registration counts as a heartbeat

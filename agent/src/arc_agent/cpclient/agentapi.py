@@ -24,6 +24,16 @@ class AgentApiError(Exception):
         )
         self.status = reply.status
         self.code = code
+        self.retry_after = _seconds(reply.headers.get("retry-after", ""))
+        """The server's ``Retry-After`` in seconds (1 to 3600), None when it gave none."""
+
+
+def _seconds(value: str) -> int | None:
+    try:
+        seconds = int(value.strip())
+    except ValueError:
+        return None
+    return min(max(seconds, 1), 3600)
 
 
 class CredentialExpired(AgentApiError):
@@ -39,10 +49,7 @@ class Cloned(AgentApiError):
 
     def __init__(self, reply: Reply) -> None:
         super().__init__(reply)
-        try:
-            self.retry_after = max(1, int(reply.headers.get("retry-after", "300")))
-        except ValueError:
-            self.retry_after = 300
+        self.wait = self.retry_after or 300
 
 
 class ServerTrouble(AgentApiError):

@@ -199,6 +199,8 @@ def _json_or_none(body: bytes) -> Any:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "it accepted the connection but closed it without answering (its log says why)"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
             f"the server's certificate is not trusted ({exc.verify_message}); "

@@ -23,6 +23,7 @@ information (a callable), and the token source (a callable asking the control pl
 
 from __future__ import annotations
 
+import dataclasses
 import grp
 import time
 from collections.abc import Callable, Mapping
@@ -69,6 +70,8 @@ class Request:
     """The request target as sent: path plus query string."""
     headers: Mapping[str, str]
     """Header names in lower case."""
+    caller: Callable[[], int | None] = field(default=lambda: None)
+    """The uid of the local user who sent it (looked up only when needed; ``peers.py``)."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,7 @@ class HimdsApi:
                 f"Invalid api-version {versions[0]!r}. Supported are {supported}",
             )
         try:
-            return endpoint.handler(Request(request.method, path, request.headers), query)
+            return endpoint.handler(dataclasses.replace(request, target=path), query)
         except AzcmError as exc:  # the state file is unusable: say so, with the way out
             return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "server_error", exc.message)
 
@@ -296,7 +299,7 @@ class HimdsApi:
             )
         authorization = request.headers.get("authorization")
         if authorization is None:
-            return self._challenge()
+            return self._challenge(request.caller())
         scheme, _, secret = authorization.strip().partition(" ")
         claim = self._challenges.redeem(secret.strip()) if scheme.lower() == "basic" else None
         if claim is None:
@@ -317,10 +320,10 @@ class HimdsApi:
         claim.consume()
         return Response(HTTPStatus.OK, token.answer(self._clock()))
 
-    def _challenge(self) -> Response:
+    def _challenge(self, caller: int | None) -> Response:
         assert self._challenges is not None
         try:
-            key_file = self._challenges.issue()
+            key_file = self._challenges.issue(caller)
         except TokenUnavailable as exc:
             return error_response(exc.status, exc.error, exc.description)
         return error_response(

@@ -16,6 +16,7 @@ from typing import Any
 
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.himds.api import HimdsApi, Request, Response, error_response
+from arc_agent.himds.peers import socket_peer_uid
 
 LOGGER = "arc_agent.himds"
 IDLE_TIMEOUT_SECONDS = 30
@@ -73,7 +74,10 @@ class HimdsRequestHandler(BaseHTTPRequestHandler):
         server = self.server
         assert isinstance(server, HimdsServer)
         headers = {name.lower(): value for name, value in self.headers.items()}
-        request = Request(method=self.command, target=self.path, headers=headers)
+        connection = self.connection
+        request = Request(
+            method=self.command, target=self.path, headers=headers, caller=lambda: socket_peer_uid(connection)
+        )
         try:
             assert server.api is not None  # set by serve() before the first request
             response = server.api.handle(request)

@@ -7,7 +7,9 @@ One worker thread per connection state (docs/agent-protocol.md §3, §7):
 - between heartbeats the thread sits in the notifications long-poll (the longest the control
   plane allows), so new work is seen at once and an idle agent makes one request every two
   minutes and wakes for nothing else;
-- network errors and 5xx back off from 5 s to 5 minutes (±20 %); a 429 waits ``Retry-After``;
+- an unreachable control plane is tried again every 1 to 10 s (the status says Disconnected
+  meanwhile, and the first call that gets through is a heartbeat); an answer with
+  ``Retry-After`` is waited out; other failures back off from 5 s to 5 minutes (±20 %);
 - ``renewCredential`` renews at once, over a new key (written aside first, switched when the
   answer arrives; docs/agent-protocol.md §5.3);
 - ``CredentialExpired`` stops all calls: only a new connect heals (status ``Expired``).
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import random
 import threading
 import time
@@ -35,21 +36,24 @@ from arc_agent.cpclient.agentapi import (
     Cloned,
     CredentialExpired,
     MachineApi,
-    MachineUnknown,
     RequestRefused,
 )
 from arc_agent.cpclient.jws import AssertionSigner
 from arc_agent.cpclient.machinekey import generate_key_file, load_machine_signer
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.fsutil import write_atomic, write_json_atomic
+from arc_agent.fsutil import write_json_atomic
+from arc_agent.identity.store import MachineIdentity
 from arc_agent.paths import AgentPaths
-from arc_agent.state import WAY_OUT, ConnectionState, load_state, save_state
+from arc_agent.state import WAY_OUT, ConnectionState, load_state
+from arc_agent.statedir import state_lock
 from arc_agent.systemd import unit_states
 
 LONG_POLL_SECONDS = 120
 BACKOFF_FIRST = 5.0
 BACKOFF_MAX = 300.0
+RECONNECT_FIRST = 1.0
+RECONNECT_MAX = 10.0
 DEFAULT_INTERVAL = 300
 
 
@@ -70,10 +74,6 @@ def idle_step(remaining: float) -> tuple[int, float]:
     return 0, max(remaining, 0.0)
 
 
-class Reloaded(Exception):
-    """The connection state changed: the worker stops."""
-
-
 class StatusFile:
     """``himds-status.json``: what himds knows of the machine's standing, for ``show``."""
 
@@ -86,6 +86,7 @@ class StatusFile:
         with self._lock:
             self.values.update(values)
             self.values["updatedAt"] = utc_text()
+            self._path.parent.mkdir(mode=0o755, exist_ok=True)  # the role makes it; older layouts lack it
             write_json_atomic(self._path, self.values, mode=0o644)
 
     def snapshot(self) -> dict[str, Any]:
@@ -158,29 +159,29 @@ class Connection:
                 )
                 return  # nothing more to do until a new connect
             except Cloned as exc:
-                self._error("Disconnected", "MachineCloned", str(exc))
-                self.stop.wait(exc.retry_after)
+                self._error("MachineCloned", str(exc))
+                next_heartbeat = 0.0
+                self.stop.wait(exc.wait)
             except (ControlPlaneUnreachable, AgentApiError, AzcmError) as exc:
                 failures += 1
-                status = "Disconnected" if isinstance(exc, MachineUnknown) else None
-                self._error(status, exc.__class__.__name__, str(exc))
+                self._error(exc.__class__.__name__, str(exc))
+                next_heartbeat = 0.0  # the first call that gets through is a heartbeat: Connected again
                 if self.stop.is_set():
                     return
-                delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(failures - 1, 10))
-                self.stop.wait(jittered(delay, 0.2))
+                self.stop.wait(retry_delay(exc, failures))
 
-    def _error(self, status: str | None, code: str, message: str) -> None:
+    def _error(self, code: str, message: str) -> None:
+        """The control plane could not be reached, or did not take the call: Disconnected (as the
+        real agent shows it when its heartbeats do not get through), with what happened."""
         if self.stop.is_set():
             return
         self.logger.warning("control plane call failed (%s): %s", code, message)
-        values: dict[str, Any] = {
-            "agentErrorCode": code,
-            "agentErrorDetails": message,
-            "agentErrorTimestamp": utc_text(),
-        }
-        if status is not None:
-            values["status"] = status
-        self.status.update(**values)
+        self.status.update(
+            status="Disconnected",
+            agentErrorCode=code,
+            agentErrorDetails=message,
+            agentErrorTimestamp=utc_text(),
+        )
 
     def _heartbeat(self) -> None:
         body: dict[str, Any] = {"hostId": self.state.host_id, "agentVersion": __version__}
@@ -220,27 +221,45 @@ class Connection:
             self.status.update(generation=self.generation, agentUpgrade=machine.get("agentUpgrade"))
 
     def _renew(self) -> None:
-        """A new credential over a new key; the old key stays until the answer arrives."""
-        pending = self.paths.identity_key.with_name(self.paths.identity_key.name + ".pending")
-        public_pem = generate_key_file(pending)
+        """A new credential over a new key; the old key stays until the answer arrives, and the
+        switch happens under the state lock (a ``disconnect`` may be resetting the identity)."""
+        identity = MachineIdentity(self.paths)
+        public_pem = generate_key_file(identity.pending_key)
         try:
-            signer = load_machine_signer(pending)
+            signer = load_machine_signer(identity.pending_key)
             answer = self.api.renew_credential(self.state.host_id, public_pem)
         except (RequestRefused, AzcmError):
-            os.unlink(pending)
+            identity.discard_pending()
             raise
         credential = answer["credential"]
-        write_atomic(self.paths.identity_cert, str(credential["certificate"]).encode(), mode=0o644)
-        os.replace(pending, self.paths.identity_key)
+        not_after = str(credential["notAfter"])
+        with state_lock(self.paths, code=ErrorCode.INTERNAL):
+            now = load_state(self.paths.agent_config)
+            if now is None or now.vm_id != self.state.vm_id:
+                identity.discard_pending()  # disconnected meanwhile: nothing to switch
+                return
+            identity.install_certificate(str(credential["certificate"]))
+            identity.install_pending_key()
+            identity.record_expiry(not_after)
         self.api.signer.use(signer)
-        self.state = _with_expiry(self.state, str(credential["notAfter"]))
-        save_state(self.paths.agent_config, self.state)
-        self.logger.info("credential renewed, valid until %s", credential["notAfter"])
+        self.status.update(credentialExpiry=not_after)
+        self.logger.info("credential renewed, valid until %s", not_after)
 
 
-def _with_expiry(state: ConnectionState, not_after: str) -> ConnectionState:
-    values = {**state.__dict__, "credential_not_after": not_after}
-    return ConnectionState(**values)
+def retry_delay(error: Exception, failures: int) -> float:
+    """How long to wait after the ``failures``-th failure in a row.
+
+    An unreachable control plane (down, restarting, network) is tried again every few seconds,
+    at most ``RECONNECT_MAX``, so that agents are back within seconds of its return; a server
+    that answers with ``Retry-After`` (507, 503, 429) is taken at its word; other failures back
+    off from 5 s to 5 minutes. All with jitter, so a fleet does not come back in step.
+    """
+    if isinstance(error, ControlPlaneUnreachable):
+        return jittered(min(RECONNECT_MAX, RECONNECT_FIRST * 2 ** min(failures - 1, 10)), 0.2)
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, int):
+        return jittered(float(retry_after), 0.2)
+    return jittered(min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(failures - 1, 10)), 0.2)
 
 
 _STARTUP_TYPES = {"enabled": "Automatic", "disabled": "Disabled", "masked": "Disabled"}
@@ -326,6 +345,9 @@ class HimdsService:
                 return
             self.logger.info("connected as %s; starting heartbeats", self.state.resource_id)
             self.status.values = {"vmId": self.state.vm_id, **self.facts}
+            renewed = MachineIdentity(self.paths).recorded_expiry()
+            if renewed:
+                self.status.values["credentialExpiry"] = renewed
             try:
                 self._connection = Connection(
                     self.paths, self.state, self.status, self.service_statuses, self.logger, self.properties

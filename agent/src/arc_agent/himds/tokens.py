@@ -12,7 +12,9 @@ checks those files:
 - unused key files expire after 60 s. One daemon thread deletes them, sleeping until the next
   expiry and not at all while there is none (an idle himds does no work);
 - key files left by an earlier himds are deleted before the first new one is made;
-- at most 1024 challenges are outstanding at a time; beyond that callers get 429.
+- at most 64 challenges are outstanding for one local user (by the uid owning the caller's
+  socket, ``peers.py``), and 4096 in all; beyond that that user gets 429, and no other: a flood
+  from ``nobody`` used to make root's requests get 429 for a minute (issue 10, finding 9).
 
 :class:`TokenCache` keeps one token per resource until 5 minutes (or a tenth of its life, if
 that is less) before it expires; tokens come from a :data:`TokenSource`, in himds a call to the
@@ -48,7 +50,8 @@ from arc_agent.state import WAY_OUT
 KEY_FILE_MODE = 0o640
 TOKENS_DIR_MODE = 0o750
 CHALLENGE_LIFETIME_SECONDS = 60.0
-MAX_PENDING_CHALLENGES = 1024
+MAX_PENDING_CHALLENGES = 4096
+MAX_PENDING_PER_CALLER = 64
 MAX_SECRET_LENGTH = 4096
 REFRESH_MARGIN_SECONDS = 300
 MAX_CACHED_RESOURCES = 256
@@ -75,6 +78,8 @@ class TokenUnavailable(Exception):
 class _Pending:
     path: Path
     expires: float
+    owner: int | None
+    """The uid of the caller it was issued to (None when it could not be told)."""
     claimed: bool = False
 
 
@@ -102,6 +107,7 @@ class ChallengeStore:
         group: int | None = None,
         lifetime: float = CHALLENGE_LIFETIME_SECONDS,
         max_pending: int = MAX_PENDING_CHALLENGES,
+        max_per_caller: int = MAX_PENDING_PER_CALLER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``group`` (a gid, normally that of ``himds``) owns the key files; set only as root."""
@@ -109,20 +115,32 @@ class ChallengeStore:
         self._group = group
         self._lifetime = lifetime
         self._max_pending = max_pending
+        self._max_per_caller = max_per_caller
         self._clock = clock
         self._pending: dict[bytes, _Pending] = {}
+        self._per_owner: collections.Counter[int | None] = collections.Counter()
         self._expiries: collections.deque[tuple[float, bytes]] = collections.deque()
         self._condition = threading.Condition()
         self._janitor: threading.Thread | None = None
         self._prepared = False
         self._closed = False
 
-    def issue(self) -> Path:
-        """Make a new key file; its path goes into the 401's ``WWW-Authenticate``."""
+    def issue(self, owner: int | None = None) -> Path:
+        """Make a new key file for the caller with uid ``owner``; its path goes into the 401's
+        ``WWW-Authenticate``."""
         with self._condition:
             if self._closed:
                 raise TokenUnavailable(
                     HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable", "himds is stopping; try again"
+                )
+            waiting = self._per_owner[owner]
+            if waiting >= self._max_per_caller:
+                who = "this caller" if owner is None else f"user id {owner}"
+                raise TokenUnavailable(
+                    HTTPStatus.TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    f"{waiting} challenges issued to {who} are waiting for an answer; answer them or "
+                    f"retry in {int(self._lifetime)} s",
                 )
             if len(self._pending) >= self._max_pending:
                 raise TokenUnavailable(
@@ -139,7 +157,8 @@ class ChallengeStore:
             self._write_key_file(path, secret)
             digest = _digest(secret)
             expires = self._clock() + self._lifetime
-            self._pending[digest] = _Pending(path, expires)
+            self._pending[digest] = _Pending(path, expires, owner)
+            self._per_owner[owner] += 1
             self._expiries.append((expires, digest))
             self._start_janitor()
             self._condition.notify_all()
@@ -189,6 +208,9 @@ class ChallengeStore:
     def _forget(self, digest: bytes) -> None:
         pending = self._pending.pop(digest, None)
         if pending is not None:
+            self._per_owner[pending.owner] -= 1
+            if self._per_owner[pending.owner] <= 0:
+                del self._per_owner[pending.owner]
             with contextlib.suppress(FileNotFoundError):
                 pending.path.unlink()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from arc_controlplane.fsutil import ensure_private_dir
 from arc_controlplane.pki import PkiFiles, ensure_ca
 from arc_controlplane.settings import ServerSettings
 
+LOG = logging.getLogger(__name__)
 TENANT_NAME = "hybridops.arc"
 SUBSCRIPTION_NAME = "hybridops.arc"
 ONBOARDING_PRINCIPAL = "arc-onboarding"
@@ -62,7 +64,8 @@ class InitResult:
 
 def _prepare_data_dir(settings: ServerSettings) -> Path:
     try:
-        ensure_private_dir(settings.data_dir)
+        if ensure_private_dir(settings.data_dir):
+            LOG.warning("%s was readable by other users: narrowed to mode 0700", settings.data_dir)
     except OSError as exc:
         raise ControlPlaneError(
             f"cannot create the data directory {settings.data_dir}: {exc.strerror or exc}"

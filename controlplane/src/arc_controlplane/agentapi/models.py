@@ -20,8 +20,11 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from arc_controlplane.text import text_only
 
 # --- scalar types ------------------------------------------------------------------------------
 
@@ -67,6 +70,12 @@ class AgentModel(BaseModel):
     """A request body: camelCase names, unknown fields refused."""
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        """No string or member name anywhere in the body may hold an unpaired surrogate."""
+        return text_only(data)
 
 
 class AgentResponse(BaseModel):

@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from arc_controlplane.arm.responses import JsonResponse
 from arc_controlplane.audit import audit
 from arc_controlplane.auth import oauth_errors as oe
 from arc_controlplane.auth.discovery import (
@@ -36,7 +36,12 @@ from arc_controlplane.auth.discovery import (
     tenant_of_authorization_endpoint,
 )
 from arc_controlplane.auth.oauth_errors import OAuthError, Trace, error_body
-from arc_controlplane.auth.oauth_form import MAX_FORM_BYTES, parse_basic_authorization, parse_form
+from arc_controlplane.auth.oauth_form import (
+    MAX_FORM_BYTES,
+    BasicCredentials,
+    parse_basic_authorization,
+    parse_form,
+)
 from arc_controlplane.auth.token_service import TokenRequest, find_tenant, issue_token
 from arc_controlplane.context import AppContext, Ctx
 
@@ -96,9 +101,9 @@ _TOKEN_FORM = {
 }
 
 
-def error_response(error: OAuthError, request: Request, ctx: AppContext) -> JSONResponse:
+def error_response(error: OAuthError, request: Request, ctx: AppContext) -> JsonResponse:
     trace = Trace.new(request.headers.get("client-request-id"), ctx.clock())
-    return JSONResponse(
+    return JsonResponse(
         error_body(error, trace), status_code=error.status, headers={**NO_STORE, **error.headers}
     )
 
@@ -138,22 +143,75 @@ async def _read_body(request: Request) -> bytes:
     return bytes(body)
 
 
-async def token(tenant: str, request: Request, ctx: Ctx) -> JSONResponse:
-    """Issue an access token to a service principal (OAuth 2.0 client credentials grant)."""
+async def token(tenant: str, request: Request, ctx: Ctx) -> JsonResponse:
+    """Issue an access token to a service principal (OAuth 2.0 client credentials grant).
+
+    Failures are counted per client id and address (``auth/throttle.py``); one that has used
+    up its allowance is answered 429 with ``Retry-After`` before any secret is checked, and only
+    the failure that started the throttling is audited, not each refused attempt.
+    """
+    address = request.client.host if request.client else "unknown"
+    client_hint: str | None = None
     try:
         form = parse_form(request.headers.get("content-type"), await _read_body(request))
         basic = parse_basic_authorization(request.headers.get("authorization"))
-        token_request = TokenRequest(tenant, form, basic, _endpoint_bases(request, ctx))
+        client_hint = _client_hint(form, basic)
+    except OAuthError as error:
+        return _failed(error, request, ctx, client_hint, address, counted=False)
+    wait = ctx.throttle.attempt(client_hint, address)
+    if wait is not None:
+        return error_response(_throttled(wait), request, ctx)
+    try:
+        token_request = TokenRequest(tenant, form, basic, _endpoint_bases(request, ctx), ctx.throttle.check)
         answer = await run_in_threadpool(issue_token, ctx.db, ctx.tokens, token_request, ctx.clock())
     except OAuthError as error:
-        if error.client_id is not None:
-            request.state.arc_audit_actor = error.client_id
-            audit(request, TOKEN_FAILED_ACTION, error.client_id, error.description)
-        return error_response(error, request, ctx)
-    return JSONResponse(answer.body(), headers=NO_STORE)
+        return _failed(error, request, ctx, client_hint, address, counted=True)
+    except BaseException:
+        ctx.throttle.succeeded(client_hint, address)  # the server failed, not the client
+        raise
+    ctx.throttle.succeeded(client_hint, address)
+    return JsonResponse(answer.body(), headers=NO_STORE)
 
 
-async def token_wrong_method(tenant: str, request: Request, ctx: Ctx) -> JSONResponse:
+def _failed(
+    error: OAuthError,
+    request: Request,
+    ctx: AppContext,
+    client_hint: str | None,
+    address: str,
+    *,
+    counted: bool,
+) -> JsonResponse:
+    """The answer to a failed token request, audited when it named a client; ``counted``: the
+    throttle took an attempt for it."""
+    wait = ctx.throttle.retry_after(client_hint, address) if counted else None
+    if error.client_id is not None:
+        detail = error.description
+        if wait is not None:  # this failure used up an allowance: said once, here
+            detail += f"; further sign-ins from {address} refused for {wait} s"
+        request.state.arc_audit_actor = error.client_id
+        audit(request, TOKEN_FAILED_ACTION, error.client_id, detail)
+    return error_response(error, request, ctx)
+
+
+def _client_hint(form: dict[str, str], basic: BasicCredentials | None) -> str | None:
+    """The client id the request names (as sent, lower case): what failures are counted by."""
+    value = form.get("client_id") or (basic.client_id if basic else "")
+    return value.strip().lower()[:64] or None
+
+
+def _throttled(wait: int) -> OAuthError:
+    return OAuthError(
+        oe.TEMPORARILY_UNAVAILABLE,
+        oe.TOO_MANY_FAILURES,
+        f"Too many failed sign-ins from this client and address: try again in {wait} seconds, with the "
+        "right credentials (sign-ins that succeed are not counted).",
+        status=429,
+        headers={"Retry-After": str(wait)},
+    )
+
+
+async def token_wrong_method(tenant: str, request: Request, ctx: Ctx) -> JsonResponse:
     error = OAuthError(
         oe.INVALID_REQUEST,
         oe.POST_ONLY,
@@ -162,7 +220,7 @@ async def token_wrong_method(tenant: str, request: Request, ctx: Ctx) -> JSONRes
     return error_response(error, request, ctx)
 
 
-async def authorize(tenant: str, request: Request, ctx: Ctx) -> JSONResponse:
+async def authorize(tenant: str, request: Request, ctx: Ctx) -> JsonResponse:
     """Interactive sign-in does not exist here; the route exists because MSAL requires it."""
     error = OAuthError(
         oe.INVALID_REQUEST,
@@ -178,27 +236,27 @@ def _tenant_id(ctx: AppContext, segment: str) -> str:
         return find_tenant(session, segment).id
 
 
-def openid_configuration_document(tenant: str, request: Request, ctx: Ctx) -> JSONResponse:
+def openid_configuration_document(tenant: str, request: Request, ctx: Ctx) -> JsonResponse:
     """The tenant's OpenID Connect discovery document."""
     try:
         tenant_id = _tenant_id(ctx, tenant)
     except OAuthError as error:
         return error_response(error, request, ctx)
     base = ctx.tokens.public_url
-    return JSONResponse(openid_configuration(base, tenant_id, ctx.tokens.issuer(tenant_id)))
+    return JsonResponse(openid_configuration(base, tenant_id, ctx.tokens.issuer(tenant_id)))
 
 
-def keys(tenant: str, request: Request, ctx: Ctx) -> JSONResponse:
+def keys(tenant: str, request: Request, ctx: Ctx) -> JsonResponse:
     """The keys that sign this control plane's tokens (JWKS, RFC 7517)."""
     if tenant.lower() not in COMMON_TENANTS:
         try:
             _tenant_id(ctx, tenant)
         except OAuthError as error:
             return error_response(error, request, ctx)
-    return JSONResponse(ctx.tokens.key.jwks())
+    return JsonResponse(ctx.tokens.key.jwks())
 
 
-def instance(request: Request, ctx: Ctx) -> JSONResponse:
+def instance(request: Request, ctx: Ctx) -> JsonResponse:
     """Entra's instance discovery: MSAL asks it where an authority's OIDC document is."""
     endpoint = request.query_params.get("authorization_endpoint")
     if not endpoint:
@@ -219,7 +277,7 @@ def instance(request: Request, ctx: Ctx) -> JSONResponse:
             f"{ctx.tokens.public_url}/<tenant>{AUTHORIZE_PATH}.",
         )
         return error_response(error, request, ctx)
-    return JSONResponse(instance_discovery(ctx.tokens.public_url, segment))
+    return JsonResponse(instance_discovery(ctx.tokens.public_url, segment))
 
 
 def create_router() -> APIRouter:

@@ -38,11 +38,16 @@ def check_resource_group_name(value: str) -> str:
 
 
 def check_machine_name(value: str) -> str:
-    if not MACHINE_NAME.fullmatch(value):
+    """``value`` if it is a machine name by Azure's rules (S:Machine.tsp's pattern, and ARM's
+    general rule that a resource name does not end in a period: so never ``.`` or ``..``,
+    which HTTP clients would resolve as path segments and could then neither reach nor
+    delete); else ARM's 400 ``InvalidResourceName``."""
+    if not MACHINE_NAME.fullmatch(value) or value.endswith("."):
         raise ArmError(
             400,
             "InvalidResourceName",
-            f"The resource name '{value}' is invalid: use 1-54 letters, digits, '-', '_' or '.'.",
+            f"The resource name '{value[:64]}' is invalid: use 1-54 letters, digits, '-', '_' or '.', "
+            "not ending in '.'.",
         )
     return value
 

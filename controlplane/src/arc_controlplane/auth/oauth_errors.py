@@ -20,6 +20,8 @@ INVALID_CLIENT: Final = "invalid_client"
 INVALID_SCOPE: Final = "invalid_scope"
 UNSUPPORTED_GRANT_TYPE: Final = "unsupported_grant_type"
 UNAUTHORIZED_CLIENT: Final = "unauthorized_client"
+TEMPORARILY_UNAVAILABLE: Final = "temporarily_unavailable"
+"""RFC 6749 §4.1.2.1: the server cannot answer now (throttled failed sign-ins, with 429)."""
 INVALID_INSTANCE: Final = "invalid_instance"
 """Entra's instance discovery: the authority's host is not this service."""
 
@@ -44,6 +46,8 @@ ASSERTION_TIME: Final = 700024
 ASSERTION_KEY: Final = 700027
 INTERACTIVE_UNSUPPORTED: Final = 70005
 INSTANCE_UNKNOWN: Final = 50049
+TOO_MANY_FAILURES: Final = 50053
+"""Entra: locked out after too many failed sign-ins."""
 
 
 class OAuthError(Exception):

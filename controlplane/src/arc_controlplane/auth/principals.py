@@ -13,7 +13,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from arc_controlplane.auth.roles import find_role
-from arc_controlplane.auth.secrets import hash_secret, new_secret, verify_secret
+from arc_controlplane.auth.secrets import hash_secret, new_secret
 from arc_controlplane.db.models import Principal, RoleAssignment, Subscription, Tenant
 
 SERVICE_PRINCIPAL = "ServicePrincipal"
@@ -159,14 +159,6 @@ def delete_principal(session: Session, principal: Principal) -> None:
     session.execute(delete(RoleAssignment).where(RoleAssignment.principal_id == principal.id))
     session.delete(principal)
     session.flush()
-
-
-def check_client_secret(session: Session, tenant_id: str, app_id: str, secret: str) -> Principal | None:
-    """The service principal if ``secret`` is its client secret in ``tenant_id``, else None."""
-    principal = session.scalars(select(Principal).where(Principal.app_id == app_id)).first()
-    if principal is None or principal.tenant_id != tenant_id or principal.secret_hash is None:
-        return None
-    return principal if verify_secret(secret, principal.secret_hash) else None
 
 
 def assignments_of(session: Session, principal: Principal) -> list[RoleAssignment]:

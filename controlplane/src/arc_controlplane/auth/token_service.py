@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -22,7 +22,8 @@ from arc_controlplane.auth.certificates import CertificateError, parse_certifica
 from arc_controlplane.auth.discovery import token_endpoint
 from arc_controlplane.auth.oauth_errors import OAuthError, client_authentication_failed
 from arc_controlplane.auth.oauth_form import BasicCredentials
-from arc_controlplane.auth.principals import SERVICE_PRINCIPAL, check_client_secret
+from arc_controlplane.auth.principals import SERVICE_PRINCIPAL
+from arc_controlplane.auth.secrets import verify_secret
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.db.engine import Database
 from arc_controlplane.db.models import Principal, Tenant
@@ -47,6 +48,8 @@ class TokenRequest:
     endpoint_bases: Sequence[str]
     """Base URLs the client may have used (public URL, the request's own): a client assertion's
     ``aud`` must be the token endpoint under one of them."""
+    run_check: Callable[[Callable[[], bool]], bool] = field(default=lambda verify: verify())
+    """Runs a client secret's check (the server's: on threads of their own, see throttle.py)."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,9 @@ def _find_client(session: Session, tenant: Tenant, client_id: str) -> Principal:
     return principal
 
 
-def _check_secret(session: Session, principal: Principal, secret: str) -> None:
+def _check_secret(
+    session: Session, principal: Principal, secret: str, run_check: Callable[[Callable[[], bool]], bool]
+) -> None:
     if principal.secret_hash is None:
         raise client_authentication_failed(
             oe.SECRET_INVALID,
@@ -192,7 +197,7 @@ def _check_secret(session: Session, principal: Principal, secret: str) -> None:
             "authenticate with a client assertion signed by its certificate.",
             principal.app_id,
         )
-    if check_client_secret(session, principal.tenant_id, principal.app_id, secret) is None:
+    if not run_check(lambda: verify_secret(secret, str(principal.secret_hash))):
         raise client_authentication_failed(
             oe.SECRET_INVALID,
             f"Invalid client secret provided. Ensure the secret being sent in the request is the client "
@@ -240,7 +245,7 @@ def _authenticate(
             "Send either 'client_secret' or 'client_assertion', not both.",
         )
     if secret is not None:
-        _check_secret(session, principal, secret)
+        _check_secret(session, principal, secret, request.run_check)
         return principal, AUTHENTICATED_BY_SECRET
     if has_assertion:
         audiences = [

@@ -10,7 +10,8 @@ of the general pool. When idle, a lone item is written at once: nothing waits fo
 ``work`` returns one result per item, in order; expected refusals (an invalid assertion, say)
 are results too, never exceptions, because an exception rolls the whole transaction back: the
 items of that batch are then written again one by one, each in a transaction of its own, so
-that only the item that raised gets the exception. Items are given in the order of
+that only the item that raised gets the exception (unless the database itself failed, full or
+unreachable: then every item gets that failure at once, :mod:`.failures`). Items are given in the order of
 ``order_by`` (row locks are then taken in one order, so two writer threads seldom wait on
 each other on PostgreSQL; should they deadlock, the database aborts one batch, which is then
 written item by item).
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
+
+from arc_controlplane.db.failures import storage_failure
 
 LOG = logging.getLogger(__name__)
 
@@ -133,8 +136,8 @@ class BatchedWrites(Generic[Item, Result]):
         try:
             results = self._transaction([pending.item for pending in batch])
         except Exception as exc:  # handed to the request(s) it belongs to
-            if len(batch) == 1:
-                _fail(batch, exc)
+            if len(batch) == 1 or storage_failure(exc) is not None:
+                _fail(batch, exc)  # a full or unreachable database fails every item alike
                 return
             for pending in batch:
                 self._write([pending])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from arc_controlplane.errors import ControlPlaneError
+from arc_controlplane.fsutil import PRIVATE_FILE_MODE
 
 SUPPORTED_SCHEMES = ("sqlite", "postgresql+psycopg")
 
@@ -44,12 +48,25 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, connection_record: Any
     cursor.close()
 
 
+def _private_sqlite_files(database: Path) -> None:
+    """The database file and its WAL and shared-memory files readable by this user only,
+    whatever the mode of the directory they are in (SQLite gives the WAL files the mode of the
+    database file): created 0600, or narrowed to 0600 when an older version left them 0644."""
+    database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE_MODE))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_IMODE(path.stat().st_mode) & ~PRIVATE_FILE_MODE:
+                os.chmod(path, PRIVATE_FILE_MODE)
+
+
 def make_engine(url: str) -> Engine:
     validate_database_url(url)
     parsed = make_url(url)
     if parsed.drivername == "sqlite":
         if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _private_sqlite_files(Path(parsed.database))
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -37,6 +36,7 @@ from arc_controlplane.arm.ids import PROVIDER
 from arc_controlplane.arm.locations import normalize_location
 from arc_controlplane.arm.operations import finish_operation, prune_operations, start_operation
 from arc_controlplane.arm.paging import PAGE_SIZE, SkipTokenParameter, decode_skip_token, next_link
+from arc_controlplane.arm.responses import JsonResponse
 from arc_controlplane.arm.versions import HYBRID_COMPUTE
 from arc_controlplane.audit import set_audit_detail
 from arc_controlplane.auth.roles import MACHINES_DELETE, MACHINES_READ, MACHINES_WRITE
@@ -81,13 +81,13 @@ def check_expand(
 Expand = Annotated[str | None, Depends(check_expand)]
 
 
-def get_machine(granted: MachineRead, _expand: Expand, ctx: Ctx) -> JSONResponse:
+def get_machine(granted: MachineRead, _expand: Expand, ctx: Ctx) -> JsonResponse:
     """Machines_Get."""
     ref = granted.ref
     with ctx.db.session() as session:
         machine = require_machine(session, granted.subscription.id, ref.resource_group, ref.name)
         view = machine_view(machine, ctx.clock(), ctx.timing)
-    return JSONResponse(view)
+    return JsonResponse(view)
 
 
 def put_machine(
@@ -96,7 +96,7 @@ def put_machine(
     _json: Annotated[None, Depends(require_json_content)],
     body: MachineBody,
     ctx: Ctx,
-) -> JSONResponse:
+) -> JsonResponse:
     """Machines_CreateOrUpdate: pre-create (``AwaitingConnection``) or update; 200 both times."""
     ref, now = granted.ref, ctx.clock()
     stored = property_changes(body.properties)
@@ -127,7 +127,7 @@ def put_machine(
     if work:
         ctx.notifier.notify(vm)
     set_audit_detail(request, "created" if created else "updated")
-    return JSONResponse(view)
+    return JsonResponse(view)
 
 
 def _require_unused_vm_id(session: Session, vm_id: str) -> None:
@@ -158,7 +158,7 @@ def patch_machine(
     _json: Annotated[None, Depends(require_json_content)],
     body: MachineUpdate,
     ctx: Ctx,
-) -> JSONResponse:
+) -> JsonResponse:
     """Machines_Update: tags, kind and the ``MachineUpdateProperties``; what is absent stays."""
     ref, now = granted.ref, ctx.clock()
     given = body.model_fields_set
@@ -177,7 +177,7 @@ def patch_machine(
         ctx.notifier.notify(vm)
     changed = sorted((given - {"properties"}) | {f"properties.{name}" for name in changes.properties or {}})
     set_audit_detail(request, "changed " + ", ".join(changed) if changed else "no change")
-    return JSONResponse(view)
+    return JsonResponse(view)
 
 
 def delete_machine_route(request: Request, granted: MachineDelete, ctx: Ctx) -> Response:
@@ -209,7 +209,7 @@ def delete_machine_route(request: Request, granted: MachineDelete, ctx: Ctx) -> 
 
 def list_group_machines(
     request: Request, granted: GroupMachines, _expand: Expand, ctx: Ctx, skiptoken: SkipTokenParameter = None
-) -> JSONResponse:
+) -> JsonResponse:
     """Machines_ListByResourceGroup: the machines the caller may read, 100 a page."""
     ref = granted.ref
     seen = visibility(granted.caller, MACHINES_READ, granted.subscription.id).within_group(ref.resource_group)
@@ -223,7 +223,7 @@ def list_group_machines(
             seen.machine_filter(),
         )
         body = _page(request, ctx, session, query, skiptoken)
-    return JSONResponse(body)
+    return JsonResponse(body)
 
 
 def list_subscription_machines(
@@ -232,7 +232,7 @@ def list_subscription_machines(
     _expand: Expand,
     ctx: Ctx,
     skiptoken: SkipTokenParameter = None,
-) -> JSONResponse:
+) -> JsonResponse:
     """Machines_ListBySubscription: the machines the caller may read, 100 a page."""
     seen = visibility(granted.caller, MACHINES_READ, granted.subscription.id)
     if seen.empty:
@@ -240,7 +240,7 @@ def list_subscription_machines(
     query = select(Machine).where(Machine.subscription_id == granted.subscription.id, seen.machine_filter())
     with ctx.db.session() as session:
         body = _page(request, ctx, session, query, skiptoken)
-    return JSONResponse(body)
+    return JsonResponse(body)
 
 
 def _page(

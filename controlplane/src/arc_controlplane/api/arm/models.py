@@ -13,10 +13,11 @@ import re
 import uuid
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from arc_controlplane.arm.locations import LOCATION_RULE, normalize_location
+from arc_controlplane.text import text_only
 
 MAX_TAGS = 50
 MAX_TAG_NAME = 512
@@ -111,6 +112,12 @@ Ignored = Annotated[
 
 class ArmModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, validate_by_name=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        """No string or member name anywhere in the body may hold an unpaired surrogate."""
+        return text_only(data)
 
 
 class ResourceGroupBody(ArmModel):

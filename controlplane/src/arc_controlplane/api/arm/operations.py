@@ -12,7 +12,6 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import JSONResponse
 
 from arc_controlplane.api.arm.access import Access, OperationChecks, OperationRef
 from arc_controlplane.arm.errors import ArmError
@@ -24,6 +23,7 @@ from arc_controlplane.arm.operations import (
     operation_path,
     operation_status_view,
 )
+from arc_controlplane.arm.responses import JsonResponse
 from arc_controlplane.arm.versions import API_VERSION_PARAMETER, HYBRID_COMPUTE
 from arc_controlplane.auth.caller import Caller
 from arc_controlplane.auth.roles import MACHINES_READ
@@ -66,10 +66,10 @@ def _load(ctx: Ctx, ref: OperationRef, caller: Caller, action: str) -> Operation
     return operation
 
 
-def get_operation_status(granted: OperationAccess, ctx: Ctx) -> JSONResponse:
+def get_operation_status(granted: OperationAccess, ctx: Ctx) -> JsonResponse:
     """The status resource: ``{id, name, resourceId, status, startTime, endTime, error?}``."""
     operation = _load(ctx, granted.ref, granted.caller, OPERATION_STATUS_READ)
-    return JSONResponse(operation_status_view(operation))
+    return JsonResponse(operation_status_view(operation))
 
 
 def get_operation_result(granted: OperationAccess, ctx: Ctx) -> Response:

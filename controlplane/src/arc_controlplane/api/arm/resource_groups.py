@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -29,6 +28,7 @@ from arc_controlplane.arm.errors import ArmError
 from arc_controlplane.arm.ids import resource_group_id
 from arc_controlplane.arm.locations import normalize_location
 from arc_controlplane.arm.paging import PAGE_SIZE, SkipTokenParameter, decode_skip_token, next_link
+from arc_controlplane.arm.responses import JsonResponse
 from arc_controlplane.arm.versions import RESOURCES
 from arc_controlplane.audit import set_audit_detail
 from arc_controlplane.auth.roles import RESOURCE_GROUPS_DELETE, RESOURCE_GROUPS_READ, RESOURCE_GROUPS_WRITE
@@ -67,7 +67,7 @@ def put_group(
     _json: Annotated[None, Depends(require_json_content)],
     body: ResourceGroupBody,
     ctx: Ctx,
-) -> JSONResponse:
+) -> JsonResponse:
     """ResourceGroups_CreateOrUpdate: 201 when created, 200 when updated."""
     ref, now = granted.ref, ctx.clock()
     with conflict_on_race(), ctx.db.session() as session:
@@ -90,7 +90,7 @@ def put_group(
         session.flush()
         view = group_view(group)
     set_audit_detail(request, "created" if created else "updated")
-    return JSONResponse(view, status_code=201 if created else 200)
+    return JsonResponse(view, status_code=201 if created else 200)
 
 
 def _location_conflict(wanted: str, existing: str) -> ArmError:
@@ -102,11 +102,11 @@ def _location_conflict(wanted: str, existing: str) -> ArmError:
     )
 
 
-def get_group(granted: GroupRead, ctx: Ctx) -> JSONResponse:
+def get_group(granted: GroupRead, ctx: Ctx) -> JsonResponse:
     """ResourceGroups_Get."""
     with ctx.db.session() as session:
         view = group_view(require_group(session, granted.subscription.id, granted.ref.resource_group))
-    return JSONResponse(view)
+    return JsonResponse(view)
 
 
 def group_exists(granted: GroupRead, ctx: Ctx) -> Response:
@@ -159,7 +159,7 @@ def _not_empty(group: str, machines: tuple[int, list[str]]) -> ArmError:
 
 def list_groups(
     request: Request, granted: GroupList, ctx: Ctx, skiptoken: SkipTokenParameter = None
-) -> JSONResponse:
+) -> JsonResponse:
     """ResourceGroups_List: the groups the caller may read, 100 a page, ``nextLink`` to the next."""
     after = decode_skip_token(skiptoken)
     seen = visibility(granted.caller, RESOURCE_GROUPS_READ, granted.subscription.id)
@@ -181,7 +181,7 @@ def list_groups(
         body["nextLink"] = next_link(
             ctx.tokens.public_url, request.url.path, request.query_params, page[-1].id
         )
-    return JSONResponse(body)
+    return JsonResponse(body)
 
 
 def create_router() -> APIRouter:
