@@ -27,13 +27,13 @@ help: ## List the targets
 deps: ## Install the Debian packages the tests and the demo use (once)
 	@$(CURDIR)/tools/install-system-deps.sh
 
-$(VENV)/.stamp: requirements-dev.txt agent/pyproject.toml controlplane/pyproject.toml
+$(VENV)/.stamp: requirements-dev.txt agent/pyproject.toml controlplane/pyproject.toml tests/lab/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt \
-		-e './agent[test]' -e './controlplane[test]'
+		-e './agent[test]' -e './controlplane[test]' -e ./tests/lab
 	touch $@
 
-venv: $(VENV)/.stamp ## Python tooling, the agent and the control plane in .venv
+venv: $(VENV)/.stamp ## Python tooling, the agent, the control plane and the test lab (arc_lab) in .venv
 
 $(WHEELHOUSE)/SHA256SUMS: $(VENV)/.stamp $(shell find agent/src -type f -name '*.py') agent/pyproject.toml
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests" / "hosts"))
-from lab import Lab  # noqa: E402  (tests/hosts/lab.py: the test hosts and the control plane)
+from arc_lab import Lab
 
 SAMPLE = r"""
 import json, os

@@ -32,9 +32,7 @@ import time
 from statistics import median
 from typing import Any
 
-TOP = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP / "tests" / "hosts"))
-from lab import Lab, run  # noqa: E402  (tests/hosts/lab.py: test hosts and control plane)
+from arc_lab import TESTHOSTS, TOP, Lab, run
 
 BIN = TOP / ".venv" / "bin"
 
@@ -68,7 +66,7 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 def measure(n: int) -> dict[str, Any]:
     lab = Lab.start(n, install=False)
     try:
-        inventory = run(str(TOP / "tests/hosts/testhosts.sh"), "inventory").strip()
+        inventory = run(str(TESTHOSTS), "inventory").strip()
         env = {
             **os.environ,
             "ANSIBLE_COLLECTIONS_PATH": str(TOP / "build/collections"),

@@ -289,8 +289,7 @@ def main() -> int:
     with contextlib.ExitStack() as cleanup:  # undone in reverse: server, database, files
         cleanup.callback(shutil.rmtree, work, ignore_errors=True)
         if args.postgresql:
-            sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "controlplane" / "tests"))
-            from postgres import PostgresServer  # the test suite's throwaway server
+            from arc_lab.postgres import PostgresServer  # the tests' throwaway server
 
             # Its own directory (PostgresServer.start hands it to the postgres user).
             postgres = PostgresServer.start(

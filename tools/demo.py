@@ -15,11 +15,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-TOP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP / "tests" / "hosts"))
-from lab import CTL_NS, DATA, STATE, TESTHOSTS, URL, Lab, run  # noqa: E402  (tests/hosts/lab.py)
+from arc_lab import TESTHOSTS, TOP, Lab, run
 
 BIN = TOP / ".venv" / "bin"
 
@@ -36,14 +33,14 @@ def main(argv: list[str]) -> int:
     step(f"Starting the control plane and {args.hosts} bare test hosts")
     lab = Lab.start(args.hosts, install=False)
     onboarding = lab.plane.onboarding
-    print(f"control plane: {URL} (CA {DATA / 'pki' / 'ca.pem'})")
+    print(f"control plane: {lab.env.url} (CA {lab.env.ca_file})")
     print(f"onboarding service principal: {onboarding['clientId']} (Azure Connected Machine Onboarding)")
 
     # The job's variables, as a job template would get them: the secret in a 0600 file only.
     extravars = Lab.write_secret_json(
-        STATE / "demo-onboard.json", lab.onboard_vars(arc_agent_tags={"environment": "demo"})
+        lab.env.state_dir / "demo-onboard.json", lab.onboard_vars(arc_agent_tags={"environment": "demo"})
     )
-    inventory = run(TESTHOSTS, "inventory").strip()
+    inventory = run(str(TESTHOSTS), "inventory").strip()
     step("ansible-playbook hybridops.arc.onboard (install, connect, configure)")
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(TOP / "build/collections")}
     playbook = [str(BIN / "ansible-playbook"), "-i", inventory, "hybridops.arc.onboard"]
@@ -53,16 +50,17 @@ def main(argv: list[str]) -> int:
         return 1
 
     step("The machines as the control plane sees them")
-    machines = [str(BIN / "arc-controlplane"), "machine", "list", "--data-dir", str(DATA)]
+    machines = [str(BIN / "arc-controlplane"), "machine", "list", "--data-dir", str(lab.env.data_dir)]
     subprocess.run(machines, check=True)
 
-    first = json.loads(run(TESTHOSTS, "hosts-json"))[0]
+    first = json.loads(run(str(TESTHOSTS), "hosts-json"))[0]
+    proxy = f"ip netns exec {lab.env.ctl_ns} socat - TCP:%h:%p"
     print(
         f"""
 Done. Run the playbook again to see it change nothing:
   ANSIBLE_COLLECTIONS_PATH={TOP / "build/collections"} {" ".join(playbook[:-2])} -e @{extravars}
 Log in to a host:
-  ssh -i {first["key"]} -o ProxyCommand='ip netns exec {CTL_NS} socat - TCP:%h:%p' root@{first["address"]}
+  ssh -i {first["key"]} -o ProxyCommand='{proxy}' root@{first["address"]}
   azcmagent show
 Stop everything: make test-hosts-down"""
     )

@@ -12,6 +12,8 @@ declare -A pkg_for=(
   [rsync]=rsync
   [sha256sum]=coreutils
   [shellcheck]=shellcheck
+  [testssl]=testssl.sh      # the security suite checks the control plane's TLS with it
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do

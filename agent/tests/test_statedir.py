@@ -59,8 +59,8 @@ def test_secure_mends_what_an_earlier_layout_and_a_rogue_account_left(tmp_path: 
 def test_root_never_writes_its_log_through_a_link(tmp_path: Path) -> None:
     paths = AgentPaths.under(tmp_path)
     env = {**os.environ, "AZCMAGENT_ROOT": str(tmp_path)}
-    assert run_module("arc_agent.cli.main", "config", "set", "proxy.url", "http://p:1", env=env).returncode == 0
-    assert run_module("arc_agent.cli.main", "config", "get", "proxy.url", env=env).returncode == 0  # logged
+    for argv in (["set", "proxy.url", "http://p:1"], ["get", "proxy.url"]):  # made, then logged to
+        assert run_module("arc_agent.cli.main", "config", *argv, env=env).returncode == 0
     target = tmp_path / "etc-shadow-stand-in"
     log = paths.log_dir / "azcmagent.log"
     log.unlink()

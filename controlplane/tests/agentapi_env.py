@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 from agent_client import AgentClient
+from arc_lab.postgres import PostgresServer
 from auditwait import audit_entries
 from conftest import Server, ca_context, start_server
-from postgres import PostgresServer
 from sqlalchemy import select
 
 from arc_controlplane.auth.keys import load_or_create_signing_key

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from arc_lab.postgres import PostgresServer
 from auditwait import audit_entries
 from conftest import Server, ca_context, start_server
-from postgres import PostgresServer
 from sqlalchemy import select
 
 from arc_controlplane.arm.ids import machine_id

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from postgres import PostgresServer
+from arc_lab.postgres import PostgresServer
 
 
 def controlplane_command() -> list[str]:

@@ -26,7 +26,9 @@ from conftest import ca_context, free_port, start_server
 from arc_controlplane.connections import guarded_protocol
 from arc_controlplane.settings import ConnectionPolicy
 
-SHORT = ConnectionPolicy(handshake_timeout=1, header_timeout=1, body_timeout=2, max_per_address=5, max_total=8)
+SHORT = ConnectionPolicy(
+    handshake_timeout=1, header_timeout=1, body_timeout=2, max_per_address=5, max_total=8
+)
 
 
 async def echo_app(scope, receive, send):  # type: ignore[no-untyped-def]
@@ -39,14 +41,18 @@ async def echo_app(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["path"] == "/slow":
         await asyncio.sleep(3)  # longer than every deadline: answering is not the client's fault
     payload = b"ok %d" % len(body)
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(payload))]})
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(payload))]}
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
 @pytest.fixture(scope="module")
 def short_server() -> Iterator[int]:
     port = free_port()
-    config = uvicorn.Config(echo_app, host="127.0.0.1", port=port, http=guarded_protocol(SHORT), log_level="error")
+    config = uvicorn.Config(
+        echo_app, host="127.0.0.1", port=port, http=guarded_protocol(SHORT), log_level="error"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -136,7 +142,9 @@ def test_one_address_cannot_take_every_connection(short_server: int) -> None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, int]]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
-    server = start_server(tmp_path_factory.mktemp("connections") / "data", ["--max-connections-per-address", "1200"])
+    server = start_server(
+        tmp_path_factory.mktemp("connections") / "data", ["--max-connections-per-address", "1200"]
+    )
     try:
         yield server.port, server.ca_file, server.process.pid
     finally:
@@ -176,7 +184,9 @@ def test_a_thousand_idle_tls_connections_are_gone_within_the_deadlines(served: t
             with contextlib.suppress(ssl.SSLError, OSError):
                 while sock.recv(4096):
                     pass
-        assert time.monotonic() < deadline, "idle connections were still open after the handshake and header deadlines"
+        assert time.monotonic() < deadline, (
+            "idle connections were still open after the handshake and header deadlines"
+        )
     finally:
         for sock in idle:
             sock.close()

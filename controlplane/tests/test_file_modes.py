@@ -72,7 +72,9 @@ def test_a_database_elsewhere_is_created_private(tmp_path: Path) -> None:
     shared.mkdir(mode=0o755)
     os.chmod(shared, 0o755)
     database = shared / "cp.db"
-    done = run_shared_umask("init", "--data-dir", str(tmp_path / "data"), "--database-url", f"sqlite:///{database}")
+    done = run_shared_umask(
+        "init", "--data-dir", str(tmp_path / "data"), "--database-url", f"sqlite:///{database}"
+    )
     assert done.returncode == 0, done.stderr
     for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
         if path.exists():

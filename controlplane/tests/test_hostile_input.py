@@ -39,9 +39,13 @@ def arm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield env
 
 
-def raw(arm: ArmEnv, method: str, path: str, body: str | None = None, caller: str = "owner") -> tuple[int, str]:
+def raw(
+    arm: ArmEnv, method: str, path: str, body: str | None = None, caller: str = "owner"
+) -> tuple[int, str]:
     """A request sent with ``path`` exactly as given (no client-side normalisation of ``.``)."""
-    connection = http.client.HTTPSConnection("127.0.0.1", arm.server.port, context=ca_context(arm.server.ca_file))
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", arm.server.port, context=ca_context(arm.server.ca_file)
+    )
     try:
         headers = {"Authorization": f"Bearer {arm.callers[caller].token}"}
         if body is not None:
@@ -79,7 +83,10 @@ def test_a_tag_with_an_unpaired_surrogate_is_refused_and_nothing_is_stored(arm: 
 def test_surrogates_are_refused_anywhere_in_a_body(arm: ArmEnv) -> None:
     arm.call("PUT", arm.machine(GROUP, "patched"), json={"location": "westeurope"}).raise_for_status()
     bodies = {
-        "PATCH": ('{"properties": {"locationData": {"name": "Par\\udc00is"}}}', "properties.locationData.name"),
+        "PATCH": (
+            '{"properties": {"locationData": {"name": "Par\\udc00is"}}}',
+            "properties.locationData.name",
+        ),
         "PUT": ('{"location": "westeurope", "tags": {"\\ud83d": "x"}}', "tags."),
     }
     for method, (body, where) in bodies.items():
@@ -117,12 +124,13 @@ def test_a_row_stored_by_an_older_version_renders_and_does_not_take_lists_down(a
 
 def test_the_agent_api_refuses_surrogates_too(arm: ArmEnv) -> None:
     token = arm.callers["onboarding"].token
-    body = '{"subscriptionId": "%s", "resourceGroup": "%s", "resourceName": "x\\ud800"}' % (
-        arm.subscription_id, GROUP,
-    )  # fmt: skip
-    connection = http.client.HTTPSConnection("127.0.0.1", arm.server.port, context=ca_context(arm.server.ca_file))
-    connection.request("POST", "/agent/v1/register", body=body,
-                       headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})  # fmt: skip
+    body = json.dumps({"subscriptionId": arm.subscription_id, "resourceGroup": GROUP})[:-1]
+    body += ', "resourceName": "x\\ud800"}'  # an unpaired surrogate, escaped as JSON allows
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", arm.server.port, context=ca_context(arm.server.ca_file)
+    )
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    connection.request("POST", "/agent/v1/register", body=body, headers=headers)
     reply = connection.getresponse()
     assert reply.status == 400, reply.read()
     connection.close()
@@ -150,7 +158,8 @@ def test_migration_0002_repairs_rows_stored_before_it(tmp_path: Path) -> None:
                 "INSERT INTO tenants (id, display_name, created_at) VALUES ('t', 't', ?)", (now,)
             )
             connection.exec_driver_sql(
-                "INSERT INTO subscriptions (id, tenant_id, display_name, created_at) VALUES ('s', 't', 's', ?)",
+                "INSERT INTO subscriptions (id, tenant_id, display_name, created_at) "
+                "VALUES ('s', 't', 's', ?)",
                 (now,),
             )
         with db.session() as session:

@@ -27,7 +27,9 @@ def arm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def test_a_500_is_a_whole_answer_and_the_connection_stays_usable(arm: ArmEnv) -> None:
     with arm.db.session() as session:  # a damaged schema: deleting a machine now fails unexpectedly
         session.execute(text("DROP TABLE operations"))
-    connection = http.client.HTTPSConnection("127.0.0.1", arm.server.port, context=ca_context(arm.server.ca_file))
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", arm.server.port, context=ca_context(arm.server.ca_file)
+    )
     headers = {"Authorization": f"Bearer {arm.callers['owner'].token}"}
     try:
         connection.request("DELETE", arm.machine(GROUP, "doomed") + f"?api-version={HC}", headers=headers)

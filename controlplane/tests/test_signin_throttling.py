@@ -80,7 +80,9 @@ def test_wrong_secrets_get_429_with_retry_after_and_other_addresses_still_sign_i
 
 
 def test_unknown_client_ids_from_one_address_are_throttled(plane: Plane) -> None:
-    statuses = [plane.sign_in("x", client_id=str(uuid.uuid4()), source="127.0.0.3").status_code for _ in range(40)]
+    statuses = [
+        plane.sign_in("x", client_id=str(uuid.uuid4()), source="127.0.0.3").status_code for _ in range(40)
+    ]
     assert statuses[:30] == [401] * 30
     assert set(statuses[30:]) == {429}
     assert plane.sign_in(plane.secret, source="127.0.0.4").status_code == 200

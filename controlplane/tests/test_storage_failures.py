@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 from agent_client import AgentClient
+from arc_lab.postgres import PostgresServer
 from conftest import ca_context, free_port, start_server
-from postgres import PostgresServer
 from sqlalchemy import select, text
 
 from arc_controlplane.auth.keys import load_or_create_signing_key
@@ -45,7 +45,9 @@ GROUP = "full-disk"
 @contextlib.contextmanager
 def small_filesystem(size: str) -> Iterator[Path]:
     mountpoint = Path(tempfile.mkdtemp(prefix="arc-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mountpoint)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mountpoint)], check=True
+    )
     try:
         yield mountpoint
     finally:
@@ -73,8 +75,12 @@ class Plane:
     def __init__(self, url: str, data_dir: Path) -> None:
         self.server = start_server(data_dir, ["--database-url", url])
         self.db = Database.open(url)
-        self.issuer = TokenIssuer(load_or_create_signing_key(data_dir / "keys"), f"https://127.0.0.1:{self.server.port}")
-        self.http = httpx.Client(base_url=self.server.url(""), verify=ca_context(self.server.ca_file), timeout=30)
+        self.issuer = TokenIssuer(
+            load_or_create_signing_key(data_dir / "keys"), f"https://127.0.0.1:{self.server.port}"
+        )
+        self.http = httpx.Client(
+            base_url=self.server.url(""), verify=ca_context(self.server.ca_file), timeout=30
+        )
         self.tenant, self.subscription = str(uuid.uuid4()), str(uuid.uuid4())
         now = dt.datetime.now(dt.UTC)
         with self.db.session() as session:
@@ -165,7 +171,9 @@ def test_a_full_disk_refuses_writes_clearly_serves_reads_and_recovers_at_once(
     if beat.status_code == 507:
         assert "Retry-After" in beat.headers
     assert plane.call("GET", plane.machine_path("before-0")).status_code == 200
-    listed = plane.call("GET", f"/subscriptions/{plane.subscription}/providers/Microsoft.HybridCompute/machines?{API}")
+    listed = plane.call(
+        "GET", f"/subscriptions/{plane.subscription}/providers/Microsoft.HybridCompute/machines?{API}"
+    )
     assert listed.status_code == 200 and len(listed.json()["value"]) >= 5
     assert plane.sign_in(plane.secret).status_code == 200  # signing in reads only
     assert plane.sign_in("wrong-secret").status_code == 401  # its audit entry cannot be written yet
@@ -179,7 +187,9 @@ def test_a_full_disk_refuses_writes_clearly_serves_reads_and_recovers_at_once(
     with plane.db.session() as session:
         names = set(session.scalars(select(Machine.name)))
         failed_sign_ins = session.scalars(
-            select(AuditEntry).where(AuditEntry.action == "token/failed", AuditEntry.target == plane.client_id)
+            select(AuditEntry).where(
+                AuditEntry.action == "token/failed", AuditEntry.target == plane.client_id
+            )
         ).all()
         if plane.db.engine.dialect.name == "sqlite":
             assert session.execute(text("PRAGMA integrity_check")).scalar() == "ok"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from lab import TOP, URL, ControlPlane, Host, Lab  # tests/hosts/lab.py
+from arc_lab import TOP, ControlPlane, Host, Lab
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -91,9 +91,9 @@ def test_the_agent_lifecycle_on_real_hosts(fleet: tuple[list[Host], ControlPlane
     init = plane.init
 
     # h1: prepared with `config set`, then connected with exactly the real agent's flags.
-    h1.json("config", "set", "controlplane.url", URL)
+    h1.json("config", "set", "controlplane.url", plane.env.url)
     h1.json("config", "set", "controlplane.cafile", "/root/controlplane-ca.pem")
-    assert h1.json("config", "get", "controlplane.url") == {"key": "controlplane.url", "value": URL}
+    assert h1.json("config", "get", "controlplane.url") == {"key": "controlplane.url", "value": plane.env.url}
     onboarding = plane.onboarding
     h1.put_secret("/root/onboarding.json", {"service-principal-secret": onboarding["clientSecret"]})
     connected = h1.json(
@@ -149,7 +149,7 @@ def test_the_agent_lifecycle_on_real_hosts(fleet: tuple[list[Host], ControlPlane
     access = plane.token(onboarding["clientId"], onboarding["clientSecret"])
     h2.put_secret("/root/token.json", {"access-token": access})
     second = h2.json(
-        *connect_args(plane, "h2", "--config", "/root/token.json", "--control-plane-url", URL,
+        *connect_args(plane, "h2", "--config", "/root/token.json", "--control-plane-url", plane.env.url,
                       "--control-plane-ca", "/root/controlplane-ca.pem")
     )  # fmt: skip
     assert second["tenantId"] == init["tenantId"]

@@ -12,15 +12,12 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import ansible_runner
 import pytest
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "hosts"))
-from lab import TOP, Lab, run  # noqa: E402  (tests/hosts/lab.py)
+from arc_lab import TESTHOSTS, TOP, Lab, run
 
 PROJECT_PLAYBOOK = """\
 # A job template's project: the collection's playbook, imported.
@@ -41,7 +38,7 @@ def private_data_dir(base: pathlib.Path, playbook: str, extravars: dict[str, Any
     shutil.rmtree(pdd, ignore_errors=True)
     for sub in ("inventory", "env", "project"):
         (pdd / sub).mkdir(parents=True)
-    shutil.copy(run(str(TOP / "tests/hosts/testhosts.sh"), "inventory").strip(), pdd / "inventory" / "hosts")
+    shutil.copy(run(str(TESTHOSTS), "inventory").strip(), pdd / "inventory" / "hosts")
     (pdd / "project" / f"{playbook}.yml").write_text(PROJECT_PLAYBOOK.format(name=playbook))
     (pdd / "env" / "envvars").write_text(
         json.dumps({"ANSIBLE_COLLECTIONS_PATH": str(TOP / "build/collections"), "ANSIBLE_FORCE_COLOR": "0"})

@@ -6,6 +6,7 @@
 #   testhosts.sh rootfs            build (once) the cached Debian root file system
 #   testhosts.sh up N              tear down leftovers, start N hosts, write the inventory, wait for ssh
 #   testhosts.sh down              stop every host and the controller namespace (also after a crash)
+#   testhosts.sh reboot I [crash]  restart host I on the same disk (crash: its init killed at once)
 #   testhosts.sh status            list running hosts
 #   testhosts.sh inventory         print the path of the current inventory
 #   testhosts.sh hosts-json        print the running hosts as JSON (name, address, key) for tools
@@ -141,13 +142,20 @@ host_up() {
   ip -n "$CTL_NS" link set "arcv$i" master "$BRIDGE" up
   ip -n "$ns" addr add "$addr/24" dev eth0
   ip -n "$ns" link set eth0 up
+  host_boot "$i"
+}
+
+# Boot host i's systemd in its namespace, on its overlay (made by host_up; kept across reboots).
+host_boot() {
+  local i=$1 ns=$HOST_NS_PREFIX$1 d=$STATE_DIR/h$1 uuid
+  uuid=$(cat "$d/root/etc/machine-id")
   # --register=no --keep-unit: this machine has no systemd/dbus of its own to register with.
   # --keep-unit makes nspawn use the cgroup it was started in for the container's tree
   # (<cgroup>/payload/...). Each host therefore starts in a cgroup of its own: sharing one,
   # two booting systemds create and remove each other's unit cgroups, and units fail at
   # random with status 219/CGROUP, leaving the host 'degraded'.
   setsid "$SELF" _in-cgroup "h$i" systemd-nspawn -q -D "$d/root" --boot --register=no --keep-unit --console=passive \
-    --uuid="$uuid" --network-namespace-path="/run/netns/$ns" --machine="h$i" --hostname="h$i" \
+    --uuid="${uuid:0:8}-${uuid:8:4}-${uuid:12:4}-${uuid:16:4}-${uuid:20:12}" --network-namespace-path="/run/netns/$ns" --machine="h$i" --hostname="h$i" \
     --resolv-conf=off --timezone=off --link-journal=no \
     </dev/null >"$d/nspawn.log" 2>&1 &
   echo $! >"$d/pid"
@@ -301,6 +309,28 @@ cmd_down() {
   [ -n "$quiet" ] || log "all test hosts stopped"
 }
 
+# testhosts.sh reboot I [crash]: host I restarted on the same disk and network. A clean reboot
+# powers it off first; 'crash' kills its init at once, as a power cut would. Waits for ssh.
+cmd_reboot() {
+  need_root
+  local i=${1:-} how=${2:-clean} d p init
+  [[ $i =~ ^[0-9]+$ ]] || die "usage: testhosts.sh reboot I [crash]"
+  d=$STATE_DIR/h$i
+  [ -f "$d/pid" ] || die "h$i is not up"
+  p=$(cat "$d/pid")
+  if [ "$how" = crash ]; then
+    # nspawn's child is the host's init; killing a PID namespace's init ends all of it.
+    init=$(pgrep -P "$p" | head -n 1)
+    [ -n "$init" ] && kill -KILL "$init"
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  else
+    stop_pid "$p"
+  fi
+  host_boot "$i"
+  wait_ssh "$i" || die "h$i did not come back; see $d/nspawn.log"
+  log "h$i rebooted ($how)"
+}
+
 cmd_status() {
   [ -f "$INVENTORY" ] || { echo "no test hosts"; return 0; }
   for d in "$STATE_DIR"/h*; do
@@ -362,6 +392,7 @@ cmd_controlplane() {
 case ${1:-} in
   rootfs) cmd_rootfs ;;
   up) shift; cmd_up "$@" ;;
+  reboot) shift; cmd_reboot "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
   inventory) if [ -f "$INVENTORY" ]; then echo "$INVENTORY"; else die "no test hosts are up; run: testhosts.sh up N"; fi ;;

@@ -2,7 +2,7 @@
 
     tests/integration/run.py [TARGET ...]        (make integration; ARC_TESTHOSTS_LAB picks the lab)
 
-Starts the lab of tests/hosts/lab.py: two test hosts, the control plane, an onboarding and an
+Starts the lab (``arc_lab``): two test hosts, the control plane, an onboarding and an
 administrator service principal. The agent runtime is installed on h1 only, so that h2 is a real
 host without the agent (agent_info's case). A second resource group is made for the mismatch and
 reconnect cases. The control plane's URL, the CA's path on the hosts, the ids and the
@@ -25,9 +25,7 @@ import tempfile
 import time
 import urllib.request
 
-TOP = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(TOP / "tests" / "hosts"))
-from lab import CA_ON_HOSTS, TESTHOSTS, URL, Lab, controlplane, run  # noqa: E402  (tests/hosts/lab.py)
+from arc_lab import CA_ON_HOSTS, TOP, Lab
 
 TARGETS_DIR = TOP / "tests" / "integration" / "targets"
 OTHER_GROUP = "arc-servers-2"
@@ -55,21 +53,21 @@ def make_resource_group(lab: Lab, name: str) -> None:
     """A second resource group (the mismatch and reconnect cases), made by an Owner."""
     init = lab.plane.init
     scope = f"/subscriptions/{init['subscriptionId']}"
-    owner = controlplane("sp", "create", "--name", "it-owner", "--role", "Owner", "--scope", scope)
+    owner = lab.cli("sp", "create", "--name", "it-owner", "--role", "Owner", "--scope", scope)
     token = lab.plane.token(owner["clientId"], owner["clientSecret"])
     request = urllib.request.Request(
-        f"{URL}/subscriptions/{init['subscriptionId']}/resourcegroups/{name}?api-version=2024-11-01",
+        f"{lab.env.url}/subscriptions/{init['subscriptionId']}/resourcegroups/{name}?api-version=2024-11-01",
         data=json.dumps({"location": init["location"]}).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         method="PUT",
     )
-    lab.plane._open(request).close()
+    lab.plane.open(request).close()
 
 
 def write_vars(path: pathlib.Path, lab: Lab) -> None:
     init, onboarding, admin = lab.plane.init, lab.plane.onboarding, lab.plane.admin
     document = {
-        "arc_url": URL,
+        "arc_url": lab.env.url,
         "arc_ca": CA_ON_HOSTS,
         "arc_tenant_id": init["tenantId"],
         "arc_subscription_id": init["subscriptionId"],
@@ -97,9 +95,7 @@ def main(argv: list[str]) -> int:
     failed: list[str] = []
     try:
         env = ansible_env()
-        inventory = run(TESTHOSTS, "inventory").strip()
-        playbook = str(TOP / "playbooks" / "runtime.yml")
-        run(str(TOP / ".venv/bin/ansible-playbook"), "-i", inventory, "--limit", "h1", playbook, env=env)
+        lab.install_runtime(limit="h1")
         make_resource_group(lab, OTHER_GROUP)
         print(f"lab ready in {time.monotonic() - started:.0f} s", flush=True)
         with tempfile.TemporaryDirectory(prefix="arc-integration-") as tmp:
@@ -113,7 +109,7 @@ def main(argv: list[str]) -> int:
                 command = [
                     str(TOP / ".venv/bin/ansible-playbook"),
                     "-i",
-                    inventory,
+                    str(lab.env.state_dir / "inventory.ini"),
                     "-e",
                     f"@{variables}",
                     str(book),

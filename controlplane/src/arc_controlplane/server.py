@@ -34,6 +34,9 @@ from arc_controlplane.settings import ConnectionPolicy, ServerSettings
 
 LOG = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_SECONDS = 5
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""TLS 1.2 suites: forward secret and AEAD only (no CBC, no RSA key exchange); what Microsoft
+requires of the Arc agent's TLS 1.2 connections too (docs/reference). TLS 1.3's are all AEAD."""
 
 
 def prepare_data_dir(settings: ServerSettings) -> None:
@@ -117,6 +120,7 @@ def uvicorn_config(ctx: AppContext, tls: ServerTls, policy: ConnectionPolicy) ->
         port=settings.port,
         ssl_certfile=str(tls.cert_file),
         ssl_keyfile=str(tls.key_file),
+        ssl_ciphers=TLS12_CIPHERS,
         log_level="warning",
         access_log=False,
         proxy_headers=False,

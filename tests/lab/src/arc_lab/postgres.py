@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 
 
-def _bin(name: str) -> str:
+def pg_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:
         raise RuntimeError(
@@ -51,7 +51,7 @@ class PostgresServer:
         """
         directory.mkdir(parents=True, exist_ok=True)
         data = directory / "data"
-        initdb = [_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
+        initdb = [pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
         if wal_dir is not None:
             initdb += ["--waldir", str(wal_dir)]
         if os.geteuid() == 0:
@@ -64,7 +64,17 @@ class PostgresServer:
             options += " -c fsync=off"
         subprocess.run(
             _as_postgres(
-                [_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(directory / "log"), "-w", "start"]
+                [
+                    pg_bin("pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(directory / "log"),
+                    "-w",
+                    "start",
+                ]
             ),
             check=True,
             capture_output=True,
@@ -83,7 +93,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         subprocess.run(
-            _as_postgres([_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop"]),
+            _as_postgres([pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "stop"]),
             check=False,
             capture_output=True,
         )

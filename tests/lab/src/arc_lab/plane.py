@@ -1,0 +1,103 @@
+"""The lab's control plane as the tests talk to it: tokens, machines, principals."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import ssl
+import subprocess
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from arc_lab.environment import LabEnv
+
+ADMIN_ROLE = "Azure Connected Machine Resource Administrator"
+ONBOARDING_ROLE = "Azure Connected Machine Onboarding"
+API = "2026-09-01"
+
+
+class ControlPlane:
+    def __init__(
+        self, env: LabEnv, init: dict[str, Any], onboarding: dict[str, Any], admin: dict[str, Any]
+    ) -> None:
+        self.env = env
+        self.init = init
+        self.onboarding = onboarding
+        self.admin = admin
+        self.context = ssl.create_default_context(cafile=str(env.ca_file))
+
+    def token(self, client_id: str, secret: str) -> str:
+        form = urllib.parse.urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+                "scope": "https://management.azure.com/.default",
+            }
+        ).encode()
+        url = f"{self.env.url}/{self.init['tenantId']}/oauth2/v2.0/token"
+        with self.open(urllib.request.Request(url, data=form)) as reply:
+            return str(json.load(reply)["access_token"])
+
+    def machine_path(self, name: str) -> str:
+        return (
+            f"/subscriptions/{self.init['subscriptionId']}/resourceGroups/{self.init['resourceGroup']}"
+            f"/providers/Microsoft.HybridCompute/machines/{name}?api-version={API}"
+        )
+
+    def machine(self, name: str) -> dict[str, Any] | None:
+        token = self.token(self.admin["clientId"], self.admin["clientSecret"])
+        request = urllib.request.Request(
+            self.env.url + self.machine_path(name), headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            with self.open(request) as reply:
+                document: dict[str, Any] = json.load(reply)
+                return document
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def status(self, name: str) -> str:
+        machine = self.machine(name)
+        return "" if machine is None else str(machine["properties"]["status"])
+
+    def certificate_principal(self, name: str) -> tuple[str, str]:
+        """A new Onboarding principal that signs in with a certificate: (PEM of certificate and
+        key, client id). The pair is made by openssl (a self-signed RSA certificate for 7 days)."""
+        with tempfile.TemporaryDirectory() as scratch:
+            key, cert = f"{scratch}/key.pem", f"{scratch}/cert.pem"
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                 "-days", "7", "-keyout", key, "-out", cert],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            created = self.env.controlplane_cli(
+                "sp", "create", "--name", name, "--role", ONBOARDING_ROLE, "--certificate", cert,
+                "--scope", f"/subscriptions/{self.init['subscriptionId']}",
+            )  # fmt: skip
+            with open(cert) as cert_pem, open(key) as key_pem:
+                return cert_pem.read() + key_pem.read(), str(created["clientId"])
+
+    def open(self, request: urllib.request.Request, timeout: float = 30) -> Any:
+        """urllib's ``urlopen`` from the lab's controller namespace, where the control plane is."""
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.context))
+        return in_namespace(self.env.ctl_ns, lambda: opener.open(request, timeout=timeout))
+
+
+def in_namespace(namespace: str, call: Callable[[], Any]) -> Any:
+    """Run ``call`` with this thread in the network namespace ``namespace`` (setns), then come back."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newnet = 0x40000000
+    with open("/proc/self/ns/net") as home, open(f"/run/netns/{namespace}") as target:
+        if libc.setns(target.fileno(), clone_newnet) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {namespace}")
+        try:
+            return call()
+        finally:
+            libc.setns(home.fileno(), clone_newnet)
