@@ -308,3 +308,27 @@ def test_one_local_user_cannot_block_managed_identity_tokens_for_another(
     status, _, body = machine.local(TOKEN, {"Authorization": f"Basic {secret}"})
     assert status == 200, body
     assert "Traceback" not in machine.stop_himds()
+
+
+def test_himds_follows_the_state_file_even_when_the_cli_was_killed_before_telling_it(
+    plane: ControlPlane, machine: Machine, tmp_path: Path
+) -> None:
+    """A ``disconnect`` killed after it removed ``agentconfig.json`` never tells himds; a
+    ``connect`` killed after writing it neither. himds watches the file (inotify) and follows."""
+    machine.start_himds()
+    connect(plane, machine, tmp_path, f"watch-{uuid.uuid4().hex[:8]}")
+    state = machine.paths.agent_config
+    saved = state.read_bytes()
+
+    def connected() -> bool:
+        told = ipc.ask(machine.paths.himds_socket, {"op": "status"})
+        return bool(told and told["connected"])
+
+    wait_for(connected, 10, "himds connected")
+    state.unlink()  # as the killed disconnect left it: no word to himds
+    wait_for(lambda: not connected(), 5, "himds to see the state go")
+    temporary = state.with_name(".agentconfig.json.tmp-test")
+    temporary.write_bytes(saved)
+    temporary.rename(state)  # as connect writes it, atomically
+    wait_for(connected, 5, "himds to see the state come back")
+    assert "Traceback" not in machine.stop_himds()

@@ -243,7 +243,9 @@ from ansible_collections.hybridops.arc.plugins.module_utils._arm import ArmClien
 from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent, AzcmagentError
 from ansible_collections.hybridops.arc.plugins.module_utils._common import ArcModule, error_message
 
-CA_COPY = "/var/opt/azcmagent/certs/controlplane-ca.pem"
+# The control plane's CA as the agent copied it at connect time (root's file).
+CA_COPY = "/var/opt/azcmagent/connection-ca.pem"
+ALREADY_CONNECTED = "AZCM0067"
 # Requested option -> key of `azcmagent show -j`; compared without regard to case, as ARM does.
 IDENTITY = (
     ("resource_name", "resourceName"),
@@ -424,8 +426,16 @@ class Connection(object):
             if action in ("reconnect", "force_reconnect"):
                 self.disconnect(local_only=action == "force_reconnect")
                 self.acted = True
-            after = self.connect()
-            self.acted = True
+            try:
+                after = self.connect()
+                self.acted = True
+            except AzcmagentError as error:
+                # Another run (a second job on the same host) connected it meanwhile: if that is
+                # the requested resource, there is nothing left to do.
+                after = self.show() if error.code == ALREADY_CONNECTED else {}
+                if not after.get("resourceId") or self.mismatch(after):
+                    raise
+                action = None
         tags_before = before.get("tags") or {}
         tags_after = after.get("tags") or {}
         tags_changed = False

@@ -11,6 +11,7 @@ from arc_controlplane.auth.throttle import SignInThrottle
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.clock import Clock, utcnow
 from arc_controlplane.db.engine import Database
+from arc_controlplane.db.locks import KeyedLocks
 from arc_controlplane.machines.notify import Notifier
 from arc_controlplane.machines.timing import Timing
 from arc_controlplane.settings import ServerSettings
@@ -24,6 +25,8 @@ class AppContext:
     clock: Clock = field(default=utcnow)
     notifier: Notifier = field(default_factory=Notifier)
     throttle: SignInThrottle = field(default_factory=SignInThrottle)
+    writes: KeyedLocks = field(default_factory=KeyedLocks)
+    """Management writes of one resource, one at a time (``db/locks.py``)."""
     """Failed sign-ins at the token endpoint (``auth/throttle.py``)."""
     timing: Timing = field(init=False)
     """The heartbeat interval and the Disconnected threshold (from ``settings``)."""

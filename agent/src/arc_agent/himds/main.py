@@ -18,6 +18,7 @@ from arc_agent.himds.ipc import IpcServer
 from arc_agent.himds.server import listen, serve
 from arc_agent.himds.service import HimdsService, heartbeat_service_statuses
 from arc_agent.himds.tokens import control_plane_token_source
+from arc_agent.himds.watch import StateFileWatch
 from arc_agent.logsetup import configure_logging
 from arc_agent.metadata.cloud import CloudEndpoints, detect_cloud
 from arc_agent.metadata.sysinfo import collect_system_info
@@ -89,10 +90,12 @@ def run(paths: AgentPaths, bind: str, port: int, logger: logging.Logger) -> None
     service.on_reload = api.forget_tokens
     ipc = IpcServer(paths.himds_socket, service.handle_ipc, logger)
     ipc.start()
+    watch = StateFileWatch(paths.agent_config, service.reload_if_changed, logger)
     try:
         service.reload()
         serve(server, api, logger)
     finally:
+        watch.close()
         ipc.close()
         service.close()
 

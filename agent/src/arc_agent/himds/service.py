@@ -331,6 +331,19 @@ class HimdsService:
                 self._token_api.client.close()
                 self._token_api = None
 
+    def reload_if_changed(self) -> None:
+        """:meth:`reload`, unless the state on disk is the one himds already runs with (the CLI's
+        word and the file watch both report the same change)."""
+        try:
+            on_disk = load_state(self.paths.agent_config)
+        except AzcmError:
+            on_disk = None
+        with self._lock:
+            running = self._connection is not None or self.state is None
+            if on_disk == self.state and running:
+                return
+        self.reload()
+
     def reload(self) -> None:
         with self._lock:
             self._stop()
@@ -367,7 +380,7 @@ class HimdsService:
     def handle_ipc(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
         op = request.get("op")
         if op == "reload":
-            self.reload()
+            self.reload_if_changed()
             return {"ok": True, "connected": self.state is not None}
         if op == "status":
             return {"ok": True, "connected": self.state is not None, **self.status.snapshot()}

@@ -50,6 +50,22 @@ ALWAYS = (
 )
 """Stored properties that every answer carries (``null`` when absent)."""
 
+SETTABLE = (
+    "locationData",
+    "osProfile",
+    "agentUpgrade",
+    "parentClusterResourceId",
+    "privateLinkScopeResourceId",
+    "identityKeyStore",
+    "tpmEkCertificate",
+    "clientPublicKey",
+    "mssqlDiscovered",
+    "osType",
+    "hardwareResourceId",
+)
+"""The stored properties an operator sets with PUT or PATCH (what ``api/arm/models.py`` keeps
+of a body)."""
+
 OPTIONAL = (
     "storageProfile",
     "licenseProfile",
@@ -67,6 +83,14 @@ def client_public_key(machine: Machine) -> str | None:
         return "".join(line.strip() for line in lines if line.strip() and not line.startswith("-----"))
     value = (machine.properties or {}).get("clientPublicKey")
     return value if isinstance(value, str) else None
+
+
+def machine_version(machine: Machine) -> list[Any]:
+    """What a machine's ETag is made of: what operators set (location, tags, kind and the
+    properties a PUT or PATCH stores). What the agent reports, and the status, change on their
+    own and are left out, so that an operator's ``If-Match`` is not spoilt by a heartbeat."""
+    stored = machine.properties or {}
+    return [machine.location, machine.tags or {}, machine.kind, {name: stored.get(name) for name in SETTABLE}]
 
 
 def machine_view(machine: Machine, now: dt.datetime, timing: Timing) -> dict[str, Any]:

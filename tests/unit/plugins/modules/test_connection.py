@@ -441,3 +441,22 @@ def test_refused_management_api_call_fails_with_its_code(agent, run_module, cont
     assert out.result["code"] == "invalid_client"
     assert out.result["msg"].startswith("management API get a token failed for resource h1")
     assert "wrong" not in out.result["msg"]
+
+
+def test_a_concurrent_run_that_connected_first_leaves_nothing_to_do(agent, run_module):
+    """Two jobs on one host: both saw it disconnected; the second's connect finds it connected
+    (AZCM0067) to the requested resource, which is success without a change."""
+    agent.expect(["show"], DISCONNECTED).fail(CONNECT, "AZCM0067", "this machine was connected meanwhile")
+    agent.expect(["show"], shown())
+    out = run_module(connection, BASE)
+    assert not out.failed
+    assert out.result["changed"] is False
+    assert out.result["resource_id"] == shown()["resourceId"]
+
+
+def test_a_concurrent_connect_to_another_resource_still_fails(agent, run_module):
+    agent.expect(["show"], DISCONNECTED).fail(CONNECT, "AZCM0067", "this machine was connected meanwhile")
+    agent.expect(["show"], shown(group="other-group"))
+    out = run_module(connection, BASE)
+    assert out.failed
+    assert out.result["code"] == "AZCM0067"

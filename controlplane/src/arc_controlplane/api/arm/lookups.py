@@ -25,14 +25,17 @@ def find_group(session: Session, subscription_id: str, name: str) -> ResourceGro
     ).first()
 
 
-def find_machine(session: Session, subscription_id: str, group: str, name: str) -> Machine | None:
-    return session.scalars(
-        select(Machine).where(
-            Machine.subscription_id == subscription_id,
-            Machine.resource_group_lower == group.lower(),
-            Machine.name_lower == name.lower(),
-        )
-    ).first()
+def find_machine(
+    session: Session, subscription_id: str, group: str, name: str, *, for_update: bool = False
+) -> Machine | None:
+    """The machine; ``for_update`` locks its row until the transaction ends (PostgreSQL; SQLite
+    has no row locks: writers also hold ``ctx.writes``)."""
+    query = select(Machine).where(
+        Machine.subscription_id == subscription_id,
+        Machine.resource_group_lower == group.lower(),
+        Machine.name_lower == name.lower(),
+    )
+    return session.scalars(query.with_for_update() if for_update else query).first()
 
 
 def group_not_found(name: str) -> ArmError:
@@ -54,9 +57,11 @@ def require_group(session: Session, subscription_id: str, name: str) -> Resource
     return group
 
 
-def require_machine(session: Session, subscription_id: str, group: str, name: str) -> Machine:
+def require_machine(
+    session: Session, subscription_id: str, group: str, name: str, *, for_update: bool = False
+) -> Machine:
     """The machine; 404 ``ResourceGroupNotFound`` or ``ResourceNotFound`` as ARM answers."""
-    machine = find_machine(session, subscription_id, group, name)
+    machine = find_machine(session, subscription_id, group, name, for_update=for_update)
     if machine is None:
         require_group(session, subscription_id, group)
         raise machine_not_found(group, name)

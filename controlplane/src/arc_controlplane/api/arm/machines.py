@@ -4,7 +4,9 @@ PUT pre-creates a machine (``AwaitingConnection`` until an agent registers) or u
 replaces tags and kind and sets the settable properties it carries, and answers 200 both times
 (the Machines_CreateOrUpdate contract; Azure's SDK accepts nothing else). PATCH applies a
 ``MachineUpdate``; a change of ``agentUpgrade`` bumps the machine's generation and wakes its
-agent's long-poll. DELETE removes the machine and its managed identity before answering 202
+agent's long-poll. GET, PUT and PATCH answer the machine's ``ETag``; PUT, PATCH and DELETE honour
+``If-Match`` and ``If-None-Match`` (``arm/conditions.py``), one write of a machine at a time.
+DELETE removes the machine and its managed identity before answering 202
 with the asynchronous-operation headers (see :mod:`arc_controlplane.api.arm.operations`).
 """
 
@@ -30,6 +32,7 @@ from arc_controlplane.api.arm.lookups import find_machine, require_group, requir
 from arc_controlplane.api.arm.models import MachineBody, MachineUpdate, property_changes
 from arc_controlplane.api.arm.operations import async_operation_headers
 from arc_controlplane.api.arm.transactions import conflict_on_race
+from arc_controlplane.arm.conditions import check_conditions, etag_of
 from arc_controlplane.arm.content import require_json_content
 from arc_controlplane.arm.errors import ArmError
 from arc_controlplane.arm.ids import PROVIDER
@@ -43,7 +46,7 @@ from arc_controlplane.auth.roles import MACHINES_DELETE, MACHINES_READ, MACHINES
 from arc_controlplane.context import Ctx
 from arc_controlplane.db.models import Machine
 from arc_controlplane.machines.lifecycle import MachineChanges, apply_changes, create_machine, delete_machine
-from arc_controlplane.machines.view import machine_view
+from arc_controlplane.machines.view import machine_version, machine_view
 
 MACHINE = (
     "/subscriptions/{subscription_id}/resourceGroups/{resource_group_name}/providers/"
@@ -82,12 +85,12 @@ Expand = Annotated[str | None, Depends(check_expand)]
 
 
 def get_machine(granted: MachineRead, _expand: Expand, ctx: Ctx) -> JsonResponse:
-    """Machines_Get."""
+    """Machines_Get, with the machine's ``ETag``."""
     ref = granted.ref
     with ctx.db.session() as session:
         machine = require_machine(session, granted.subscription.id, ref.resource_group, ref.name)
-        view = machine_view(machine, ctx.clock(), ctx.timing)
-    return JsonResponse(view)
+        view, etag = machine_view(machine, ctx.clock(), ctx.timing), etag_of(machine_version(machine))
+    return JsonResponse(view, headers={"ETag": etag})
 
 
 def put_machine(
@@ -102,9 +105,12 @@ def put_machine(
     stored = property_changes(body.properties)
     vm_id = body.properties.vm_id if body.properties else None
     changes = MachineChanges(tags=dict(body.tags or {}), kind=body.kind, set_kind=True, properties=stored)
-    with conflict_on_race(), ctx.db.session() as session:
+    with ctx.writes.hold(ref.id), conflict_on_race(), ctx.db.session() as session:
         group = require_group(session, granted.subscription.id, ref.resource_group)
-        machine = find_machine(session, granted.subscription.id, ref.resource_group, ref.name)
+        machine = find_machine(
+            session, granted.subscription.id, ref.resource_group, ref.name, for_update=True
+        )
+        check_conditions(request.headers, None if machine is None else etag_of(machine_version(machine)))
         if machine is None:
             if vm_id is not None:
                 _require_unused_vm_id(session, vm_id)
@@ -123,11 +129,15 @@ def put_machine(
             _check_unchanged(machine, body.location, vm_id)
             created, work = False, apply_changes(machine, changes, now)
             session.flush()
-        vm, view = machine.vm_id, machine_view(machine, now, ctx.timing)
+        vm, view, etag = (
+            machine.vm_id,
+            machine_view(machine, now, ctx.timing),
+            etag_of(machine_version(machine)),
+        )
     if work:
         ctx.notifier.notify(vm)
     set_audit_detail(request, "created" if created else "updated")
-    return JsonResponse(view)
+    return JsonResponse(view, headers={"ETag": etag})
 
 
 def _require_unused_vm_id(session: Session, vm_id: str) -> None:
@@ -168,25 +178,35 @@ def patch_machine(
         set_kind="kind" in given,
         properties=property_changes(body.properties),
     )
-    with ctx.db.session() as session:
-        machine = require_machine(session, granted.subscription.id, ref.resource_group, ref.name)
+    with ctx.writes.hold(ref.id), ctx.db.session() as session:
+        machine = require_machine(
+            session, granted.subscription.id, ref.resource_group, ref.name, for_update=True
+        )
+        check_conditions(request.headers, etag_of(machine_version(machine)))
         work = apply_changes(machine, changes, now)
         session.flush()
-        vm, view = machine.vm_id, machine_view(machine, now, ctx.timing)
+        vm, view, etag = (
+            machine.vm_id,
+            machine_view(machine, now, ctx.timing),
+            etag_of(machine_version(machine)),
+        )
     if work:
         ctx.notifier.notify(vm)
     changed = sorted((given - {"properties"}) | {f"properties.{name}" for name in changes.properties or {}})
     set_audit_detail(request, "changed " + ", ".join(changed) if changed else "no change")
-    return JsonResponse(view)
+    return JsonResponse(view, headers={"ETag": etag})
 
 
 def delete_machine_route(request: Request, granted: MachineDelete, ctx: Ctx) -> Response:
     """Machines_Delete: 202 with ``Azure-AsyncOperation``, ``Location`` and ``Retry-After``; 204
     when there is no such machine. The machine and its identity are gone before the answer."""
     ref, now = granted.ref, ctx.clock()
-    with ctx.db.session() as session:
+    with ctx.writes.hold(ref.id), ctx.db.session() as session:
         require_group(session, granted.subscription.id, ref.resource_group)
-        machine = find_machine(session, granted.subscription.id, ref.resource_group, ref.name)
+        machine = find_machine(
+            session, granted.subscription.id, ref.resource_group, ref.name, for_update=True
+        )
+        check_conditions(request.headers, None if machine is None else etag_of(machine_version(machine)))
         if machine is None:
             set_audit_detail(request, "no such machine")
             return Response(status_code=204)

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from arc_controlplane.arm.locations import LOCATION_RULE, normalize_location
+from arc_controlplane.machines.view import SETTABLE
 from arc_controlplane.text import text_only
 
 MAX_TAGS = 50
@@ -249,21 +250,7 @@ class MachineUpdate(ArmModel):
     properties: MachineUpdateProperties | None = None
 
 
-STORED_PROPERTIES = frozenset(
-    {
-        "locationData",
-        "osProfile",
-        "agentUpgrade",
-        "parentClusterResourceId",
-        "privateLinkScopeResourceId",
-        "identityKeyStore",
-        "tpmEkCertificate",
-        "clientPublicKey",
-        "mssqlDiscovered",
-        "osType",
-        "hardwareResourceId",
-    }
-)
+STORED_PROPERTIES = frozenset(SETTABLE)
 """Properties a PUT or PATCH stores (``vmId`` is handled apart; ``cloudMetadata`` only has read-only
 members; ``licenseProfile`` and ``serviceStatuses`` are accepted and not kept)."""
 
