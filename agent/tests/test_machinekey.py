@@ -79,6 +79,12 @@ def test_machine_assertions_verify_with_the_public_key(tmp_path: Path, rsa_key: 
     # Reused until two minutes before it expires, then a new one.
     assert signer.assertion(now=1_000_000 + 470) == token
     assert signer.assertion(now=1_000_000 + 481) != token
+    # A clock that went back more than a minute: a new one, saying what the clock says now.
+    current = signer.assertion(now=1_000_000 + 481)
+    assert signer.assertion(now=1_000_000 + 481 - 59) == current
+    earlier = signer.assertion(now=1_000_000 + 481 - 86_400)
+    assert earlier != current
+    assert json.loads(_unb64(earlier.split(".")[1]))["iat"] == 1_000_000 + 481 - 86_400
 
 
 def test_signing_from_many_threads_at_once(rsa_key: rsa.RSAPrivateKey) -> None:

@@ -9,7 +9,6 @@ database intact and every acknowledged write in it.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from agent_client import AgentClient
+from arc_lab.disks import fill, small_filesystem
 from arc_lab.postgres import PostgresServer
 from conftest import ca_context, free_port, start_server
 from sqlalchemy import select, text
@@ -40,35 +40,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs:
 
 API = "api-version=2026-09-01"
 GROUP = "full-disk"
-
-
-@contextlib.contextmanager
-def small_filesystem(size: str) -> Iterator[Path]:
-    mountpoint = Path(tempfile.mkdtemp(prefix="arc-full-"))
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mountpoint)], check=True
-    )
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-        mountpoint.rmdir()
-
-
-def fill(filesystem: Path) -> Path:
-    """Write a file until the file system has no byte left; return it (delete it to free space)."""
-    filler = filesystem / "filler"
-    chunk = b"\0" * (1 << 20)
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for size in (1 << 20, 1 << 12, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(descriptor, chunk[:size])
-    finally:
-        os.close(descriptor)
-    assert os.statvfs(filesystem).f_bavail == 0
-    return filler
 
 
 class Plane:

@@ -14,23 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import pathlib
 import shlex
-import sqlite3
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import pytest
 from arc_lab import CA_ON_HOSTS, Host, Lab
-from arc_lab.environment import free_port
-from arc_lab.postgres import PostgresServer, pg_bin
+from databases import Database, database
 
 HOSTS = 5
 AGENTS_PER_HOST = 10
@@ -129,56 +123,20 @@ class Operator(threading.Thread):
                 time.sleep(0.2)
 
 
-@dataclass
-class Setup:
-    lab: Lab
-    postgres: PostgresServer | None = None
-    database: str = ""
-
-    def integrity(self) -> str:
-        """The database's own check: ``ok``, or what it found."""
-        if self.postgres is None:
-            with sqlite3.connect(self.lab.env.data_dir / "controlplane.db") as connection:
-                return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
-        done = subprocess.run(
-            ["runuser", "-u", "postgres", "--", pg_bin("pg_amcheck"), "-h", str(self.postgres.directory),
-             "-p", str(self.postgres.port), "-U", "postgres", "--heapallindexed", "--install-missing",
-             self.database],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        return "ok" if done.returncode == 0 else done.stdout + done.stderr
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def setup(request: pytest.FixtureRequest) -> Iterator[Setup]:
-    options = ("--heartbeat-interval", str(INTERVAL))
-    if request.param == "sqlite":
-        lab = Lab.start(HOSTS, *options)
+def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Lab, Database]]:
+    with database(request.param) as db:
+        lab = Lab.start(HOSTS, "--heartbeat-interval", str(INTERVAL), database_url=db.url)
         try:
-            yield Setup(lab)
+            yield lab, db
         finally:
             lab.stop()
-        return
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="arc-chaos-pg-"))
-    postgres = PostgresServer.start(directory, free_port(), durable=True)
-    try:
-        name = postgres.new_database().rsplit("/", 1)[1]
-        # A unix socket: the control plane runs in the lab's controller network namespace.
-        lab = Lab.start(
-            HOSTS,
-            *options,
-            database_url=f"postgresql+psycopg://postgres@/{name}?host={directory}&port={postgres.port}",
-        )
-        try:
-            yield Setup(lab, postgres, name)
-        finally:
-            lab.stop()
-    finally:
-        postgres.stop()
 
 
-def test_killed_under_load_loses_nothing_and_every_agent_is_back_within_an_interval(setup: Setup) -> None:
-    lab = setup.lab
+def test_killed_under_load_loses_nothing_and_every_agent_is_back_within_an_interval(
+    setup: tuple[Lab, Database],
+) -> None:
+    lab, db = setup
     with ThreadPoolExecutor(len(lab.hosts)) as pool:
         list(pool.map(lambda host: start_agents(lab, host), lab.hosts))
     names = [name for host in lab.hosts for name in agents_of(host)]
@@ -211,6 +169,6 @@ def test_killed_under_load_loses_nothing_and_every_agent_is_back_within_an_inter
         if stored < sequence:
             lost.append(f"{name}: acknowledged {sequence}, stored {stored}")
     assert lost == [], lost
-    assert setup.integrity() == "ok"
+    assert db.integrity() == "ok"
     print(f"\nchaos: {len(names)} agents back {back_in:.1f} s after the restart; {operator.attempts} writes "
           f"tried, {operator.failures} refused while down, none of the acknowledged lost")  # fmt: skip

@@ -40,10 +40,11 @@ BRIDGE=${LAB_TAG}br0
 BOOT_TIMEOUT=${ARC_TESTHOSTS_BOOT_TIMEOUT:-180}
 MAX_HOSTS=200
 
-# Everything the hosts need is baked in: they have no network to install from.
-ROOTFS_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,procps,ca-certificates
+# Everything the hosts need is baked in: they have no network to install from. (libfaketime: the
+# chaos suite moves one service's clock with it, tests/chaos/test_clock.py.)
+ROOTFS_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,procps,ca-certificates,libfaketime
 # Bump when the customisation below changes, so cached root file systems are rebuilt.
-ROOTFS_RECIPE=4
+ROOTFS_RECIPE=5
 
 CONTROLPLANE_PORT=${ARC_TESTHOSTS_CONTROLPLANE_PORT:-8443}
 

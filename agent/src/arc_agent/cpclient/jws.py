@@ -44,18 +44,22 @@ def sign_compact(signer: Signer, header: dict[str, Any], claims: dict[str, Any])
 
 
 class AssertionSigner:
-    """Machine assertions (docs/agent-protocol.md §4), reused until 2 minutes before expiry."""
+    """Machine assertions (docs/agent-protocol.md §4), reused until 2 minutes before expiry, or
+    until the clock has gone back more than a minute since the current one was signed (a clock
+    that jumped: the next assertion says what the machine's clock says now, and the control
+    plane's answer then names the clock)."""
 
     def __init__(self, signer: Signer, vm_id: str, audience: str) -> None:
         self.signer = signer
         self.vm_id = vm_id
         self.audience = audience
         self._current = ""
+        self._issued = 0.0
         self._expires = 0.0
 
     def assertion(self, now: float | None = None) -> str:
         moment = time.time() if now is None else now
-        if not self._current or self._expires - moment < 120:
+        if not self._current or self._expires - moment < 120 or moment < self._issued - 60:
             issued = int(moment)
             claims = {
                 "iss": self.vm_id,
@@ -66,6 +70,7 @@ class AssertionSigner:
                 "jti": os.urandom(16).hex(),
             }
             self._current = sign_compact(self.signer, {"kid": self.vm_id}, claims)
+            self._issued = issued
             self._expires = issued + ASSERTION_LIFETIME
         return self._current
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pwd
 import time
 import uuid
 from pathlib import Path
@@ -25,23 +24,14 @@ from arc_agent.cpclient.jws import b64url, sign_compact
 from arc_agent.cpclient.machinekey import damaged_key
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import write_atomic
+from arc_agent.privileges import himds_ids
 
 if TYPE_CHECKING:  # x509 costs himds megabytes of memory; only connect needs it (imported there)
     from cryptography import x509
 
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 
-HIMDS_USER = "himds"
 CLIENT_ASSERTION_LIFETIME = 600
-
-
-def himds_ids() -> tuple[int, int] | None:
-    """The uid and gid of the ``himds`` user, or None where it does not exist (unit tests)."""
-    try:
-        entry = pwd.getpwnam(HIMDS_USER)
-    except KeyError:
-        return None
-    return entry.pw_uid, entry.pw_gid
 
 
 def generate_machine_key() -> rsa.RSAPrivateKey:

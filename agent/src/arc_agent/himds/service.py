@@ -54,6 +54,7 @@ BACKOFF_FIRST = 5.0
 BACKOFF_MAX = 300.0
 RECONNECT_FIRST = 1.0
 RECONNECT_MAX = 10.0
+ASSERTION_RETRY_MAX = 30.0
 DEFAULT_INTERVAL = 300
 
 
@@ -256,6 +257,10 @@ def retry_delay(error: Exception, failures: int) -> float:
     """
     if isinstance(error, ControlPlaneUnreachable):
         return jittered(min(RECONNECT_MAX, RECONNECT_FIRST * 2 ** min(failures - 1, 10)), 0.2)
+    if isinstance(error, AgentApiError) and error.status == 401:
+        # A refused assertion: a clock that is off (fixed by NTP any moment) or a machine that
+        # was deleted. Asking is cheap; ask every half minute at most.
+        return jittered(min(ASSERTION_RETRY_MAX, BACKOFF_FIRST * 2 ** min(failures - 1, 10)), 0.2)
     retry_after = getattr(error, "retry_after", None)
     if isinstance(retry_after, int):
         return jittered(float(retry_after), 0.2)

@@ -251,7 +251,10 @@ def _check_times(claims: dict[str, Any], now: dt.datetime) -> None:
     if "nbf" in claims and _seconds(claims, "nbf") > moment + leeway:
         raise invalid_assertion("The assertion is not valid yet ('nbf'): check the machine's clock.")
     if expires < moment - leeway:
-        raise invalid_assertion("The assertion has expired ('exp'); sign a new one.")
+        raise invalid_assertion(
+            "The assertion has expired ('exp'); sign a new one. If it was made just now, the machine's "
+            "clock is behind: check the machine's clock."
+        )
 
 
 def unknown_machine(vm_id: str) -> ArmError:
