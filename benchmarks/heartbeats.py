@@ -219,6 +219,46 @@ def measure(
     args: argparse.Namespace, work: Path, cleanup: contextlib.ExitStack
 ) -> tuple[list[dict[str, Any]], float, float]:
     """Start a control plane, register the agents, run the load; what the clients saw."""
+    plane = start_plane(args, work, cleanup)
+    results, server_cpu = run_load(args, plane)
+    return results, plane.registration_s, server_cpu
+
+
+class Plane:
+    """A running control plane with ``agents`` registered and their heartbeat requests ready."""
+
+    def __init__(
+        self, server: subprocess.Popen[bytes], port: int, ca: Path, init: dict[str, Any], data: Path
+    ) -> None:
+        self.server, self.port, self.ca, self.init, self.data = server, port, ca, init, data
+        self.requests: list[bytes] = []
+        self.agents: list[dict[str, str]] = []
+        self.registration_s = 0.0
+
+    @property
+    def base(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+def run_load(args: argparse.Namespace, plane: Plane) -> tuple[list[dict[str, Any]], float]:
+    """The open-loop heartbeat load of ``args`` (rate, duration, clients); what the clients saw
+    and the server's CPU seconds."""
+    share = [plane.requests[i :: args.clients] for i in range(args.clients)]
+    start_at = time.time() + 2.0
+    cpu_before = cpu_seconds(plane.server.pid)
+    rate = args.rate / args.clients
+    jobs = [
+        (plane.port, str(plane.ca), share[i], rate, args.duration, args.connections, start_at)
+        for i in range(args.clients)
+    ]
+    with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
+        results = pool.map(run_client, jobs)
+    return results, cpu_seconds(plane.server.pid) - cpu_before
+
+
+def start_plane(args: argparse.Namespace, work: Path, cleanup: contextlib.ExitStack) -> Plane:
+    """A control plane on ``args.database_url`` (or SQLite in ``work``) with ``args.agents``
+    agents registered through the agent API."""
     port = free_port()
     db = ["--database-url", args.database_url] if args.database_url else []
     data = work / "data"
@@ -250,23 +290,13 @@ def measure(
                 raise SystemExit((work / "serve.log").read_text()) from None
             time.sleep(0.1)
     token = onboarding_token(base, init, ctx)
+    plane = Plane(server, port, ca, init, data)
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        agents = list(pool.map(lambda i: register(base, init, token, ctx, i), range(args.agents)))
-    registration_s = time.monotonic() - t0
-    requests = [request_bytes(f"127.0.0.1:{port}", agent) for agent in agents]
-
-    share = [requests[i :: args.clients] for i in range(args.clients)]
-    start_at = time.time() + 2.0
-    cpu_before = cpu_seconds(server.pid)
-    jobs = [
-        (port, str(ca), share[i], args.rate / args.clients, args.duration, args.connections, start_at)
-        for i in range(args.clients)
-    ]
-    with multiprocessing.get_context("spawn").Pool(args.clients) as pool:
-        results = pool.map(run_client, jobs)
-    server_cpu = cpu_seconds(server.pid) - cpu_before
-    return results, registration_s, server_cpu
+        plane.agents = list(pool.map(lambda i: register(base, init, token, ctx, i), range(args.agents)))
+    plane.registration_s = time.monotonic() - t0
+    plane.requests = [request_bytes(f"127.0.0.1:{port}", agent) for agent in plane.agents]
+    return plane
 
 
 def main() -> int:
