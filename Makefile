@@ -18,7 +18,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell unit \
-	sanity units fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
+	sanity units lint-supply-chain lock fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,10 +35,12 @@ $(VENV)/.stamp: requirements-dev.txt agent/pyproject.toml controlplane/pyproject
 
 venv: $(VENV)/.stamp ## Python tooling, the agent, the control plane and the test lab (arc_lab) in .venv
 
-$(WHEELHOUSE)/SHA256SUMS: $(VENV)/.stamp $(shell find agent/src -type f -name '*.py') agent/pyproject.toml
+# The agent's wheel, and exactly the locked (pinned, hashed) wheels it depends on plus pip.
+$(WHEELHOUSE)/SHA256SUMS: $(VENV)/.stamp $(shell find agent/src -type f -name '*.py') agent/pyproject.toml agent/requirements.lock
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
-	$(BIN)/pip wheel -q --disable-pip-version-check --prefer-binary -w $(WHEELHOUSE) ./agent
-	$(BIN)/pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d $(WHEELHOUSE) pip
+	$(BIN)/pip download -q --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
+		-d $(WHEELHOUSE) -r agent/requirements.lock
+	$(BIN)/pip wheel -q --disable-pip-version-check --no-deps -w $(WHEELHOUSE) ./agent
 	cd $(WHEELHOUSE) && sha256sum *.whl > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS
 
 wheelhouse: $(WHEELHOUSE)/SHA256SUMS ## The agent packages the arc_agent role installs from
@@ -51,7 +53,7 @@ collection: ## Make this checkout visible to Ansible as hybridops.arc
 test: deps venv wheelhouse collection lint unit units sanity build-collection fuzz-controlplane hosts-check agent-hosts integration awx molecule ## Run every test
 	@echo "make test: all passed"
 
-lint: lint-python lint-ansible lint-shell ## ruff, mypy, ansible-lint, shellcheck, changelog and docs lint
+lint: lint-python lint-ansible lint-shell lint-supply-chain ## ruff (with bandit's checks), mypy, ansible-lint, shellcheck, changelog and docs lint, dependency audit
 
 lint-python: venv
 	cd agent && ruff check . && ruff format --check . && mypy
@@ -62,6 +64,15 @@ lint-ansible: venv collection
 	ansible-lint --offline --profile production
 	antsibull-changelog lint
 	antsibull-docs lint-collection-docs --plugin-docs .
+
+lint-supply-chain: venv ## Known vulnerabilities in the locked dependencies that ship (pip-audit)
+	$(BIN)/python tools/audit-dependencies.py agent/requirements.lock controlplane/requirements.lock
+
+lock: venv ## Pin (with hashes) what the agent and the control plane ship to the newest releases
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-index-url \
+		--no-emit-find-links --output-file agent/requirements.lock agent/pyproject.toml agent/installer.in
+	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-index-url \
+		--no-emit-find-links --extra postgresql --output-file controlplane/requirements.lock controlplane/pyproject.toml
 
 lint-shell: deps
 	shellcheck tests/hosts/*.sh tools/*.sh .ci/run

@@ -98,7 +98,7 @@ class ServerSettings:
     def effective_public_url(self, hostname: str) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = hostname if self.bind in ("0.0.0.0", "::") else self.bind
+        host = hostname if self.bind in ("0.0.0.0", "::") else self.bind  # noqa: S104 - naming it, not binding
         if ":" in host:
             host = f"[{host}]"
         return f"https://{host}:{self.port}"

@@ -138,7 +138,7 @@ def client_assertion(key: PrivateKey, certificate: x509.Certificate, client_id: 
     der = certificate.public_bytes(serialization.Encoding.DER)
     now = int(time.time())
     header = {
-        "x5t": b64url(hashlib.sha1(der).digest()),  # x5t is SHA-1 by definition (RFC 7515)
+        "x5t": b64url(hashlib.sha1(der).digest()),  # noqa: S324 - x5t is SHA-1 by definition (RFC 7515)
         "x5t#S256": b64url(hashlib.sha256(der).digest()),
     }
     claims = {

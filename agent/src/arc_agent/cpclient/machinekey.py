@@ -51,7 +51,7 @@ def load_machine_signer(path: Path) -> Signer:
 def generate_key_file(path: Path) -> str:
     """A new machine key written to ``path`` (mode as ``save_private_key``); its public PEM."""
     try:
-        done = subprocess.run(
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module, a path we chose; no shell
             [sys.executable, "-m", "arc_agent.cpclient.keygen", str(path)],
             capture_output=True,
             text=True,

@@ -63,7 +63,7 @@ def utc_text(moment: dt.datetime | None = None) -> str:
 
 
 def jittered(seconds: float, fraction: float) -> float:
-    return seconds * random.uniform(1 - fraction, 1 + fraction)
+    return seconds * random.uniform(1 - fraction, 1 + fraction)  # noqa: S311 - jitter, not a secret
 
 
 def idle_step(remaining: float) -> tuple[int, float]:

@@ -398,7 +398,7 @@ def _ip_command_for(root: Path) -> IpJsonSource:
         if command is None:
             return None
         try:
-            result = subprocess.run(
+            result = subprocess.run(  # noqa: S603 - a fixed argv of ours, no shell
                 [command, "-json", "addr", "show"],
                 capture_output=True,
                 text=True,

@@ -18,7 +18,7 @@ from arc_controlplane.admin.fleet import Fleet, MachineRow
 from arc_controlplane.admin.identities import Assignment, CreatedPrincipal, PrincipalInfo
 from arc_controlplane.admin.initialise import InitResult
 
-SECRET_NOTICE = "The client secret is shown only this once: store it now (it is kept only as a hash)."
+SECRET_NOTICE = "The client secret is shown only this once: store it now (it is kept only as a hash)."  # noqa: S105 - a notice
 
 
 def timestamp(value: dt.datetime) -> str:

@@ -92,7 +92,7 @@ def create_router(services: AgentServices) -> APIRouter:
             expires_in=str(int(TOKEN_LIFETIME.total_seconds())),
             not_before=str(issued.claims["nbf"]),
             resource=audience,
-            token_type="Bearer",
+            token_type="Bearer",  # noqa: S106 - the OAuth token type, not a password
         )
 
     return router

@@ -45,7 +45,7 @@ from arc_controlplane.auth.oauth_form import (
 from arc_controlplane.auth.token_service import TokenRequest, find_tenant, issue_token
 from arc_controlplane.context import AppContext, Ctx
 
-TOKEN_FAILED_ACTION = "token/failed"
+TOKEN_FAILED_ACTION = "token/failed"  # noqa: S105 - an audit action name
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 COMMON_TENANTS = ("common", "organizations")
 """Tenant aliases whose key set is served too (as Entra does): keys do not depend on the tenant."""

@@ -18,7 +18,7 @@ from fastapi import Query
 from arc_controlplane.arm.errors import ArmError
 
 PAGE_SIZE = 100
-SKIP_TOKEN_PARAMETER = "$skiptoken"
+SKIP_TOKEN_PARAMETER = "$skiptoken"  # noqa: S105 - a query parameter name
 _PREFIX = "k1:"
 _MAX_KEY = 2**31 - 1  # the keys are 32-bit integers on PostgreSQL
 

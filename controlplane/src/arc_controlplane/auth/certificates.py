@@ -36,7 +36,7 @@ class ClientCertificate:
     @property
     def sha1(self) -> bytes:
         """SHA-1 thumbprint (``x5t``); Entra and MSAL still identify certificates by it."""
-        return self.certificate.fingerprint(hashes.SHA1())  # a thumbprint, not a security check
+        return self.certificate.fingerprint(hashes.SHA1())  # noqa: S303 - x5t thumbprint (RFC 7515), no security check
 
     @property
     def sha256(self) -> bytes:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from arc_controlplane.auth.assertions import SIGNING_ALGORITHMS
 
-TOKEN_PATH = "/oauth2/v2.0/token"
+TOKEN_PATH = "/oauth2/v2.0/token"  # noqa: S105 - a path, not a password
 AUTHORIZE_PATH = "/oauth2/v2.0/authorize"
 KEYS_PATH = "/discovery/v2.0/keys"
 OPENID_CONFIGURATION_PATH = "/v2.0/.well-known/openid-configuration"

@@ -35,7 +35,7 @@ MAX_SCOPE_LENGTH = 1024
 EXPIRES_IN = int(ACCESS_TOKEN_LIFETIME.total_seconds()) - 1
 """``expires_in`` of the answer: 3599 for one hour, as Entra says (``exp`` is whole seconds)."""
 # How the client proved itself, in the token's ``azpacr`` claim (Entra: 1 secret, 2 certificate).
-AUTHENTICATED_BY_SECRET = "1"
+AUTHENTICATED_BY_SECRET = "1"  # noqa: S105 - a claim value (azpacr)
 AUTHENTICATED_BY_CERTIFICATE = "2"
 
 
