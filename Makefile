@@ -11,6 +11,7 @@ TESTHOSTS := $(CURDIR)/tests/hosts/testhosts.sh
 N ?= 3
 COLLECTIONS := $(CURDIR)/build/collections
 WHEELHOUSE := $(CURDIR)/build/wheelhouse
+AZURE_IDENTITY_WHEELS := $(CURDIR)/build/azure-identity-wheels
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
@@ -18,7 +19,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell unit \
-	sanity units lint-supply-chain lock fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
+	sanity units lint-supply-chain lock durations-reset hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,23 +51,39 @@ collection: ## Make this checkout visible to Ansible as hybridops.arc
 	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/hybridops/arc
 
 # ---------------------------------------------------------------- tests
-test: deps venv wheelhouse collection lint unit units sanity build-collection fuzz-controlplane hosts-check agent-hosts integration awx molecule ## Run every test
+# Each step's recipe runs under tools/timed.sh, which logs how long it took; `make test` prints
+# the table at the end. The suites on real hosts run in two labs side by side (hosts-lanes).
+STEP = $(CURDIR)/tools/timed.sh $@
+DURATIONS := $(CURDIR)/build/durations.log
+
+test: deps venv wheelhouse collection durations-reset lint unit units sanity build-collection fuzz-controlplane hosts-check hosts-lanes ## Run every test
+	@tools/durations.sh $(DURATIONS)
 	@echo "make test: all passed"
+
+durations-reset:
+	@mkdir -p build && rm -f $(DURATIONS) && touch $(DURATIONS).start
+
+# Two labs at once (ARC_TESTHOSTS_LAB 1 and 2): the playbook suites in one, the security and
+# chaos suites in the other; each line of output says its lane.
+hosts-lanes: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The suites on real hosts, in two labs side by side
+	@( ARC_TESTHOSTS_LAB=1 $(MAKE) --no-print-directory agent-hosts integration awx molecule 2>&1 | sed -u 's/^/[lab 1] /' ) & one=$$!; \
+	( ARC_TESTHOSTS_LAB=2 $(MAKE) --no-print-directory security chaos 2>&1 | sed -u 's/^/[lab 2] /' ) & two=$$!; \
+	status=0; wait $$one || status=$$?; wait $$two || status=$$?; exit $$status
 
 lint: lint-python lint-ansible lint-shell lint-supply-chain ## ruff (with bandit's checks), mypy, ansible-lint, shellcheck, changelog and docs lint, dependency audit
 
 lint-python: venv
-	cd agent && ruff check . && ruff format --check . && mypy
-	cd controlplane && ruff check . && ruff format --check . && mypy
-	ruff check . && ruff format --check .
+	$(STEP) sh -c 'cd agent && ruff check . && ruff format --check . && mypy'
+	$(STEP) sh -c 'cd controlplane && ruff check . && ruff format --check . && mypy'
+	$(STEP) sh -c 'ruff check . && ruff format --check .'
 
 lint-ansible: venv collection
-	ansible-lint --offline --profile production
-	antsibull-changelog lint
-	antsibull-docs lint-collection-docs --plugin-docs .
+	$(STEP) ansible-lint --offline --profile production
+	$(STEP) antsibull-changelog lint
+	$(STEP) antsibull-docs lint-collection-docs --plugin-docs .
 
 lint-supply-chain: venv ## Known vulnerabilities in the locked dependencies that ship (pip-audit)
-	$(BIN)/python tools/audit-dependencies.py agent/requirements.lock controlplane/requirements.lock
+	$(STEP) $(BIN)/python tools/audit-dependencies.py agent/requirements.lock controlplane/requirements.lock
 
 lock: venv ## Pin (with hashes) what the agent and the control plane ship to the newest releases
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-index-url \
@@ -75,31 +92,30 @@ lock: venv ## Pin (with hashes) what the agent and the control plane ship to the
 		--no-emit-find-links --extra postgresql --output-file controlplane/requirements.lock controlplane/pyproject.toml
 
 lint-shell: deps
-	shellcheck tests/hosts/*.sh tools/*.sh .ci/run
+	$(STEP) shellcheck tests/hosts/*.sh tools/*.sh .ci/run
 
 unit: venv ## pytest for agent/ and controlplane/
-	cd agent && pytest -q
-	cd controlplane && pytest -q
+	$(STEP) sh -c 'cd agent && pytest -q'
+	$(STEP) sh -c 'cd controlplane && pytest -q'
 
 units: venv ## ansible-test units (module and module_utils unit tests)
-	tools/ansible-test.sh units
+	$(STEP) tools/ansible-test.sh units
 
 sanity: venv ## ansible-test sanity
-	tools/ansible-test.sh sanity
+	$(STEP) tools/ansible-test.sh sanity
 
 build-collection: venv ## Build the collection tarball, check that only the collection is in it, run galaxy-importer on it
-	tools/build-collection.sh
-	tools/galaxy-importer.sh
+	$(STEP) tools/build-collection.sh
+	$(STEP) tools/galaxy-importer.sh
 
 fuzz-controlplane: venv ## schemathesis against the control plane's OpenAPI document (no 5xx allowed)
-	tools/fuzz-controlplane.sh
+	$(STEP) tools/fuzz-controlplane.sh
 
 hosts-check: deps venv ## Test the test-host script itself (boot, isolation, crash clean-up)
-	pytest -q -p no:cacheprovider tests/hosts
+	$(STEP) pytest -q -p no:cacheprovider tests/hosts
 
 # azure-identity and what it needs, for applications on a test host (which has no index to
 # install from): the agent host tests get managed identity tokens with it, unmodified.
-AZURE_IDENTITY_WHEELS := $(CURDIR)/build/azure-identity-wheels
 $(AZURE_IDENTITY_WHEELS)/.stamp: requirements-dev.txt | $(VENV)/.stamp
 	rm -rf $(AZURE_IDENTITY_WHEELS) && mkdir -p $(AZURE_IDENTITY_WHEELS)
 	$(BIN)/pip download -q --disable-pip-version-check --only-binary=:all: -d $(AZURE_IDENTITY_WHEELS) \
@@ -107,16 +123,22 @@ $(AZURE_IDENTITY_WHEELS)/.stamp: requirements-dev.txt | $(VENV)/.stamp
 	touch $@
 
 agent-hosts: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The agent runtime on real test hosts against the control plane
-	pytest -q -p no:cacheprovider tests/agent
+	$(STEP) pytest -q -p no:cacheprovider tests/agent
 
 integration: deps venv wheelhouse collection ## Module integration targets on real test hosts (tests/integration/run.py)
-	$(BIN)/python tests/integration/run.py
+	$(STEP) $(BIN)/python tests/integration/run.py
 
 awx: deps venv wheelhouse collection ## The onboard, configure and offboard playbooks run as AWX job templates (ansible-runner) on real test hosts
-	pytest -q -p no:cacheprovider tests/awx
+	$(STEP) pytest -q -p no:cacheprovider tests/awx
 
 molecule: deps venv wheelhouse collection ## Molecule scenarios on real test hosts
-	molecule test --all
+	$(STEP) molecule test --all
+
+security: deps venv wheelhouse collection ## Security suite on real test hosts (tests/security; docs/security.md)
+	$(STEP) pytest -q -p no:cacheprovider tests/security
+
+chaos: deps venv wheelhouse collection ## Chaos suite on real test hosts: crashes, full disk, clock, concurrency (tests/chaos)
+	$(STEP) pytest -q -p no:cacheprovider -rA tests/chaos
 
 # ---------------------------------------------------------------- test hosts and demo
 test-hosts: deps ## Start N real test hosts (default 3) and write their inventory
