@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Known vulnerabilities in what ships: the locked, hashed dependencies of the agent (what the
 arc_agent role installs on hosts) and of the control plane.
 

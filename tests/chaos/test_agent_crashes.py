@@ -119,7 +119,7 @@ def settle(lab: Lab, host: Host) -> None:
 
 def points(duration: float, count: int, seed: int) -> list[float]:
     rng = random.Random(seed)
-    return sorted(rng.uniform(0.05, duration * 1.1) for _ in range(count))
+    return sorted(rng.uniform(0.05, duration * 1.1) for _crash in range(count))
 
 
 def test_connect_killed_at_random_points(lab: Lab) -> None:
@@ -167,7 +167,7 @@ def test_himds_killed_while_connected_comes_back_connected(lab: Lab) -> None:
     host = lab.hosts[0]
     timed(host, connect_command(lab, "crash-himds"))
     rng = random.Random(SEED + 3)
-    for _ in range(3):
+    for _round in range(3):
         time.sleep(rng.uniform(0, 3))
         host.sh("systemctl kill -s KILL himdsd.service")
         assert consistent(lab, host, "crash-himds")

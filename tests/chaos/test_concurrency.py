@@ -81,7 +81,7 @@ def playbooks_at_once(
 
 def test_ten_playbook_runs_against_one_host_at_once(lab: Lab, tmp_path: pathlib.Path) -> None:
     host = lab.hosts[0]
-    connect_runs: list[dict[str, Any]] = [{} for _ in range(10)]
+    connect_runs: list[dict[str, Any]] = [{} for _run in range(10)]
     done = playbooks_at_once(lab, tmp_path, connect_runs)
     failed = [result.stdout[-3000:] for result in done if result.returncode != 0]
     assert failed == [], failed[0]

@@ -47,6 +47,10 @@ def lab() -> Iterator[Lab]:
         started.stop()
 
 
+def _b64_json(doc: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+
 def call(
     lab: Lab,
     method: str,
@@ -121,8 +125,7 @@ def forged(lab: Lab, case: str) -> str:
     if case == "wrong issuer":
         return jwt.encode({**claims, "iss": "https://login.microsoftonline.com/x/v2.0"}, key, "RS256", header)
     if case == "alg none":
-        part = lambda doc: base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()  # noqa: E731
-        return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+        return f"{_b64_json({'alg': 'none', 'typ': 'JWT'})}.{_b64_json(claims)}."
     if case == "HS256 with the public key":
         public = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -167,8 +170,8 @@ def on_host(host: Host, script: str) -> Any:
 MACHINE_CALL = """
 import json, ssl, urllib.request, urllib.error
 from pathlib import Path
-from arc_agent.cpclient.jws import AssertionSigner
-from arc_agent.cpclient.machinekey import load_machine_signer
+from arc_agent.identity.jws import AssertionSigner
+from arc_agent.identity.signer import load_machine_signer
 state = json.loads(Path("/var/opt/azcmagent/agentconfig.json").read_text())
 vm = {vm!r} or state["vmId"]
 key = load_machine_signer(Path("/var/opt/azcmagent/certs/identity.key"))
@@ -227,7 +230,7 @@ with urllib.request.urlopen(answer) as reply:
         ("GET", machine_path(lab, "h2")),
         ("DELETE", machine_path(lab, "h2")),
     ):
-        status, _, body = call(lab, method, path, token)
+        status, _headers, body = call(lab, method, path, token)
         assert status == 403, body
         assert json.loads(body)["error"]["code"] == "AuthorizationFailed"
     assert lab.plane.status("h2") == "Connected"
@@ -243,11 +246,11 @@ def test_a_reader_cannot_write_and_a_group_principal_cannot_reach_another_group(
         ("PUT", b'{"location": "westeurope"}'),
         ("DELETE", None),
     ):
-        status, _, answer = call(lab, method, machine_path(lab, "h1"), reader, body)
+        status, _headers, answer = call(lab, method, machine_path(lab, "h1"), reader, body)
         assert status == 403, answer
     owner = principal(lab, "sec-owner", "Owner", subscription)
     other = "sec-other-group"
-    status, _, answer = call(
+    status, _headers, answer = call(
         lab,
         "PUT",
         f"{subscription}/resourcegroups/{other}?api-version=2024-11-01",
@@ -265,7 +268,7 @@ def test_a_reader_cannot_write_and_a_group_principal_cannot_reach_another_group(
         call(lab, "PUT", machine_path(lab, "inside", other), scoped, b'{"location": "westeurope"}')[0] == 200
     )
     for method, body in (("GET", None), ("PATCH", b'{"tags": {"x": "y"}}'), ("DELETE", None)):
-        status, _, answer = call(lab, method, machine_path(lab, "h1"), scoped, body)
+        status, _headers, answer = call(lab, method, machine_path(lab, "h1"), scoped, body)
         assert status == 403, answer
     listed = json.loads(
         call(lab, "GET", f"{subscription}/providers/Microsoft.HybridCompute/machines?{API}", scoped)[2]
@@ -301,7 +304,7 @@ def test_failed_sign_ins_are_throttled(lab: Lab) -> None:
             body=form.encode(),
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )[0]
-        for _ in range(12)
+        for _attempt in range(12)
     ]
     assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429], statuses
 
@@ -310,7 +313,7 @@ def test_hostile_bodies_are_refused_clearly_never_with_a_5xx(lab: Lab) -> None:
     admin = lab.plane.token(lab.plane.admin["clientId"], lab.plane.admin["clientSecret"])
     path = machine_path(lab, "hostile")
     started = time.monotonic()
-    status, _, _ = call(lab, "PUT", path, admin, b"{" + b" " * (50 * 1024 * 1024) + b"}")
+    status, _headers, _answer = call(lab, "PUT", path, admin, b"{" + b" " * (50 * 1024 * 1024) + b"}")
     assert status == 413 and time.monotonic() - started < 10
     cases: dict[str, bytes] = {
         "deeply nested": b'{"location": "westeurope", "tags": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
@@ -322,7 +325,7 @@ def test_hostile_bodies_are_refused_clearly_never_with_a_5xx(lab: Lab) -> None:
         "not JSON": b"<xml/>",
     }
     for case, body in cases.items():
-        status, _, answer = call(lab, "PUT", path, admin, body)
+        status, _headers, answer = call(lab, "PUT", path, admin, body)
         assert status == 400, f"{case}: {status} {answer[:300]!r}"
         assert json.loads(answer)["error"]["code"] in ("InvalidRequestContent", "BadRequest"), case
     assert lab.plane.machine("hostile") is None
@@ -337,7 +340,7 @@ def test_names_cannot_traverse_or_escape(lab: Lab, name: str) -> None:
         f"/providers/Microsoft.HybridCompute/machines/{name}?{API}"
     )
     for method in ("GET", "PUT", "DELETE"):
-        status, _, answer = call(
+        status, _headers, answer = call(
             lab, method, raw, admin, b'{"location": "westeurope"}' if method == "PUT" else None
         )
         assert status in (400, 404), f"{method} {name}: {status} {answer[:200]!r}"
