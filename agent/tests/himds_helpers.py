@@ -11,10 +11,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from arc_agent.config.connection import ConnectionState
 from arc_agent.himds.api import HimdsApi
 from arc_agent.himds.server import HimdsServer
 from arc_agent.metadata.sysinfo import IpAddress, NetworkInterface, Processor, SystemInfo
-from arc_agent.state import ConnectionState
 
 VM_ID = "45af4677-2e1d-4922-be74-d8676b4a413e"
 RESOURCE_ID = (

@@ -20,8 +20,8 @@ from arc_agent.cli.context import Context
 from arc_agent.cli.main import main
 from arc_agent.cli.options import resolve
 from arc_agent.cli.parser import build_parsers
+from arc_agent.config.settings import KEYS
 from arc_agent.errors import AzcmError
-from arc_agent.localconfig import KEYS
 from arc_agent.paths import AgentPaths
 
 
@@ -345,7 +345,7 @@ def test_concurrent_config_sets_lose_nothing(root: Path) -> None:
 
 
 def test_a_held_lock_makes_config_set_wait_then_fail_clearly(root: Path) -> None:
-    from arc_agent.statedir import state_lock
+    from arc_agent.config.statedir import state_lock
 
     paths = AgentPaths.under(root)
     env = {**os.environ, "AZCMAGENT_ROOT": str(root)}

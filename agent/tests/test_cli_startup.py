@@ -74,7 +74,7 @@ def test_read_commands_import_no_crypto_tls_or_http(tmp_path: Path, argv: list[s
     assert heavy_modules(modules) == []
     for name in OTHER_COMMANDS:
         assert f"arc_agent.cli.{name}" not in modules
-    assert "arc_agent.cpclient.keys" not in modules
+    assert "arc_agent.identity.keys" not in modules
 
 
 def test_show_loads_the_system_information_only_for_os(tmp_path: Path) -> None:

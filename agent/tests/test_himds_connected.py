@@ -23,7 +23,7 @@ import pytest
 from conftest import free_port, run_module
 from controlplane_env import ControlPlane, Principal, start_control_plane
 
-from arc_agent.himds import ipc
+from arc_agent import ipc
 from arc_agent.himds.service import idle_step
 from arc_agent.paths import AgentPaths
 

@@ -17,16 +17,16 @@ import pytest
 from conftest import free_port
 from himds_helpers import RESOURCE_ID, VM_ID, get, make_state, make_system, serving
 
+from arc_agent import ipc
+from arc_agent.config.connection import ConnectionState, save_state
 from arc_agent.errors import AzcmError
-from arc_agent.himds import ipc
 from arc_agent.himds.api import HimdsApi, Request
 from arc_agent.himds.instance import InstanceMetadata, render
 from arc_agent.himds.statewatch import StateFileWatcher
 from arc_agent.metadata.sysinfo import SystemInfo
 from arc_agent.paths import AgentPaths
-from arc_agent.state import ConnectionState, save_state
 
-# The compute keys of reference §2.
+# The compute keys of docs/reference/himds.md.
 COMPUTE_KEYS = {
     "azEnvironment",
     "isHostCompatibilityLayerVm",

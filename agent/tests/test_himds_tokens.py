@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import pytest
 from himds_helpers import get, make_state, make_system, serving
 
+from arc_agent.config.connection import ConnectionState
 from arc_agent.cpclient.agentapi import (
     Cloned,
     CredentialExpired,
@@ -37,7 +38,6 @@ from arc_agent.himds.tokens import (
     control_plane_token_source,
     parse_token,
 )
-from arc_agent.state import ConnectionState
 
 TOKEN_PATH = "/metadata/identity/oauth2/token"
 RESOURCE = "https://vault.azure.net"

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.localconfig import (
+from arc_agent.config.settings import (
     CONTROL_PLANE_CAFILE,
     CONTROL_PLANE_URL,
     KEYS,
     LocalConfig,
     format_value,
 )
+from arc_agent.errors import AzcmError, ErrorCode
 
 REFERENCE_DEFAULTS = {
     "incomingconnections.enabled": True,

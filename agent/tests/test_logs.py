@@ -29,12 +29,12 @@ from arc_agent.cli.context import Context
 from arc_agent.cli.main import main
 from arc_agent.cli.options import CommonOptions
 from arc_agent.cli.parser import build_parsers
-from arc_agent.cpclient.keys import generate_machine_key, save_private_key
+from arc_agent.config.connection import ConnectionState, save_state
+from arc_agent.config.settings import LocalConfig
 from arc_agent.errors import AzcmError
 from arc_agent.fsutil import write_json_atomic
-from arc_agent.localconfig import LocalConfig
+from arc_agent.identity.keys import generate_machine_key, save_private_key
 from arc_agent.paths import AgentPaths
-from arc_agent.state import ConnectionState, save_state
 
 CLI = "arc_agent.cli.main"
 TOKEN_SECRET = b"token-key-secret-4f1e9c0b7a"

@@ -17,12 +17,12 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from arc_agent.cpclient import keys
-from arc_agent.cpclient.jws import AssertionSigner, b64url
-from arc_agent.cpclient.keys import CryptographySigner, generate_machine_key, save_private_key
-from arc_agent.cpclient.libcrypto import LibcryptoRsaKey
-from arc_agent.cpclient.machinekey import generate_key_file, load_machine_signer
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.identity import keys
+from arc_agent.identity.jws import AssertionSigner, b64url
+from arc_agent.identity.keys import CryptographySigner, generate_machine_key, save_private_key
+from arc_agent.identity.libcrypto import LibcryptoRsaKey
+from arc_agent.identity.signer import generate_key_file, load_machine_signer
 
 
 def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, password: bytes | None = None) -> bytes:

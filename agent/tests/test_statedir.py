@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import run_module
 
+from arc_agent.config.statedir import problems, secure
 from arc_agent.paths import AgentPaths
-from arc_agent.statedir import problems, secure
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="changes owners: needs root")
 NOBODY = 65534

@@ -12,7 +12,7 @@ class AzcmArgumentParser(argparse.ArgumentParser):
     """Raise :class:`AzcmError` (invalid argument value) on any usage error.
 
     The caller renders the error once, as text or JSON, and exits with its code; argparse's own
-    "print usage, exit 2" would break the agent's exit-code contract (reference §1.6).
+    "print usage, exit 2" would break the agent's exit-code contract (docs/reference/azcmagent.md).
     Sub-parsers created from it inherit the behaviour.
     """
 

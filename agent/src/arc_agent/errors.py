@@ -1,7 +1,7 @@
 """AZCM error codes and the one exception type the agent raises for them.
 
 The codes and their rendering (``AZCM0026: Network Error``) follow the public contract
-(reference §1.6, D:troubleshoot-agent-onboard.md): the CLI exits with the number N of
+(docs/reference/azcmagent.md, D:troubleshoot-agent-onboard.md): the CLI exits with the number N of
 ``AZCM00NN``.
 """
 
@@ -11,7 +11,7 @@ import enum
 
 
 class ErrorCode(enum.IntEnum):
-    """The AZCM codes of the CLI (reference §1.6; exit code == value)."""
+    """The AZCM codes of the CLI (docs/reference/azcmagent.md; exit code == value)."""
 
     UNKNOWN = 1
     INTERNAL = 2  # internal error: restart himds

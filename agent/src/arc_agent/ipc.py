@@ -1,6 +1,6 @@
 """The CLI ↔ himds channel: a unix socket, ``/var/opt/azcmagent/socks/himds.sock``.
 
-(reference §1.7: the CLI talks to himds over this socket; the protocol is not public, so this one
+(docs/reference/azcmagent.md: the CLI talks to himds over this socket; the protocol is not public, so this one
 is ours.) One request per connection: a JSON object on one line, answered by one JSON object on
 one line. Requests: ``{"op": "reload"}`` (the connection state changed: connect, disconnect),
 ``{"op": "status"}`` (what himds knows now). The socket is created by himds with mode 0600: only

@@ -1,4 +1,4 @@
-"""Where the agent keeps its files on Linux (reference §1.7, D:agent-overview.md)."""
+"""Where the agent keeps its files on Linux (docs/reference/azcmagent.md, D:agent-overview.md)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""The ``azcmagent`` command line (reference §1)."""
+"""The ``azcmagent`` command line (docs/reference/azcmagent.md)."""

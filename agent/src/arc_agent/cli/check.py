@@ -1,6 +1,7 @@
-"""``azcmagent check``: can this machine reach its control plane? (reference §1.1, §10)
+"""``azcmagent check``: can this machine reach its control plane? (docs/reference/azcmagent.md)
 
-The real agent checks the Azure endpoints of its cloud and region (§10). This agent talks to
+The real agent checks the Azure endpoints of its cloud and region (docs/reference/network.md).
+This agent talks to
 one control plane, so ``check`` probes that control plane's endpoints: its health route, the
 OIDC discovery document of the machine's tenant (when connected) and the agent API. Each probe
 takes its own connection through four steps, each bounded by ``STEP_TIMEOUT``: DNS resolution
@@ -36,11 +37,11 @@ from typing import Any
 from arc_agent.cli.connect import CLOUDS
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
+from arc_agent.config.connection import load_state
+from arc_agent.config.settings import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
 from arc_agent.cpclient.transport import USER_AGENT, parse_base_url, tls_context
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.localconfig import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
 from arc_agent.paths import AgentPaths
-from arc_agent.state import load_state
 
 STEP_TIMEOUT = 5.0
 """Seconds allowed to each step of a probe (DNS, TCP, TLS, HTTP)."""

@@ -89,7 +89,7 @@ TABLE: tuple[tuple[str, str, str, str | None], ...] = (
 def available_commands() -> tuple[Command, ...]:
     """The commands this implementation has built so far.
 
-    The real agent's ``extension``, ``upgrade`` and ``genkey`` (reference §1.1) are added here
+    The real agent's ``extension``, ``upgrade`` and ``genkey`` (docs/reference/azcmagent.md) are added here
     as they are written; until then they are unknown commands (AZCM0023).
     """
     commands = []

@@ -1,4 +1,4 @@
-"""``azcmagent config list|get|set|clear|info``: the local settings (reference §1.1, §1.5).
+"""``azcmagent config list|get|set|clear|info``: the local settings (docs/reference/azcmagent.md).
 
 ``set`` and ``clear`` change ``localconfig.json`` and need root (AZCM0018); ``list``, ``get``
 and ``info`` only read it. Text output follows the real agent (``Local Configuration Settings``
@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from arc_agent.cli.context import Context
 from arc_agent.cli.options import common_flags_parser
 from arc_agent.cli.output import CommandResult
+from arc_agent.config.settings import SETTINGS, LocalConfig, Value, format_value, setting
+from arc_agent.config.statedir import secure, state_lock
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.localconfig import SETTINGS, LocalConfig, Value, format_value, setting
-from arc_agent.statedir import secure, state_lock
 
 ACTIONS = ("list", "get", "set", "clear", "info")
 SUMMARY = "Change configuration settings for this machine"

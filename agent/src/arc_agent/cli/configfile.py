@@ -2,7 +2,7 @@
 
 The real agent takes a JSON or YAML file of ``flag-name: value`` pairs whose keys are the long
 flag names of the command; the command line wins on conflict; it is the recommended way to pass
-service principal secrets (reference §1.2, D:azcmagent.md). Here:
+service principal secrets (docs/reference/azcmagent.md, D:azcmagent.md). Here:
 
 * The command line is parsed twice by the same parsers: once as usual (that is where ``-h`` and
   every usage error happen), once with every option's default hidden, which tells which flags

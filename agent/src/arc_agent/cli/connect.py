@@ -1,4 +1,5 @@
-"""``azcmagent connect``: create the machine resource and this machine's identity (reference §1.3).
+"""``azcmagent connect``: create the machine resource and this machine's identity
+(docs/reference/azcmagent.md).
 
 Order of work, so that a failure at any step leaves the machine as it was (not connected), and
 success leaves it wholly connected: check the arguments and the local state; get an access
@@ -18,27 +19,27 @@ import json
 import re
 import socket
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arc_agent import __version__
+from arc_agent import __version__, ipc
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 from arc_agent.cli.show import machine_view
 from arc_agent.cli.tags import parse_tags
-from arc_agent.cpclient.keys import generate_machine_key, public_key_pem, save_private_key
+from arc_agent.config.connection import ConnectionState, load_state, save_state
+from arc_agent.config.settings import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
+from arc_agent.config.statedir import secure, state_lock
 from arc_agent.cpclient.onboarding import Credentials, management_token, register
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import remove_if_present, write_atomic
-from arc_agent.himds import ipc
 from arc_agent.hostid import host_id
+from arc_agent.identity.keys import generate_machine_key, public_key_pem, save_private_key
 from arc_agent.identity.store import MachineIdentity
-from arc_agent.localconfig import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
 from arc_agent.metadata.sysinfo import collect_system_info
 from arc_agent.privileges import require_root
-from arc_agent.state import ConnectionState, load_state, save_state
-from arc_agent.statedir import secure, state_lock
 
 CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]{0,53}[A-Za-z0-9_-]")  # not ending in "."
@@ -208,6 +209,36 @@ def connect(ctx: Context) -> CommandResult:
             ErrorCode.ALREADY_CONNECTED,
             f"this machine is already connected as {existing.resource_id}; run 'azcmagent disconnect' first",
         )
+    request = _request(args)
+    creds = credentials(args, tenant_required=True)
+    url, ca_file = control_plane(args, ctx)
+    ca_pem = _read_ca(ca_file) if ca_file is not None else None  # before anything is registered
+    client = HttpsClient(url, ca_file)
+    try:
+        secure(paths)
+        with state_lock(paths, code=ErrorCode.CONNECT_FAILED):
+            if load_state(paths.agent_config) is not None:  # another connect won the race
+                raise AzcmError(ErrorCode.ALREADY_CONNECTED, "this machine was connected meanwhile")
+            token = management_token(client, creds)
+            return _register(ctx, client, token, creds, request, ca_pem)
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the flags ask the machine resource to be (checked)."""
+
+    subscription: str
+    group: str
+    location: str
+    name: str
+    tags: dict[str, str]
+    cloud: str
+    correlation: str
+
+
+def _request(args: argparse.Namespace) -> Registration:
     subscription = _given(args, "subscription_id")
     group = _given(args, "resource_group")
     location = _given(args, "location")
@@ -225,35 +256,15 @@ def connect(ctx: Context) -> CommandResult:
         raise _missing("--location", "the location (region) of the machine resource, e.g. westeurope")
     correlation = _given(args, "correlation_id")
     _check_guid(correlation, "--correlation-id")
-    tags = parse_tags(_given(args, "tags"))
-    name = _resource_name(args)
-    cloud = _cloud(args)
-    creds = credentials(args, tenant_required=True)
-    url, ca_file = control_plane(args, ctx)
-    ca_pem = _read_ca(ca_file) if ca_file is not None else None  # before anything is registered
-    client = HttpsClient(url, ca_file)
-    try:
-        secure(paths)
-        with state_lock(paths, code=ErrorCode.CONNECT_FAILED):
-            if load_state(paths.agent_config) is not None:  # another connect won the race
-                raise AzcmError(ErrorCode.ALREADY_CONNECTED, "this machine was connected meanwhile")
-            token = management_token(client, creds)
-            return _register(
-                ctx,
-                client,
-                token,
-                creds,
-                subscription,
-                group,
-                location,
-                name,
-                tags,
-                cloud,
-                correlation,
-                ca_pem,
-            )
-    finally:
-        client.close()
+    return Registration(
+        subscription=subscription.lower(),
+        group=group,
+        location=location,
+        name=_resource_name(args),
+        tags=parse_tags(_given(args, "tags")),
+        cloud=_cloud(args),
+        correlation=correlation.lower(),
+    )
 
 
 def _register(
@@ -261,13 +272,7 @@ def _register(
     client: HttpsClient,
     token: str,
     creds: Credentials,
-    subscription: str,
-    group: str,
-    location: str,
-    name: str,
-    tags: dict[str, str],
-    cloud: str,
-    correlation: str,
+    request: Registration,
     ca_pem: bytes | None,
 ) -> CommandResult:
     paths = ctx.paths
@@ -277,30 +282,30 @@ def _register(
     pending = MachineIdentity(paths).pending_key
     save_private_key(pending, key)
     body: dict[str, Any] = {
-        "subscriptionId": subscription.lower(),
-        "resourceGroup": group,
-        "resourceName": name,
-        "location": location,
+        "subscriptionId": request.subscription,
+        "resourceGroup": request.group,
+        "resourceName": request.name,
+        "location": request.location,
         "tenantId": creds.tenant_id,
-        "tags": tags,
-        "cloud": cloud,
+        "tags": request.tags,
+        "cloud": request.cloud,
         "publicKey": public_key_pem(key),
         "hostId": this_host,
         "agentVersion": __version__,
         "properties": system.to_arm(),
     }
-    if correlation:
-        body["correlationId"] = correlation.lower()
+    if request.correlation:
+        body["correlationId"] = request.correlation
     try:
         answer = register(client, token, body, access_token_given=bool(creds.access_token))
         state = ConnectionState(
             resource_id=str(answer["resourceId"]),
-            resource_name=name,
-            resource_group=group,
-            subscription_id=subscription.lower(),
+            resource_name=request.name,
+            resource_group=request.group,
+            subscription_id=request.subscription,
             tenant_id=str(answer["tenantId"]),
             location=str(answer["location"]),
-            cloud=cloud,
+            cloud=request.cloud,
             vm_id=str(answer["vmId"]),
             vm_uuid=system.bios_uuid,
             host_id=this_host,
@@ -309,8 +314,8 @@ def _register(
             assertion_audience=str(answer["assertionAudience"]),
             credential_not_after=str(answer["credential"]["notAfter"]),
             connected_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            correlation_id=correlation.lower() or str(uuid.uuid4()),
-            tags=tags,
+            correlation_id=request.correlation or str(uuid.uuid4()),
+            tags=request.tags,
         )
         identity = MachineIdentity(paths)
         identity.install_certificate(str(answer["credential"]["certificate"]))

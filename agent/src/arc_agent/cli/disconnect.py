@@ -1,7 +1,8 @@
 """``azcmagent disconnect``: delete the machine resource, then reset the local state.
 
 With ``-f/--force-local-only`` the control plane is not called: only this machine forgets its
-identity (the way out for an expired, cloned or broken machine; reference §1.1, §4). The local
+identity (the way out for an expired, cloned or broken machine; docs/reference/azcmagent.md,
+docs/reference/connection.md). The local
 reset removes the connection state first (from then on the machine is not connected, even if
 the rest is interrupted), then the key, the credential and the control plane's CA copy, and
 tells himds.
@@ -12,19 +13,19 @@ from __future__ import annotations
 import argparse
 import fnmatch
 
+from arc_agent import ipc
 from arc_agent.cli.connect import add_auth_arguments, control_plane, credentials
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
+from arc_agent.config.connection import clear_state, load_state
+from arc_agent.config.statedir import secure, state_lock
 from arc_agent.cpclient.onboarding import delete_machine, management_token
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import Directory, remove_if_present
-from arc_agent.himds import ipc
 from arc_agent.identity.store import MachineIdentity
 from arc_agent.paths import AgentPaths
 from arc_agent.privileges import require_root
-from arc_agent.state import clear_state, load_state
-from arc_agent.statedir import secure, state_lock
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""``azcmagent logs``: a ZIP of what it takes to diagnose this agent (reference §1.1).
+"""``azcmagent logs``: a ZIP of what it takes to diagnose this agent (docs/reference/azcmagent.md).
 
 What goes in, by name in the archive:
 

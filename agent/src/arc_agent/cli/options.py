@@ -1,4 +1,4 @@
-"""The common flags of every command (reference §1.2).
+"""The common flags of every command (docs/reference/azcmagent.md).
 
 Each common flag is declared with ``default=SUPPRESS`` on the top-level parser and on every
 sub-parser, so it may stand before or after the command and an absent flag leaves no attribute.

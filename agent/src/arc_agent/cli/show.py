@@ -1,4 +1,4 @@
-"""``azcmagent show``: the agent's state, as the real agent shows it (reference §1.4).
+"""``azcmagent show``: the agent's state, as the real agent shows it (docs/reference/azcmagent.md).
 
 Text: one ``Display Name : value`` line per property, in the real agent's order. JSON (``-j``):
 one object whose keys are the camelCase of the display names (``resourceId``, ``status``,
@@ -18,12 +18,12 @@ from typing import Any
 from arc_agent import __version__
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
+from arc_agent.config.connection import ConnectionState, load_state
+from arc_agent.config.statedir import problems
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import read_no_follow
 from arc_agent.identity.store import MachineIdentity
 from arc_agent.paths import AgentPaths
-from arc_agent.state import ConnectionState, load_state
-from arc_agent.statedir import problems
 from arc_agent.systemd import UNKNOWN, unit_states
 
 NAMESPACE = "Microsoft.HybridCompute"
@@ -67,7 +67,7 @@ PROPERTIES = (
 )
 
 
-# Added by --os (reference §1.1: "--os adds OS info").
+# Added by --os (docs/reference/azcmagent.md: "--os adds OS info").
 OS_PROPERTIES = (
     ("osName", "OS Name"),
     ("osVersion", "OS Version"),

@@ -1,4 +1,4 @@
-"""The ``--tags`` syntax of ``azcmagent connect`` (reference §1.3): ``k=v,k2=v2``.
+"""The ``--tags`` syntax of ``azcmagent connect`` (docs/reference/azcmagent.md): ``k=v,k2=v2``.
 
 Names and values with spaces may be quoted with ``'`` (``'Cost Center'='IT Ops'``); inside
 quotes a comma or ``=`` is plain text. Escapes, quoted or not: ``\\,`` a comma, ``\\\\`` a

@@ -3,7 +3,7 @@
 Written by ``azcmagent connect`` (atomically, last of all its steps, so a machine is connected
 exactly when this file says so) and removed by ``disconnect``; read by ``show``, by himds
 (heartbeats, instance metadata, managed identity) and by the collection through ``show -j``.
-The schema is ours (reference §12: not public). A file that cannot be read as this schema is
+The schema is ours (docs/reference/not-public.md: not public). A file that cannot be read as this schema is
 an error that names the way out, ``azcmagent disconnect --force-local-only``.
 """
 

@@ -1,9 +1,9 @@
-"""The local settings of ``azcmagent config`` (``localconfig.json``, reference §1.5).
+"""The local settings of ``azcmagent config`` (``localconfig.json``, docs/reference/azcmagent.md).
 
 The twelve keys of the real agent, with its defaults, plus two of ours that say where the
 hybridops.arc control plane is (``controlplane.url``, ``controlplane.cafile``). The file holds
 a JSON object of only the keys whose value differs from the default (the real file's schema is
-not public, reference §12); values are typed: booleans, integers, strings, lists of strings.
+not public, docs/reference/not-public.md); values are typed: booleans, integers, strings, lists of strings.
 No secrets are kept here, so the file is written 0644 like the real agent's.
 
 Rules of the real agent kept here (D:security-extensions.md): while ``config.mode`` is

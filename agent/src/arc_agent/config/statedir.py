@@ -37,7 +37,7 @@ from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.paths import AgentPaths
 from arc_agent.privileges import himds_ids
 
-LOG = logging.getLogger("arc_agent.statedir")
+LOG = logging.getLogger("arc_agent.config.statedir")
 LOCK_TIMEOUT_SECONDS = 120.0
 LOCK_POLL_SECONDS = 0.02
 LOCK_FILE_MODE = 0o640

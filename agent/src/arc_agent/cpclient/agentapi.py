@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from arc_agent.cpclient.jws import AssertionSigner
 from arc_agent.cpclient.transport import HttpsClient, Reply
+from arc_agent.identity.jws import AssertionSigner
 
 
 class AgentApiError(Exception):

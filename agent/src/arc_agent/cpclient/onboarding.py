@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arc_agent.cpclient.keys import client_assertion, load_certificate_credential
+from arc_agent.cpclient.credentials import client_assertion, load_certificate_credential
 from arc_agent.cpclient.transport import HttpsClient, Reply
 from arc_agent.errors import AzcmError, ErrorCode
 

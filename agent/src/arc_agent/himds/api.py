@@ -1,9 +1,9 @@
 """The himds local REST API as plain functions: request in, response out (no sockets here).
 
-Rules applied to every request (reference §2; DESIGN.md "Identity and security model"):
+Rules applied to every request (docs/reference/himds.md; DESIGN.md "Identity and security model"):
 a request carrying ``X-Forwarded-For`` is refused (no server-side request forgery through a
 local proxy), ``Metadata: true`` is required, and ``api-version`` must be one the endpoint
-supports. Error bodies are ours (HIMDS error bodies are not public, reference §12):
+supports. Error bodies are ours (HIMDS error bodies are not public, docs/reference/not-public.md):
 ``{"error": "<code>", "error_description": "<text>"}``; the "Supported are ..." wording follows
 the one observed behaviour [inferred].
 
@@ -32,13 +32,13 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from arc_agent.config.connection import ConnectionState
 from arc_agent.errors import AzcmError
 from arc_agent.himds.instance import InstanceDocuments, InstanceMetadata
 from arc_agent.himds.statewatch import StateFileWatcher
 from arc_agent.himds.tokens import ChallengeStore, TokenCache, TokenSource, TokenUnavailable
 from arc_agent.metadata.sysinfo import SystemInfo, collect_system_info
 from arc_agent.paths import AgentPaths
-from arc_agent.state import ConnectionState
 
 AGENT_STATUS_PATH = "/agentstatus"
 AGENT_STATUS_API_VERSIONS = ("2019-08-15",)

@@ -1,12 +1,12 @@
 """The instance metadata himds serves (``/metadata/instance``), rendered once per change.
 
-Azure's shape (reference §2): ``{"compute": {...}, "network": {"interface": [...]}}``. The
+Azure's shape (docs/reference/himds.md): ``{"compute": {...}, "network": {"interface": [...]}}``. The
 values come from the connection state (which resource this machine is) and the system
 information (what the machine is). Arc machines have no image, plan, fault domain or scale set:
 those keys are present with empty values (``platformFaultDomain``/``platformUpdateDomain`` are
 ``"0"`` as for a lone Azure VM); ``sku`` is the OS's ``PRETTY_NAME`` and ``version`` its
 ``VERSION_ID``; ``securityProfile`` reports Secure Boot and whether a TPM exists. These choices
-are ours (reference §12).
+are ours (docs/reference/not-public.md).
 
 The JSON bytes are made when the state or the system information changes (a new object), not
 per request: serving a document costs a comparison and a write.
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from arc_agent.config.connection import ConnectionState
 from arc_agent.metadata.sysinfo import SystemInfo
-from arc_agent.state import ConnectionState
 
 PROVIDER = "Microsoft.HybridCompute"
 AZURE_ENVIRONMENTS = {

@@ -14,18 +14,18 @@ from arc_agent import __version__
 from arc_agent.argparser import AzcmArgumentParser
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.himds.api import HimdsApi, constant
-from arc_agent.himds.ipc import IpcServer
 from arc_agent.himds.server import listen, serve
 from arc_agent.himds.service import HimdsService, heartbeat_service_statuses
 from arc_agent.himds.tokens import control_plane_token_source
 from arc_agent.himds.watch import StateFileWatch
+from arc_agent.ipc import IpcServer
 from arc_agent.logsetup import configure_logging
 from arc_agent.metadata.cloud import CloudEndpoints, detect_cloud
 from arc_agent.metadata.sysinfo import collect_system_info
 from arc_agent.paths import AgentPaths
 
 DEFAULT_BIND = "127.0.0.1"
-DEFAULT_PORT = 40342  # reference §2
+DEFAULT_PORT = 40342  # docs/reference/himds.md
 
 
 def loopback_address(value: str) -> str:

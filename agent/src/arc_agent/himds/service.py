@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from arc_agent import __version__
+from arc_agent.config.connection import WAY_OUT, ConnectionState, load_state
+from arc_agent.config.statedir import state_lock
 from arc_agent.cpclient.agentapi import (
     AgentApiError,
     Cloned,
@@ -38,15 +40,13 @@ from arc_agent.cpclient.agentapi import (
     MachineApi,
     RequestRefused,
 )
-from arc_agent.cpclient.jws import AssertionSigner
-from arc_agent.cpclient.machinekey import generate_key_file, load_machine_signer
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import write_json_atomic
+from arc_agent.identity.jws import AssertionSigner
+from arc_agent.identity.signer import generate_key_file, load_machine_signer
 from arc_agent.identity.store import MachineIdentity
 from arc_agent.paths import AgentPaths
-from arc_agent.state import WAY_OUT, ConnectionState, load_state
-from arc_agent.statedir import state_lock
 from arc_agent.systemd import unit_states
 
 LONG_POLL_SECONDS = 120

@@ -12,8 +12,8 @@ import os
 import threading
 from pathlib import Path
 
+from arc_agent.config.connection import ConnectionState, load_state
 from arc_agent.errors import AzcmError
-from arc_agent.state import ConnectionState, load_state
 
 _Signature = tuple[int, int, int, int, int]
 

@@ -1,6 +1,6 @@
 """Managed identity for local applications: challenge key files and the token cache.
 
-The Arc challenge flow (reference §2; DESIGN.md "Identity and security model"): a caller's
+The Arc challenge flow (docs/reference/himds.md; DESIGN.md "Identity and security model"): a caller's
 first token request gets a 401 naming a key file, ``<tokens dir>/<random>.key``, that only
 root and members of group ``himds`` can read (mode 0640, owner root when himds runs as root);
 whoever can read it proves so by sending its content back. :class:`ChallengeStore` makes and
@@ -37,6 +37,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from arc_agent.config.connection import WAY_OUT
 from arc_agent.cpclient.agentapi import (
     AgentApiError,
     Cloned,
@@ -45,7 +46,6 @@ from arc_agent.cpclient.agentapi import (
     RequestRefused,
 )
 from arc_agent.errors import AzcmError
-from arc_agent.state import WAY_OUT
 
 KEY_FILE_MODE = 0o640
 TOKENS_DIR_MODE = 0o750
@@ -228,7 +228,7 @@ class ChallengeStore:
             raise self._unusable(exc) from None
 
     def _give_to_root(self, fd: int) -> None:
-        """Owner root, group himds (reference §2). himds runs as its own user with only the
+        """Owner root, group himds (docs/reference/himds.md). himds runs as its own user with only the
         CAP_CHOWN capability for this (himdsd.service); without it, the file keeps himds as
         owner and still gets the group."""
         if self._group is None:

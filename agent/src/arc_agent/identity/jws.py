@@ -1,8 +1,8 @@
 """Compact JWS (JWT) signing, independent of where the key lives, and the machine assertions.
 
 A ``Signer`` holds a private key and knows its JWS algorithm. The CLI signs with keys loaded
-by the ``cryptography`` package (``arc_agent.cpclient.keys``); himds signs its assertions with
-the system's libcrypto (``arc_agent.cpclient.libcrypto``), which costs it far less memory.
+by the ``cryptography`` package (``arc_agent.identity.keys``); himds signs its assertions with
+the system's libcrypto (``arc_agent.identity.libcrypto``), which costs it far less memory.
 Nothing here imports either.
 """
 

@@ -1,6 +1,6 @@
-"""Keys with the ``cryptography`` package: the machine's key pair (generated at connect and at
-renewal) and the client assertions of a service principal's certificate. (himds signs its
-assertions through ``arc_agent.cpclient.machinekey``, without this package.)
+"""The machine's key pair with the ``cryptography`` package: generated at connect and at
+renewal, written, read back. (himds signs its assertions through ``identity.signer``, without
+this package.)
 
 The machine key is RSA 2048 (docs/agent-protocol.md §2: the cheaper one for the control plane
 to verify). It is generated on the machine and written at once with its final mode, 0640
@@ -9,29 +9,20 @@ root:himds (himds signs the assertions; nobody else may read it).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import time
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from arc_agent.cpclient.jws import b64url, sign_compact
-from arc_agent.cpclient.machinekey import damaged_key
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import write_atomic
+from arc_agent.identity.keyfile import damaged_key
 from arc_agent.privileges import himds_ids
 
-if TYPE_CHECKING:  # x509 costs himds megabytes of memory; only connect needs it (imported there)
-    from cryptography import x509
-
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
-
-CLIENT_ASSERTION_LIFETIME = 600
 
 
 def generate_machine_key() -> rsa.RSAPrivateKey:
@@ -105,49 +96,3 @@ class CryptographySigner:
             return r.to_bytes(size, "big") + s.to_bytes(size, "big")
         except Exception as exc:  # cryptography reports backend failures in several ways
             raise AzcmError(ErrorCode.SIGNING_FAILED, f"cannot sign with the key: {exc}") from None
-
-
-def load_certificate_credential(path: Path) -> tuple[PrivateKey, x509.Certificate]:
-    """A service principal's certificate and key from one PEM file (``--service-principal-cert``).
-
-    Password-protected files are not supported, as with the real agent (reference §1.3).
-    """
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise AzcmError(
-            ErrorCode.INVALID_ARGUMENT, f"cannot read the certificate file {path}: {exc.strerror}"
-        ) from None
-    from cryptography import x509
-
-    try:
-        certificate = x509.load_pem_x509_certificate(pem)
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise AzcmError(
-            ErrorCode.INVALID_ARGUMENT,
-            f"{path} must hold a PEM certificate and its unencrypted private key ({exc})",
-        ) from None
-    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-        raise AzcmError(ErrorCode.INVALID_ARGUMENT, f"the key in {path} is neither RSA nor EC")
-    return key, certificate
-
-
-def client_assertion(key: PrivateKey, certificate: x509.Certificate, client_id: str, token_url: str) -> str:
-    """A ``private_key_jwt`` client assertion for the token service (docs/control-plane.md)."""
-    der = certificate.public_bytes(serialization.Encoding.DER)
-    now = int(time.time())
-    header = {
-        "x5t": b64url(hashlib.sha1(der).digest()),  # noqa: S324 - x5t is SHA-1 by definition (RFC 7515)
-        "x5t#S256": b64url(hashlib.sha256(der).digest()),
-    }
-    claims = {
-        "aud": token_url,
-        "iss": client_id,
-        "sub": client_id,
-        "iat": now,
-        "nbf": now,
-        "exp": now + CLIENT_ASSERTION_LIFETIME,
-        "jti": uuid.uuid4().hex,
-    }
-    return sign_compact(CryptographySigner(key), header, claims)

@@ -1,9 +1,9 @@
 """The machine key as himds uses it: a signer for its assertions, and a new key at renewal.
 
-Signing goes through the system's libcrypto (``arc_agent.cpclient.libcrypto``), so himds does
+Signing goes through the system's libcrypto (``identity.libcrypto``), so himds does
 not load the ``cryptography`` package and its 10 MiB; where no libcrypto can be bound, it
 falls back to that package. A new key (renewal, every few weeks) is generated in a short-lived
-child process (``python -m arc_agent.cpclient.keygen``) with the ``cryptography`` package, so
+child process (``python -m arc_agent.identity.keygen``) with the ``cryptography`` package, so
 that it never stays in himds's memory either.
 """
 
@@ -13,35 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from arc_agent.cpclient.jws import Signer
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.fsutil import read_no_follow
-
-_WAY_OUT = "run 'azcmagent disconnect --force-local-only', then 'azcmagent connect'"
-
-
-def read_machine_key(path: Path) -> bytes:
-    """The key file's content; in a directory himds controls, so never through a link."""
-    try:
-        return read_no_follow(path, 64 * 1024)
-    except OSError as exc:
-        message = f"cannot read the machine key {path}: {exc.strerror}; {_WAY_OUT}"
-        raise AzcmError(ErrorCode.PRIVATE_KEY_UNAVAILABLE, message) from None
-
-
-def damaged_key(path: Path) -> AzcmError:
-    return AzcmError(ErrorCode.PRIVATE_KEY_UNAVAILABLE, f"the machine key {path} is damaged; {_WAY_OUT}")
+from arc_agent.identity.jws import Signer
+from arc_agent.identity.keyfile import damaged_key, read_machine_key
 
 
 def load_machine_signer(path: Path) -> Signer:
     """An RS256 signer over the machine key in ``path``."""
-    from arc_agent.cpclient.libcrypto import LibcryptoRsaKey, LibcryptoUnavailable
+    from arc_agent.identity.libcrypto import LibcryptoRsaKey, LibcryptoUnavailable
 
     pem = read_machine_key(path)
     try:
         return LibcryptoRsaKey(pem)
     except LibcryptoUnavailable:
-        from arc_agent.cpclient.keys import CryptographySigner, parse_private_key
+        from arc_agent.identity.keys import CryptographySigner, parse_private_key
 
         return CryptographySigner(parse_private_key(pem, path))
     except ValueError:
@@ -52,7 +37,7 @@ def generate_key_file(path: Path) -> str:
     """A new machine key written to ``path`` (mode as ``save_private_key``); its public PEM."""
     try:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module, a path we chose; no shell
-            [sys.executable, "-m", "arc_agent.cpclient.keygen", str(path)],
+            [sys.executable, "-m", "arc_agent.identity.keygen", str(path)],
             capture_output=True,
             text=True,
             timeout=120,

@@ -1,4 +1,5 @@
-"""Which cloud this machine runs in, asked of the clouds' instance metadata services (reference §9).
+"""Which cloud this machine runs in, asked of the clouds' instance metadata services
+(docs/reference/metadata.md).
 
 Probed once when himds starts, all four at the same time, within a short overall time limit
 (2 s by default): Azure (``GET /metadata/instance/compute`` with ``Metadata: true``), AWS
@@ -14,7 +15,7 @@ DNS server for ``metadata.google.internal``) is left behind on a daemon thread.
 
 The base URLs can be changed for tests only: constructor argument, or the environment variable
 ``ARC_CLOUD_METADATA_ENDPOINTS`` (a JSON object such as ``{"aws": "http://127.0.0.1:8080"}``).
-The ``detectedProperties`` key names for the details are ours (reference §12).
+The ``detectedProperties`` key names for the details are ours (docs/reference/not-public.md).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class CloudInfo:
     provider: str
     """``N/A``, ``Azure``, ``AWS``, ``GCP`` or ``OCI``."""
     details: Mapping[str, str] = field(default_factory=dict)
-    """What the provider told about the instance (reference §9), as ``detectedProperties`` keys."""
+    """What the provider told about the instance (docs/reference/metadata.md), as
+    ``detectedProperties`` keys."""
 
     def detected_properties(self) -> dict[str, str]:
         return {key: value for key, value in self.details.items() if value}

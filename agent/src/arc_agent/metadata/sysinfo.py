@@ -1,4 +1,4 @@
-"""What this machine is: OS, host names, hardware, firmware, network (reference §9).
+"""What this machine is: OS, host names, hardware, firmware, network (docs/reference/metadata.md).
 
 Collected once (at ``azcmagent connect`` and when himds starts or is asked to refresh), from
 files under a root directory (``/`` on a real host; a fixture tree in tests): ``/etc/os-release``,
@@ -11,7 +11,7 @@ stalls the caller.
 
 ``SystemInfo.to_arm()`` maps the result to the ARM ``MachineProperties`` keys the agent may
 report (docs/agent-protocol.md §5.1). The ``detectedProperties`` key names are ours (Azure's
-are not public, reference §12) and follow the spelling seen in ARM examples where one exists.
+are not public, docs/reference/not-public.md) and follow the spelling seen in ARM examples where one exists.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Built-in roles, the actions they allow, and scopes (subscription or resource group).
 
 Role names and action strings follow Azure's built-in roles: "Azure Connected Machine
-Onboarding" may create and read machines but not delete them (reference §10); "Azure
+Onboarding" may create and read machines but not delete them (docs/reference/network.md); "Azure
 Connected Machine Resource Administrator" may do everything on machines and their extensions.
 """
 

@@ -1,7 +1,7 @@
 """A machine's ``status`` and ``statusReason``, derived when read from what is stored.
 
 Nothing scans the table to mark machines Disconnected: the status follows from the last
-heartbeat time and the credential's expiry at the moment it is read (reference §4; DESIGN.md
+heartbeat time and the credential's expiry at the moment it is read (docs/reference/connection.md; DESIGN.md
 "State and status"), with the server's ``Timing`` (``machines/timing.py``).
 """
 

@@ -2,10 +2,11 @@
 
 One value is configured (``serve --heartbeat-interval``, 300 s by default, as Azure's agents
 heartbeat every 5 minutes); the Disconnected threshold is three intervals (15 minutes by
-default: reference §4, Disconnected after more than 15 minutes without a heartbeat). Azure does
-not publish how it derives either, so the rule of three is ours. Shorter intervals are for tests
-that must see a machine turn ``Disconnected`` within seconds. Built once from the settings and
-carried by the application's context (``AppContext.timing``), never read from a global.
+default: docs/reference/connection.md, Disconnected after more than 15 minutes without a
+heartbeat). Azure does not publish how it derives either, so the rule of three is ours. Shorter
+intervals are for tests that must see a machine turn ``Disconnected`` within seconds. Built once
+from the settings and carried by the application's context (``AppContext.timing``), never read
+from a global.
 
 Standard library only: the command line imports it to validate the option.
 """
