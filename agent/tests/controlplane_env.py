@@ -126,7 +126,7 @@ class ControlPlane:
     def set_credential_expiry(self, name: str, not_after: dt.datetime) -> None:
         """Move a machine's credential expiry in the database (time travel for renewal tests)."""
         from arc_controlplane.db.engine import Database
-        from arc_controlplane.db.models import Machine
+        from arc_controlplane.db.tables import Machine
         from sqlalchemy import update
 
         db = Database.open(f"sqlite:///{self.data_dir / 'controlplane.db'}")

@@ -359,7 +359,7 @@ def test_to_arm_respects_the_control_plane_limits(machine: Path) -> None:
 
 
 def test_to_arm_is_accepted_by_the_control_plane_model(machine: Path) -> None:
-    models = pytest.importorskip("arc_controlplane.agentapi.models")
+    models = pytest.importorskip("arc_controlplane.api.agent.schema")
     arm = collect(machine).to_arm(CloudInfo("GCP", {"gcpZone": "europe-west1-b"}))
     report = models.MachineReport.model_validate(arm)
     assert report.arm_properties() == arm

@@ -30,9 +30,9 @@ from arc_controlplane.auth.principals import (
 )
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.models import AuditEntry, Machine, Principal, ResourceGroup
+from arc_controlplane.db.tables import AuditEntry, Machine, Principal, ResourceGroup
 from arc_controlplane.machines.status import MachineStatus, machine_status
-from arc_controlplane.machines.timing import DEFAULT_TIMING, Timing
+from arc_controlplane.timing import DEFAULT_TIMING, Timing
 
 DATABASES = ["sqlite", "postgresql"]
 RESOURCE_GROUP = "Arc-Servers"

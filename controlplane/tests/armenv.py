@@ -22,7 +22,6 @@ from auditwait import audit_entries
 from conftest import Server, ca_context, start_server
 from sqlalchemy import select
 
-from arc_controlplane.arm.ids import machine_id
 from arc_controlplane.auth.keys import load_or_create_signing_key
 from arc_controlplane.auth.principals import (
     assign_role,
@@ -32,7 +31,8 @@ from arc_controlplane.auth.principals import (
 )
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.models import AuditEntry, Machine, Principal, ResourceGroup
+from arc_controlplane.db.tables import AuditEntry, Machine, Principal, ResourceGroup
+from arc_controlplane.resource_ids import machine_id
 
 HC = "2026-09-01"
 """The api-version most tests use."""

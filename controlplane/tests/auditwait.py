@@ -8,7 +8,7 @@ import time
 from sqlalchemy import select
 
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.models import AuditEntry
+from arc_controlplane.db.tables import AuditEntry
 
 
 def audit_entries(db: Database, target: str, count: int, timeout: float = 5) -> list[AuditEntry]:

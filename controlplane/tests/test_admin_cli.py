@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
+from arc_controlplane import resource_ids
 from arc_controlplane.admin import parsers
-from arc_controlplane.arm import ids
 from arc_controlplane.auth.secrets import verify_secret
 from arc_controlplane.cli import main
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.models import Base, Principal, ResourceGroup, RoleAssignment, Subscription, Tenant
+from arc_controlplane.db.tables import Base, Principal, ResourceGroup, RoleAssignment, Subscription, Tenant
 
 INIT_KEYS = {
     "url",
@@ -346,7 +346,7 @@ def test_commands_before_init_and_an_unreachable_database(tmp_path: Path) -> Non
 
 
 def test_the_resource_group_rule_is_arms() -> None:
-    assert parsers.RESOURCE_GROUP_NAME.pattern == ids.RESOURCE_GROUP_NAME.pattern
+    assert parsers.RESOURCE_GROUP_NAME.pattern == resource_ids.RESOURCE_GROUP_NAME.pattern
 
 
 def self_signed(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:

@@ -22,8 +22,8 @@ from conftest import run_cli
 from sqlalchemy import func, select
 
 from arc_controlplane.cli import main
-from arc_controlplane.db.models import AuditEntry, ResourceGroup
-from arc_controlplane.machines.timing import DEFAULT_TIMING
+from arc_controlplane.db.tables import AuditEntry, ResourceGroup
+from arc_controlplane.timing import DEFAULT_TIMING
 
 HC = "2026-09-01"
 MACHINE_KEYS = {

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from arc_controlplane.db.models import Machine, ResourceGroup
+from arc_controlplane.db.tables import Machine, ResourceGroup
 
 pytest_plugins = ["agentapi_plugin"]  # the agent_api fixture: one server per database
 

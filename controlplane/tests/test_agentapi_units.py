@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from pydantic.alias_generators import to_camel
 
-from arc_controlplane.agentapi.assertions import AssertionVerifier, PublicKeyCache
-from arc_controlplane.agentapi.identity import token_audience
-from arc_controlplane.agentapi.models import MachineReport
-from arc_controlplane.arm.errors import ArmError
-from arc_controlplane.db.models import Machine
+from arc_controlplane.api.agent.assertions import AssertionVerifier, PublicKeyCache
+from arc_controlplane.api.agent.schema import MachineReport
+from arc_controlplane.api.agent.tokens import token_audience
+from arc_controlplane.db.tables import Machine
+from arc_controlplane.errors import ArmError
 from arc_controlplane.machines.credentials import (
     InvalidPublicKey,
     issue_credential,

@@ -12,7 +12,7 @@ from armenv import HC, RG_VERSION, ArmEnv, arm_environment, error_of
 from sqlalchemy import select
 
 from arc_controlplane.auth.principals import assign_role, create_service_principal, ensure_tenant
-from arc_controlplane.db.models import RoleAssignment
+from arc_controlplane.db.tables import RoleAssignment
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

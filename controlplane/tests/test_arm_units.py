@@ -9,18 +9,18 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from arc_controlplane.api.arm.access import Visibility, visibility
-from arc_controlplane.api.arm.models import MachineBody, MachineUpdate, property_changes
-from arc_controlplane.arm.errors import ArmError
-from arc_controlplane.arm.paging import decode_skip_token, encode_skip_token, next_link
-from arc_controlplane.arm.paths import canonical_path
-from arc_controlplane.arm.versions import HYBRID_COMPUTE, RESOURCES
-from arc_controlplane.auth.caller import Caller
+from arc_controlplane.api.management.access import Visibility, visibility
+from arc_controlplane.api.management.schema import MachineBody, MachineUpdate, property_changes
 from arc_controlplane.auth.roles import MACHINES_READ, find_role
-from arc_controlplane.db.models import Machine
+from arc_controlplane.db.tables import Machine
+from arc_controlplane.errors import ArmError
+from arc_controlplane.http.caller import Caller
+from arc_controlplane.http.paging import decode_skip_token, encode_skip_token, next_link
+from arc_controlplane.http.paths import canonical_path
+from arc_controlplane.http.versions import HYBRID_COMPUTE, RESOURCES
 from arc_controlplane.machines.lifecycle import MachineChanges, apply_changes, changed_properties, merge_patch
-from arc_controlplane.machines.timing import DEFAULT_TIMING
 from arc_controlplane.machines.view import machine_view
+from arc_controlplane.timing import DEFAULT_TIMING
 
 SUB = "0b8f7d4e-1c2a-4b5e-9f00-aa11bb22cc33"
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)

@@ -9,10 +9,10 @@ from pathlib import Path
 from conftest import run_cli, start_server
 from sqlalchemy import select
 
-from arc_controlplane.audit import AuditWriter
 from arc_controlplane.db.engine import Database
 from arc_controlplane.db.migrate import upgrade
-from arc_controlplane.db.models import AuditEntry
+from arc_controlplane.db.tables import AuditEntry
+from arc_controlplane.http.audit import AuditWriter
 
 
 def entry(time: dt.datetime, target: str) -> AuditEntry:

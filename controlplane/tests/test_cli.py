@@ -11,7 +11,7 @@ from arc_controlplane import __version__
 from arc_controlplane.cli import build_parser, main, settings_from_args
 from arc_controlplane.names import server_names
 from arc_controlplane.pki import ensure_server_tls
-from arc_controlplane.server import build_context, uvicorn_config
+from arc_controlplane.server.serve import build_context, uvicorn_config
 from arc_controlplane.settings import ServerSettings, default_data_dir
 
 

@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 from conftest import ca_context, free_port, start_server
 
-from arc_controlplane.connections import guarded_protocol
+from arc_controlplane.server.connections import guarded_protocol
 from arc_controlplane.settings import ConnectionPolicy
 
 SHORT = ConnectionPolicy(

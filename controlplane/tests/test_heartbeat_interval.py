@@ -19,7 +19,7 @@ import httpx
 import pytest
 from agentapi_env import DATABASES, AgentApiEnv, new_name, start_env, utcnow
 
-from arc_controlplane.arm.times import iso8601
+from arc_controlplane.clock import iso8601
 
 INTERVAL = 5
 HC = "2026-09-01"

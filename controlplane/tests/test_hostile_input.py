@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from arc_controlplane.db.engine import Database
 from arc_controlplane.db.migrate import alembic_config, upgrade
-from arc_controlplane.db.models import Machine, ResourceGroup
+from arc_controlplane.db.tables import Machine, ResourceGroup
 
 GROUP = "hostile"
 SURROGATE_TAGS = '{"location": "westeurope", "tags": {"owner": "\\ud800"}}'

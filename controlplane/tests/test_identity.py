@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.models import Principal
+from arc_controlplane.db.tables import Principal
 
 ARM_SCOPE = "https://management.azure.com/.default"
 ARM_AUDIENCE = "https://management.azure.com/"

@@ -11,7 +11,7 @@ import socket
 
 from conftest import free_port
 
-from arc_controlplane.server import open_listener
+from arc_controlplane.server.serve import open_listener
 
 
 def test_the_listener_is_tcp_so_accepted_connections_get_nodelay() -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from arc_controlplane.auth.principals import create_service_principal, ensure_tenant
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.models import AuditEntry
+from arc_controlplane.db.tables import AuditEntry
 
 SCOPE = "https://management.azure.com/.default"
 

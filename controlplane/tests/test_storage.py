@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from arc_controlplane.db.engine import Database, validate_database_url
 from arc_controlplane.db.migrate import current_revision, head_revision, upgrade
-from arc_controlplane.db.models import AuditEntry, Base, Subscription, Tenant
+from arc_controlplane.db.tables import AuditEntry, Base, Subscription, Tenant
 from arc_controlplane.errors import ControlPlaneError
 
 

@@ -34,7 +34,7 @@ from arc_controlplane.auth.principals import (
 )
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.models import AuditEntry, Machine, ResourceGroup
+from arc_controlplane.db.tables import AuditEntry, Machine, ResourceGroup
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs: needs root")
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from arc_controlplane.db.models import Machine
+from arc_controlplane.db.tables import Machine
 from arc_controlplane.machines.status import machine_status
-from arc_controlplane.machines.timing import DEFAULT_TIMING, Timing, describe
-from arc_controlplane.server import build_context
+from arc_controlplane.server.serve import build_context
 from arc_controlplane.settings import ServerSettings
+from arc_controlplane.timing import DEFAULT_TIMING, Timing, describe
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 CONNECTED_AT = NOW - dt.timedelta(hours=1)

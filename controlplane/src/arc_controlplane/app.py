@@ -9,17 +9,17 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
-from arc_controlplane import __version__, agentapi
-from arc_controlplane.agentapi.fastpath import HeartbeatFastPath
-from arc_controlplane.agentapi.heartbeat import Heartbeats
-from arc_controlplane.agentapi.services import AgentServices
-from arc_controlplane.api import arm, health, identity
-from arc_controlplane.arm.errors import install_error_handlers
-from arc_controlplane.arm.paths import ArmPathMiddleware
-from arc_controlplane.audit import AuditMiddleware, AuditWriter
-from arc_controlplane.context import AppContext
-from arc_controlplane.guard import ErrorGuard
-from arc_controlplane.limits import MAX_BODY_BYTES, BodyLimitMiddleware
+from arc_controlplane import __version__
+from arc_controlplane.api import agent, health, management, tokens
+from arc_controlplane.api.agent.fastpath import HeartbeatFastPath
+from arc_controlplane.api.agent.heartbeat import Heartbeats
+from arc_controlplane.api.agent.services import AgentServices
+from arc_controlplane.http.audit import AuditMiddleware, AuditWriter
+from arc_controlplane.http.context import AppContext
+from arc_controlplane.http.errors import install_error_handlers
+from arc_controlplane.http.guard import ErrorGuard
+from arc_controlplane.http.limits import MAX_BODY_BYTES, BodyLimitMiddleware
+from arc_controlplane.http.paths import ArmPathMiddleware
 
 NO_TELEMETRY: TelemetryConfig = {
     "tracing": False,
@@ -53,9 +53,9 @@ def create_app(ctx: AppContext) -> ASGIApp:
     app.state.ctx = ctx
     install_error_handlers(app)
     app.include_router(health.create_router())
-    app.include_router(identity.create_router())
-    app.include_router(arm.create_router())
-    app.include_router(agentapi.create_router(agent_services, heartbeats))
+    app.include_router(tokens.create_router())
+    app.include_router(management.create_router())
+    app.include_router(agent.create_router(agent_services, heartbeats))
     audit_writer = AuditWriter(ctx.db, ctx.clock, ctx.settings.audit_retention)
     app.add_middleware(AuditMiddleware, writer=audit_writer, clock=ctx.clock)
     app.add_middleware(BodyLimitMiddleware)

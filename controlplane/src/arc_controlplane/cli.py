@@ -17,13 +17,6 @@ from typing import NoReturn
 from arc_controlplane import __version__
 from arc_controlplane.admin.parsers import add_admin_commands
 from arc_controlplane.errors import ControlPlaneError, UsageError
-from arc_controlplane.machines.timing import (
-    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
-    DISCONNECTED_AFTER_INTERVALS,
-    MAX_HEARTBEAT_INTERVAL_SECONDS,
-    MIN_HEARTBEAT_INTERVAL_SECONDS,
-    Timing,
-)
 from arc_controlplane.names import parse_name
 from arc_controlplane.pki import read_ca_certificate
 from arc_controlplane.settings import (
@@ -38,6 +31,13 @@ from arc_controlplane.settings import (
     ServerSettings,
     current_default_data_dir,
     pki_dir_of,
+)
+from arc_controlplane.timing import (
+    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+    DISCONNECTED_AFTER_INTERVALS,
+    MAX_HEARTBEAT_INTERVAL_SECONDS,
+    MIN_HEARTBEAT_INTERVAL_SECONDS,
+    Timing,
 )
 
 PROG = "arc-controlplane"
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> None:
         settings = settings_from_args(args)
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
         # Imported here so that `ca show` and `--help` stay fast (no FastAPI, no uvicorn).
-        from arc_controlplane.server import serve
+        from arc_controlplane.server.serve import serve
 
         with _sigterm_stops():
             serve(settings)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from arc_controlplane.machines.timing import DEFAULT_HEARTBEAT_INTERVAL_SECONDS, Timing
+from arc_controlplane.timing import DEFAULT_HEARTBEAT_INTERVAL_SECONDS, Timing
 
 DATA_DIR_ENV_VAR = "ARC_CONTROLPLANE_DATA_DIR"
 SYSTEM_DATA_DIR = Path("/var/lib/arc-controlplane")
@@ -35,7 +35,7 @@ def pki_dir_of(data_dir: Path) -> Path:
 @dataclass(frozen=True)
 class ConnectionPolicy:
     """How long a client may take to send a request, and how many connections it may hold
-    (``connections.py`` enforces it)."""
+    (``server/connections.py`` enforces it)."""
 
     handshake_timeout: float = 10.0
     header_timeout: float = 10.0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arc_controlplane.db.models import AuditEntry
+from arc_controlplane.db.tables import AuditEntry
 
 CLI_PRINCIPAL = "arc-controlplane-cli"
 SUCCEEDED = "Succeeded"

@@ -20,22 +20,22 @@ from arc_controlplane.admin import output
 from arc_controlplane.admin.audit_log import cli_actor, newest_entries
 from arc_controlplane.admin.database import one_line, open_database, shown_url
 from arc_controlplane.admin.fleet import FleetFilter, list_machines
-from arc_controlplane.admin.identities import (
+from arc_controlplane.admin.initialise import InitRequest, initialise
+from arc_controlplane.admin.principals import (
     assign,
     create_principal,
     delete_service_principal,
     list_assignments,
     list_principals,
 )
-from arc_controlplane.admin.initialise import InitRequest, initialise
 from arc_controlplane.admin.state import read_state
 from arc_controlplane.auth.certificates import CertificateError, ClientCertificate, parse_certificates
 from arc_controlplane.auth.principals import PrincipalError
 from arc_controlplane.clock import utcnow
 from arc_controlplane.errors import ControlPlaneError
-from arc_controlplane.machines.timing import Timing
 from arc_controlplane.pki import PkiFiles
 from arc_controlplane.settings import DEFAULT_BIND, DEFAULT_PORT, ServerSettings, current_default_data_dir
+from arc_controlplane.timing import Timing
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from arc_controlplane.db.models import Machine, ResourceGroup, Subscription
+from arc_controlplane.db.tables import Machine, ResourceGroup, Subscription
 from arc_controlplane.machines.status import machine_status
-from arc_controlplane.machines.timing import Timing
+from arc_controlplane.timing import Timing
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from arc_controlplane.auth.principals import (
 )
 from arc_controlplane.auth.roles import find_role
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.models import ResourceGroup, Tenant
+from arc_controlplane.db.tables import ResourceGroup, Tenant
 from arc_controlplane.errors import ControlPlaneError
 from arc_controlplane.fsutil import ensure_private_dir
 from arc_controlplane.pki import PkiFiles, ensure_ca

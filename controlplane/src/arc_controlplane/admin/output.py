@@ -15,8 +15,8 @@ from typing import Any
 
 from arc_controlplane.admin.audit_log import AuditRow
 from arc_controlplane.admin.fleet import Fleet, MachineRow
-from arc_controlplane.admin.identities import Assignment, CreatedPrincipal, PrincipalInfo
 from arc_controlplane.admin.initialise import InitResult
+from arc_controlplane.admin.principals import Assignment, CreatedPrincipal, PrincipalInfo
 
 SECRET_NOTICE = "The client secret is shown only this once: store it now (it is kept only as a hash)."  # noqa: S105 - a notice
 

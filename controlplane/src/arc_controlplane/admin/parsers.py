@@ -16,19 +16,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from arc_controlplane.auth.roles import Role, find_role
-from arc_controlplane.machines.timing import (
+from arc_controlplane.settings import DEFAULT_BIND, DEFAULT_PORT
+from arc_controlplane.timing import (
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     DISCONNECTED_AFTER_INTERVALS,
     MAX_HEARTBEAT_INTERVAL_SECONDS,
     MIN_HEARTBEAT_INTERVAL_SECONDS,
 )
-from arc_controlplane.settings import DEFAULT_BIND, DEFAULT_PORT
 
 _SCOPE = re.compile(r"^/subscriptions/[0-9a-fA-F-]{36}(/resourceGroups/[-\w._()]{1,90})?/?$", re.IGNORECASE)
 SCOPE_FORM = "/subscriptions/<id> or /subscriptions/<id>/resourceGroups/<name>"
 DEFAULT_LOCATION = "westeurope"
 DEFAULT_RESOURCE_GROUP = "arc-servers"
-# ARM's rule, as arm/ids.py has it (that module imports the web framework; a test keeps both equal).
+# ARM's rule, as resource_ids.py has it (that module imports the web framework; a test keeps both equal).
 RESOURCE_GROUP_NAME = re.compile(r"^[-\w._()]{0,89}[-\w_()]$")
 _LOCATION = re.compile(r"^[a-z0-9]{1,64}$")
 MAX_NAME = 120

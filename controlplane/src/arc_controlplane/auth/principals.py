@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from arc_controlplane.auth.roles import find_role
 from arc_controlplane.auth.secrets import hash_secret, new_secret
-from arc_controlplane.db.models import Principal, RoleAssignment, Subscription, Tenant
+from arc_controlplane.db.tables import Principal, RoleAssignment, Subscription, Tenant
 
 SERVICE_PRINCIPAL = "ServicePrincipal"
 MANAGED_IDENTITY = "ManagedIdentity"

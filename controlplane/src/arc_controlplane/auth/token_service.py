@@ -26,7 +26,7 @@ from arc_controlplane.auth.principals import SERVICE_PRINCIPAL
 from arc_controlplane.auth.secrets import verify_secret
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.models import Principal, Tenant
+from arc_controlplane.db.tables import Principal, Tenant
 
 GRANT_TYPE = "client_credentials"
 ACCESS_TOKEN_LIFETIME = dt.timedelta(hours=1)

@@ -5,7 +5,7 @@ RSA of 2048 to 8192 bits, or EC P-256). The control plane answers with a certifi
 key, subject ``CN=<vmId>``, valid ``CREDENTIAL_LIFETIME`` (90 days), signed by its own CA
 (``pki.ensure_ca``). The certificate's end of validity is the credential's expiry
 (``Machine.credential_not_after``); later calls are authenticated by assertions signed with the
-same key (``agentapi/assertions.py``).
+same key (``api/agent/assertions.py``).
 """
 
 from __future__ import annotations

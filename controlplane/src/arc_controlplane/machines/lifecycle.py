@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from arc_controlplane.arm.ids import machine_id
 from arc_controlplane.auth.principals import delete_principal
-from arc_controlplane.db.models import Machine, Principal, ResourceGroup
+from arc_controlplane.db.tables import Machine, Principal, ResourceGroup
+from arc_controlplane.resource_ids import machine_id
 
 MERGED_PROPERTIES = frozenset({"osProfile", "agentUpgrade"})
 """Object properties that a change merges into (JSON merge patch); others are replaced whole."""

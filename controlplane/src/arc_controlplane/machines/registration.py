@@ -23,10 +23,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arc_controlplane.arm.errors import ArmError
-from arc_controlplane.arm.ids import machine_id
 from arc_controlplane.auth.principals import create_managed_identity
-from arc_controlplane.db.models import Machine, Principal, ResourceGroup
+from arc_controlplane.db.tables import Machine, Principal, ResourceGroup
+from arc_controlplane.errors import ArmError
 from arc_controlplane.machines.credentials import (
     MachineCredential,
     MachinePublicKey,
@@ -35,8 +34,9 @@ from arc_controlplane.machines.credentials import (
 )
 from arc_controlplane.machines.lifecycle import MachineChanges, create_machine
 from arc_controlplane.machines.status import DISCONNECTED, machine_status
-from arc_controlplane.machines.timing import Timing
 from arc_controlplane.pki import CertificateAuthority
+from arc_controlplane.resource_ids import machine_id
+from arc_controlplane.timing import Timing
 
 REPORTED_PROPERTIES: frozenset[str] = frozenset(
     {

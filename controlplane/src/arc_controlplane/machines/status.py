@@ -2,7 +2,7 @@
 
 Nothing scans the table to mark machines Disconnected: the status follows from the last
 heartbeat time and the credential's expiry at the moment it is read (docs/reference/connection.md; DESIGN.md
-"State and status"), with the server's ``Timing`` (``machines/timing.py``).
+"State and status"), with the server's ``Timing`` (``timing.py``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from arc_controlplane.db.models import Machine
-from arc_controlplane.machines.timing import Timing
+from arc_controlplane.db.tables import Machine
+from arc_controlplane.timing import Timing
 
 CREDENTIAL_LIFETIME = dt.timedelta(days=90)
 RENEW_WHEN_LEFT = dt.timedelta(days=45)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from arc_controlplane.arm.ids import MACHINE_TYPE
-from arc_controlplane.arm.times import iso8601
-from arc_controlplane.db.models import Machine
+from arc_controlplane.clock import iso8601
+from arc_controlplane.db.tables import Machine
 from arc_controlplane.machines.status import machine_status
-from arc_controlplane.machines.timing import Timing
+from arc_controlplane.resource_ids import MACHINE_TYPE
+from arc_controlplane.timing import Timing
 
 ALWAYS = (
     "displayName",
@@ -63,7 +63,7 @@ SETTABLE = (
     "osType",
     "hardwareResourceId",
 )
-"""The stored properties an operator sets with PUT or PATCH (what ``api/arm/models.py`` keeps
+"""The stored properties an operator sets with PUT or PATCH (what ``api/management/schema.py`` keeps
 of a body)."""
 
 OPTIONAL = (

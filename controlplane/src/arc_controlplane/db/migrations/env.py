@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from arc_controlplane.db.models import Base
+from arc_controlplane.db.tables import Base
 
 engine: Engine = context.config.attributes["engine"]
 with engine.begin() as connection:

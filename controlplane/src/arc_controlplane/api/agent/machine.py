@@ -1,0 +1,38 @@
+"""``GET /agent/v1/machines/{vmId}``: what the agent needs to know of its own machine resource."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from arc_controlplane.api.agent.schema import MachineView
+from arc_controlplane.api.agent.services import AgentCtx, AgentServices, VmId, error_responses
+from arc_controlplane.api.agent.snapshot import machine_query
+from arc_controlplane.db.tables import Machine
+
+
+def create_router(services: AgentServices) -> APIRouter:
+    router = APIRouter()
+    query = machine_query(Machine.tags, Machine.properties)
+
+    @router.get(
+        "/machines/{vmId}",
+        response_model=MachineView,
+        summary="Read the machine's own resource",
+        responses=error_responses(401),
+    )
+    def read_machine(vm_id: VmId, request: Request, ctx: AgentCtx) -> MachineView:
+        """The machine's resource id, generation, tags and the work asked of it (agentUpgrade)."""
+        now = ctx.clock()
+        with ctx.db.engine.connect() as connection:
+            snapshot = services.authenticate(connection, request, ctx, vm_id, now, query)
+            machine = snapshot.machine
+            upgrade = machine.properties.get("agentUpgrade")
+            return MachineView(
+                resource_id=machine.resource_id,
+                vm_id=machine.vm_id,
+                generation=machine.generation,
+                tags=dict(machine.tags),
+                agent_upgrade=upgrade if isinstance(upgrade, dict) else None,
+            )
+
+    return router

@@ -1,0 +1,45 @@
+"""What every request handler needs, built once per server process and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from arc_controlplane.auth.throttle import SignInThrottle
+from arc_controlplane.auth.tokens import TokenIssuer
+from arc_controlplane.clock import Clock, utcnow
+from arc_controlplane.db.engine import Database
+from arc_controlplane.db.locks import KeyedLocks
+from arc_controlplane.machines.notify import Notifier
+from arc_controlplane.settings import ServerSettings
+from arc_controlplane.timing import Timing
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: ServerSettings
+    db: Database
+    tokens: TokenIssuer
+    clock: Clock = field(default=utcnow)
+    notifier: Notifier = field(default_factory=Notifier)
+    throttle: SignInThrottle = field(default_factory=SignInThrottle)
+    writes: KeyedLocks = field(default_factory=KeyedLocks)
+    """Management writes of one resource, one at a time (``db/locks.py``)."""
+    """Failed sign-ins at the token endpoint (``auth/throttle.py``)."""
+    timing: Timing = field(init=False)
+    """The heartbeat interval and the Disconnected threshold (from ``settings``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timing", self.settings.timing)  # built once, read on every request
+
+
+def get_context(request: Request) -> AppContext:
+    """FastAPI dependency: the application's context."""
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_context)]
+"""Route parameter type for the application's context."""

@@ -1,0 +1,73 @@
+"""The ``api-version`` query parameter: required on every management route, checked per provider.
+
+HybridCompute accepts the stable versions from 2024-07-10 through 2026-09-01 (S:readme.md: the
+``package-2024-07``, ``package-2025-01-13``, ``package-2026-07-15`` and ``package-2026-09-01``
+tags; 2026-07-15 is the default of ``azure-mgmt-hybridcompute`` 10). Resource groups
+(Microsoft.Resources) accept the usual stable versions of that provider. Errors use ARM's codes
+and wording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Query
+
+from arc_controlplane.errors import ArmError
+
+API_VERSION_PARAMETER = "api-version"
+
+
+@dataclass(frozen=True)
+class ApiVersions:
+    """The api-versions one resource provider serves."""
+
+    namespace: str
+    supported: tuple[str, ...]
+
+    def check(self, value: str | None) -> str:
+        """``value`` if supported; else ARM's 400 ``MissingApiVersionParameter`` or
+        ``InvalidApiVersionParameter``."""
+        if value is None or not value.strip():
+            raise ArmError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        if value not in self.supported:
+            newest_first = ",".join(sorted(self.supported, reverse=True))
+            shown = value if len(value) <= 64 else value[:64] + "..."
+            raise ArmError(
+                400,
+                "InvalidApiVersionParameter",
+                f"The api-version '{shown}' is invalid. The supported versions are '{newest_first}'.",
+            )
+        return value
+
+
+HYBRID_COMPUTE = ApiVersions(
+    "Microsoft.HybridCompute",
+    ("2024-07-10", "2025-01-13", "2026-07-15", "2026-09-01"),
+)
+RESOURCES = ApiVersions(
+    "Microsoft.Resources",
+    (
+        "2020-06-01",
+        "2020-10-01",
+        "2021-01-01",
+        "2021-04-01",
+        "2022-09-01",
+        "2023-07-01",
+        "2024-03-01",
+        "2024-07-01",
+        "2024-11-01",
+        "2025-04-01",
+    ),
+)
+
+ApiVersionParameter = Annotated[
+    str | None,
+    Query(alias=API_VERSION_PARAMETER, description="The API version; see docs/management-api.md."),
+]
+"""The ``api-version`` query parameter as routes declare it (checked by ``ApiVersions.check``)."""
