@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -6,12 +5,8 @@
 # Private to this collection: the control plane and credential options (one spec in
 # plugins/module_utils/_common.py).
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
-
-
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
   control_plane_url:

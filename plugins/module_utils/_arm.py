@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -7,17 +6,13 @@
 # Azure Resource Manager subset, docs/management-api.md) for machine tags. Standard library
 # only: urllib and ssl, with TLS verified against the control plane's CA.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import AzcmagentError
+from ansible_collections.hybridops.arc.plugins.module_utils._errors import ArmError
 
 API_VERSION = "2024-07-10"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -29,28 +24,13 @@ CERTIFICATE_NOT_SUPPORTED = (
 )
 
 
-class ArmError(AzcmagentError):
-    """A management API or token service call failed; ``code`` is the ARM error code (or the
-    OAuth error), ``status`` the HTTP status when there was an answer."""
-
-    source = "management API"
-
-    def __init__(self, operation, message, code=None, status=None):
-        super(ArmError, self).__init__(operation, message, code=code)
-        self.status = status
-
-    def __str__(self):
-        prefix = "%s: " % self.code if self.code else ""
-        return "management API %s failed: %s%s" % (self.operation, prefix, self.message)
-
-
 def check_credentials(certificate=None):
     """Fail early (before any change) for credentials this client cannot use."""
     if certificate:
         raise ArmError("sign-in", CERTIFICATE_NOT_SUPPORTED)
 
 
-class ArmClient(object):
+class ArmClient:
     """GET and PATCH of machine resources with a bearer token from the control plane's token
     service (client credentials with a secret) or a given access token."""
 
@@ -84,7 +64,7 @@ class ArmClient(object):
         self.timeout = timeout
         try:
             context = ssl.create_default_context(cafile=ca_file)
-        except (IOError, OSError, ssl.SSLError) as error:
+        except (OSError, ssl.SSLError) as error:
             raise ArmError("sign-in", "cannot load the control plane CA %s: %s" % (ca_file, error)) from None
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
@@ -141,7 +121,7 @@ class ArmClient(object):
             raise _http_error(operation, error) from None
         except urllib.error.URLError as error:
             raise ArmError(operation, "cannot reach %s: %s" % (self.base_url, error.reason)) from None
-        except (IOError, OSError, ssl.SSLError) as error:
+        except (OSError, ssl.SSLError) as error:
             raise ArmError(operation, "cannot reach %s: %s" % (self.base_url, error)) from None
         try:
             return json.loads(text) if text.strip() else {}

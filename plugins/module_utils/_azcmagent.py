@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -6,34 +5,14 @@
 # Private to this collection: the one wrapper around the azcmagent command line. Modules
 # never call azcmagent any other way.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import os
 import tempfile
 
+from ansible_collections.hybridops.arc.plugins.module_utils._errors import AzcmagentError
+
 AZCMAGENT_DIRS = ["/opt/azcmagent/bin"]
 _CLI_ENV = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
-
-
-class AzcmagentError(Exception):
-    """An azcmagent operation failed; carries the agent's AZCM code when it gave one."""
-
-    source = "azcmagent"
-
-    def __init__(self, operation, message, code=None, rc=None, stderr=None):
-        super(AzcmagentError, self).__init__(message)
-        self.operation = operation
-        self.message = message
-        self.code = code
-        self.rc = rc
-        self.stderr = stderr
-
-    def __str__(self):
-        prefix = "%s: " % self.code if self.code else ""
-        return "azcmagent %s failed: %s%s" % (self.operation, prefix, self.message)
 
 
 def azcm_code(rc):
@@ -41,7 +20,7 @@ def azcm_code(rc):
     return "AZCM%04d" % rc
 
 
-class Azcmagent(object):
+class Azcmagent:
     """Runs azcmagent with --json, an argv list and the C locale; secrets go in a --config file."""
 
     def __init__(self, module, binary=None):

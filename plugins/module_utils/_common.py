@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -6,11 +5,8 @@
 # Private to this collection: the control plane and credential options that modules share
 # (documented once in the hybridops.arc._control_plane doc fragment) and the base that merges them.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hybridops.arc.plugins.module_utils._desired import CREDENTIALS, REQUIRES
 
 CONTROL_PLANE_ARGUMENT_SPEC = dict(
     control_plane_url=dict(type="str"),
@@ -22,14 +18,9 @@ CONTROL_PLANE_ARGUMENT_SPEC = dict(
     access_token=dict(type="str", no_log=True),
 )
 
-CREDENTIAL_OPTIONS = ("service_principal_secret", "service_principal_cert", "access_token")
-
-CONTROL_PLANE_MUTUALLY_EXCLUSIVE = [list(CREDENTIAL_OPTIONS)]
-CONTROL_PLANE_REQUIRED_BY = {
-    "service_principal_secret": "service_principal_id",
-    "service_principal_cert": "service_principal_id",
-    "service_principal_id": "tenant_id",
-}
+# The credential rule (_desired.CREDENTIALS, _desired.REQUIRES) as Ansible's argument relations.
+CONTROL_PLANE_MUTUALLY_EXCLUSIVE = [list(CREDENTIALS)]
+CONTROL_PLANE_REQUIRED_BY = dict(REQUIRES)
 
 
 class ArcModule(AnsibleModule):
@@ -41,9 +32,7 @@ class ArcModule(AnsibleModule):
         exclusive = list(CONTROL_PLANE_MUTUALLY_EXCLUSIVE) + list(mutually_exclusive or [])
         by = dict(CONTROL_PLANE_REQUIRED_BY)
         by.update(required_by or {})
-        super(ArcModule, self).__init__(
-            argument_spec=spec, mutually_exclusive=exclusive, required_by=by, **kwargs
-        )
+        super().__init__(argument_spec=spec, mutually_exclusive=exclusive, required_by=by, **kwargs)
 
     def control_plane_flags(self):
         """``--control-plane-url`` and ``--control-plane-ca`` when given."""
@@ -71,10 +60,3 @@ class ArcModule(AnsibleModule):
         if params["access_token"]:
             secrets["access-token"] = params["access_token"]
         return flags, secrets
-
-
-def error_message(error, target):
-    """One message for a failed operation: what, on which target, and the agent's (or the
-    management API's) code."""
-    code = "%s: " % error.code if error.code else ""
-    return "%s %s failed for %s: %s%s" % (error.source, error.operation, target, code, error.message)

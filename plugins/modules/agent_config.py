@@ -1,12 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 module: agent_config
@@ -138,96 +133,19 @@ code:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent, AzcmagentError
-from ansible_collections.hybridops.arc.plugins.module_utils._common import error_message
-
-CASE_INSENSITIVE_VALUES = ("config.mode", "connection.type")
-CASE_INSENSITIVE_ITEMS = ("extensions.allowlist", "extensions.blocklist", "proxy.bypass")
-LIST_CHANGE_KEYS = ("add", "remove")
-
-
-class SettingError(Exception):
-    """A setting the module cannot apply as given (before any change)."""
-
-
-def text(value):
-    """The value as ``azcmagent config set`` takes it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ",".join(text(item) for item in value)
-    return str(value).strip()
+from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
+from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
+    SettingError,
+    normalise_settings,
+    same,
+    settings_plan,
+    text,
+    unknown_settings,
+)
+from ansible_collections.hybridops.arc.plugins.module_utils._errors import AzcmagentError, error_message
 
 
-def fold(key, item):
-    item = text(item)
-    return item.lower() if key in CASE_INSENSITIVE_ITEMS else item
-
-
-def same_list(key, left, right):
-    return set(fold(key, i) for i in left) == set(fold(key, i) for i in right)
-
-
-def same_scalar(key, current, wanted):
-    if isinstance(current, bool):
-        return text(wanted).lower() == text(current)
-    if isinstance(current, int):
-        try:
-            return int(text(wanted)) == current
-        except ValueError:
-            return False
-    if key in CASE_INSENSITIVE_VALUES:
-        return text(wanted).lower() == text(current).lower()
-    return text(wanted) == text(current)
-
-
-def same(key, current, wanted):
-    if isinstance(current, list):
-        return isinstance(wanted, list) and same_list(key, current, wanted)
-    return same_scalar(key, current, wanted)
-
-
-def desired_list(key, current, spec):
-    """The list a list setting must hold: ``spec`` is a list (or comma-separated string), or
-    ``{add: [...], remove: [...]}`` applied to ``current``."""
-    if isinstance(spec, dict):
-        unknown = sorted(set(spec) - set(LIST_CHANGE_KEYS))
-        if unknown:
-            raise SettingError(
-                "%s: a change of a list takes the keys add and remove, not %s" % (key, ", ".join(unknown))
-            )
-        remove = set(fold(key, i) for i in as_list(key, spec.get("remove")))
-        result = [i for i in current if fold(key, i) not in remove]
-        present = set(fold(key, i) for i in result)
-        for item in as_list(key, spec.get("add")):
-            if fold(key, item) not in present:
-                result.append(text(item))
-                present.add(fold(key, item))
-        return result
-    return dedupe(key, as_list(key, spec))
-
-
-def as_list(key, value):
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [text(i) for i in value]
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return [i.strip() for i in text(value).split(",")] if text(value) else []
-    raise SettingError("%s is a list: give a list, or a dictionary with add and remove" % key)
-
-
-def dedupe(key, items):
-    seen = set()
-    result = []
-    for item in items:
-        if fold(key, item) not in seen:
-            seen.add(fold(key, item))
-            result.append(item)
-    return result
-
-
-class AgentConfig(object):
+class AgentConfig:
     def __init__(self, module, agent):
         self.module = module
         self.agent = agent
@@ -238,13 +156,10 @@ class AgentConfig(object):
     def run(self):
         params = self.module.params
         current = self.agent.config_list()
-        wanted = dict((key.strip().lower(), value) for key, value in params["settings"].items())
-        unknown = sorted(key for key in wanted if key not in current)
-        if unknown:
-            raise SettingError(
-                "unknown setting %s; the agent's settings are: %s"
-                % (", ".join(unknown), ", ".join(sorted(current)))
-            )
+        wanted = normalise_settings(params["settings"])
+        error = unknown_settings(current, wanted)
+        if error:
+            raise error
         if params["state"] == "absent":
             plan = self.plan_absent(current, wanted)
         else:
@@ -272,23 +187,12 @@ class AgentConfig(object):
             )
         return result
 
-    def plan_present(self, current, wanted):
-        plan = []
-        for key in sorted(wanted):
-            spec = wanted[key]
-            before = current[key]
-            if isinstance(before, list):
-                value = desired_list(key, before, spec)
-            elif isinstance(spec, (list, dict)):
-                raise SettingError("%s is not a list: give a string, number or boolean" % key)
-            elif spec is None:
-                raise SettingError("%s: no value given; use state=absent to clear a setting" % key)
-            else:
-                value = spec
-            if not same(key, before, value):
-                predicted = value if isinstance(value, list) else self.predict(before, value)
-                plan.append((key, ["config", "set", key, text(value)], predicted))
-        return plan
+    @staticmethod
+    def plan_present(current, wanted):
+        return [
+            (key, ["config", "set", key, text(value)], predicted)
+            for key, value, predicted in settings_plan(current, wanted)
+        ]
 
     def plan_absent(self, current, wanted):
         document = self.agent.run_json("config info", ["config", "info"])
@@ -314,18 +218,6 @@ class AgentConfig(object):
                 self.changes[key] = {"before": before[key], "after": now.get(key)}
             else:
                 self.restored.append(key)
-
-    @staticmethod
-    def predict(before, value):
-        """The value as the agent would store it, typed like the current one."""
-        if isinstance(before, bool):
-            return text(value).lower() == "true"
-        if isinstance(before, int):
-            try:
-                return int(text(value))
-            except ValueError:
-                return text(value)
-        return text(value)
 
 
 def main():

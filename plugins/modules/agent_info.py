@@ -1,12 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 module: agent_info
@@ -99,8 +94,8 @@ code:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent, AzcmagentError
-from ansible_collections.hybridops.arc.plugins.module_utils._common import error_message
+from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
+from ansible_collections.hybridops.arc.plugins.module_utils._errors import AzcmagentError, error_message
 
 
 def agent_state(agent):

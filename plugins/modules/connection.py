@@ -1,12 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 module: connection
@@ -68,7 +63,8 @@ options:
   resource_name:
     description:
       - The name of the machine resource.
-      - Default the host's short host name, as C(azcmagent connect) chooses it.
+      - When omitted, a machine that is connected keeps the name it has (any name is accepted), and a new
+        connection takes the host's short host name, as C(azcmagent connect) chooses it.
     type: str
   cloud:
     description:
@@ -240,20 +236,22 @@ code:
 import socket
 
 from ansible_collections.hybridops.arc.plugins.module_utils._arm import ArmClient, check_credentials
-from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent, AzcmagentError
-from ansible_collections.hybridops.arc.plugins.module_utils._common import ArcModule, error_message
+from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
+from ansible_collections.hybridops.arc.plugins.module_utils._common import ArcModule
+from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
+    CREDENTIALS,
+    connection_mismatch,
+    desired_tags,
+)
+from ansible_collections.hybridops.arc.plugins.module_utils._errors import (
+    AzcmagentError,
+    OperationError,
+    error_message,
+)
 
 # The control plane's CA as the agent copied it at connect time (root's file).
 CA_COPY = "/var/opt/azcmagent/connection-ca.pem"
 ALREADY_CONNECTED = "AZCM0067"
-# Requested option -> key of `azcmagent show -j`; compared without regard to case, as ARM does.
-IDENTITY = (
-    ("resource_name", "resourceName"),
-    ("resource_group", "resourceGroup"),
-    ("subscription_id", "subscriptionId"),
-    ("tenant_id", "tenantId"),
-    ("location", "location"),
-)
 MACHINE_ID = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.HybridCompute/machines/%s"
 
 
@@ -266,11 +264,7 @@ def encode_tags(tags):
     return ",".join("%s=%s" % (quote(name), quote(value)) for name, value in sorted(tags.items()))
 
 
-def normalise_location(location):
-    return location.replace(" ", "").lower()
-
-
-class Connection(object):
+class Connection:
     def __init__(self, module, agent):
         self.module = module
         self.agent = agent
@@ -292,19 +286,9 @@ class Connection(object):
         )
 
     def mismatch(self, shown):
-        """Each requested field that differs from the connected resource: {field: {current, requested}}."""
-        differs = {}
-        for option, key in IDENTITY:
-            wanted = self.requested()[option]
-            if not wanted:
-                continue
-            current = shown.get(key) or ""
-            left, right = current.lower(), wanted.lower()
-            if option == "location":
-                left, right = normalise_location(current), normalise_location(wanted)
-            if left != right:
-                differs[option] = {"current": current, "requested": wanted}
-        return differs
+        """Each requested field that differs from the connected resource: {field: {current, requested}}.
+        An omitted resource name accepts the name the machine has."""
+        return connection_mismatch(shown, self.params)
 
     def target(self):
         if self.params["state"] == "disconnected":
@@ -363,7 +347,7 @@ class Connection(object):
         try:
             with open(path, "rb"):
                 return True
-        except (IOError, OSError):
+        except OSError:
             return False
 
     def run(self):
@@ -460,7 +444,7 @@ class Connection(object):
             current = machine.get("tags") or {}
         else:
             current = tags_before
-        desired = dict(wanted) if self.params["purge_tags"] else dict(current, **wanted)
+        desired = desired_tags(current, wanted, self.params["purge_tags"])
         if desired == current:
             return tags_before, current, False
         if not self.check_mode:
@@ -520,7 +504,7 @@ def main():
             (
                 "force_local_only",
                 False,
-                ("service_principal_secret", "service_principal_cert", "access_token"),
+                CREDENTIALS,
                 True,
             ),
         ],
@@ -531,7 +515,7 @@ def main():
     connection = Connection(module, Azcmagent(module))
     try:
         result = connection.run()
-    except AzcmagentError as error:
+    except OperationError as error:
         module.fail_json(
             msg=error_message(error, connection.target()), code=error.code, changed=connection.acted
         )

@@ -104,8 +104,10 @@ def test_a_missing_variable_fails_the_job_early_and_names_it(lab: Lab, tmp_path:
 
 def test_configure_changes_settings_and_tags_without_reconnecting(lab: Lab, tmp_path: pathlib.Path) -> None:
     before = {host.name: host.json("show")["vmId"] for host in lab.hosts}
+    for host in lab.hosts:  # a setting that the job puts back to its default (a null value)
+        host.json("config", "set", "proxy.bypass", "ARM")
     extravars = lab.onboard_vars(
-        arc_agent_config={"incomingconnections.ports": ["22", "8080"]},
+        arc_agent_config={"incomingconnections.ports": ["22", "8080"], "proxy.bypass": None},
         arc_agent_tags={"costCenter": "5678", "env": "awx"},
     )
     job, events = launch(tmp_path, "configure", extravars)
@@ -114,6 +116,7 @@ def test_configure_changes_settings_and_tags_without_reconnecting(lab: Lab, tmp_
     assert_secret_never_shows(lab.plane.onboarding["clientSecret"], job, events, tmp_path)
     for host in lab.hosts:
         assert sorted(host.json("config", "get", "incomingconnections.ports")["value"]) == ["22", "8080"]
+        assert host.json("config", "get", "proxy.bypass")["value"] == []
         assert host.json("show")["vmId"] == before[host.name]
         assert (lab.plane.machine(host.name) or {})["tags"] == {"costCenter": "5678", "env": "awx"}
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -6,10 +5,6 @@
 # A real HTTPS server standing in for the control plane's token service and management API
 # (machines GET and PATCH), with a throwaway CA made here: the management API client is tested
 # over real TLS, not with a mock of urllib.
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import contextlib
 import datetime
@@ -42,7 +37,7 @@ def _name(common_name):
 
 
 def _certificate(subject, issuer, public_key, issuer_key, ca, issuer_cert=None):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
@@ -106,7 +101,7 @@ class _ThreadingHTTPServer(ThreadingMixIn, HTTPServer):
     daemon_threads = True
 
 
-class ControlPlaneStandIn(object):
+class ControlPlaneStandIn:
     """State and record of the stand-in: machines by resource id, every request seen."""
 
     def __init__(self):

@@ -1,12 +1,7 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The arc_agent role documents every variable it has, with its real default (STYLE item 16)."""
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 

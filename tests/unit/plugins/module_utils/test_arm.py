@@ -1,13 +1,8 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # The management API client against a real HTTPS server (tests/unit/plugins/conftest.py).
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import json
 import socket
@@ -19,7 +14,7 @@ from ansible_collections.hybridops.arc.plugins.module_utils._arm import (
     ArmError,
     check_credentials,
 )
-from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import AzcmagentError
+from ansible_collections.hybridops.arc.plugins.module_utils._errors import AzcmagentError, OperationError
 from ansible_collections.hybridops.arc.tests.unit.plugins.control_plane_standin import (
     ACCESS_TOKEN,
     CLIENT_ID,
@@ -78,7 +73,8 @@ def test_refused_secret_is_an_error_with_the_oauth_code(control_plane):
     with pytest.raises(ArmError) as caught:
         secret_client(control_plane, secret="wrong-secret").get_machine(MACHINE)
     error = caught.value
-    assert isinstance(error, AzcmagentError), "one domain exception for the modules to catch"
+    assert isinstance(error, OperationError), "the modules catch one base type"
+    assert not isinstance(error, AzcmagentError), "one error type per boundary"
     assert error.code == "invalid_client"
     assert error.status == 401
     assert error.message == "AADSTS7000215: Invalid client secret provided."

@@ -1,11 +1,6 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import json
 import os
@@ -20,7 +15,7 @@ from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import (
 )
 
 
-class FakeModule(object):
+class FakeModule:
     """Records run_command calls; answers with the next canned (rc, stdout, stderr)."""
 
     def __init__(self, tmpdir, answers, binary="/opt/azcmagent/bin/azcmagent"):

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) hybridops.arc contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -6,10 +5,6 @@
 # Runs a module's main() with given arguments. Only AnsibleModule.run_command is replaced: by a
 # scripted azcmagent that checks each command line against the expected one, in order, and
 # records the argv, the environment and the --config file (its mode and content) of every call.
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import contextlib
 import json
@@ -35,12 +30,12 @@ except ImportError:  # ansible-core < 2.19
 
 class ModuleExit(Exception):
     def __init__(self, result, failed):
-        super(ModuleExit, self).__init__(result)
+        super().__init__(result)
         self.result = result
         self.failed = failed
 
 
-class ScriptedAgent(object):
+class ScriptedAgent:
     """Answers run_command like azcmagent would, from an ordered script of
     (expected argv after the binary, without --json and --config, rc, stdout)."""
 

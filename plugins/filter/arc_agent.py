@@ -1,0 +1,220 @@
+# Copyright (c) hybridops.arc contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# The arc_agent role's decisions, taken on the controller from one read of the host
+# (hybridops.arc.agent_info) with the same code the modules use on the host
+# (module_utils/_desired.py). The role's vars/main.yml holds data only; tasks/probe.yml asks
+# arc_agent_plan once per host and every step reads the answer.
+
+import hashlib
+import os
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
+    connected_as_requested,
+    credential_problems,
+    given_credentials,
+    is_downgrade,
+    settings_differ,
+    tags_differ,
+)
+
+STATES = ("present", "absent", "configured")
+CONNECTION_STATES = ("connected", "disconnected", "reconnected", "unmanaged")
+IDENTITY_FROM_SHOW = (
+    ("tenant_id", "tenantId"),
+    ("subscription_id", "subscriptionId"),
+    ("resource_group", "resourceGroup"),
+    ("location", "location"),
+    ("resource_name", "resourceName"),
+)
+
+
+def _role_variable(option):
+    return "arc_agent_" + option
+
+
+def _text(value):
+    return "" if value is None else str(value)
+
+
+def _sha256_of(path):
+    with open(os.path.expanduser(path), "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def arc_agent_problems(wanted):
+    """Sentences naming each role variable that is missing or inconsistent, and the fix."""
+    problems = []
+    connecting = wanted.get("state") == "present" and wanted.get("connection_state") in (
+        "connected",
+        "reconnected",
+    )
+    if connecting:
+        missing = [
+            _role_variable(option)
+            for option in ("subscription_id", "resource_group", "location")
+            if not wanted.get(option)
+        ]
+        credentials = credential_problems(wanted, required=True, name=_role_variable)
+        if missing:
+            problems.append(
+                "arc_agent_connection_state=%s needs %s: set %s."
+                % (wanted["connection_state"], ", ".join(missing), "it" if len(missing) == 1 else "them")
+            )
+        problems += [
+            "arc_agent_connection_state=%s: %s." % (wanted["connection_state"], p) for p in credentials
+        ]
+    else:
+        problems += ["%s." % p for p in credential_problems(wanted, required=False, name=_role_variable)]
+    ca = _text(wanted.get("control_plane_ca"))
+    if ca and not os.path.isfile(os.path.expanduser(ca)):
+        problems.append(
+            "arc_agent_control_plane_ca=%s is not a file on the controller: give the path of the control"
+            " plane CA certificate (PEM) there." % ca
+        )
+    return problems
+
+
+def _config_wanted(wanted, ca_dest):
+    """The local settings wanted: arc_agent_config plus the control plane's URL and CA; a
+    setting whose value is null is to be put back to its default."""
+    settings = dict(wanted.get("config") or {})
+    if wanted.get("control_plane_url"):
+        settings["controlplane.url"] = wanted["control_plane_url"]
+    if wanted.get("control_plane_ca"):
+        settings["controlplane.cafile"] = ca_dest
+    present = dict((key, value) for key, value in settings.items() if value is not None)
+    cleared = sorted(key for key, value in settings.items() if value is None)
+    return present, cleared
+
+
+def _package_source(wanted):
+    url = _text(wanted.get("package_url"))
+    if not url:
+        return _text(wanted.get("package_dir"))
+    digest = hashlib.sha1(url.encode("utf-8")).hexdigest()[:12]  # noqa: S324 - a cache folder name, not security
+    return "%s/%s-%s" % (
+        os.path.expanduser(_text(wanted.get("package_cache"))),
+        digest,
+        wanted.get("version"),
+    )
+
+
+def _connection_args(wanted, show, state):
+    """The connection module's options (without the credentials), from the role's variables;
+    with arc_agent_state=configured the resource is the one the machine is connected to."""
+    if state == "configured":
+        identity = dict((option, show.get(key) or None) for option, key in IDENTITY_FROM_SHOW)
+        connection_state = "connected"
+    else:
+        identity = dict((option, wanted.get(option) or None) for option, _key in IDENTITY_FROM_SHOW)
+        connection_state = wanted.get("connection_state")
+    tags_managed = bool(wanted.get("tags")) or bool(wanted.get("purge_tags"))
+    disconnecting = connection_state == "disconnected"
+    args = dict(
+        identity,
+        state="disconnected" if disconnecting else "connected",
+        force_reconnect=connection_state == "reconnected",
+        # Without a credential a disconnect resets this machine only (its resource stays).
+        force_local_only=disconnecting and not given_credentials(wanted),
+        tags=dict(wanted.get("tags") or {}) if tags_managed else None,
+        purge_tags=bool(wanted.get("purge_tags")),
+    )
+    return args, tags_managed
+
+
+def arc_agent_plan(probe, wanted, ca_dest, file_sums=None, files_wanted=None, check_mode=False):
+    """What the host has (``probe``: the result of hybridops.arc.agent_info), compared with what
+    the role's variables want: the steps to run, in order, and what each step needs."""
+    if wanted.get("state") not in STATES:
+        raise AnsibleFilterError("arc_agent_state must be one of %s" % ", ".join(STATES))
+    state = wanted["state"]
+    now = (probe or {}).get("arc_agent") or {"installed": False}
+    installed = bool(now.get("installed"))
+    show = now.get("show") or {}
+    connected = installed and bool(now.get("connected"))
+    services = now.get("services") or {}
+    installed_version = _text(now.get("version")) if installed else ""
+    version = _text(wanted.get("version"))
+    needs_install = installed_version != version
+    host_sums = dict(
+        reversed(line.split(None, 1)) for line in (file_sums or []) if len(line.split(None, 1)) == 2
+    )
+    service_drifted = (
+        needs_install
+        or services.get("agentService", "") != "running"
+        or show.get("stateDirectory", "as expected") != "as expected"
+        or any(host_sums.get(path, "") != digest for path, digest in (files_wanted or {}).items())
+    )
+    ca = _text(wanted.get("control_plane_ca"))
+    ca_drifted = bool(ca) and host_sums.get(ca_dest, "") != _sha256_of(ca)
+    config_set, config_clear = _config_wanted(wanted, ca_dest)
+    config_drifted = ca_drifted or bool(config_clear) or settings_differ(now.get("config") or {}, config_set)
+    connection, tags_managed = _connection_args(wanted, show, state)
+    tags_drifted = tags_managed and tags_differ(
+        show.get("tags") or {}, wanted.get("tags"), wanted.get("purge_tags")
+    )
+    connection_state = wanted.get("connection_state")
+    if state == "configured":
+        connection_acts = tags_drifted
+    elif connection_state == "connected":
+        connection_acts = not connected_as_requested(show, connection) or tags_drifted
+    else:
+        connection_acts = connection_state == "reconnected" or (
+            connection_state == "disconnected" and connected
+        )
+    can_ask = installed or not check_mode
+    refusal = ""
+    if state == "configured" and not connected:
+        refusal = (
+            "this host is not an onboarded machine (agent installed: %s, connected: %s):"
+            " arc_agent_state=configured changes settings and tags of connected machines only;"
+            " run hybridops.arc.onboard first"
+            % (installed, connected)
+        )
+    steps = []
+    if state == "absent":
+        steps = ["uninstall"]
+    elif state == "present":
+        steps += ["preflight", "install"] if needs_install else []
+        steps += ["service"] if service_drifted else []
+    if state != "absent" and not refusal and can_ask:
+        steps += ["config"] if config_drifted else []
+        if connection_acts and (state == "configured" or connection_state != "unmanaged"):
+            steps.append("connection")
+    return dict(
+        steps=steps,
+        refusal=refusal,
+        installed=installed,
+        installed_version=installed_version,
+        downgrade=is_downgrade(installed_version, version),
+        connected=connected,
+        service_installed=services.get("agentService", "not installed") != "not installed",
+        ca_drifted=ca_drifted,
+        ca_on_host=bool(host_sums.get(ca_dest)),
+        config_set=config_set,
+        config_clear=config_clear,
+        connection=connection,
+        has_credentials=bool(
+            wanted.get("service_principal_secret")
+            or wanted.get("access_token")
+            or wanted.get("service_principal_cert")
+        ),
+        package_source=_package_source(wanted),
+    )
+
+
+def credential_problems_filter(values, required=False, prefix=""):
+    """The credential rule for role or playbook variables named ``prefix`` + option."""
+    return credential_problems(values, required=required, name=lambda option: prefix + option)
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "arc_agent_plan": arc_agent_plan,
+            "arc_agent_problems": arc_agent_problems,
+            "credential_problems": credential_problems_filter,
+        }

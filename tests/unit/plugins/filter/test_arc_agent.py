@@ -1,0 +1,173 @@
+# Copyright (c) hybridops.arc contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# The arc_agent role decides on the controller (the arc_agent_plan filter) whether the connection
+# and config steps must run; the modules decide on the host. Both use module_utils/_desired.py:
+# these tests put the same host state in front of both and check that they agree, case by case.
+
+import pytest
+from ansible_collections.hybridops.arc.plugins.filter.arc_agent import (
+    arc_agent_plan,
+    arc_agent_problems,
+    credential_problems_filter,
+)
+from ansible_collections.hybridops.arc.plugins.modules import agent_config, connection
+from ansible_collections.hybridops.arc.tests.unit.plugins.modules.test_agent_config import DEFAULTS, listing
+from ansible_collections.hybridops.arc.tests.unit.plugins.modules.test_connection import BASE, TENANT, shown
+
+CA_DEST = "/var/opt/azcmagent/controlplane-ca.pem"
+VERSION = "1.64.3414.2961"
+
+
+def wanted(**changes):
+    """The role's variables (without the arc_agent_ prefix), as vars/main.yml hands them over."""
+    values = dict(
+        state="present",
+        version=VERSION,
+        connection_state="connected",
+        package_dir="/build/wheelhouse",
+        package_url="",
+        package_cache="~/.cache",
+        control_plane_url="",
+        control_plane_ca="",
+        tenant_id=BASE["tenant_id"],
+        subscription_id=BASE["subscription_id"],
+        resource_group=BASE["resource_group"],
+        location=BASE["location"],
+        resource_name=BASE["resource_name"],
+        tags={},
+        purge_tags=False,
+        config={},
+        service_principal_id=BASE["service_principal_id"],
+        service_principal_secret=BASE["service_principal_secret"],
+        access_token="",
+    )
+    values.update(changes)
+    return values
+
+
+def probe(show, config=None):
+    return {
+        "arc_agent": {
+            "installed": True,
+            "connected": bool(show.get("resourceId")),
+            "version": VERSION,
+            "show": show,
+            "config": dict(DEFAULTS, **(config or {})),
+            "services": {"agentService": "running"},
+        }
+    }
+
+
+def module_args(role, plan):
+    """The connection module's options as tasks/connection.yml passes them (tags aside)."""
+    args = dict((k, v) for k, v in plan["connection"].items() if v is not None and k != "tags")
+    for option in ("service_principal_id", "service_principal_secret", "access_token"):
+        if role[option]:
+            args[option] = role[option]
+    return args
+
+
+# (what the host is connected to, the role's identity variables that differ from BASE)
+CONNECTION_CASES = [
+    pytest.param(shown(), {}, id="the-requested-resource"),
+    pytest.param(shown(name="other-name"), {"resource_name": ""}, id="name-omitted-accepts-any-name"),
+    pytest.param(shown(name="other-name"), {}, id="another-name"),
+    pytest.param(shown(), {"resource_group": "ARC-SERVERS", "location": "West Europe"}, id="case-and-blanks"),
+    pytest.param(shown(), {"tenant_id": ""}, id="tenant-omitted"),
+    pytest.param(shown(), {"tenant_id": "0f6c1e1a-0000-4d5e-8f9a-0b1c2d3e4f5a"}, id="another-tenant"),
+    pytest.param(shown(group="arc-other"), {}, id="another-group"),
+    pytest.param(shown(), {"location": "eastus"}, id="another-location"),
+]
+
+
+@pytest.mark.parametrize("current, changes", CONNECTION_CASES)
+def test_role_and_connection_module_agree_on_the_connected_resource(agent, run_module, current, changes):
+    role = wanted(**changes)
+    if not role["tenant_id"]:  # a service principal needs the tenant: use a token instead
+        role.update(service_principal_id="", service_principal_secret="", access_token="token")
+    plan = arc_agent_plan(probe(current), role, CA_DEST)
+    role_acts = "connection" in plan["steps"]
+
+    agent.expect(["show"], current)
+    out = run_module(connection, module_args(role, plan), check_mode=True)
+    module_acts = out.failed or out.result["changed"]
+    assert role_acts == module_acts, out.result
+    assert out.failed == bool(out.result.get("mismatch")), out.result
+
+
+@pytest.mark.parametrize(
+    "config, settings",
+    [
+        pytest.param({}, {"incomingconnections.ports": ["22"]}, id="a-list-to-set"),
+        pytest.param(
+            {"incomingconnections.ports": ["22"]}, {"IncomingConnections.Ports": [22]}, id="same-list"
+        ),
+        pytest.param({"config.mode": "full"}, {"config.mode": "FULL"}, id="enum-case"),
+        pytest.param({"extensions.enabled": True}, {"extensions.enabled": "True"}, id="boolean-as-text"),
+        pytest.param(
+            {"extensions.agent.cpulimit": 5}, {"extensions.agent.cpulimit": "5"}, id="integer-as-text"
+        ),
+        pytest.param({"proxy.url": "http://p:3128"}, {"proxy.url": "http://P:3128"}, id="string-case"),
+        pytest.param(
+            {"extensions.allowlist": ["A/b"]},
+            {"extensions.allowlist": {"add": ["a/B"]}},
+            id="list-add-present",
+        ),
+        pytest.param(
+            {"extensions.allowlist": ["A/b"]}, {"extensions.allowlist": {"remove": ["a/b"]}}, id="remove"
+        ),
+    ],
+)
+def test_role_and_agent_config_module_agree_on_settings(agent, run_module, config, settings):
+    role_acts = "config" in arc_agent_plan(probe(shown(), config), wanted(config=settings), CA_DEST)["steps"]
+    agent.expect(["config", "list"], listing(**dict((k.replace(".", "__"), v) for k, v in config.items())))
+    out = run_module(agent_config, {"settings": settings}, check_mode=True)
+    assert not out.failed, out.result
+    assert role_acts == out.result["changed"]
+
+
+def test_role_and_modules_share_the_credential_rule():
+    # The modules' argument relations are built from the same table (module_utils/_common.py).
+    both = wanted(access_token="token")
+    assert arc_agent_problems(both) == [
+        "arc_agent_connection_state=connected: set only one credential: arc_agent_service_principal_secret"
+        " or arc_agent_access_token, not both."
+    ]
+    none = wanted(service_principal_secret="", resource_group="")
+    assert arc_agent_problems(none) == [
+        "arc_agent_connection_state=connected needs arc_agent_resource_group: set it.",
+        "arc_agent_connection_state=connected: a credential is needed: set"
+        " arc_agent_service_principal_id with arc_agent_service_principal_secret, or arc_agent_access_token"
+        " (keep secrets in a vault or an AWX"
+        " credential).",
+    ]
+    assert credential_problems_filter({"service_principal_secret": "s"}, prefix="x_") == [
+        "x_service_principal_secret needs x_service_principal_id: set it"
+    ]
+    assert arc_agent_problems(wanted(connection_state="unmanaged", service_principal_secret="")) == []
+
+
+def test_configured_state_takes_the_connected_resource_and_refuses_a_host_not_onboarded():
+    role = wanted(
+        state="configured",
+        subscription_id="",
+        resource_group="",
+        location="",
+        resource_name="",
+        tags={"env": "x"},
+    )
+    plan = arc_agent_plan(probe(shown(tags={"env": "y"})), role, CA_DEST)
+    assert plan["steps"] == ["connection"]
+    assert plan["connection"]["resource_group"] == "arc-servers" and plan["connection"]["tenant_id"] == TENANT
+    assert plan["refusal"] == ""
+    assert arc_agent_plan(probe(shown(tags={"env": "x"})), role, CA_DEST)["steps"] == []
+    refused = arc_agent_plan(probe({"resourceId": ""}), role, CA_DEST)
+    assert refused["steps"] == [] and "run hybridops.arc.onboard first" in refused["refusal"]
+
+
+def test_a_null_setting_is_cleared_by_the_config_step():
+    plan = arc_agent_plan(probe(shown()), wanted(config={"proxy.url": None, "config.mode": "full"}), CA_DEST)
+    assert plan["config_clear"] == ["proxy.url"] and plan["config_set"] == {"config.mode": "full"}
+    assert "config" in plan["steps"]
