@@ -18,7 +18,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
-.PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell unit \
+.PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell lint-repository unit \
 	sanity units lint-supply-chain lock durations-reset hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
@@ -70,7 +70,7 @@ hosts-lanes: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp ## 
 	( ARC_TESTHOSTS_LAB=2 $(MAKE) --no-print-directory security chaos 2>&1 | sed -u 's/^/[lab 2] /' ) & two=$$!; \
 	status=0; wait $$one || status=$$?; wait $$two || status=$$?; exit $$status
 
-lint: lint-python lint-ansible lint-shell lint-supply-chain ## ruff (with bandit's checks), mypy, ansible-lint, shellcheck, changelog and docs lint, dependency audit
+lint: lint-python lint-ansible lint-shell lint-supply-chain lint-repository ## ruff (with bandit's checks), mypy, ansible-lint, shellcheck, changelog and docs lint, dependency audit, the repository's own rules
 
 lint-python: venv
 	$(STEP) sh -c 'cd agent && ruff check . && ruff format --check . && mypy'
@@ -90,6 +90,9 @@ lock: venv ## Pin (with hashes) what the agent and the control plane ship to the
 		--no-emit-find-links --output-file agent/requirements.lock agent/pyproject.toml agent/installer.in
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-index-url \
 		--no-emit-find-links --extra postgresql --output-file controlplane/requirements.lock controlplane/pyproject.toml
+
+lint-repository: venv ## Layers, import circles, citations, naming, no sys.path tricks, no duplicated logic (tests/repository)
+	$(STEP) pytest -q -p no:cacheprovider tests/repository
 
 lint-shell: deps
 	$(STEP) shellcheck tests/hosts/*.sh tools/*.sh .ci/run

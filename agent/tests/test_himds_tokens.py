@@ -634,7 +634,6 @@ def test_azure_identity_managed_identity_credential_unmodified() -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PYTHONPATH": str(probe.parent)},
         check=False,
     )
     if result.returncode != 0 and "unshare failed" in result.stderr:

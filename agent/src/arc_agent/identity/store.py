@@ -16,7 +16,6 @@ from arc_agent.fsutil import Directory, NotARegularFile
 from arc_agent.paths import AgentPaths
 from arc_agent.privileges import himds_ids
 
-KEY_MODE = 0o600
 CERT_MODE = 0o644
 PENDING_SUFFIX = ".pending"
 
@@ -63,11 +62,6 @@ class MachineIdentity:
             return None
         value = document.get("notAfter") if isinstance(document, dict) else None
         return value if isinstance(value, str) and len(value) <= 64 else None
-
-    def read_key(self) -> bytes:
-        """The private key (PEM), read without following a link."""
-        with Directory(self.paths.certs_dir) as certs:
-            return certs.read_bytes(self.key.name, 64 * 1024)
 
     def discard_pending(self) -> None:
         try:

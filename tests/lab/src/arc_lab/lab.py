@@ -41,12 +41,7 @@ class Lab:
         serve_options = (*serve_options, *database)
         run(str(TESTHOSTS), "up", str(count))
         try:
-            init = env.controlplane_cli("init", "--port", str(env.url.rsplit(":", 1)[1]), *database)
-            cls._serve(serve_options)
-            scope = f"/subscriptions/{init['subscriptionId']}"
-            sp = ("sp", "create", "--scope", scope, *database)
-            onboarding = env.controlplane_cli(*sp, "--name", "lab-onboarding", "--role", ONBOARDING_ROLE)
-            admin = env.controlplane_cli(*sp, "--name", "lab-admin", "--role", ADMIN_ROLE)
+            plane = cls.start_plane(env, serve_options, database)
             if install:
                 cls.install_runtime()
             hosts = [Host(spec, env.ctl_ns) for spec in json.loads(run(str(TESTHOSTS), "hosts-json"))]
@@ -56,7 +51,25 @@ class Lab:
         except BaseException:
             cls.stop()
             raise
-        return cls(env, hosts, ControlPlane(env, init, onboarding, admin), tuple(serve_options), database)
+        return cls(env, hosts, plane, tuple(serve_options), database)
+
+    @classmethod
+    def start_plane(
+        cls,
+        env: LabEnv,
+        serve_options: tuple[str, ...] = (),
+        database: tuple[str, ...] = (),
+        prefix: str = "lab",
+    ) -> ControlPlane:
+        """The control plane in the controller namespace of hosts that are up, and its
+        ``{prefix}-onboarding`` and ``{prefix}-admin`` service principals."""
+        init = env.controlplane_cli("init", "--port", str(env.url.rsplit(":", 1)[1]), *database)
+        cls._serve(serve_options)
+        scope = f"/subscriptions/{init['subscriptionId']}"
+        sp = ("sp", "create", "--scope", scope, *database)
+        onboarding = env.controlplane_cli(*sp, "--name", f"{prefix}-onboarding", "--role", ONBOARDING_ROLE)
+        admin = env.controlplane_cli(*sp, "--name", f"{prefix}-admin", "--role", ADMIN_ROLE)
+        return ControlPlane(env, init, onboarding, admin)
 
     @staticmethod
     def _serve(serve_options: tuple[str, ...] | list[str]) -> None:
