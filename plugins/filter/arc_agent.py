@@ -66,6 +66,10 @@ def arc_agent_problems(wanted):
         problems += [
             "arc_agent_connection_state=%s: %s." % (wanted["connection_state"], p) for p in credentials
         ]
+    elif wanted.get("state") == "configured" and (wanted.get("tags") or wanted.get("purge_tags")):
+        # Tags are changed through the management API, which needs a credential.
+        credentials = credential_problems(wanted, required=True, name=_role_variable)
+        problems += ["arc_agent_tags (arc_agent_state=configured): %s." % p for p in credentials]
     else:
         problems += ["%s." % p for p in credential_problems(wanted, required=False, name=_role_variable)]
     ca = _text(wanted.get("control_plane_ca"))
@@ -171,8 +175,7 @@ def arc_agent_plan(probe, wanted, ca_dest, file_sums=None, files_wanted=None, ch
         refusal = (
             "this host is not an onboarded machine (agent installed: %s, connected: %s):"
             " arc_agent_state=configured changes settings and tags of connected machines only;"
-            " run hybridops.arc.onboard first"
-            % (installed, connected)
+            " run hybridops.arc.onboard first" % (installed, connected)
         )
     steps = []
     if state == "absent":

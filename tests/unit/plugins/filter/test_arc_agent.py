@@ -147,6 +147,11 @@ def test_role_and_modules_share_the_credential_rule():
         "x_service_principal_secret needs x_service_principal_id: set it"
     ]
     assert arc_agent_problems(wanted(connection_state="unmanaged", service_principal_secret="")) == []
+    tags_without_credential = wanted(state="configured", tags={"env": "x"}, service_principal_secret="")
+    assert arc_agent_problems(tags_without_credential)[0].startswith(
+        "arc_agent_tags (arc_agent_state=configured): a credential is needed"
+    )
+    assert arc_agent_problems(wanted(state="configured", config={"a": 1}, service_principal_secret="")) == []
 
 
 def test_configured_state_takes_the_connected_resource_and_refuses_a_host_not_onboarded():
