@@ -114,9 +114,12 @@ class HttpsClient:
         self._context = tls_context(ca_file)
         self._timeout = timeout
         self._connection: http.client.HTTPSConnection | None = None
+        self._aborted = False
 
     def abort(self) -> None:
-        """Wake a call blocked in another thread: it fails with ``ControlPlaneUnreachable``."""
+        """Wake a call blocked in another thread: it fails with ``ControlPlaneUnreachable``, and
+        so does every later call (the client is being closed: no retry, no new connection)."""
+        self._aborted = True
         connection = self._connection
         sock = connection.sock if connection is not None else None
         if sock is not None:
@@ -154,8 +157,16 @@ class HttpsClient:
     ) -> Reply:
         all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **headers}
         for attempt in (1, 2):
+            if self._aborted:
+                self.close()
+                raise ControlPlaneUnreachable(self.base_url, "the client was stopped")
             connection = self._connect(timeout)
             try:
+                if connection.sock is None:
+                    connection.connect()
+                if self._aborted:  # stopped while connecting: abort() found no socket to shut
+                    self.close()
+                    raise ControlPlaneUnreachable(self.base_url, "the client was stopped")
                 connection.request(method, path, body=data, headers=all_headers)
                 response = connection.getresponse()
                 body = response.read(MAX_RESPONSE_BYTES + 1)
