@@ -7,6 +7,8 @@ Run as root against a relocated tree (``AZCMAGENT_ROOT``); the ``nobody`` accoun
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import stat
 from pathlib import Path
@@ -75,3 +77,25 @@ def test_root_never_writes_its_log_through_a_link(tmp_path: Path) -> None:
     done = run_module("arc_agent.cli.main", "config", "get", "proxy.url", env=env, timeout=10)
     assert done.returncode == 0
     assert stat.S_ISREG(fifo.lstat().st_mode)
+
+
+def _secure_after(barrier: multiprocessing.synchronize.Barrier, root: Path) -> None:
+    barrier.wait()
+    secure(AgentPaths.under(root))
+
+
+def test_commands_started_together_on_a_new_host_all_make_the_layout(tmp_path: Path) -> None:
+    """Every ``azcmagent`` command makes the layout before it takes the state lock; twenty
+    started at once on a new host once failed with AZCM0001 ``FileExistsError`` (CI, issue 10's
+    concurrency test) because one made a directory another had just found missing."""
+    context = multiprocessing.get_context("fork")
+    for attempt in range(15):
+        root = tmp_path / f"host{attempt}"
+        barrier = context.Barrier(8)
+        workers = [context.Process(target=_secure_after, args=(barrier, root)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert [worker.exitcode for worker in workers] == [0] * 8
+        assert problems(AgentPaths.under(root)) == []

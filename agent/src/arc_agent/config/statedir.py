@@ -78,7 +78,7 @@ def secure(paths: AgentPaths) -> list[str]:
         changes += _set_aside_if_untrusted(trusted)
     _lock_file(paths.lock_file, gid)
     if paths.legacy_control_plane_ca.exists() or paths.legacy_control_plane_ca.is_symlink():
-        paths.legacy_control_plane_ca.unlink()
+        paths.legacy_control_plane_ca.unlink(missing_ok=True)  # another command may be first
         changes.append(f"removed {paths.legacy_control_plane_ca} (himds could change it; never trusted)")
     for change in changes:
         LOG.warning("state directory: %s", change)
@@ -122,7 +122,10 @@ def _directory(path: Path, owner: int, group: int, mode: int) -> list[str]:
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        os.mkdir(path, 0o700)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:  # another command made it first: check it as one found
+            return _directory(path, owner, group, mode)
         fd = os.open(path, flags)
         os.fchown(fd, owner, group)
         os.fchmod(fd, mode)
@@ -156,7 +159,10 @@ def _set_aside_if_untrusted(path: Path) -> list[str]:
         return []
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     aside = path.with_name(f"{path.name}.untrusted-{stamp}")
-    os.rename(path, aside)  # renames the entry itself, never what a link points to
+    try:
+        os.rename(path, aside)  # renames the entry itself, never what a link points to
+    except FileNotFoundError:  # another command set it aside first
+        return []
     os.lchown(aside, 0, 0)
     if not stat.S_ISLNK(info.st_mode):
         os.chmod(aside, 0o600)
