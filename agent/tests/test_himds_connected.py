@@ -78,7 +78,13 @@ class Machine:
     def stop_himds(self) -> str:
         assert self.himds is not None
         self.himds.terminate()
-        self.himds.wait(timeout=15)
+        try:
+            self.himds.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.himds.kill()
+            self.himds.wait()
+            log = self.output.read_text(encoding="utf-8", errors="replace")
+            raise AssertionError(f"himds did not stop within 15 s of SIGTERM; its log:\n{log}") from None
         err = self.output.read_text(encoding="utf-8", errors="replace")
         assert self.himds.returncode == 0, err
         self.himds = None

@@ -75,6 +75,10 @@ def idle_step(remaining: float) -> tuple[int, float]:
     return 0, max(remaining, 0.0)
 
 
+STOP_WAIT_SECONDS = 3
+"""How long a stop or a reload waits for the connection thread (woken by ``abort``) to end."""
+
+
 class StatusFile:
     """``himds-status.json``: what himds knows of the machine's standing, for ``show``."""
 
@@ -130,7 +134,12 @@ class Connection:
     def close(self) -> None:
         self.stop.set()
         self.client.abort()
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=STOP_WAIT_SECONDS)
+        if self.thread.is_alive():  # a daemon thread: it ends with the process, or on its own
+            self.logger.warning(
+                "the connection thread did not end within %d s of being stopped; going on without it",
+                STOP_WAIT_SECONDS,
+            )
         self.client.close()
 
     # --- the loop ------------------------------------------------------------------------------
