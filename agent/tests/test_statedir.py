@@ -80,7 +80,7 @@ def test_root_never_writes_its_log_through_a_link(tmp_path: Path) -> None:
 
 
 def _secure_after(barrier: multiprocessing.synchronize.Barrier, root: Path) -> None:
-    barrier.wait()
+    barrier.wait(timeout=30)
     secure(AgentPaths.under(root))
 
 
@@ -97,5 +97,7 @@ def test_commands_started_together_on_a_new_host_all_make_the_layout(tmp_path: P
             worker.start()
         for worker in workers:
             worker.join(timeout=60)
+            if worker.is_alive():  # never left behind, whatever the outcome
+                worker.kill()
         assert [worker.exitcode for worker in workers] == [0] * 8
         assert problems(AgentPaths.under(root)) == []

@@ -140,6 +140,7 @@ class Connection:
                 "the connection thread did not end within %d s of being stopped; going on without it",
                 STOP_WAIT_SECONDS,
             )
+            return  # its client is aborted: it refuses every call and closes itself; not closed under it
         self.client.close()
 
     # --- the loop ------------------------------------------------------------------------------
