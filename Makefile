@@ -12,6 +12,7 @@ N ?= 3
 COLLECTIONS := $(CURDIR)/build/collections
 WHEELHOUSE := $(CURDIR)/build/wheelhouse
 AZURE_IDENTITY_WHEELS := $(CURDIR)/build/azure-identity-wheels
+AZURE_CLI := $(CURDIR)/build/azure-cli
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
@@ -19,7 +20,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell lint-repository unit \
-	sanity units lint-supply-chain lock durations-reset hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
+	sanity units lint-supply-chain lock durations-reset azure-cli hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -97,9 +98,18 @@ lint-repository: venv ## Layers, import circles, citations, naming, no sys.path 
 lint-shell: deps
 	$(STEP) shellcheck tests/hosts/*.sh tools/*.sh .ci/run
 
-unit: venv ## pytest for agent/ and controlplane/
+unit: venv azure-cli ## pytest for agent/ and controlplane/ (the control plane's with the Azure CLI)
 	$(STEP) sh -c 'cd agent && pytest -q'
-	$(STEP) sh -c 'cd controlplane && pytest -q'
+	$(STEP) sh -c 'cd controlplane && ARC_AZURE_CLI=$(AZURE_CLI)/bin/az pytest -q'
+
+# The Azure CLI from PyPI in a virtual environment of its own (it pins its own azure-* packages):
+# controlplane/tests/test_azure_cli.py runs it, unmodified, against the control plane.
+$(AZURE_CLI)/.stamp: requirements-azure-cli.txt
+	rm -rf $(AZURE_CLI) && $(PYTHON) -m venv $(AZURE_CLI)
+	$(AZURE_CLI)/bin/pip install -q --disable-pip-version-check -r requirements-azure-cli.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $@
+
+azure-cli: $(AZURE_CLI)/.stamp ## The Azure CLI (from PyPI) the control plane's tests run
 
 units: venv ## ansible-test units (module and module_utils unit tests)
 	$(STEP) tools/ansible-test.sh units

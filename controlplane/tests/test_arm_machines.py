@@ -398,7 +398,9 @@ def test_machine_paths_are_case_insensitive(arm: ArmEnv) -> None:
     assert listed.status_code == 200
 
 
-@pytest.mark.parametrize("version", ["2024-07-10", "2025-01-13", SDK_DEFAULT, "2026-09-01"])
+@pytest.mark.parametrize(
+    "version", ["2019-12-12", "2022-08-11-preview", "2024-07-10", "2025-01-13", SDK_DEFAULT, "2026-09-01"]
+)
 def test_every_supported_api_version_is_served(arm: ArmEnv, version: str) -> None:
     reply = arm.call("GET", f"{arm.sub}/providers/Microsoft.HybridCompute/machines", api_version=version)
     assert reply.status_code == 200
@@ -406,14 +408,17 @@ def test_every_supported_api_version_is_served(arm: ArmEnv, version: str) -> Non
 
 def test_unsupported_and_missing_api_versions(arm: ArmEnv) -> None:
     path = arm.machine(GROUP, "any")
-    for version in ("2022-12-27", "2024-11-10-preview", "latest"):
+    for version in ("2015-01-01", "2026-09-01-preview", "latest"):
         reply = arm.call("GET", path, api_version=version)
         assert reply.status_code == 400
         error = error_of(reply)
         assert error["code"] == "InvalidApiVersionParameter"
         assert error["message"] == (
-            f"The api-version '{version}' is invalid. "
-            "The supported versions are '2026-09-01,2026-07-15,2025-01-13,2024-07-10'."
+            f"The api-version '{version}' is invalid. The supported versions are "
+            "'2026-09-01,2026-07-15,2026-06-16-preview,2025-09-16-preview,2025-02-19-preview,2025-01-13,"
+            "2024-07-31-preview,2024-07-10,2024-05-20-preview,2024-03-31-preview,2023-10-03-preview,"
+            "2023-06-20-preview,2022-08-11-preview,2022-03-10,2021-03-25-preview,2020-08-02,2019-12-12,"
+            "2019-08-02-preview'."
         )
     missing = arm.call("DELETE", path, api_version=None, caller="admin")
     assert missing.status_code == 400 and error_of(missing)["code"] == "MissingApiVersionParameter"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.identity import ClientSecretCredential
+from azure.identity import ClientSecretCredential, DefaultAzureCredential, EnvironmentCredential
 from azure.mgmt.hybridcompute import HybridComputeManagementClient
 from azure.mgmt.hybridcompute.models import Machine, MachineUpdate
 from conftest import Server, run_cli, start_server
@@ -31,6 +31,7 @@ def sdk(
     )  # fmt: skip
     assert admin.returncode == 0, admin.stderr
     creds = json.loads(admin.stdout)
+    ids["adminClientId"], ids["adminClientSecret"] = creds["clientId"], creds["clientSecret"]
     server = start_server(data, ["--database-url", database_url])
     # The SDKs verify TLS with requests' trust store: point it at the control plane's CA.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_file))
@@ -88,3 +89,29 @@ def test_sdk_manages_machines(sdk: tuple[HybridComputeManagementClient, dict[str
     with pytest.raises(ResourceNotFoundError):
         client.machines.get(group, "web-2")
     assert sorted(str(m.name) for m in client.machines.list_by_resource_group(group)) == ["db-1", "web-1"]
+
+
+@pytest.mark.parametrize("credential_type", [EnvironmentCredential, DefaultAzureCredential])
+def test_ci_pipelines_sign_in_from_the_environment(
+    sdk: tuple[HybridComputeManagementClient, dict[str, str], Server],
+    monkeypatch: pytest.MonkeyPatch,
+    credential_type: type[EnvironmentCredential] | type[DefaultAzureCredential],
+) -> None:
+    """What a pipeline sets (docs/azure-tools.md): the service principal and AZURE_AUTHORITY_HOST in
+    the environment, instance discovery off in code; nothing else points at the control plane."""
+    _, ids, server = sdk
+    monkeypatch.setenv("AZURE_TENANT_ID", ids["tenantId"])
+    monkeypatch.setenv("AZURE_CLIENT_ID", ids["adminClientId"])
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", ids["adminClientSecret"])
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", f"https://127.0.0.1:{server.port}")
+    credential = credential_type(disable_instance_discovery=True)
+    audience = f"https://127.0.0.1:{server.port}/"
+    client = HybridComputeManagementClient(
+        credential, ids["subscriptionId"], base_url=audience, credential_scopes=[audience + ".default"]
+    )
+    try:
+        client.machines.create_or_update(ids["resourceGroup"], "ci-1", Machine(location=ids["location"]))
+        assert [m.name for m in client.machines.list_by_resource_group(ids["resourceGroup"])] == ["ci-1"]
+    finally:
+        client.close()
+        credential.close()

@@ -33,6 +33,13 @@ class Caller:
             role.allows(action) and scope_covers(scope, resource_id) for role, scope in self.assignments
         )
 
+    def reaches(self, scope: str) -> bool:
+        """Whether any of the caller's assignments is at ``scope`` or below it, or covers it
+        (what makes a subscription appear in the caller's list, as in Azure)."""
+        return any(
+            scope_covers(scope, assigned) or scope_covers(assigned, scope) for _, assigned in self.assignments
+        )
+
     def require(self, action: str, resource_id: str) -> None:
         if not self.may(action, resource_id):
             raise ArmError(

@@ -13,9 +13,16 @@ The walk is positional, so a machine called ``machines`` keeps its name::
     /subscriptions/{sub}[/resourceGroups/{rg}]/providers/{Namespace}/{type}/{name}/{type}/{name}...
 
 and a nested ``/providers/{Namespace}/...`` may follow any name (extension resources).
+
+Empty segments are dropped first, as Azure does: ``az resource show -g RG -n NAME
+--resource-type Microsoft.HybridCompute/machines`` asks for ``.../Microsoft.HybridCompute//machines/
+NAME``, and ``az cloud register`` with a Resource Manager URL ending in ``/`` asks for
+``//metadata/endpoints``.
 """
 
 from __future__ import annotations
+
+import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -53,10 +60,14 @@ TYPE_WORDS = {
 """Resource type and action words (the segments between names) in their canonical spelling."""
 
 _PREFIXES = ("/subscriptions", "/providers")
+_EMPTY_SEGMENTS = re.compile("/{2,}")
 
 
 def canonical_path(path: str) -> str:
-    """``path`` with the fixed segments of an ARM path in canonical spelling; other paths as they are."""
+    """``path`` without empty segments, and with the fixed segments of an ARM path in canonical
+    spelling; other segments as they are."""
+    if "//" in path:
+        path = _EMPTY_SEGMENTS.sub("/", path)
     if not path[:14].lower().startswith(_PREFIXES):
         return path
     segments = path.split("/")

@@ -48,11 +48,46 @@ class ApiVersions:
 
 HYBRID_COMPUTE = ApiVersions(
     "Microsoft.HybridCompute",
-    ("2024-07-10", "2025-01-13", "2026-07-15", "2026-09-01"),
+    (
+        "2019-08-02-preview",
+        "2019-12-12",
+        "2020-08-02",
+        "2021-03-25-preview",
+        "2022-03-10",
+        "2022-08-11-preview",
+        "2023-06-20-preview",
+        "2023-10-03-preview",
+        "2024-03-31-preview",
+        "2024-05-20-preview",
+        "2024-07-10",
+        "2024-07-31-preview",
+        "2025-01-13",
+        "2025-02-19-preview",
+        "2025-09-16-preview",
+        "2026-06-16-preview",
+        "2026-07-15",
+        "2026-09-01",
+    ),
 )
+"""Every HybridCompute version Azure publishes a client for (docs/reference/arm.md, "API versions"):
+clients hard-code theirs. Answers have the newest shape whatever the version; older clients
+ignore what they do not know."""
 RESOURCES = ApiVersions(
     "Microsoft.Resources",
     (
+        "2015-01-01",
+        "2015-11-01",
+        "2016-02-01",
+        "2016-09-01",
+        "2017-05-10",
+        "2018-02-01",
+        "2018-05-01",
+        "2019-03-01",
+        "2019-05-01",
+        "2019-05-10",
+        "2019-07-01",
+        "2019-08-01",
+        "2019-10-01",
         "2020-06-01",
         "2020-10-01",
         "2021-01-01",
@@ -62,9 +97,30 @@ RESOURCES = ApiVersions(
         "2024-03-01",
         "2024-07-01",
         "2024-11-01",
+        "2025-03-01",
         "2025-04-01",
     ),
 )
+"""Resource groups, generic resources and providers: every version ``azure-mgmt-resource`` ships a
+client for (its ``resources/v*`` folders; docs/reference/arm.md), and the two older ones Azure Stack
+tools and ``msrestazure`` still send."""
+
+SUBSCRIPTIONS = ApiVersions(
+    "Microsoft.Resources",
+    (
+        "2014-04-01",
+        "2015-01-01",
+        "2016-06-01",
+        "2018-06-01",
+        "2019-06-01",
+        "2019-11-01",
+        "2020-01-01",
+        "2021-01-01",
+        "2022-12-01",
+    ),
+)
+"""Subscriptions and tenants: the versions of ``azure-mgmt-resource``'s ``subscriptions/v*``
+clients (the Azure CLI sends 2022-12-01) and the older ones of the REST specs."""
 
 ApiVersionParameter = Annotated[
     str | None,

@@ -112,19 +112,28 @@ def machine_view(machine: Machine, now: dt.datetime, timing: Timing) -> dict[str
     for name in OPTIONAL:
         if stored.get(name) is not None:
             properties[name] = stored[name]
-    view: dict[str, Any] = {
+    view = machine_envelope(machine)
+    view["kind"] = machine.kind
+    identity = machine_identity(machine)
+    if identity is not None:
+        view["identity"] = identity
+    view["properties"] = properties
+    return view
+
+
+def machine_envelope(machine: Machine) -> dict[str, Any]:
+    """What every answer about a machine starts with (the typed resource and the generic one)."""
+    return {
         "id": machine.resource_id,
         "name": machine.name,
         "type": MACHINE_TYPE,
         "location": machine.location,
         "tags": machine.tags or {},
-        "kind": machine.kind,
     }
-    if machine.principal_id:
-        view["identity"] = {
-            "type": "SystemAssigned",
-            "principalId": machine.principal_id,
-            "tenantId": machine.tenant_id,
-        }
-    view["properties"] = properties
-    return view
+
+
+def machine_identity(machine: Machine) -> dict[str, Any] | None:
+    """The machine's managed identity, once its agent has connected."""
+    if not machine.principal_id:
+        return None
+    return {"type": "SystemAssigned", "principalId": machine.principal_id, "tenantId": machine.tenant_id}

@@ -1,7 +1,9 @@
-"""ARM-compatible management API (Microsoft.Resources resource groups, Microsoft.HybridCompute).
+"""ARM-compatible management API (Microsoft.Resources, Microsoft.HybridCompute) and ARM's cloud
+metadata.
 
-One module per resource: :mod:`.resource_groups`, :mod:`.machines`, :mod:`.operations`; the
-checks every route shares are in :mod:`.access`, the request bodies in :mod:`.models`. Paths
+One module per resource: :mod:`.metadata`, :mod:`.subscriptions`, :mod:`.providers`,
+:mod:`.resource_groups`, :mod:`.resources`, :mod:`.machines`, :mod:`.operations`; the
+checks every route shares are in :mod:`.access`, the request bodies in :mod:`.schema`. Paths
 are matched in their canonical spelling (:mod:`arc_controlplane.http.paths`). See
 docs/management-api.md.
 """
@@ -10,11 +12,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from arc_controlplane.api.management import machines, operations, resource_groups
+from arc_controlplane.api.management import (
+    machines,
+    metadata,
+    operations,
+    providers,
+    resource_groups,
+    resources,
+    subscriptions,
+)
 
 
 def create_router() -> APIRouter:
     router = APIRouter()
+    router.include_router(metadata.create_router())
+    router.include_router(subscriptions.create_router())
+    router.include_router(providers.create_router())
+    router.include_router(resources.create_router())
     router.include_router(resource_groups.create_router())
     router.include_router(machines.create_router())
     router.include_router(operations.create_router())

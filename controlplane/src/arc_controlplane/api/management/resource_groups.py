@@ -1,4 +1,5 @@
-"""Resource groups (Microsoft.Resources): PUT, GET, HEAD, DELETE and list in a subscription.
+"""Resource groups (Microsoft.Resources): PUT, PATCH (tags), GET, HEAD, DELETE and list in a
+subscription.
 
 DELETE refuses a group that still holds machines (409 ``ResourceGroupNotEmpty``) instead of
 deleting them with it, and removes the role assignments made at or below the group's scope.
@@ -21,7 +22,7 @@ from arc_controlplane.api.management.access import (
     visibility,
 )
 from arc_controlplane.api.management.lookups import find_group, require_group
-from arc_controlplane.api.management.schema import ResourceGroupBody
+from arc_controlplane.api.management.schema import ResourceGroupBody, ResourceGroupUpdate
 from arc_controlplane.api.management.transactions import conflict_on_race
 from arc_controlplane.auth.roles import RESOURCE_GROUPS_DELETE, RESOURCE_GROUPS_READ, RESOURCE_GROUPS_WRITE
 from arc_controlplane.db.tables import Machine, ResourceGroup, RoleAssignment
@@ -91,6 +92,26 @@ def put_group(
         view = group_view(group)
     set_audit_detail(request, "created" if created else "updated")
     return JsonResponse(view, status_code=201 if created else 200)
+
+
+def patch_group(
+    request: Request,
+    granted: GroupWrite,
+    _json: Annotated[None, Depends(require_json_content)],
+    body: ResourceGroupUpdate,
+    ctx: Ctx,
+) -> JsonResponse:
+    """ResourceGroups_Update: replaces the tags when the body has them (``az resource tag`` and
+    ``az group update`` send them); everything else stays."""
+    with ctx.db.session() as session:
+        group = require_group(session, granted.subscription.id, granted.ref.resource_group)
+        changed = "tags" in body.model_fields_set
+        if changed:
+            group.tags = dict(body.tags or {})
+        session.flush()
+        view = group_view(group)
+    set_audit_detail(request, "changed tags" if changed else "no change")
+    return JsonResponse(view)
 
 
 def _location_conflict(wanted: str, existing: str) -> ArmError:
@@ -188,6 +209,7 @@ def create_router() -> APIRouter:
     router = APIRouter(tags=["resource groups"])
     router.add_api_route(GROUPS, list_groups, methods=["GET"], response_model=None)
     router.add_api_route(GROUP, put_group, methods=["PUT"], response_model=None)
+    router.add_api_route(GROUP, patch_group, methods=["PATCH"], response_model=None)
     router.add_api_route(GROUP, get_group, methods=["GET"], response_model=None)
     router.add_api_route(GROUP, group_exists, methods=["HEAD"], response_model=None)
     router.add_api_route(GROUP, delete_group, methods=["DELETE"], response_model=None)

@@ -130,6 +130,17 @@ class ResourceGroupBody(ArmModel):
     name: Ignored
     type: Ignored
     properties: Ignored
+    managed_by: Ignored
+
+
+class ResourceGroupUpdate(ArmModel):
+    """``PATCH /subscriptions/{sub}/resourcegroups/{name}`` (ResourceGroupPatchable): its tags;
+    what is absent stays."""
+
+    tags: Tags | None = None
+    name: Ignored
+    properties: Ignored
+    managed_by: Ignored
 
 
 class Identity(ArmModel):
