@@ -230,6 +230,21 @@ def test_himds_renews_its_credential_and_reacts_to_new_work_at_once(
 
     wait_for(upgrade_seen, 10, "himds to see the new work")
     assert time.monotonic() - started < 5, "the long-poll answers at once, not at the next heartbeat"
+
+    # Tags changed through the management API: the machine's own view follows (show, metadata).
+    assert json.loads(machine.cli("show", "tags", "-j").stdout)["tags"] == {}
+    plane.patch_machine(name, {"tags": {"env": "prod", "owner": "ops"}}, admin)
+    wait_for(
+        lambda: (
+            json.loads(machine.cli("show", "tags", "-j").stdout)["tags"] == {"env": "prod", "owner": "ops"}
+        ),
+        10,
+        "azcmagent show to show the new tags",
+    )
+    status, _, compute = machine.local("/metadata/instance/compute?api-version=2020-06-01")
+    assert status == 200
+    assert compute["tags"] == "env:prod;owner:ops"
+    assert compute["tagsList"] == [{"name": "env", "value": "prod"}, {"name": "owner", "value": "ops"}]
     assert "Traceback" not in machine.stop_himds()
 
 

@@ -168,9 +168,13 @@ def test_patching_agent_upgrade_bumps_the_generation(arm: ArmEnv) -> None:
     after = arm.machine_row(GROUP, "upgrade-me")
     assert after is not None and after.generation == before.generation + 1
     assert arm.call("PATCH", path, json=upgrade).status_code == 200  # the same again: no new work
-    assert arm.call("PATCH", path, json={"tags": {"x": "y"}}).status_code == 200
     same = arm.machine_row(GROUP, "upgrade-me")
     assert same is not None and same.generation == after.generation
+    # new tags are work too (the agent shows its resource's tags); the same tags again are not
+    assert arm.call("PATCH", path, json={"tags": {"x": "y"}}).status_code == 200
+    assert arm.call("PATCH", path, json={"tags": {"x": "y"}}).status_code == 200
+    tagged = arm.machine_row(GROUP, "upgrade-me")
+    assert tagged is not None and tagged.generation == after.generation + 1
     merged = arm.call("PATCH", path, json={"properties": {"agentUpgrade": {"enableAutomaticUpgrade": True}}})
     assert merged.json()["properties"]["agentUpgrade"] == {
         "desiredVersion": "1.46.02880.1961",
@@ -178,7 +182,7 @@ def test_patching_agent_upgrade_bumps_the_generation(arm: ArmEnv) -> None:
         "enableAutomaticUpgrade": True,
     }
     last = arm.machine_row(GROUP, "upgrade-me")
-    assert last is not None and last.generation == after.generation + 1
+    assert last is not None and last.generation == tagged.generation + 1
 
 
 def test_delete_answers_202_with_an_operation_that_succeeded(arm: ArmEnv) -> None:

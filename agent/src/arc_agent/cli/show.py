@@ -159,6 +159,9 @@ def machine_view(paths: AgentPaths, with_services: bool = True) -> dict[str, Any
             ):
                 if isinstance(runtime.get(key), str) and runtime[key]:
                     view[key] = runtime[key]
+            tags = runtime.get("tags")  # as the control plane last said (they change after connect)
+            if isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values()):
+                view["tags"] = dict(tags)
     for key in ("cloudProvider", "manufacturer", "model"):
         if isinstance(runtime.get(key), str):
             view[key] = runtime[key]

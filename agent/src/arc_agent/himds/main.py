@@ -82,7 +82,7 @@ def run(paths: AgentPaths, bind: str, port: int, logger: logging.Logger) -> None
     api = HimdsApi.for_host(
         __version__,
         paths,
-        state=lambda: service.state,
+        state=service.served_state,
         status=service.status.snapshot,
         system=constant(system),
         token_source=control_plane_token_source(service.identity_token),

@@ -14,13 +14,17 @@ One worker thread per connection state (docs/agent-protocol.md §3, §7):
   answer arrives; docs/agent-protocol.md §5.3);
 - ``CredentialExpired`` stops all calls: only a new connect heals (status ``Expired``).
 
-What it learns goes to ``himds-status.json`` (atomically), which ``azcmagent show`` reads. A
+New work is read with the machine self-read (§5.6); its ``agentUpgrade`` and the resource's
+``tags`` (changed through the management API after ``connect``) go to the status, so that
+``show`` and the instance metadata follow the resource. What it learns goes to
+``himds-status.json`` (atomically), which ``azcmagent show`` reads. A
 ``reload`` over the IPC socket (connect, disconnect) stops the worker and starts a new one for
 the new state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -97,6 +101,10 @@ class StatusFile:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return dict(self.values)
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            return self.values.get(key)
 
 
 class Connection:
@@ -229,7 +237,9 @@ class Connection:
             machine = self.api.read()
             self.generation = int(machine.get("generation", generation))
             self.logger.info("new work from the control plane (generation %d)", self.generation)
-            self.status.update(generation=self.generation, agentUpgrade=machine.get("agentUpgrade"))
+            self.status.update(
+                generation=self.generation, agentUpgrade=machine.get("agentUpgrade"), **resource_tags(machine)
+            )
 
     def _renew(self) -> None:
         """A new credential over a new key; the old key stays until the answer arrives, and the
@@ -255,6 +265,15 @@ class Connection:
         self.api.signer.use(signer)
         self.status.update(credentialExpiry=not_after)
         self.logger.info("credential renewed, valid until %s", not_after)
+
+
+def resource_tags(machine: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"tags": {...}}`` when the machine self-read carries the resource's tags as names to
+    strings; ``{}`` otherwise (what a newer control plane sends is ignored, never trusted blindly)."""
+    tags = machine.get("tags")
+    if isinstance(tags, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        return {"tags": dict(tags)}
+    return {}
 
 
 def retry_delay(error: Exception, failures: int) -> float:
@@ -320,6 +339,21 @@ class HimdsService:
         self._token_lock = threading.Lock()
         self._token_api: MachineApi | None = None
         self.state: ConnectionState | None = None
+        self._served: tuple[ConnectionState, dict[str, str], ConnectionState] | None = None
+
+    def served_state(self) -> ConnectionState | None:
+        """The connection state as the local API serves it: with the resource's tags as the control
+        plane last said them (they change through the management API after ``connect``). The same
+        object until either changes, so that rendered documents are reused."""
+        state = self.state
+        tags = self.status.get("tags")
+        if state is None or not isinstance(tags, dict) or tags == state.tags:
+            return state
+        served = self._served
+        if served is None or served[0] is not state or served[1] != tags:
+            served = (state, dict(tags), dataclasses.replace(state, tags=dict(tags)))
+            self._served = served
+        return served[2]
 
     def identity_token(self, resource: str) -> Mapping[str, Any]:
         """A managed identity token from the control plane (on its own connection)."""

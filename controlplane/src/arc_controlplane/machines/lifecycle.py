@@ -109,15 +109,16 @@ def create_machine(
 
 def apply_changes(machine: Machine, changes: MachineChanges, now: dt.datetime) -> bool:
     """Apply ``changes``; True when they are new work for the agent (``generation`` was bumped)."""
+    work = False
     if changes.tags is not None:
+        work = dict(machine.tags or {}) != changes.tags  # the agent shows its resource's tags
         machine.tags = dict(changes.tags)
     if changes.set_kind:
         machine.kind = changes.kind
-    work = False
     if changes.properties:
         before = machine.properties or {}
         after = changed_properties(before, changes.properties)
-        work = any(before.get(name) != after.get(name) for name in AGENT_WORK_PROPERTIES)
+        work = work or any(before.get(name) != after.get(name) for name in AGENT_WORK_PROPERTIES)
         machine.properties = after  # a new object, so that the JSON column is written
     if work:
         machine.generation += 1
