@@ -15,7 +15,7 @@ from armenv import HC, ArmEnv, arm_environment, error_of
 from conftest import ca_context
 
 from arc_controlplane.auth.principals import create_managed_identity
-from arc_controlplane.machines.view import ALWAYS
+from arc_controlplane.machines.view import ALWAYS, OBJECTS
 
 GROUP = "Fleet-A"
 SDK_DEFAULT = "2026-07-15"
@@ -79,7 +79,11 @@ def test_pre_create_a_machine_awaiting_connection(arm: ArmEnv) -> None:
         "linuxConfiguration": {"patchSettings": {"assessmentMode": "ImageDefault"}}
     }
     assert properties["osName"] is None and properties["agentVersion"] is None
-    assert set(ALWAYS) <= set(properties)
+    # text properties are always there (null when unknown), objects only when the machine has them
+    assert set(ALWAYS) - OBJECTS <= set(properties)
+    assert {name for name in OBJECTS if name in properties} == {"locationData", "osProfile"}
+    assert properties["errorDetails"] == []
+    assert None not in [properties[name] for name in OBJECTS & set(properties)]
     assert abs(utc(properties["lastStatusChange"]) - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
 
     read = arm.call("GET", arm.machine(GROUP, "web-01"), caller="reader")
@@ -144,7 +148,7 @@ def test_patch_changes_tags_and_settable_properties(arm: ArmEnv) -> None:
     assert machine["properties"]["mssqlDiscovered"] == "x"  # PATCH leaves what it does not name
     cleared = arm.call("PATCH", path, caller="onboarding", json={"properties": {"locationData": None}})
     assert cleared.status_code == 200  # Onboarding has machines/write (PATCH), not delete
-    assert cleared.json()["properties"]["locationData"] is None
+    assert "locationData" not in cleared.json()["properties"]  # an object it lacks is left out
     assert cleared.json()["tags"] == {"new": "2"}
     refused = arm.call("PATCH", path, caller="reader", json={"tags": {}})
     assert refused.status_code == 403 and error_of(refused)["code"] == "AuthorizationFailed"
@@ -373,7 +377,7 @@ def test_status_follows_heartbeats_and_credentials(arm: ArmEnv) -> None:
         key: value for key, value in reported.items() if key != "internalNote"
     }
     assert "internalNote" not in properties
-    assert properties["hardwareProfile"] is None
+    assert "hardwareProfile" not in properties  # never null where clients expect an object
 
     silent = arm.call("GET", arm.machine(GROUP, "silent")).json()["properties"]
     assert (silent["status"], silent["statusReason"]) == ("Disconnected", None)

@@ -5,10 +5,13 @@ version, vmId, error details, identity) come from the ``Machine`` columns; the s
 from :func:`machine_status` at the moment of reading, with the server's ``Timing``. What the
 agent reports and what users set (``osName``, ``detectedProperties``, ``agentUpgrade``,
 ``locationData``...) lives in ``Machine.properties`` in ARM shape and is copied from there,
-known property names only. The properties of ``ALWAYS`` are present in every answer, ``null``
-when unknown, as in the Machines_Get example
-(S:stable/2025-01-13/examples/machine/Machines_Get.json); the optional ones appear when they
-have a value.
+known property names only. The text properties of ``ALWAYS`` are present in every answer,
+``null`` when unknown, as in the Machines_Get example
+(S:stable/2025-01-13/examples/machine/Machines_Get.json); an object a machine lacks
+(``OBJECTS``: ``osProfile``, ``hardwareProfile``...) is left out, never ``null``, since clients
+that read a resource back and write it whole (``az resource tag``) expect an object there; the
+optional ones appear when they have a value; ``errorDetails`` is a list, empty when there are
+none.
 """
 
 from __future__ import annotations
@@ -48,7 +51,23 @@ ALWAYS = (
     "privateLinkScopeResourceId",
     "parentClusterResourceId",
 )
-"""Stored properties that every answer carries (``null`` when absent)."""
+"""Stored properties that every answer carries (``null`` when absent), but those of ``OBJECTS``."""
+
+OBJECTS = frozenset(
+    (
+        "locationData",
+        "osProfile",
+        "cloudMetadata",
+        "agentUpgrade",
+        "agentConfiguration",
+        "serviceStatuses",
+        "detectedProperties",
+        "hardwareProfile",
+        "firmwareProfile",
+        "networkProfile",
+    )
+)
+"""The properties of ``ALWAYS`` that are objects: left out when absent."""
 
 SETTABLE = (
     "locationData",
@@ -103,12 +122,14 @@ def machine_view(machine: Machine, now: dt.datetime, timing: Timing) -> dict[str
         "statusReason": status.status_reason,
         "lastStatusChange": iso8601(status.last_status_change),
         "agentVersion": machine.agent_version,
-        "errorDetails": machine.error_details or None,
+        "errorDetails": list(machine.error_details or []),
         "vmId": machine.vm_id,
         "clientPublicKey": client_public_key(machine),
     }
     for name in ALWAYS:
-        properties[name] = stored.get(name)
+        value = stored.get(name)
+        if value is not None or name not in OBJECTS:
+            properties[name] = value
     for name in OPTIONAL:
         if stored.get(name) is not None:
             properties[name] = stored[name]
