@@ -252,3 +252,42 @@ def test_an_unreadable_control_plane_ca_is_refused_before_anything_is_registered
     assert result.returncode == 23, result.stdout + result.stderr
     assert "missing-ca.pem" in result.stderr
     assert plane.machine(name, admin) is None
+
+
+def test_microsofts_documented_forms_a_subscription_name_and_a_disconnect_without_tenant(
+    plane: ControlPlane, admin: Principal, root: Path
+) -> None:
+    """As Microsoft's azcmagent pages write them: ``--subscription-id`` may be the subscription's
+    name, secrets may be flags, and ``disconnect`` needs no ``--tenant-id`` (the machine knows it)."""
+    name = new_name()
+    args = connect_args(plane, name, "--service-principal-id", plane.onboarding.client_id)
+    args[args.index(plane.subscription_id)] = (
+        "HYBRIDOPS.ARC"  # `arc-controlplane init` names it hybridops.arc
+    )
+    connected = azcmagent(root, *args, "--service-principal-secret", plane.onboarding.client_secret, "-j")
+    assert connected.returncode == 0, connected.stdout + connected.stderr
+    shown = json.loads(connected.stdout)
+    assert shown["subscriptionId"] == plane.subscription_id
+    assert shown["resourceId"].startswith(f"/subscriptions/{plane.subscription_id}/")
+    assert plane.machine(name, admin) is not None
+
+    disconnected = azcmagent(
+        root,
+        "disconnect",
+        "--service-principal-id",
+        admin.client_id,
+        "--service-principal-secret",
+        admin.client_secret,
+    )
+    assert disconnected.returncode == 0, disconnected.stdout + disconnected.stderr
+    assert plane.machine(name, admin) is None
+
+
+def test_an_unknown_subscription_name_is_refused_with_azcm0068(plane: ControlPlane, root: Path) -> None:
+    args = connect_args(plane, new_name(), "--service-principal-id", plane.onboarding.client_id)
+    args[args.index(plane.subscription_id)] = "Production"
+    refused = azcmagent(root, *args, "--service-principal-secret", plane.onboarding.client_secret)
+    assert refused.returncode == 68, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("AZCM0068: ")
+    assert "'Production'" in refused.stderr and "hybridops.arc" in refused.stderr  # what it can see
+    assert not (root / "var" / "opt" / "azcmagent" / "agentconfig.json").exists()

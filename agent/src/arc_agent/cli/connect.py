@@ -19,7 +19,7 @@ import json
 import re
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from arc_agent.cli.tags import parse_tags
 from arc_agent.config.connection import ConnectionState, load_state, save_state
 from arc_agent.config.settings import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
 from arc_agent.config.statedir import secure, state_lock
-from arc_agent.cpclient.onboarding import Credentials, management_token, register
+from arc_agent.cpclient.onboarding import Credentials, management_token, register, subscription_id_by_name
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import remove_if_present, write_atomic
@@ -77,7 +77,9 @@ def add_auth_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-s", "--subscription-id", metavar="GUID", help="the subscription (required)")
+    parser.add_argument(
+        "-s", "--subscription-id", metavar="ID", help="the subscription: its id or its name (required)"
+    )
     parser.add_argument("-g", "--resource-group", metavar="NAME", help="the resource group (required)")
     parser.add_argument("-l", "--location", metavar="REGION", help="the location, e.g. westeurope (required)")
     parser.add_argument("-n", "--resource-name", metavar="NAME", help="default: the host name")
@@ -115,15 +117,19 @@ def control_plane(args: argparse.Namespace, ctx: Context, known_url: str = "") -
     return url.rstrip("/"), Path(ca) if ca else None
 
 
-def credentials(args: argparse.Namespace, tenant_required: bool) -> Credentials:
-    """Exactly one way to authenticate, from the flags (and the --config file behind them)."""
+def credentials(args: argparse.Namespace, known_tenant: str | None = None) -> Credentials:
+    """Exactly one way to authenticate, from the flags (and the --config file behind them).
+
+    A service principal needs its tenant: ``--tenant-id``, else ``known_tenant`` (the connected
+    machine's, for ``disconnect``, which Microsoft documents without ``--tenant-id``)."""
     if getattr(args, "use_device_code", False):
         raise AzcmError(ErrorCode.NOT_SUPPORTED, NOT_OFFERED)
     client_id = _given(args, "service_principal_id")
     secret = _given(args, "service_principal_secret")
     cert = _given(args, "service_principal_cert")
     token = _given(args, "access_token")
-    tenant = _given(args, "tenant_id")
+    given_tenant = _given(args, "tenant_id")
+    tenant = given_tenant or known_tenant
     chosen = [name for name, value in (("secret", secret), ("certificate", cert), ("token", token)) if value]
     if len(chosen) > 1:
         raise AzcmError(
@@ -134,11 +140,11 @@ def credentials(args: argparse.Namespace, tenant_required: bool) -> Credentials:
     if not chosen:
         raise _missing("authentication", NOT_OFFERED.split("; ", 1)[1])
     if token:
-        tenant = tenant or _token_tenant(token)
+        tenant = given_tenant or _token_tenant(token)
         return Credentials(tenant_id=tenant, access_token=token)
     if not client_id:
         raise _missing("--service-principal-id", "the client id of the service principal")
-    if not tenant and tenant_required:
+    if not tenant:
         raise _missing("--tenant-id", "the tenant of the service principal")
     _check_guid(client_id, "--service-principal-id")
     _check_guid(tenant, "--tenant-id")
@@ -210,7 +216,7 @@ def connect(ctx: Context) -> CommandResult:
             f"this machine is already connected as {existing.resource_id}; run 'azcmagent disconnect' first",
         )
     request = _request(args)
-    creds = credentials(args, tenant_required=True)
+    creds = credentials(args)
     url, ca_file = control_plane(args, ctx)
     ca_pem = _read_ca(ca_file) if ca_file is not None else None  # before anything is registered
     client = HttpsClient(url, ca_file)
@@ -220,6 +226,10 @@ def connect(ctx: Context) -> CommandResult:
             if load_state(paths.agent_config) is not None:  # another connect won the race
                 raise AzcmError(ErrorCode.ALREADY_CONNECTED, "this machine was connected meanwhile")
             token = management_token(client, creds)
+            if not _GUID.fullmatch(request.subscription):  # a name, as Microsoft's examples give it
+                request = replace(
+                    request, subscription=subscription_id_by_name(client, token, request.subscription)
+                )
             return _register(ctx, client, token, creds, request, ca_pem)
     finally:
         client.close()
@@ -230,6 +240,7 @@ class Registration:
     """What the flags ask the machine resource to be (checked)."""
 
     subscription: str
+    """Its id (lower case), or the name given, until ``connect`` looks it up."""
     group: str
     location: str
     name: str
@@ -244,12 +255,6 @@ def _request(args: argparse.Namespace) -> Registration:
     location = _given(args, "location")
     if not subscription:
         raise _missing("--subscription-id", "the subscription of the machine resource")
-    if not _GUID.fullmatch(subscription):
-        raise AzcmError(
-            ErrorCode.SUBSCRIPTION_LOOKUP_FAILED,
-            f"subscription {subscription!r}: looking up subscriptions by name is not offered; "
-            "give its id (a GUID)",
-        )
     if not group:
         raise _missing("--resource-group", "the resource group of the machine resource")
     if not location:
@@ -257,7 +262,7 @@ def _request(args: argparse.Namespace) -> Registration:
     correlation = _given(args, "correlation_id")
     _check_guid(correlation, "--correlation-id")
     return Registration(
-        subscription=subscription.lower(),
+        subscription=subscription.lower() if _GUID.fullmatch(subscription) else subscription,
         group=group,
         location=location,
         name=_resource_name(args),

@@ -87,7 +87,7 @@ def _disconnect(ctx: Context) -> CommandResult:
             text="This machine is not connected; nothing to disconnect.",
             data={"status": "Disconnected", "resourceId": ""},
         )
-    creds = credentials(args, tenant_required=True)
+    creds = credentials(args, known_tenant=state.tenant_id)
     url, ca_file = control_plane(args, ctx, known_url=state.control_plane_url)
     if ca_file is None and paths.control_plane_ca.exists():
         ca_file = paths.control_plane_ca  # root's copy, in root's directory (statedir.py)

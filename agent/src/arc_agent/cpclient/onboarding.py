@@ -1,6 +1,7 @@
 """What ``connect`` and ``disconnect`` ask of the control plane with an operator's credentials:
-an access token for the management audience, registration, deletion (docs/agent-protocol.md
-§5.1, §5.7, §6; the token service in docs/control-plane.md).
+an access token for the management audience, a subscription's id from its name (the management
+API's subscription list), registration, deletion (docs/agent-protocol.md §5.1, §5.7, §6; the
+token service in docs/control-plane.md).
 """
 
 from __future__ import annotations
@@ -58,6 +59,40 @@ def management_token(client: HttpsClient, credentials: Credentials) -> str:
     raise AzcmError(
         ErrorCode.INVALID_CREDENTIALS,
         f"the service principal {credentials.client_id} could not get a token: {reply.error_message()}",
+    )
+
+
+SUBSCRIPTIONS_PATH = "/subscriptions?api-version=2022-12-01"
+
+
+def subscription_id_by_name(client: HttpsClient, token: str, name: str) -> str:
+    """The id of the one subscription the credentials see whose display name is ``name`` (without
+    case), as the real agent resolves ``--subscription-id NAME``; AZCM0068 otherwise."""
+    reply = client.json("GET", SUBSCRIPTIONS_PATH, None, {"Authorization": f"Bearer {token}"})
+    listed = reply.document.get("value") if isinstance(reply.document, dict) else None
+    if reply.status != 200 or not isinstance(listed, list):
+        raise AzcmError(
+            ErrorCode.SUBSCRIPTION_LOOKUP_FAILED,
+            f"the subscription {name!r} could not be looked up ({reply.error_message()}); "
+            "give its id (a GUID)",
+        )
+    found = sorted(
+        {
+            str(entry.get("subscriptionId"))
+            for entry in listed
+            if isinstance(entry, dict)
+            and isinstance(entry.get("displayName"), str)
+            and entry["displayName"].lower() == name.lower()
+        }
+    )
+    if len(found) == 1:
+        return found[0].lower()
+    seen = sorted(str(entry.get("displayName")) for entry in listed if isinstance(entry, dict))
+    problem = "several subscriptions are" if found else "no subscription the credentials can see is"
+    raise AzcmError(
+        ErrorCode.SUBSCRIPTION_LOOKUP_FAILED,
+        f"{problem} named {name!r} (they see: {', '.join(seen) or 'none'}); "
+        "give the subscription's id (a GUID)",
     )
 
 
