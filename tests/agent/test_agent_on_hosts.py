@@ -213,3 +213,88 @@ def test_the_agent_lifecycle_on_real_hosts(fleet: tuple[list[Host], ControlPlane
     ).stdout
     for secret in (onboarding["clientSecret"], plane.admin["clientSecret"], access):
         assert secret not in logs
+
+
+def test_microsofts_documented_azcmagent_examples_run_as_written(
+    fleet: tuple[list[Host], ControlPlane],
+) -> None:
+    """The examples of Microsoft's azcmagent pages (docs/reference/azcmagent.md, "Examples as
+    Microsoft writes them"), with only the placeholders filled in: the subscription by its name,
+    secrets as flags, no --tenant-id to disconnect, the documented defaults. The one setting
+    before them says where the control plane is (`config set controlplane.url`, ours)."""
+    (_, h2), plane = fleet
+    init, onboarding, admin = plane.init, plane.onboarding, plane.admin
+    # whatever the test before left: disconnected, its resource gone
+    h2.put_secret("/root/admin.json", {"service-principal-secret": admin["clientSecret"]})
+    left = h2.azcmagent(
+        "disconnect", "--service-principal-id", admin["clientId"], "--config", "/root/admin.json"
+    )
+    assert left.returncode == 0, left.stdout + left.stderr
+    h2.json("config", "set", "controlplane.url", plane.env.url)
+    h2.json("config", "set", "controlplane.cafile", "/root/controlplane-ca.pem")
+    name = h2.sh("hostname -s").stdout.strip()  # the documented default resource name
+
+    # connect: the default login (device code) is not offered here, and says so, changing nothing
+    default_login = h2.azcmagent(
+        "connect", "--subscription-id", "hybridops.arc", "--resource-group", init["resourceGroup"],
+        "--location", init["location"],
+    )  # fmt: skip
+    assert default_login.returncode == 16, default_login.stdout + default_login.stderr
+    assert "interactive sign-in (a browser or a device code) is not offered" in default_login.stderr
+    assert h2.json("show", "status") == {"status": "Disconnected"}
+
+    # connect with a service principal, the subscription by its name
+    connected = h2.azcmagent(
+        "connect", "--subscription-id", "hybridops.arc", "--resource-group", init["resourceGroup"],
+        "--location", init["location"], "--service-principal-id", onboarding["clientId"],
+        "--service-principal-secret", onboarding["clientSecret"], "--tenant-id", init["tenantId"],
+    )  # fmt: skip
+    assert connected.returncode == 0, connected.stdout + connected.stderr
+    assert plane.status(name) == "Connected"
+
+    # show, as documented
+    text = h2.azcmagent("show")
+    assert text.returncode == 0 and "Agent Status" in text.stdout and "Connected" in text.stdout
+    assert h2.json("show")["resourceName"] == name
+    with_os = h2.json("show", "--os")
+    assert with_os["osName"] and with_os["osType"] == "linux"
+    assert set(h2.json("show", "status", "lastHeartbeat")) == {"status", "lastHeartbeat"}
+
+    # the resource's tags, changed through the management API, reach show within seconds
+    plane.patch_machine(name, {"tags": {"owner": "ops"}})
+    wait_for(lambda: h2.json("show", "tags")["tags"] == {"owner": "ops"}, 20, "show to follow the tags")
+
+    # config, as documented
+    assert "proxy.url" in h2.azcmagent("config", "list").stdout
+    assert h2.azcmagent("config", "set", "proxy.url", "http://proxy.contoso.com:8080").returncode == 0
+    assert h2.json("config", "get", "proxy.url")["value"] == "http://proxy.contoso.com:8080"
+    assert h2.azcmagent("config", "clear", "proxy.url").returncode == 0
+    assert h2.json("config", "get", "proxy.url")["value"] == ""
+    allow = ("extensions.allowlist", "Microsoft.Azure.Monitor/AzureMonitorLinuxAgent")
+    assert h2.azcmagent("config", "set", *allow, "--add").returncode == 0
+    assert allow[1] in h2.azcmagent("config", "get", "extensions.allowlist").stdout
+    assert h2.azcmagent("config", "set", *allow, "--remove").returncode == 0
+    assert h2.azcmagent("config", "info").returncode == 0
+
+    # check and logs, as documented
+    for args in (
+        ("check",),
+        ("check", "--location", "eastus"),
+        ("check", "--location", "eastus", "--enable-pls-check"),
+    ):
+        checked = h2.azcmagent(*args)
+        assert checked.returncode == 0, f"azcmagent {args}: {checked.stdout}{checked.stderr}"
+    assert h2.azcmagent("logs").returncode == 0
+    assert h2.sh("ls azcmagent-*.zip").stdout.strip()
+    assert h2.azcmagent("logs", "--full", "--output", "/tmp/azcmagent-logs.zip").returncode == 0
+    assert h2.sh("python3 -m zipfile -l /tmp/azcmagent-logs.zip").stdout.count(".log") >= 1
+
+    # disconnect with a service principal: no --tenant-id, the machine knows it
+    disconnected = h2.azcmagent(
+        "disconnect", "--service-principal-id", admin["clientId"], "--service-principal-secret",
+        admin["clientSecret"],
+    )  # fmt: skip
+    assert disconnected.returncode == 0, disconnected.stdout + disconnected.stderr
+    assert plane.machine(name) is None
+    assert h2.json("show", "status") == {"status": "Disconnected"}
+    assert h2.azcmagent("disconnect", "--force-local-only").returncode == 0

@@ -45,8 +45,9 @@ CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]{0,53}[A-Za-z0-9_-]")  # not ending in "."
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 NOT_OFFERED = (
-    "interactive sign-in is not offered by this control plane; use a service principal "
-    "(--service-principal-id with --service-principal-secret or --service-principal-cert) or --access-token"
+    "interactive sign-in (a browser or a device code) is not offered by this control plane; "
+    "use a service principal (--service-principal-id with --service-principal-secret or "
+    "--service-principal-cert) or --access-token"
 )
 
 
@@ -138,7 +139,7 @@ def credentials(args: argparse.Namespace, known_tenant: str | None = None) -> Cr
             "--access-token, not several",
         )
     if not chosen:
-        raise _missing("authentication", NOT_OFFERED.split("; ", 1)[1])
+        raise _missing("authentication", NOT_OFFERED)  # Microsoft's default is a device code
     if token:
         tenant = given_tenant or _token_tenant(token)
         return Credentials(tenant_id=tenant, access_token=token)

@@ -63,6 +63,19 @@ class ControlPlane:
                 return None
             raise
 
+    def patch_machine(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Machines_Update as an administrator (e.g. ``{"tags": {...}}``); the machine after it."""
+        token = self.token(self.admin["clientId"], self.admin["clientSecret"])
+        request = urllib.request.Request(
+            self.env.url + self.machine_path(name),
+            data=json.dumps(body).encode(),
+            method="PATCH",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with self.open(request) as reply:
+            document: dict[str, Any] = json.load(reply)
+            return document
+
     def status(self, name: str) -> str:
         machine = self.machine(name)
         return "" if machine is None else str(machine["properties"]["status"])
