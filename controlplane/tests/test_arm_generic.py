@@ -233,6 +233,8 @@ def test_a_group_patch_replaces_its_tags_only(arm: ArmEnv) -> None:
     assert refused.status_code == 403
     bad = arm.call("PATCH", path, api_version="2024-11-01", json={"tags": {"a": 1}})
     assert bad.status_code == 400
+    managed = arm.call("PATCH", path, api_version="2024-11-01", json={"managedBy": "/subscriptions/x"})
+    assert managed.status_code == 400 and "managedBy" in error_of(managed)["message"]
 
 
 def test_empty_path_segments_are_ignored_as_azure_ignores_them(arm: ArmEnv) -> None:

@@ -171,8 +171,10 @@ def test_agent_upgrade_changes_bump_the_generation_once() -> None:
     assert apply_changes(target, upgrade, NOW) is True
     assert target.generation == 1
     assert apply_changes(target, upgrade, NOW) is False
+    # new tags are work too (the agent shows them); the same tags again are not
+    assert apply_changes(target, MachineChanges(tags={"a": "b"}), NOW) is True
     assert apply_changes(target, MachineChanges(tags={"a": "b"}), NOW) is False
-    assert (target.generation, target.tags) == (1, {"a": "b"})
+    assert (target.generation, target.tags) == (2, {"a": "b"})
 
 
 def test_view_of_a_registered_machine() -> None:

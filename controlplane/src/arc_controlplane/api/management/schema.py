@@ -130,7 +130,6 @@ class ResourceGroupBody(ArmModel):
     name: Ignored
     type: Ignored
     properties: Ignored
-    managed_by: Ignored
 
 
 class ResourceGroupUpdate(ArmModel):
@@ -140,7 +139,8 @@ class ResourceGroupUpdate(ArmModel):
     tags: Tags | None = None
     name: Ignored
     properties: Ignored
-    managed_by: Ignored
+    managed_by: None = None
+    """Clients send the group they read back (``null``); managing groups is not offered."""
 
 
 class Identity(ArmModel):
