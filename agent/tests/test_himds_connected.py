@@ -11,6 +11,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -81,10 +82,14 @@ class Machine:
         try:
             self.himds.wait(timeout=15)
         except subprocess.TimeoutExpired:
+            self.himds.send_signal(signal.SIGUSR1)  # himds writes every thread's stack to its output
+            time.sleep(1)
             self.himds.kill()
             self.himds.wait()
             log = self.output.read_text(encoding="utf-8", errors="replace")
-            raise AssertionError(f"himds did not stop within 15 s of SIGTERM; its log:\n{log}") from None
+            raise AssertionError(
+                f"himds did not stop within 15 s of SIGTERM; its log and threads:\n{log}"
+            ) from None
         err = self.output.read_text(encoding="utf-8", errors="replace")
         assert self.himds.returncode == 0, err
         self.himds = None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import ipaddress
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -113,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger = configure_logging(
             verbose=args.verbose, stream=sys.stderr, log_file=paths.log_dir / "himds.log"
         )
+        # `kill -USR1` writes every thread's stack to stderr (the journal): what himds waits on
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         run(paths, args.bind, args.port, logger)
         return 0
     except AzcmError as error:
