@@ -66,7 +66,9 @@ class StateFileWatch:
         self._closing = True
         if self._fd >= 0:
             with contextlib.suppress(OSError):
-                os.close(self._fd)  # the reading thread wakes with EBADF and ends
+                # Linux does not wake a read in progress: it ends at the next event (then sees
+                # _closing) or with the process (a daemon thread); the next read gets EBADF.
+                os.close(self._fd)
             self._fd = -1
 
     def _run(self) -> None:
