@@ -182,6 +182,44 @@ def test_filters_that_cannot_be_evaluated_are_refused(arm: ArmEnv, odata: str) -
     assert "resourceType, name, location" in error["message"]  # says what is possible
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        (
+            "GET",
+            "/resourceGroups/web/providers/Microsoft.Compute/virtualMachines/vm1",
+            400,
+            "InvalidResourceNamespace",
+        ),
+        ("PUT", "/providers/Microsoft.Nope/things/x", 400, "InvalidResourceNamespace"),
+        (
+            "GET",
+            "/resourceGroups/web/providers/Microsoft.HybridCompute/widgets/x",
+            400,
+            "InvalidResourceType",
+        ),
+        (
+            "GET",
+            "/resourceGroups/web/providers/Microsoft.HybridCompute/machines/web-1/gadgets/y",
+            400,
+            "InvalidResourceType",
+        ),
+        (
+            "POST",
+            "/resourceGroups/web/providers/Microsoft.HybridCompute/machines/web-1",
+            405,
+            "MethodNotAllowed",
+        ),
+        ("PUT", "/providers/Microsoft.HybridCompute/machines", 405, "MethodNotAllowed"),
+    ],
+)
+def test_resources_no_route_serves_get_azures_codes(
+    arm: ArmEnv, method: str, path: str, status: int, code: str
+) -> None:
+    reply = arm.call(method, arm.sub + path, api_version=HC, json={} if method in ("PUT", "POST") else None)
+    assert (reply.status_code, error_of(reply)["code"]) == (status, code), reply.text
+
+
 def test_generic_lists_page_expand_and_see_what_the_caller_may_read(arm: ArmEnv) -> None:
     first = arm.call("GET", f"{arm.sub}/resources", api_version=RG_VERSION, params={"$top": "3"}).json()
     assert len(first["value"]) == 3

@@ -32,4 +32,5 @@ def create_router() -> APIRouter:
     router.include_router(resource_groups.create_router())
     router.include_router(machines.create_router())
     router.include_router(operations.create_router())
+    router.include_router(providers.create_unserved_router())  # last: what no route above serves
     return router

@@ -14,6 +14,12 @@ and takes the first stable entry of its ``apiVersions`` (newest first, as Azure 
   providers here are built in; Terraform and ``az provider register`` call it).
 
 An unknown namespace is 404 ``InvalidResourceNamespace``, as Azure answers it.
+
+A request for a resource under ``/providers/`` that no route serves gets Azure's answer, not a
+bare 404 (:func:`unserved_resource`, registered after every other management route): 400
+``InvalidResourceNamespace`` for a namespace this control plane does not serve (``az resource
+show --ids`` of a ``Microsoft.Compute`` id), 400 ``InvalidResourceType`` for a type its
+namespace does not have, 405 ``MethodNotAllowed`` for a served type asked with another method.
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ SubscriptionProviders = Annotated[Access[SubscriptionRef], Depends(SubscriptionC
 
 def find_namespace(namespace: str) -> str:
     """The canonical spelling of ``namespace``; ARM's 404 ``InvalidResourceNamespace`` if unknown."""
-    found = _BY_LOWER.get(namespace.lower())
+    found = find_namespace_or_none(namespace)
     if found is None:
         shown = namespace if len(namespace) <= 64 else namespace[:64] + "..."
         raise ArmError(
@@ -177,6 +183,54 @@ def get_tenant_provider(
     authenticate(request, ctx)
     RESOURCES.check(api_version)
     return JsonResponse(provider_view(find_namespace(namespace), None, []))
+
+
+UNSERVED_METHODS = ["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"]
+
+
+def unserved_resource(request: Request, namespace: str, rest: str) -> JsonResponse:
+    """What Azure answers for ``.../providers/{namespace}/{type}/{name}[/{type}/{name}...]`` that
+    no route serves (see the module's docstring)."""
+    served = find_namespace_or_none(namespace)
+    if served is None:
+        shown = namespace if len(namespace) <= 64 else namespace[:64] + "..."
+        raise ArmError(400, "InvalidResourceNamespace", f"The resource namespace '{shown}' is invalid.")
+    words = [word for word in rest.split("/")[::2] if word]
+    full_type = "/".join(words)
+    if resource_type_versions(f"{served}/{full_type}") is None:
+        shown = full_type if len(full_type) <= 128 else full_type[:128] + "..."
+        known = ", ".join(t.name for t in PROVIDERS[served])
+        raise ArmError(
+            400,
+            "InvalidResourceType",
+            f"The resource type '{shown}' could not be found in the namespace '{served}'. It has: {known}.",
+        )
+    raise ArmError(
+        405,
+        "MethodNotAllowed",
+        f"The method '{request.method}' is not allowed for '{request.url.path}' ({served}/{full_type}).",
+    )
+
+
+def find_namespace_or_none(namespace: str) -> str | None:
+    return _BY_LOWER.get(namespace.lower())
+
+
+def create_unserved_router() -> APIRouter:
+    """The routes of :func:`unserved_resource`: include it after every other router."""
+    router = APIRouter()
+    for prefix in (
+        "/subscriptions/{subscription_id}",
+        "/subscriptions/{subscription_id}/resourceGroups/{group}",
+    ):
+        router.add_api_route(
+            prefix + "/providers/{namespace}/{rest:path}",
+            unserved_resource,
+            methods=UNSERVED_METHODS,
+            response_model=None,
+            include_in_schema=False,
+        )
+    return router
 
 
 def create_router() -> APIRouter:
