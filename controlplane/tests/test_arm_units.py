@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from arc_controlplane.api.management.access import Visibility, visibility
+from arc_controlplane.api.management.odata import parse_filter, required_equalities
 from arc_controlplane.api.management.schema import MachineBody, MachineUpdate, property_changes
 from arc_controlplane.auth.roles import MACHINES_READ, find_role
 from arc_controlplane.db.tables import Machine
@@ -236,3 +237,26 @@ def test_bodies_forbid_unknown_members_and_drop_read_only_ones() -> None:
         MachineUpdate.model_validate({"properties": {"osType": "linux"}})  # not in MachineUpdateProperties
     with pytest.raises(ValidationError):
         MachineBody.model_validate({"location": "x", "properties": {"enableAutomaticUpgrade": "true"}})
+
+
+@pytest.mark.parametrize(
+    ("odata", "required"),
+    [
+        (None, []),
+        ("", []),
+        ("name eq 'web-1'", [("name", "web-1")]),
+        (
+            "resourceGroup eq 'RG' and resourceType eq 'Microsoft.HybridCompute/machines' "
+            "and tagName eq 'name'",
+            [("resource_group", "RG"), ("type", "Microsoft.HybridCompute/machines")],
+        ),
+        ("name eq 'it''s'", [("name", "it's")]),
+        ("name eq 'a' or name eq 'b'", []),  # either may match: nothing is required
+        ("(name eq 'a')", []),
+        ("substringof('name eq', name)", []),
+        ("location eq 'westeurope'", []),  # not pushed down (stored spellings vary)
+    ],
+)
+def test_the_equalities_a_filter_requires(odata: str | None, required: list[tuple[str, str]]) -> None:
+    parse_filter(odata)  # valid
+    assert required_equalities(odata) == required

@@ -12,7 +12,8 @@ resources"):
 - ``and``, ``or`` and parentheses; keywords and field names in any case.
 
 Anything else is ARM's 400 ``InvalidFilterInQueryString``, naming what was not understood.
-Pure: no I/O, no database; :mod:`.resources` evaluates the predicate on each candidate.
+Pure: no I/O, no database; :mod:`.resources` evaluates the predicate on each candidate, after
+narrowing its read by :func:`required_equalities` (what every match must equal).
 """
 
 from __future__ import annotations
@@ -201,3 +202,25 @@ def parse_filter(text: str | None) -> Predicate:
     if len(text) > MAX_FILTER_LENGTH:
         raise _invalid(text, f"it is longer than {MAX_FILTER_LENGTH} characters")
     return _Parser(text).parse()
+
+
+def required_equalities(text: str | None) -> list[tuple[str, str]]:
+    """The ``(attribute, value)`` of the ``name``, ``resourceGroup`` and ``resourceType``
+    comparisons every match must satisfy: those of a filter that is one conjunction (no ``or``,
+    no parentheses), which a reader can push down to its query. Call after :func:`parse_filter`."""
+    if text is None or not text.strip():
+        return []
+    tokens = _tokens(text)
+    if any(token == ("punct", "(") or (token[0] == "word" and token[1].lower() == "or") for token in tokens):
+        return []
+    found = []
+    for index in range(len(tokens) - 2):
+        (kind, word), (_, operator), (value_kind, value) = tokens[index : index + 3]
+        field = _FIELDS.get(word.lower()) if kind == "word" else None
+        if (
+            field in ("name", "resource_group", "type")
+            and operator.lower() == "eq"
+            and value_kind == "string"
+        ):
+            found.append((field, value))
+    return found

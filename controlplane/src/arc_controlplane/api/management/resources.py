@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import select
+from sqlalchemy import false, select
 
 from arc_controlplane.api.management.access import (
     Access,
@@ -27,7 +27,7 @@ from arc_controlplane.api.management.access import (
     visibility,
 )
 from arc_controlplane.api.management.lookups import require_group
-from arc_controlplane.api.management.odata import Candidate, Predicate, parse_filter
+from arc_controlplane.api.management.odata import Candidate, Predicate, parse_filter, required_equalities
 from arc_controlplane.auth.roles import MACHINES_READ
 from arc_controlplane.clock import iso8601
 from arc_controlplane.db.tables import Machine
@@ -122,7 +122,11 @@ def list_resources(
     seen = visibility(granted.caller, MACHINES_READ, granted.subscription.id)
     if seen.empty:
         granted.caller.require(MACHINES_READ, granted.ref.id)
-    where = [Machine.subscription_id == granted.subscription.id, seen.machine_filter()]
+    where = [
+        Machine.subscription_id == granted.subscription.id,
+        seen.machine_filter(),
+        *_narrowing(filter_text),
+    ]
     return JsonResponse(_page(request, ctx, where, matches, expand, top, skiptoken))
 
 
@@ -147,8 +151,22 @@ def list_group_resources(
         Machine.subscription_id == granted.subscription.id,
         Machine.resource_group_lower == ref.resource_group.lower(),
         seen.machine_filter(),
+        *_narrowing(filter_text),
     ]
     return JsonResponse(_page(request, ctx, where, matches, expand, top, skiptoken))
+
+
+def _narrowing(filter_text: str | None) -> list[Any]:
+    """The filter's required equalities as conditions of the query (the predicate still decides)."""
+    conditions: list[Any] = []
+    for attribute, value in required_equalities(filter_text):
+        if attribute == "name":
+            conditions.append(Machine.name_lower == value.lower())
+        elif attribute == "resource_group":
+            conditions.append(Machine.resource_group_lower == value.lower())
+        elif value.lower() != MACHINE_TYPE.lower():  # the only type listed here
+            conditions.append(false())
+    return conditions
 
 
 def _page(
