@@ -7,10 +7,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from arc_controlplane.api.management.access import Visibility, visibility
-from arc_controlplane.api.management.odata import parse_filter, required_equalities
+from arc_controlplane.api.management.odata import Candidate, parse_filter, required_equalities
 from arc_controlplane.api.management.schema import MachineBody, MachineUpdate, property_changes
 from arc_controlplane.auth.roles import MACHINES_READ, find_role
 from arc_controlplane.db.tables import Machine
@@ -260,3 +262,23 @@ def test_bodies_forbid_unknown_members_and_drop_read_only_ones() -> None:
 def test_the_equalities_a_filter_requires(odata: str | None, required: list[tuple[str, str]]) -> None:
     parse_filter(odata)  # valid
     assert required_equalities(odata) == required
+
+
+FILTER_WORDS = [
+    *("name", "tagName", "tagValue", "resourceGroup", "location", "resourceType", "plan", "eq", "ne"),
+    *("and", "or", "startswith", "substringof", "(", ")", ",", "'x'", "'it''s'", "'", "$", " "),
+]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.lists(st.sampled_from(FILTER_WORDS), max_size=12).map(" ".join)))
+def test_any_filter_is_either_understood_or_refused_with_azures_code(odata: str) -> None:
+    """Whatever a client sends as $filter: a predicate, or 400 InvalidFilterInQueryString."""
+    candidate = Candidate("Microsoft.HybridCompute/machines", "web-1", "westeurope", "rg", {"env": "prod"})
+    try:
+        matches = parse_filter(odata)
+    except ArmError as error:
+        assert (error.status, error.code) == (400, "InvalidFilterInQueryString")
+        return
+    assert isinstance(matches(candidate), bool)
+    required_equalities(odata)
