@@ -105,3 +105,28 @@ def test_no_copy_of_the_same_logic_within_a_part() -> None:
             check=False,
         )
         assert out.returncode == 0, f"{part}: the same code twice; make one function of it\n{out.stdout}"
+
+
+def _tasks(items: object, become: object = None) -> list[tuple[dict[str, object], object]]:
+    """Every task of a task list (blocks opened), with the ``become`` it runs under."""
+    found: list[tuple[dict[str, object], object]] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        here = item.get("become", become)
+        for key in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers"):
+            found += _tasks(item.get(key), here)
+        if not any(key in item for key in ("block", "tasks", "pre_tasks", "post_tasks")):
+            found.append((item, here))
+    return found
+
+
+def test_tasks_on_the_controller_never_become() -> None:
+    """A task the role delegates to the controller must not inherit the play's become: an
+    execution environment without sudo would try it locally (issue 13)."""
+    offenders = []
+    for path in tracked("roles/*/tasks/*.yml", "roles/*/handlers/*.yml", "playbooks/*.yml"):
+        for task, become in _tasks(yaml.safe_load(path.read_text(encoding="utf-8"))):
+            if str(task.get("delegate_to", "")) in ("localhost", "127.0.0.1") and become is not False:
+                offenders.append(f"{path.relative_to(TOP)}: {task.get('name')}")
+    assert not offenders, "delegated to the controller without 'become: false':\n" + "\n".join(offenders)
