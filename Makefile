@@ -13,6 +13,7 @@ COLLECTIONS := $(CURDIR)/build/collections
 WHEELHOUSE := $(CURDIR)/build/wheelhouse
 AZURE_IDENTITY_WHEELS := $(CURDIR)/build/azure-identity-wheels
 AZURE_CLI := $(CURDIR)/build/azure-cli
+OLD_ANSIBLE_CORE := $(CURDIR)/build/ansible-core-2.16
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
@@ -20,7 +21,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell lint-repository unit \
-	sanity units lint-supply-chain lock durations-reset azure-cli hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
+	sanity units lint-supply-chain lock durations-reset azure-cli compat hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -57,7 +58,7 @@ collection: ## Make this checkout visible to Ansible as hybridops.arc
 STEP = $(CURDIR)/tools/timed.sh $@
 DURATIONS := $(CURDIR)/build/durations.log
 
-test: deps venv wheelhouse collection durations-reset lint unit units sanity build-collection fuzz-controlplane hosts-check hosts-lanes ## Run every test
+test: deps venv wheelhouse collection durations-reset lint unit units sanity compat build-collection fuzz-controlplane hosts-check hosts-lanes ## Run every test
 	@tools/durations.sh $(DURATIONS)
 	@echo "make test: all passed"
 
@@ -116,6 +117,15 @@ units: venv ## ansible-test units (module and module_utils unit tests)
 
 sanity: venv ## ansible-test sanity
 	$(STEP) tools/ansible-test.sh sanity
+
+# The oldest ansible-core the collection refuses (one below requires_ansible), from PyPI.
+$(OLD_ANSIBLE_CORE)/.stamp:
+	rm -rf $(OLD_ANSIBLE_CORE) && $(PYTHON) -m venv $(OLD_ANSIBLE_CORE)
+	$(OLD_ANSIBLE_CORE)/bin/pip install -q --disable-pip-version-check 'ansible-core>=2.16,<2.17' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $@
+
+compat: venv collection $(OLD_ANSIBLE_CORE)/.stamp ## The collection on other ansible-core versions (tests/compat)
+	$(STEP) pytest -q -p no:cacheprovider tests/compat
 
 build-collection: venv ## Build the collection tarball, check that only the collection is in it, run galaxy-importer on it
 	$(STEP) tools/build-collection.sh

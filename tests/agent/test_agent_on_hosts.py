@@ -222,7 +222,7 @@ def test_microsofts_documented_azcmagent_examples_run_as_written(
     Microsoft writes them"), with only the placeholders filled in: the subscription by its name,
     secrets as flags, no --tenant-id to disconnect, the documented defaults. The one setting
     before them says where the control plane is (`config set controlplane.url`, ours)."""
-    (_, h2), plane = fleet
+    h2, plane = fleet[0][1], fleet[1]
     init, onboarding, admin = plane.init, plane.onboarding, plane.admin
     # whatever the test before left: disconnected, its resource gone
     h2.put_secret("/root/admin.json", {"service-principal-secret": admin["clientSecret"]})
