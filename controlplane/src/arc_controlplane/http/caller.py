@@ -41,14 +41,24 @@ class Caller:
         )
 
     def require(self, action: str, resource_id: str) -> None:
+        """ARM's 403 unless a role of the caller allows ``action`` at ``resource_id``."""
         if not self.may(action, resource_id):
-            raise ArmError(
-                403,
-                "AuthorizationFailed",
-                f"The client '{self.app_id}' with object id '{self.principal_id}' does not have "
-                f"authorization to perform action '{action}' over scope '{resource_id}' or the scope "
-                "is invalid. If access was recently granted, please refresh your credentials.",
-            )
+            raise self._refusal(action, resource_id)
+
+    def require_presence(self, action: str, scope: str) -> None:
+        """ARM's 403 naming ``action`` unless the caller :meth:`reaches` ``scope`` (any role there
+        lets it see a subscription and read its providers, as in Azure)."""
+        if not self.reaches(scope):
+            raise self._refusal(action, scope)
+
+    def _refusal(self, action: str, scope: str) -> ArmError:
+        return ArmError(
+            403,
+            "AuthorizationFailed",
+            f"The client '{self.app_id}' with object id '{self.principal_id}' does not have "
+            f"authorization to perform action '{action}' over scope '{scope}' or the scope "
+            "is invalid. If access was recently granted, please refresh your credentials.",
+        )
 
 
 def _unauthenticated(message: str) -> ArmError:

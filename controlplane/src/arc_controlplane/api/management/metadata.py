@@ -5,8 +5,8 @@ to sign in (``authentication.loginEndpoint``, the token service of this control 
 audience to ask a token for (``audiences[0]``), and where Resource Manager is. The shape depends
 on the api-version, as Azure's does (docs/reference/arm.md, "Cloud metadata"):
 
-- ``2015-01-01`` (``msrestazure``, Azure Stack tools): one object with ``galleryEndpoint``,
-  ``graphEndpoint``, ``portalEndpoint`` and ``authentication``;
+- ``2015-01-01`` (``msrestazure``, Azure Stack tools): one object with ``authentication`` only
+  (``galleryEndpoint``, ``graphEndpoint`` and ``portalEndpoint`` are read with defaults);
 - ``2017-12-01`` through ``2020-06-01``: a *list* of clouds (here, one);
 - ``2022-09-01`` and later (the Azure CLI's ``az cloud register``): one cloud object.
 

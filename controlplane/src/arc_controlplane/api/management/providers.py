@@ -76,6 +76,7 @@ PROVIDERS: dict[str, tuple[ResourceType, ...]] = {
 """The resource types this control plane serves, by provider namespace."""
 
 _BY_LOWER = {namespace.lower(): namespace for namespace in PROVIDERS}
+PROVIDERS_READ = "Microsoft.Resources/subscriptions/providers/read"
 
 SubscriptionProviders = Annotated[Access[SubscriptionRef], Depends(SubscriptionChecks(RESOURCES, None))]
 
@@ -136,16 +137,9 @@ def _locations(ctx: Ctx, subscription_id: str) -> list[str]:
     return sorted(set(found))
 
 
-def _require_presence(granted: Access[SubscriptionRef]) -> None:
-    """Any role assignment in the subscription lets a caller read its providers."""
-    scope = granted.ref.id
-    if not granted.caller.reaches(scope):
-        granted.caller.require("Microsoft.Resources/subscriptions/providers/read", scope)
-
-
 def list_subscription_providers(granted: SubscriptionProviders, ctx: Ctx) -> JsonResponse:
     """Providers_List."""
-    _require_presence(granted)
+    granted.caller.require_presence(PROVIDERS_READ, granted.ref.id)
     locations = _locations(ctx, granted.subscription.id)
     value = [
         provider_view(namespace, granted.ref.subscription_id, locations) for namespace in sorted(PROVIDERS)
@@ -155,7 +149,7 @@ def list_subscription_providers(granted: SubscriptionProviders, ctx: Ctx) -> Jso
 
 def get_subscription_provider(granted: SubscriptionProviders, namespace: str, ctx: Ctx) -> JsonResponse:
     """Providers_Get."""
-    _require_presence(granted)
+    granted.caller.require_presence(PROVIDERS_READ, granted.ref.id)
     found = find_namespace(namespace)
     return JsonResponse(
         provider_view(found, granted.ref.subscription_id, _locations(ctx, granted.subscription.id))

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from arc_controlplane.api.management.access import Access, SubscriptionChecks, SubscriptionRef
 from arc_controlplane.db.tables import Subscription, Tenant
 from arc_controlplane.errors import ArmError
-from arc_controlplane.http.caller import Caller, authenticate
+from arc_controlplane.http.caller import authenticate
 from arc_controlplane.http.context import Ctx
 from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import SUBSCRIPTIONS, ApiVersionParameter
@@ -60,7 +60,7 @@ def list_subscriptions(request: Request, ctx: Ctx, api_version: ApiVersionParame
 
 def get_subscription(granted: SubscriptionRead, ctx: Ctx) -> JsonResponse:
     """Subscriptions_Get."""
-    _require_access(granted.caller, granted.ref.id)
+    granted.caller.require_presence(SUBSCRIPTION_READ, granted.ref.id)
     with ctx.db.session() as session:
         row = session.get(Subscription, granted.subscription.id)
         if row is None:  # deleted since the checks ran
@@ -71,11 +71,6 @@ def get_subscription(granted: SubscriptionRead, ctx: Ctx) -> JsonResponse:
             )
         view = subscription_view(row)
     return JsonResponse(view)
-
-
-def _require_access(caller: Caller, scope: str) -> None:
-    if not caller.reaches(scope):
-        caller.require(SUBSCRIPTION_READ, scope)  # raises ARM's 403 naming the action
 
 
 def list_tenants(request: Request, ctx: Ctx, api_version: ApiVersionParameter = None) -> JsonResponse:
