@@ -48,7 +48,7 @@ SCAN_BATCH = 500
 
 SubscriptionResources = Annotated[Access[SubscriptionRef], Depends(SubscriptionChecks(RESOURCES, None))]
 GroupResources = Annotated[Access[GroupRef], Depends(GroupChecks(RESOURCES, None))]
-FilterParameter = Annotated[str | None, Query(alias="$filter", description="See docs/azure-tools.md.")]
+FilterParameter = Annotated[str | None, Query(alias="$filter", description="See docs/management-api.md.")]
 
 
 def check_expand(
