@@ -22,6 +22,7 @@ import pytest
 from agent_client import AgentClient
 from arc_lab.disks import fill, small_filesystem
 from arc_lab.postgres import PostgresServer
+from auditwait import audit_entries
 from conftest import ca_context, free_port, start_server
 from sqlalchemy import select, text
 
@@ -34,7 +35,7 @@ from arc_controlplane.auth.principals import (
 )
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.db.engine import Database
-from arc_controlplane.db.tables import AuditEntry, Machine, ResourceGroup
+from arc_controlplane.db.tables import Machine, ResourceGroup
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs: needs root")
 
@@ -155,13 +156,12 @@ def test_a_full_disk_refuses_writes_clearly_serves_reads_and_recovers_at_once(
     acknowledged.append("after")
     assert agent.heartbeat().status_code == 200
 
+    # The held entry goes in with the next audit write, which the server makes just after its
+    # answer (auditwait.py): wait for it rather than read at once.
+    entries = audit_entries(plane.db, plane.client_id, 1)
+    failed_sign_ins = [entry for entry in entries if entry.action == "token/failed"]
     with plane.db.session() as session:
         names = set(session.scalars(select(Machine.name)))
-        failed_sign_ins = session.scalars(
-            select(AuditEntry).where(
-                AuditEntry.action == "token/failed", AuditEntry.target == plane.client_id
-            )
-        ).all()
         if plane.db.engine.dialect.name == "sqlite":
             assert session.execute(text("PRAGMA integrity_check")).scalar() == "ok"
     assert set(acknowledged) <= names
