@@ -7,6 +7,7 @@ A control plane started with ``--heartbeat-interval 5`` (Disconnected after 15 s
 from __future__ import annotations
 
 import base64
+import ctypes
 import datetime as dt
 import http.client
 import json
@@ -82,18 +83,23 @@ class Machine:
         try:
             self.himds.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.himds.send_signal(signal.SIGUSR1)  # himds writes every thread's stack to its output
-            time.sleep(1)
-            self.himds.kill()
-            self.himds.wait()
-            log = self.output.read_text(encoding="utf-8", errors="replace")
             raise AssertionError(
-                f"himds did not stop within 15 s of SIGTERM; its log and threads:\n{log}"
+                f"himds did not stop within 15 s of SIGTERM; its log and threads:\n{self.kill_himds()}"
             ) from None
         err = self.output.read_text(encoding="utf-8", errors="replace")
         assert self.himds.returncode == 0, err
         self.himds = None
         return err
+
+    def kill_himds(self) -> str:
+        """Its log, with every thread's stack (SIGUSR1), after killing it."""
+        assert self.himds is not None
+        self.himds.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        self.himds.kill()
+        self.himds.wait()
+        self.himds = None
+        return self.output.read_text(encoding="utf-8", errors="replace")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_module("arc_agent.cli.main", *args, env=self.env, timeout=60)
@@ -358,3 +364,27 @@ def test_himds_follows_the_state_file_even_when_the_cli_was_killed_before_tellin
     temporary.rename(state)  # as connect writes it, atomically
     wait_for(connected, 5, "himds to see the state come back")
     assert "Traceback" not in machine.stop_himds()
+
+
+def test_himds_stops_at_once_whichever_thread_the_sigterm_reaches(machine: Machine) -> None:
+    """The kernel hands a process's SIGTERM to any thread; one taken by a thread other than the
+    main one used to leave himds in its accept loop for up to an hour (the slow stops seen in CI)."""
+    machine.start_himds()
+    assert machine.himds is not None
+    pid = machine.himds.pid
+    others = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+    assert others, "himds runs threads besides the main one (IPC, state watch)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_tgkill = 234  # x86-64
+    assert libc.syscall(sys_tgkill, pid, others[-1], signal.SIGTERM) == 0, ctypes.get_errno()
+    try:
+        machine.himds.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log = machine.kill_himds()
+        raise AssertionError(
+            f"himds did not stop within 5 s of a SIGTERM to thread {others[-1]}:\n{log}"
+        ) from None
+    output = machine.output.read_text(encoding="utf-8", errors="replace")
+    assert machine.himds.returncode == 0, output
+    assert "received SIGTERM, stopping" in output and "himds stopped" in output
+    machine.himds = None

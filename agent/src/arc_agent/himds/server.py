@@ -22,6 +22,7 @@ LOGGER = "arc_agent.himds"
 IDLE_TIMEOUT_SECONDS = 30
 IDLE_POLL_SECONDS = 3600.0
 """How often the accept loop wakes on its own; ``stop`` wakes it at once with a connection."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class HimdsServer(ThreadingHTTPServer):
@@ -127,10 +128,23 @@ def listen(bind: str, port: int) -> HimdsServer:
 
 
 def serve(server: HimdsServer, api: HimdsApi, logger: logging.Logger) -> None:
-    """Serve ``api`` on ``server`` until SIGTERM or SIGINT, then return (the caller exits 0)."""
+    """Serve ``api`` on ``server`` until SIGTERM or SIGINT, then return (the caller exits 0).
+
+    The kernel gives a process's signal to any of its threads; Python runs its handlers on the
+    main thread only, once that thread runs again. The main thread sits in the accept loop's
+    ``select`` (for up to an hour, so that an idle himds does not wake), and a SIGTERM taken by
+    another thread (the connection's, in a long-poll) left it there: ``systemctl stop`` then
+    waited until systemd killed himds. So the signal is read from Python's wakeup file
+    (``signal.set_wakeup_fd``), which the interpreter writes from whichever thread took it, by
+    a thread of our own that starts the stop at once.
+    """
     server.api = api
+    stopping = threading.Event()
 
     def stop(signum: int) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
         logger.info("received %s, stopping", signal.Signals(signum).name)
         # The loop waits in select() without a timeout (an idle himds must not wake up twice a
         # second): after shutdown() has set its flag, a connection of our own wakes the loop.
@@ -142,16 +156,34 @@ def serve(server: HimdsServer, api: HimdsApi, logger: logging.Logger) -> None:
                 pass
             waiter.join(0.2)
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        # shutdown() waits for serve_forever() to return, so it must not run on this thread.
-        threading.Thread(target=stop, args=(signum,), daemon=True).start()
+    def watch(wakeup: socket.socket) -> None:
+        while not stopping.is_set():
+            try:
+                received = wakeup.recv(64)
+            except OSError:
+                return
+            if not received:
+                return
+            for signum in received:
+                if signum in STOP_SIGNALS:
+                    stop(signum)
+                    return
 
-    with server:
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def noted(signum: int, frame: FrameType | None) -> None:
+        """A Python handler, so that the interpreter writes the signal to the wakeup file
+        (the default action would end himds at once); ``watch`` acts on it."""
+
+    wakeup, wakeup_writer = socket.socketpair()
+    wakeup_writer.setblocking(False)
+    with server, wakeup, wakeup_writer:
+        previous = {sig: signal.signal(sig, noted) for sig in STOP_SIGNALS}
+        previous_fd = signal.set_wakeup_fd(wakeup_writer.fileno(), warn_on_full_buffer=False)
+        threading.Thread(target=watch, args=(wakeup,), name="himds-signals", daemon=True).start()
         try:
             logger.info("himds listening on http://%s:%d", *server.server_address[:2])
             server.serve_forever(poll_interval=IDLE_POLL_SECONDS)
         finally:
+            signal.set_wakeup_fd(previous_fd)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             api.close()
