@@ -218,6 +218,8 @@ def test_resources_no_route_serves_get_azures_codes(
 ) -> None:
     reply = arm.call(method, arm.sub + path, api_version=HC, json={} if method in ("PUT", "POST") else None)
     assert (reply.status_code, error_of(reply)["code"]) == (status, code), reply.text
+    anonymous = arm.call(method, arm.sub + path, caller=None, api_version=HC)
+    assert anonymous.status_code == 401  # nothing is said to a caller without a token
 
 
 def test_generic_lists_page_expand_and_see_what_the_caller_may_read(arm: ArmEnv) -> None:

@@ -7,7 +7,8 @@ connect with each way to authenticate, show, config round trips, heartbeats seen
 plane, Disconnected when himds goes quiet, managed identity tokens (by hand, and through
 azure-identity and MSAL, unmodified, in an application systemd starts), refusals that leave the
 host as it was, disconnect and reconnect. Secrets reach the hosts on ssh's standard input into
-0600 files, never on a command line.
+0600 files, never on a command line, except in the test of Microsoft's documented examples,
+which give them as flags (throwaway secrets on a throwaway host: that the form works is the point).
 
 Needs root, the tools of `make deps`, the wheelhouse, the collection and the azure-identity
 wheels (`make agent-hosts` makes them all).

@@ -81,6 +81,7 @@ def subscription_id_by_name(client: HttpsClient, token: str, name: str) -> str:
             str(entry.get("subscriptionId"))
             for entry in listed
             if isinstance(entry, dict)
+            and isinstance(entry.get("subscriptionId"), str)
             and isinstance(entry.get("displayName"), str)
             and entry["displayName"].lower() == name.lower()
         }

@@ -182,9 +182,10 @@ def get_tenant_provider(
 UNSERVED_METHODS = ["GET", "PUT", "PATCH", "POST", "DELETE", "HEAD"]
 
 
-def unserved_resource(request: Request, namespace: str, rest: str) -> JsonResponse:
+def unserved_resource(request: Request, ctx: Ctx, namespace: str, rest: str) -> JsonResponse:
     """What Azure answers for ``.../providers/{namespace}/{type}/{name}[/{type}/{name}...]`` that
-    no route serves (see the module's docstring)."""
+    no route serves (see the module's docstring); to signed-in callers only, as every route."""
+    authenticate(request, ctx)
     served = find_namespace_or_none(namespace)
     if served is None:
         shown = namespace if len(namespace) <= 64 else namespace[:64] + "..."
