@@ -21,7 +21,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell lint-repository unit \
-	sanity units lint-supply-chain lock durations-reset azure-cli compat hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule build-collection demo test-hosts test-hosts-down clean
+	sanity units lint-supply-chain lock durations-reset azure-cli compat hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule matrix build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,15 +38,20 @@ $(VENV)/.stamp: requirements-dev.txt agent/pyproject.toml controlplane/pyproject
 
 venv: $(VENV)/.stamp ## Python tooling, the agent, the control plane and the test lab (arc_lab) in .venv
 
-# The agent's wheel, and exactly the locked (pinned, hashed) wheels it depends on plus pip.
-$(WHEELHOUSE)/SHA256SUMS: $(VENV)/.stamp $(shell find agent/src -type f -name '*.py') agent/pyproject.toml agent/requirements.lock
-	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
-	$(BIN)/pip download -q --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
-		-d $(WHEELHOUSE) -r agent/requirements.lock
-	$(BIN)/pip wheel -q --disable-pip-version-check --no-deps -w $(WHEELHOUSE) ./agent
-	cd $(WHEELHOUSE) && sha256sum *.whl > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS
+# The agent bundle: for each supported target (CPython version, machine) one archive with the
+# agent wheel and exactly the locked (pinned, hashed) wheels it needs there, plus pip;
+# targets.json and SHA256SUMS (tools/agent-bundle.py; docs/agent-packages.md). Built from any
+# controller Python. AGENT_TARGETS="... cp312-aarch64" adds a machine (not tested here).
+AGENT_TARGETS ?= cp39-x86_64 cp310-x86_64 cp311-x86_64 cp312-x86_64 cp313-x86_64
+# Each target Python as the supported distribution released it (Debian 11, Ubuntu 22.04, Debian 12,
+# Ubuntu 24.04, Debian 13): the locks are resolved for it, and its first line names it.
+AGENT_LOCK_PYTHONS := 3.9.2 3.10.4 3.11.2 3.12.3 3.13.5
+$(WHEELHOUSE)/SHA256SUMS: $(VENV)/.stamp $(shell find agent/src -type f -name '*.py') agent/pyproject.toml agent/locks/*.txt tools/agent-bundle.py
+	rm -rf build/agent-wheel && mkdir -p build/agent-wheel
+	$(BIN)/pip wheel -q --disable-pip-version-check --no-deps -w build/agent-wheel ./agent
+	$(BIN)/python tools/agent-bundle.py $(WHEELHOUSE) build/agent-wheel/arc_agent-*.whl $(AGENT_TARGETS)
 
-wheelhouse: $(WHEELHOUSE)/SHA256SUMS ## The agent packages the arc_agent role installs from
+wheelhouse: $(WHEELHOUSE)/SHA256SUMS ## The agent bundle (every supported target) the arc_agent role installs from
 
 collection: ## Make this checkout visible to Ansible as hybridops.arc
 	@mkdir -p $(COLLECTIONS)/ansible_collections/hybridops
@@ -65,12 +70,13 @@ test: deps venv wheelhouse collection durations-reset lint unit units sanity com
 durations-reset:
 	@mkdir -p build && rm -f $(DURATIONS) && touch $(DURATIONS).start
 
-# Two labs at once (ARC_TESTHOSTS_LAB 1 and 2): the playbook suites in one, the security and
-# chaos suites in the other; each line of output says its lane.
-hosts-lanes: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The suites on real hosts, in two labs side by side
+# Three labs at once (ARC_TESTHOSTS_LAB 1, 2 and 3): the playbook suites in one, the security and
+# chaos suites in another, the support matrix in the third; each line of output says its lane.
+hosts-lanes: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp $(foreach v,$(MATRIX_CORES),$(CURDIR)/build/ansible-core-$(v)/.stamp) ## The suites on real hosts, in three labs side by side
 	@( ARC_TESTHOSTS_LAB=1 $(MAKE) --no-print-directory agent-hosts integration awx molecule 2>&1 | sed -u 's/^/[lab 1] /' ) & one=$$!; \
 	( ARC_TESTHOSTS_LAB=2 $(MAKE) --no-print-directory security chaos 2>&1 | sed -u 's/^/[lab 2] /' ) & two=$$!; \
-	status=0; wait $$one || status=$$?; wait $$two || status=$$?; exit $$status
+	( ARC_TESTHOSTS_LAB=3 $(MAKE) --no-print-directory matrix 2>&1 | sed -u 's/^/[lab 3] /' ) & three=$$!; \
+	status=0; wait $$one || status=$$?; wait $$two || status=$$?; wait $$three || status=$$?; exit $$status
 
 lint: lint-python lint-ansible lint-shell lint-supply-chain lint-repository ## ruff (with bandit's checks), mypy, ansible-lint, shellcheck, changelog and docs lint, dependency audit, the repository's own rules
 
@@ -85,11 +91,14 @@ lint-ansible: venv collection
 	$(STEP) antsibull-docs lint-collection-docs --plugin-docs .
 
 lint-supply-chain: venv ## Known vulnerabilities in the locked dependencies that ship (pip-audit)
-	$(STEP) $(BIN)/python tools/audit-dependencies.py agent/requirements.lock controlplane/requirements.lock
+	$(STEP) $(BIN)/python tools/audit-dependencies.py agent/locks/*.txt controlplane/requirements.lock
 
-lock: venv ## Pin (with hashes) what the agent and the control plane ship to the newest releases
-	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-index-url \
-		--no-emit-find-links --output-file agent/requirements.lock agent/pyproject.toml agent/installer.in
+lock: venv ## Pin (with hashes) what the agent (for each target Python) and the control plane ship to the newest releases
+	for version in $(AGENT_LOCK_PYTHONS); do \
+		$(BIN)/uv pip compile -q --python-version $$version --python-platform x86_64-manylinux_2_17 --generate-hashes \
+			--no-header --no-emit-index-url --custom-compile-command "make lock" agent/pyproject.toml agent/installer.in \
+			-o agent/locks/cp$$(echo $$version | cut -d. -f1,2 | tr -d .).txt \
+		&& sed -i "1i # Python $$version" agent/locks/cp$$(echo $$version | cut -d. -f1,2 | tr -d .).txt; done
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-index-url \
 		--no-emit-find-links --extra postgresql --output-file controlplane/requirements.lock controlplane/pyproject.toml
 
@@ -126,6 +135,26 @@ $(OLD_ANSIBLE_CORE)/.stamp:
 
 compat: venv collection $(OLD_ANSIBLE_CORE)/.stamp ## The collection on other ansible-core versions (tests/compat)
 	$(STEP) pytest -q -p no:cacheprovider tests/compat
+
+# The support matrix (docs/support.md): every other ansible-core from requires_ansible to the
+# newest, each in build/ansible-core-X.Y on a Python it supports (Debian's or the image's pyenv).
+MATRIX_CORES := 2.17 2.18 2.20 2.21
+MATRIX_PYTHON_2.20 := $(lastword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3))
+MATRIX_PYTHON_2.21 := $(lastword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3))
+$(CURDIR)/build/ansible-core-%/.stamp:
+	@python=$(or $(MATRIX_PYTHON_$*),$(PYTHON)); [ -x "$$(command -v $$python)" ] \
+		|| { echo "no Python for ansible-core $* (it needs 3.12 or newer: a pyenv version)"; exit 1; }
+	rm -rf $(@D) && $(or $(MATRIX_PYTHON_$*),$(PYTHON)) -m venv $(@D)
+	$(@D)/bin/pip install -q --disable-pip-version-check 'ansible-core==$*.*' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $@
+
+matrix: deps venv wheelhouse collection $(foreach v,$(MATRIX_CORES),$(CURDIR)/build/ansible-core-$(v)/.stamp) ## ansible-test sanity on, and smoke runs of, every other ansible-core and host release (tests/matrix)
+	$(STEP) sh -c 'for v in $(MATRIX_CORES); do log=$(CURDIR)/build/sanity-$$v.log; \
+		PYTHON=$(CURDIR)/build/ansible-core-$$v/bin/python ARC_ANSIBLE_TEST_DIR=/tmp/hybridops-arc.ansible-test-$$v \
+		tools/ansible-test.sh sanity >$$log 2>&1 || { tail -40 $$log; echo "ansible-test sanity failed on ansible-core $$v (log: $$log)"; exit 1; }; \
+		echo "ansible-test sanity on ansible-core $$v: passed"; done'
+	$(STEP) tools/build-collection.sh
+	$(STEP) pytest -q -p no:cacheprovider tests/matrix
 
 build-collection: venv ## Build the collection tarball, check that only the collection is in it, run galaxy-importer on it
 	$(STEP) tools/build-collection.sh

@@ -31,7 +31,9 @@ rsync -a --delete --delete-excluded \
   --exclude=.ruff_cache --exclude=.mypy_cache --exclude=.pytest_cache --exclude=.hypothesis --exclude=.schemathesis --exclude='*.tar.gz' \
   "$top/" "$dest/"
 cd "$dest"
-export PATH=$top/.venv/bin:$PATH
+# The ansible-test of the Python given (PYTHON: another ansible-core's environment, make matrix).
+bin=$(dirname "$python")
+export PATH=$bin:$top/.venv/bin:$PATH
 case $cmd in
   sanity) exec ansible-test sanity --local --python "$pyver" --color no "$@" ;;
   units) exec ansible-test units --local --python "$pyver" --color no "$@" ;;

@@ -24,16 +24,22 @@ PROJECT = "https://pypi.org/pypi/{name}/json"
 
 
 def pip_audit(locks: list[str]) -> dict[str, object]:
+    """pip-audit over each lock file on its own (the agent has one per target Python, which pin
+    different versions of one project); the dependencies of all, each name and version once."""
     argv = [str(Path(sys.executable).parent / "pip-audit"), "--progress-spinner", "off", "--require-hashes",
             "--disable-pip", "-f", "json", "--skip-editable"]  # fmt: skip
+    dependencies: dict[tuple[str, str], object] = {}
     for lock in locks:
-        argv += ["-r", lock]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    try:
-        report: dict[str, object] = json.loads(done.stdout)
-    except ValueError:
-        raise SystemExit(f"audit-dependencies: pip-audit failed: {done.stderr.strip()}") from None
-    return report
+        done = subprocess.run(argv + ["-r", lock], capture_output=True, text=True, check=False)
+        try:
+            report: dict[str, list[dict[str, str]]] = json.loads(done.stdout)
+        except ValueError:
+            raise SystemExit(f"audit-dependencies: pip-audit ({lock}): {done.stderr.strip()}") from None
+        pinned = pins([lock])
+        for dependency in report.get("dependencies", []):
+            dependency.setdefault("version", pinned.get(dependency["name"].lower(), "?"))
+            dependencies.setdefault((dependency["name"], dependency.get("version", "")), dependency)
+    return {"dependencies": list(dependencies.values())}
 
 
 def project(name: str) -> dict[str, object] | None:
@@ -61,14 +67,13 @@ def main(locks: list[str]) -> int:
     if not locks:
         print(__doc__)
         return 2
-    pinned = pins(locks)
     report = pip_audit(locks)
     found: list[str] = []
     unaudited: list[str] = []
     audited = 0
     for dependency in report.get("dependencies", []):  # type: ignore[attr-defined]
         name = dependency["name"]
-        version = dependency.get("version") or pinned.get(name.lower(), "?")
+        version = dependency["version"]
         for vulnerability in dependency.get("vulns", []):
             fixed = ", ".join(vulnerability["fix_versions"]) or "no release"
             found.append(f"{name} {version}: {vulnerability['id']} (fixed in {fixed})")
@@ -78,7 +83,8 @@ def main(locks: list[str]) -> int:
         page = project(name)
         latest = (page or {}).get("info", {}).get("version")  # type: ignore[union-attr]
         if page is None or latest != version:
-            unaudited.append(f"{name} {version} (newest {latest or 'unknown'}: run make lock)")
+            newest = latest or "unknown"
+            unaudited.append(f"{name} {version} (only the advisories of the newest, {newest}, are readable)")
             continue
         audited += 1
         for vulnerability in page.get("vulnerabilities", []):  # type: ignore[union-attr]

@@ -209,6 +209,65 @@ def arc_agent_plan(probe, wanted, ca_dest, file_sums=None, files_wanted=None, ch
     )
 
 
+def arc_agent_bundle(bundle, facts, version, source, name="", found=True, check=None):
+    """The archive of the agent bundle (``bundle``: its targets.json, or None when it could not
+    be read) for the host ``name`` (``facts``: its Ansible facts), and why the host is refused
+    when there is none: ``found`` says whether the bundle exists at ``source``, ``check`` is the
+    result of ``sha256sum --check`` over it (docs/agent-packages.md)."""
+    facts = facts or {}
+    python = facts.get("python") or {}
+    release = python.get("version") or {}
+    target = "cp%s%s-%s" % (
+        release.get("major", "?"),
+        release.get("minor", "?"),
+        facts.get("architecture", "?"),
+    )
+    host = "%s (%s %s, Python %s.%s, %s)" % (
+        name or facts.get("hostname") or "the host",
+        facts.get("distribution", "unknown"),
+        facts.get("distribution_version", ""),
+        release.get("major", "?"),
+        release.get("minor", "?"),
+        facts.get("architecture", "?"),
+    )
+    targets = (bundle or {}).get("targets") or {}
+    chosen = targets.get(target) or {}
+    refusal = ""
+    check = check or {}
+    if not found:
+        refusal = (
+            "there is no agent bundle (targets.json, SHA256SUMS and an archive per target) in %s."
+            " Download the bundle of agent %s and point arc_agent_package_dir at its folder (or"
+            " arc_agent_package_url at where it is served), or build it with 'make wheelhouse' in the"
+            " collection's repository (docs/agent-packages.md)." % (source, version)
+        )
+    elif check.get("rc", 0) != 0:
+        lines = list(check.get("stdout_lines") or []) + list(check.get("stderr_lines") or [])
+        refusal = (
+            "the agent bundle %s does not match its SHA256SUMS (%s). Build it again ('make wheelhouse' in the"
+            " collection's repository) or fetch it again."
+            % (source, "; ".join(lines) or check.get("msg", ""))
+        )
+    elif _text((bundle or {}).get("version")) != _text(version):
+        refusal = (
+            "the agent bundle %s holds agent %s, not %s. Point arc_agent_package_dir (or"
+            " arc_agent_package_url) at the bundle of agent %s."
+            % (source, _text((bundle or {}).get("version")) or "nothing", version, version)
+        )
+    elif not chosen.get("archive") or not chosen.get("pip"):
+        refusal = (
+            "the agent bundle %s has no packages for %s (it serves %s). Use a bundle built for it"
+            " ('make wheelhouse AGENT_TARGETS=\"... %s\"'), or leave the host out."
+            % (source, target, ", ".join(sorted(targets)) or "nothing", target)
+        )
+    return dict(
+        target=target,
+        archive=_text(chosen.get("archive")) if not refusal else "",
+        pip=_text(chosen.get("pip")) if not refusal else "",
+        refusal=("%s: %s Nothing was changed on the host." % (host, refusal)) if refusal else "",
+    )
+
+
 def credential_problems_filter(values, required=False, prefix=""):
     """The credential rule for role or playbook variables named ``prefix`` + option."""
     return credential_problems(values, required=required, name=lambda option: prefix + option)
@@ -218,6 +277,7 @@ class FilterModule:
     def filters(self):
         return {
             "arc_agent_plan": arc_agent_plan,
+            "arc_agent_bundle": arc_agent_bundle,
             "arc_agent_problems": arc_agent_problems,
             "credential_problems": credential_problems_filter,
         }

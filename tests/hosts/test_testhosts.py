@@ -112,8 +112,20 @@ def test_hosts_reach_each_other_and_nothing_else(two_hosts):
 def test_inventory_names_every_host(two_hosts):
     inventory = pathlib.Path(run("inventory").strip()).read_text()
     for host in two_hosts:
-        assert f"{host['name']} ansible_host={host['address']}" in inventory
+        assert (
+            f"{host['name']} ansible_host={host['address']} arc_testhosts_suite={host['suite']}" in inventory
+        )
+        assert host["suite"] == "bookworm"
     assert "socat - TCP:%h:%p" in inventory
+
+
+def test_an_unknown_release_is_refused_naming_the_ones_there_are():
+    done = subprocess.run(
+        [TESTHOSTS, "env"], env={**os.environ, "ARC_TESTHOSTS_SUITE": "bookworm focal"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "'focal' is not bullseye, bookworm, trixie, jammy or noble" in done.stderr
 
 
 def test_a_crashed_run_is_cleaned_up_by_the_next_one():

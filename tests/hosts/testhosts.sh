@@ -9,7 +9,7 @@
 #   testhosts.sh reboot I [crash]  restart host I on the same disk (crash: its init killed at once)
 #   testhosts.sh status            list running hosts
 #   testhosts.sh inventory         print the path of the current inventory
-#   testhosts.sh hosts-json        print the running hosts as JSON (name, address, key) for tools
+#   testhosts.sh hosts-json        print the running hosts as JSON (name, address, key, suite) for tools
 #   testhosts.sh controlplane start|stop|url|ca
 #                                  run arc-controlplane in the controller namespace, on ${NET}.1:8443
 #   testhosts.sh ctl CMD...        run CMD in the controller namespace
@@ -32,7 +32,16 @@ LAB=${ARC_TESTHOSTS_LAB:-0}
 if [ "$LAB" = 0 ]; then LAB_TAG=arc; LAB_SUFFIX=; else LAB_TAG=arc$LAB; LAB_SUFFIX=-$LAB; fi
 CACHE_DIR=${ARC_TESTHOSTS_CACHE:-/var/cache/hybridops-arc}
 STATE_DIR=${ARC_TESTHOSTS_STATE:-/var/lib/hybridops-arc/testhosts$LAB_SUFFIX}
-SUITE=${ARC_TESTHOSTS_SUITE:-bookworm}
+# ARC_TESTHOSTS_SUITE: the distribution release of the hosts, or one per host in order (host i
+# takes word i, the last word for the rest): Debian bullseye, bookworm (default) or trixie,
+# Ubuntu jammy or noble.
+read -r -a SUITES <<<"${ARC_TESTHOSTS_SUITE:-bookworm}"
+((${#SUITES[@]} > 0)) || SUITES=(bookworm)
+for s in "${SUITES[@]}"; do
+  [[ $s =~ ^(bullseye|bookworm|trixie|jammy|noble)$ ]] \
+    || { echo "testhosts: error: ARC_TESTHOSTS_SUITE: '$s' is not bullseye, bookworm, trixie, jammy or noble" >&2; exit 2; }
+done
+UBUNTU_MIRROR=${ARC_TESTHOSTS_UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
 NET=${ARC_TESTHOSTS_NET:-10.200.$LAB}
 CTL_NS=$LAB_TAG-ctl
 HOST_NS_PREFIX=$LAB_TAG-h
@@ -43,12 +52,16 @@ MAX_HOSTS=200
 # Everything the hosts need is baked in: they have no network to install from. (libfaketime: the
 # chaos suite moves one service's clock with it, tests/chaos/test_clock.py.)
 ROOTFS_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,procps,ca-certificates,libfaketime
+# What the arc_agent role installs through apt on a release, baked in (the hosts have no package
+# source): Python 3.9's pip needs distutils, a package of its own on Debian 11.
+declare -A ROOTFS_EXTRA=([bullseye]=python3-distutils)
 # Bump when the customisation below changes, so cached root file systems are rebuilt.
 ROOTFS_RECIPE=5
 
 CONTROLPLANE_PORT=${ARC_TESTHOSTS_CONTROLPLANE_PORT:-8443}
 
-ROOTFS=$CACHE_DIR/rootfs-$SUITE
+suite_of() { local i=$1; ((i <= ${#SUITES[@]})) || i=${#SUITES[@]}; echo "${SUITES[$((i - 1))]}"; }
+rootfs_of() { echo "$CACHE_DIR/rootfs-$1"; }
 KEY=$CACHE_DIR/keys/id_ed25519
 INVENTORY=$STATE_DIR/inventory.ini
 SELF=$(readlink -f "$0")
@@ -80,20 +93,61 @@ debian_mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
-recipe_stamp() { echo "$SUITE $ROOTFS_PACKAGES $ROOTFS_RECIPE"; }
+packages_of() { echo "$ROOTFS_PACKAGES${ROOTFS_EXTRA[$1]:+,${ROOTFS_EXTRA[$1]}}"; }
+recipe_stamp() { echo "$1 $(packages_of "$1") $ROOTFS_RECIPE"; }
+is_ubuntu() { [[ $1 =~ ^(jammy|noble)$ ]]; }
 
+# The Ubuntu archive's signing keys as Debian ships them (the ubuntu-keyring package of Debian
+# trixie), trusted through Debian's own chain: the release file signed with the Debian archive
+# keys this machine has, the package list's checksum in it, the package's checksum in that.
+ubuntu_keyring() {
+  local dir=$CACHE_DIR/ubuntu-keyring keyring
+  keyring=$dir/usr/share/keyrings/ubuntu-archive-keyring.gpg
+  if [ -f "$keyring" ]; then echo "$keyring"; return 0; fi
+  local tmp mirror list sum file deb_sum
+  tmp=$(mktemp -d) mirror=$(debian_mirror) list=main/binary-amd64/Packages.xz  # lists the arch-all packages too
+  curl -fsS --retry 3 -o "$tmp/InRelease" "$mirror/dists/trixie/InRelease" || die "cannot fetch $mirror/dists/trixie/InRelease"
+  gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --output "$tmp/Release" "$tmp/InRelease" 2>"$tmp/gpgv.log" \
+    || die "Debian's trixie release file does not verify: $(cat "$tmp/gpgv.log")"
+  sum=$(awk -v f="$list" '/^SHA256:/ {s = 1; next} /^[^ ]/ {s = 0} s && $3 == f {print $1}' "$tmp/Release")
+  curl -fsS --retry 3 -o "$tmp/Packages.xz" "$mirror/dists/trixie/$list"
+  echo "$sum  $tmp/Packages.xz" | sha256sum --check --quiet --strict - || die "trixie's $list does not match its release file"
+  read -r file deb_sum < <(xz -dc "$tmp/Packages.xz" | awk '/^Package: / {p = ($2 == "ubuntu-keyring")} p && /^Filename: / {f = $2} p && /^SHA256: / {print f, $2; exit}')
+  [ -n "$file" ] || die "no ubuntu-keyring package in Debian trixie"
+  curl -fsS --retry 3 -o "$tmp/keyring.deb" "$mirror/$file"
+  echo "$deb_sum  $tmp/keyring.deb" | sha256sum --check --quiet --strict - || die "$file does not match trixie's package list"
+  rm -rf "$dir" && mkdir -p "$dir" && dpkg-deb -x "$tmp/keyring.deb" "$dir"
+  rm -rf "$tmp"
+  [ -f "$keyring" ] || die "ubuntu-keyring has no $keyring"
+  echo "$keyring"
+}
+
+# The cached root file system of each release the hosts use (debootstrap checks the release's
+# signature with the Debian archive keyring).
 cmd_rootfs() {
   need_root; need_tools
   mkdir -p "$CACHE_DIR/keys"
   [ -f "$KEY" ] || ssh-keygen -q -t ed25519 -N '' -C hybridops-arc-testhosts -f "$KEY"
-  if [ -f "$ROOTFS/.hybridops-recipe" ] && [ "$(cat "$ROOTFS/.hybridops-recipe")" = "$(recipe_stamp)" ]; then
+  local suite
+  for suite in $(printf '%s\n' "${SUITES[@]}" | sort -u); do rootfs_build "$suite"; done
+}
+
+rootfs_build() {
+  local suite=$1 rootfs; rootfs=$(rootfs_of "$1")
+  if [ -f "$rootfs/.hybridops-recipe" ] && [ "$(cat "$rootfs/.hybridops-recipe")" = "$(recipe_stamp "$suite")" ]; then
     return 0
   fi
-  local tmp=$ROOTFS.build.$$
+  local tmp=$rootfs.build.$$ debootstrap_log=$CACHE_DIR/debootstrap-$suite.log
   rm -rf "$tmp"
-  log "building the $SUITE root file system in $tmp (once; about 1-2 minutes)"
-  debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" "$SUITE" "$tmp" "$(debian_mirror)" >"$CACHE_DIR/debootstrap.log" 2>&1 \
-    || { tail -20 "$CACHE_DIR/debootstrap.log" >&2; rm -rf "$tmp"; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
+  log "building the $suite root file system in $tmp (once; about 1-2 minutes)"
+  local -a source=("$suite" "$tmp" "$(debian_mirror)") options=()
+  if is_ubuntu "$suite"; then  # libfaketime is in universe; gutsy is debootstrap's script for every Ubuntu release
+    source=("$suite" "$tmp" "$UBUNTU_MIRROR" /usr/share/debootstrap/scripts/gutsy)
+    local keyring; keyring=$(ubuntu_keyring) || exit 1
+    options=("--components=main,universe" "--keyring=$keyring")
+  fi
+  debootstrap --variant=minbase "${options[@]}" --include="$(packages_of "$suite")" "${source[@]}" >"$debootstrap_log" 2>&1 \
+    || { tail -20 "$debootstrap_log" >&2; rm -rf "$tmp"; die "debootstrap failed (log: $debootstrap_log)"; }
   rm -f "$tmp"/var/cache/apt/archives/*.deb
   install -d -m 700 "$tmp/root/.ssh"
   install -m 600 "$KEY.pub" "$tmp/root/.ssh/authorized_keys"
@@ -112,10 +166,10 @@ EOF
   # fail now and then at boot, leaving the host 'degraded'.
   chroot "$tmp" systemctl mask getty@tty1.service serial-getty@ttyS0.service systemd-remount-fs.service \
     systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer >/dev/null 2>&1 || true
-  recipe_stamp >"$tmp/.hybridops-recipe"
-  rm -rf "$ROOTFS"
-  mv "$tmp" "$ROOTFS"
-  log "root file system ready: $ROOTFS"
+  recipe_stamp "$suite" >"$tmp/.hybridops-recipe"
+  rm -rf "$rootfs"
+  mv "$tmp" "$rootfs"
+  log "root file system ready: $rootfs"
 }
 
 ctl_up() {
@@ -132,7 +186,7 @@ ctl_up() {
 host_up() {
   local i=$1 ns=$HOST_NS_PREFIX$1 d=$STATE_DIR/h$1 addr=$NET.$((10 + $1))
   mkdir -p "$d/upper" "$d/work" "$d/root"
-  mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$d/upper,workdir=$d/work" "$d/root"
+  mount -t overlay overlay -o "lowerdir=$(rootfs_of "$(suite_of "$i")"),upperdir=$d/upper,workdir=$d/work" "$d/root"
   echo "h$i" >"$d/root/etc/hostname"
   printf '127.0.0.1 localhost\n%s h%s\n%s controlplane\n' "$addr" "$i" "$NET.1" >"$d/root/etc/hosts"
   local uuid; uuid=$(cat /proc/sys/kernel/random/uuid)
@@ -184,7 +238,7 @@ write_inventory() {
   {
     echo "# Written by tests/hosts/testhosts.sh; hosts h1..h$n on $NET.0/24"
     echo "[testhosts]"
-    for i in $(seq 1 "$n"); do echo "h$i ansible_host=$NET.$((10 + i))"; done
+    for i in $(seq 1 "$n"); do echo "h$i ansible_host=$NET.$((10 + i)) arc_testhosts_suite=$(suite_of "$i")"; done
     echo
     echo "[testhosts:vars]"
     echo "ansible_user=root"
@@ -345,10 +399,10 @@ cmd_hosts_json() {
   [ -f "$INVENTORY" ] || die "no test hosts are up; run: testhosts.sh up N"
   local first=1
   printf '['
-  while read -r name addr; do
+  while read -r name addr suite; do
     ((first)) || printf ','
     first=0
-    printf '{"name":"%s","address":"%s","key":"%s"}' "$name" "${addr#ansible_host=}" "$KEY"
+    printf '{"name":"%s","address":"%s","key":"%s","suite":"%s"}' "$name" "${addr#ansible_host=}" "$KEY" "${suite#arc_testhosts_suite=}"
   done < <(grep -E '^h[0-9]+ ansible_host=' "$INVENTORY")
   printf ']\n'
 }
