@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Onboarding a fleet with the collection, and what a run with nothing to do costs.
 
-    benchmarks/fleet.py [N ...]          (default: 20 50)
+    benchmarks/fleet.py [--profile] [N ...]          (default: 20 50)
 
 For each N: brings up N bare test hosts and the control plane, then measures, from the
 controller, with the same forks and ssh settings for every run:
@@ -14,6 +14,9 @@ controller, with the same forks and ssh settings for every run:
    run can cost), then the same playbook again with nothing to do (it must report
    ``changed=0`` on every host); the medians are compared: the no-op run's wall time and
    controller CPU as a multiple of the ping round's.
+
+With --profile, the onboarding's tasks by wall time (benchmarks/callback_plugins/task_times.py,
+what ansible.posix's profile_tasks measures) are added to the JSON: where the time goes.
 
 Prints one JSON object per N. Budget (DESIGN.md): the no-op run costs at most 3 × a ping round.
 """
@@ -63,7 +66,7 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return hosts
 
 
-def measure(n: int) -> dict[str, Any]:
+def measure(n: int, profile: bool = False) -> dict[str, Any]:
     lab = Lab.start(n, install=False)
     try:
         inventory = run(str(TESTHOSTS), "inventory").strip()
@@ -76,12 +79,19 @@ def measure(n: int) -> dict[str, Any]:
             "ANSIBLE_FORCE_COLOR": "false",
         }
         with tempfile.TemporaryDirectory() as tmp:
+            times = pathlib.Path(tmp) / "task-times.json"
+            if profile:
+                env["ANSIBLE_CALLBACK_PLUGINS"] = str(TOP / "benchmarks" / "callback_plugins")
+                env["ANSIBLE_CALLBACKS_ENABLED"] = "task_times"
+                env["ARC_TASK_TIMES"] = str(times)
             extra = Lab.write_secret_json(pathlib.Path(tmp) / "onboard.json", lab.onboard_vars())
             ping = [str(BIN / "ansible"), "-i", inventory, "testhosts", "-m", "ansible.builtin.ping"]
             playbook = "hybridops.arc.onboard"
             onboard = [str(BIN / "ansible-playbook"), "-i", inventory, playbook, "-e", f"@{extra}"]
             timed(ping, env)
             first = timed(onboard, env)
+            tasks = json.loads(times.read_text()) if profile else []
+            env.pop("ARC_TASK_TIMES", None)
             pings, noops = [], []
             for _ in range(3):
                 pings.append(timed(ping, env))
@@ -109,12 +119,14 @@ def measure(n: int) -> dict[str, Any]:
         "ping_controller_cpu_s_per_host": round(ping_cpu / n, 3),
         "noop_vs_ping_wall": round(noop_wall / ping_wall, 2),
         "noop_vs_ping_cpu": round(noop_cpu / ping_cpu, 2),
+        **({"onboard_tasks_by_wall_s": [t for t in tasks if t["wall_s"] >= 0.5]} if profile else {}),
     }
 
 
 def main(argv: list[str]) -> int:
-    for n in [int(a) for a in argv] or [20, 50]:
-        print(json.dumps(measure(n)), flush=True)
+    profile = "--profile" in argv
+    for n in [int(a) for a in argv if a != "--profile"] or [20, 50]:
+        print(json.dumps(measure(n, profile)), flush=True)
     return 0
 
 

@@ -129,9 +129,10 @@ def _connection_args(wanted, show, state):
     return args, tags_managed
 
 
-def arc_agent_plan(probe, wanted, ca_dest, file_sums=None, files_wanted=None, check_mode=False):
-    """What the host has (``probe``: the result of hybridops.arc.agent_info), compared with what
-    the role's variables want: the steps to run, in order, and what each step needs."""
+def arc_agent_plan(probe, wanted, ca_dest, files_wanted=None, check_mode=False):
+    """What the host has (``probe``: the result of hybridops.arc.agent_info, with the checksums
+    of the files the role manages), compared with what the role's variables want: the steps to
+    run, in order, and what each step needs."""
     if wanted.get("state") not in STATES:
         raise AnsibleFilterError("arc_agent_state must be one of %s" % ", ".join(STATES))
     state = wanted["state"]
@@ -144,7 +145,7 @@ def arc_agent_plan(probe, wanted, ca_dest, file_sums=None, files_wanted=None, ch
     version = _text(wanted.get("version"))
     needs_install = installed_version != version
     host_sums = dict(
-        reversed(line.split(None, 1)) for line in (file_sums or []) if len(line.split(None, 1)) == 2
+        (path, digest) for path, digest in ((probe or {}).get("checksums") or {}).items() if digest
     )
     service_drifted = (
         needs_install

@@ -18,7 +18,14 @@ author:
 extends_documentation_fragment:
   - hybridops.arc._attributes
   - hybridops.arc._attributes.INFO_MODULE
-options: {}
+options:
+  checksums:
+    description:
+      - Files whose SHA-256 to return in RV(checksums) (for example the files a role manages next to the
+        agent), so that one read of the host tells both. A path that is not a regular file gets V("").
+    type: list
+    elements: path
+    default: []
 notes:
   - The information is returned as RV(arc_agent), not as facts, following Ansible's rule that C(_info) modules
     do not return facts. Register the result to use it.
@@ -86,12 +93,21 @@ arc_agent:
       returned: when installed
       sample: {"agentService": "running", "arcProxy": "running", "extensionService": "running", "gcService":
         "running"}
+checksums:
+  description: The SHA-256 (hex) of each file of O(checksums), by path; an empty string for a path that is
+    not a regular file.
+  returned: always
+  type: dict
+  sample:
+    /etc/systemd/system/himdsd.service: 3f5c0a9e8d7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a19
 code:
   description: The agent's AZCM error code when a command failed.
   returned: failure
   type: str
   sample: AZCM0006
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
@@ -114,13 +130,19 @@ def agent_state(agent):
     )
 
 
+def checksums(module, paths):
+    return dict((path, module.sha256(path) if os.path.isfile(path) else "") for path in paths)
+
+
 def main():
-    module = AnsibleModule(argument_spec=dict(), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=dict(checksums=dict(type="list", elements="path", default=[])), supports_check_mode=True
+    )
     try:
         state = agent_state(Azcmagent(module))
     except AzcmagentError as error:
         module.fail_json(msg=error_message(error, "this machine"), code=error.code)
-    module.exit_json(changed=False, arc_agent=state)
+    module.exit_json(changed=False, arc_agent=state, checksums=checksums(module, module.params["checksums"]))
 
 
 if __name__ == "__main__":

@@ -83,7 +83,10 @@ def tarball_collections(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Pat
         pytest.fail("no collection tarball in build/dist: run 'make build-collection'")
     path = tmp_path_factory.mktemp("collections")
     galaxy = core_bin(PAIRS[0][0]) / "ansible-galaxy"
-    run(str(galaxy), "collection", "install", "--offline", "-p", str(path), str(tarballs[-1]))
+    # Only the new path: with the checkout's on ANSIBLE_COLLECTIONS_PATH, ansible-galaxy would find
+    # hybridops.arc installed already and do nothing.
+    alone = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(path)}
+    run(str(galaxy), "collection", "install", "--offline", "-p", str(path), str(tarballs[-1]), env=alone)
     assert (path / "ansible_collections" / "hybridops" / "arc" / "MANIFEST.json").is_file()
     assert not (path / "ansible_collections" / "hybridops" / "arc" / "build").exists()
     return path

@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
+import hashlib
+
 from ansible_collections.hybridops.arc.plugins.modules import agent_info
 
 SERVICES = {
@@ -63,7 +65,7 @@ def test_version_is_asked_when_show_does_not_carry_it(agent, run_module):
 def test_host_without_the_agent(no_agent, run_module):
     out = run_module(agent_info, {})
     assert not out.failed
-    assert out.result == {"changed": False, "arc_agent": {"installed": False}}
+    assert out.result == {"changed": False, "arc_agent": {"installed": False}, "checksums": {}}
     assert no_agent == []
 
 
@@ -75,3 +77,15 @@ def test_broken_state_fails_with_the_code(agent, run_module):
     assert (
         out.result["msg"] == "azcmagent show failed for this machine: AZCM0006: the state file cannot be read"
     )
+
+
+def test_checksums_of_the_files_asked_for_in_the_same_read(no_agent, run_module, tmp_path):
+    unit = tmp_path / "himdsd.service"
+    unit.write_bytes(b"[Unit]\n")
+    missing = tmp_path / "azcmagent.conf"
+    out = run_module(agent_info, {"checksums": [str(unit), str(missing), str(tmp_path)]})
+    assert out.result["checksums"] == {
+        str(unit): hashlib.sha256(b"[Unit]\n").hexdigest(),
+        str(missing): "",
+        str(tmp_path): "",  # not a regular file
+    }
