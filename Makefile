@@ -96,7 +96,7 @@ lint-supply-chain: venv ## Known vulnerabilities in the locked dependencies that
 lock: venv ## Pin (with hashes) what the agent (for each target Python) and the control plane ship to the newest releases
 	for version in $(AGENT_LOCK_PYTHONS); do \
 		$(BIN)/uv pip compile -q --python-version $$version --python-platform x86_64-manylinux_2_17 --generate-hashes \
-			--no-header --no-emit-index-url --custom-compile-command "make lock" agent/pyproject.toml agent/installer.in \
+			--no-header --no-emit-index-url --custom-compile-command "make lock" agent/pyproject.toml \
 			-o agent/locks/cp$$(echo $$version | cut -d. -f1,2 | tr -d .).txt \
 		&& sed -i "1i # Python $$version" agent/locks/cp$$(echo $$version | cut -d. -f1,2 | tr -d .).txt; done
 	$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --no-header --no-emit-index-url \

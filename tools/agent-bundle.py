@@ -1,33 +1,47 @@
 """Builds the agent bundle the arc_agent role installs from: for each target (CPython version and
-architecture), the agent wheel with exactly the locked wheels it needs on that target, packed in
-one archive per target, plus ``targets.json`` (which archive serves which target) and a
-``SHA256SUMS`` of every file.
+architecture), the agent's runtime already installed (the agent wheel and exactly the locked
+wheels it needs on that target, installed by pip here, into a virtual environment's layout),
+packed in one compressed archive per target, plus ``targets.json`` (which archive serves which
+target, with its SHA-256) and a ``SHA256SUMS`` of every file.
 
     tools/agent-bundle.py OUT AGENT_WHEEL TARGET...      (make wheelhouse)
 
 TARGET is ``cp<major><minor>-<machine>``, e.g. ``cp311-x86_64``; the pins of a target come from
 ``agent/locks/cp<major><minor>.txt`` (``make lock``: pinned, hashed, resolved for the Python release
 its first line names).
-Runs on any controller Python: pip downloads the wheels of the target's Python and platform, not
-of its own. Wheels are taken only for glibc up to 2.31 (Debian 11, the oldest supported host),
-so one archive serves every supported distribution of that Python and machine.
+Runs on any controller Python: pip downloads and installs the wheels of the target's Python and
+platform, not of its own. Wheels are taken only for glibc up to 2.31 (Debian 11, the oldest
+supported host), so one archive serves every supported distribution of that Python and machine.
+A host needs no pip and no installer: the role unpacks the archive as /opt/azcmagent, whose
+``bin/python3`` is the host's /usr/bin/python3 (docs/agent-packages.md).
 """
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parent.parent
 LOCKS = TOP / "agent" / "locks"
 TARGET = re.compile(r"^cp3(\d+)-(x86_64|aarch64)$")
 OLDEST_GLIBC_MINOR = 31
+# Where the role puts the runtime (the real agent's directory): the scripts' interpreter line.
+PREFIX = "/opt/azcmagent"
+SCRIPT = """#!{prefix}/bin/python3
+import sys
+from {module} import {function}
+if __name__ == "__main__":
+    sys.exit({function}())
+"""
 
 
 def platforms(machine: str) -> list[str]:
@@ -35,7 +49,8 @@ def platforms(machine: str) -> list[str]:
     return tags + ["manylinux2014_" + machine]
 
 
-def download(target: str, into: Path) -> list[str]:
+def lock_python(target: str) -> tuple[str, str, str]:
+    """The target's Python minor, machine and the Python release its lock was resolved for."""
     match = TARGET.match(target)
     if not match:
         raise SystemExit(f"agent-bundle: target {target!r} is not cp3<minor>-<machine>, e.g. cp311-x86_64")
@@ -46,17 +61,66 @@ def download(target: str, into: Path) -> list[str]:
     first = lock.read_text().splitlines()[0]
     if not re.match(rf"^# Python 3\.{minor}\.\d+$", first):
         raise SystemExit(f"agent-bundle: {lock.name} must start with '# Python 3.{minor}.N' (make lock)")
-    python = first.split()[-1]
-    argv = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--require-hashes",
-            "--no-deps", "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
-            "-d", str(into), "-r", str(lock)]  # fmt: skip
+    return minor, machine, first.split()[-1]
+
+
+def pip(target: str, what: str, args: list[str]) -> None:
+    """pip for the target's Python and platform (not the controller's)."""
+    minor, machine, python = lock_python(target)
+    argv = [sys.executable, "-m", "pip", what, "-q", "--disable-pip-version-check", "--no-deps",
+            "--only-binary=:all:", "--implementation", "cp", "--python-version", python, *args]  # fmt: skip
     for tag in platforms(machine):
         argv += ["--platform", tag]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if not line.startswith("WARNING: Location")]
-        raise SystemExit(f"agent-bundle: downloading the wheels for {target} failed:\n" + "\n".join(errors))
+        raise SystemExit(f"agent-bundle: pip {what} for {target} failed:\n" + "\n".join(errors))
+
+
+def download(target: str, into: Path) -> list[str]:
+    """The locked wheels of the target, checked against the lock's hashes."""
+    lock = LOCKS / f"cp3{lock_python(target)[0]}.txt"
+    pip(target, "download", ["--require-hashes", "-d", str(into), "-r", str(lock)])
     return sorted(path.name for path in into.glob("*.whl"))
+
+
+def scripts(agent_wheel: Path) -> dict[str, str]:
+    """The agent's console scripts (name: module:function), from its wheel's entry points."""
+    with zipfile.ZipFile(agent_wheel) as wheel:
+        name = next(n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt"))
+        parser = configparser.ConfigParser(delimiters=("=",))
+        parser.read_string(wheel.read(name).decode())
+    return {key: value.strip() for key, value in parser["console_scripts"].items()}
+
+
+def runtime(target: str, wheels: Path, agent_wheel: Path, tree: Path) -> None:
+    """The runtime as the host will have it at PREFIX: a virtual environment of the host's
+    /usr/bin/python3 (pyvenv.cfg, bin/python3) with the wheels installed in its site-packages
+    and the agent's commands in bin/. The host byte-compiles it when it installs it."""
+    minor = lock_python(target)[0]
+    site = tree / "lib" / f"python3.{minor}" / "site-packages"
+    names = sorted(str(path) for path in wheels.glob("*.whl")) + [str(agent_wheel)]
+    pip(target, "install", ["--no-index", "--no-compile", "--target", str(site), *names])
+    shutil.rmtree(site / "bin", ignore_errors=True)  # pip's scripts name the controller's Python
+    venv = f"home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.{minor}\n"
+    (tree / "pyvenv.cfg").write_text(venv)
+    (tree / "bin").mkdir()
+    os.symlink("/usr/bin/python3", tree / "bin" / "python3")
+    os.symlink("python3", tree / "bin" / "python")
+    for command, entry in scripts(agent_wheel).items():
+        module, function = entry.split(":")
+        path = tree / "bin" / command
+        path.write_text(SCRIPT.format(prefix=PREFIX, module=module, function=function))
+        path.chmod(0o755)
+
+
+def normalized(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Owned by root, modes 0755 (directories, programs) and 0644: the same on every build."""
+    member.uid = member.gid = 0
+    member.uname = member.gname = "root"
+    if not member.issym():
+        member.mode = 0o755 if member.isdir() or member.mode & 0o111 else 0o644
+    return member
 
 
 def sha256(path: Path) -> str:
@@ -74,20 +138,24 @@ def build(out: Path, agent_wheel: Path, targets: list[str]) -> None:
     work.mkdir(parents=True)
     served = {}
     for target in targets:
-        folder = work / "wheels" / target
-        folder.mkdir(parents=True)
-        wheels = download(target, folder)
-        pip = [name for name in wheels if name.startswith("pip-")]
-        if len(pip) != 1:
-            raise SystemExit(f"agent-bundle: the lock of {target} must pin exactly one pip (installer.in)")
-        shutil.copy2(agent_wheel, folder / agent_wheel.name)
-        archive = f"arc-agent-{version}-{target}.tar"
-        with tarfile.open(work / archive, "w") as tar:
-            for name in sorted(wheels + [agent_wheel.name]):
-                tar.add(folder / name, arcname=name)
-        served[target] = {"archive": archive, "pip": pip[0], "wheels": sorted(wheels + [agent_wheel.name])}
+        wheels, tree = work / "wheels" / target, work / "trees" / target
+        wheels.mkdir(parents=True)
+        tree.mkdir(parents=True)
+        locked = download(target, wheels)
+        runtime(target, wheels, agent_wheel, tree)
+        archive = f"arc-agent-{version}-{target}.tar.gz"
+        with tarfile.open(work / archive, "w:gz") as tar:
+            tar.add(tree, arcname=".", filter=normalized)
+        served[target] = {
+            "archive": archive,
+            "sha256": sha256(work / archive),
+            "wheels": sorted(locked + [agent_wheel.name]),
+        }
     shutil.rmtree(work / "wheels")
-    (work / "targets.json").write_text(json.dumps({"version": version, "targets": served}, indent=2) + "\n")
+    shutil.rmtree(work / "trees")
+    (work / "targets.json").write_text(
+        json.dumps({"version": version, "prefix": PREFIX, "targets": served}, indent=2) + "\n"
+    )
     names = sorted(path.name for path in work.iterdir())
     (work / "SHA256SUMS").write_text("".join(f"{sha256(work / name)}  {name}\n" for name in names))
     shutil.rmtree(out, ignore_errors=True)

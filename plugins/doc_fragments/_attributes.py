@@ -48,3 +48,16 @@ attributes:
     membership:
       - hybridops.arc.arc
 """
+
+    # Should be used together with the standard fragment: a module that changes the host, predicts
+    # its changes in check mode and returns no diff
+    HOST_ACTION = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+"""

@@ -178,10 +178,11 @@ def arc_agent_plan(probe, wanted, ca_dest, files_wanted=None, check_mode=False):
             " arc_agent_state=configured changes settings and tags of connected machines only;"
             " run hybridops.arc.onboard first" % (installed, connected)
         )
-    steps = []
+    # A refused host runs one step: refuse.yml, which fails with the refusal.
+    steps = ["refuse"] if refusal else []
     if state == "absent":
         steps = ["uninstall"]
-    elif state == "present":
+    elif state == "present" and not refusal:
         steps += ["preflight", "install"] if needs_install else []
         steps += ["service"] if service_drifted else []
     if state != "absent" and not refusal and can_ask:
@@ -207,14 +208,17 @@ def arc_agent_plan(probe, wanted, ca_dest, files_wanted=None, check_mode=False):
             or wanted.get("service_principal_cert")
         ),
         package_source=_package_source(wanted),
+        # The host as agent_info read it (user, system, distribution, init system, Python), for the
+        # preflight, under the names of Ansible's facts.
+        host=dict((probe or {}).get("host") or {}),
     )
 
 
 def arc_agent_bundle(bundle, facts, version, source, name="", found=True, check=None):
     """The archive of the agent bundle (``bundle``: its targets.json, or None when it could not
-    be read) for the host ``name`` (``facts``: its Ansible facts), and why the host is refused
-    when there is none: ``found`` says whether the bundle exists at ``source``, ``check`` is the
-    result of ``sha256sum --check`` over it (docs/agent-packages.md)."""
+    be read) for the host ``name`` (``facts``: its Ansible facts, or agent_info's ``host``), and
+    why the host is refused when there is none: ``found`` says whether the bundle exists at
+    ``source``, ``check`` is the result of ``sha256sum --check`` over it (docs/agent-packages.md)."""
     facts = facts or {}
     python = facts.get("python") or {}
     release = python.get("version") or {}
@@ -255,7 +259,13 @@ def arc_agent_bundle(bundle, facts, version, source, name="", found=True, check=
             " arc_agent_package_url) at the bundle of agent %s."
             % (source, _text((bundle or {}).get("version")) or "nothing", version, version)
         )
-    elif not chosen.get("archive") or not chosen.get("pip"):
+    elif chosen.get("archive") and not chosen.get("sha256"):
+        refusal = (
+            "the agent bundle %s is of the earlier format (archives of wheels for pip, without their"
+            " SHA-256 in targets.json), which this collection no longer installs. Build it again ('make"
+            " wheelhouse' in the collection's repository)." % source
+        )
+    elif not chosen.get("archive"):
         refusal = (
             "the agent bundle %s has no packages for %s (it serves %s). Use a bundle built for it"
             " ('make wheelhouse AGENT_TARGETS=\"... %s\"'), or leave the host out."
@@ -264,7 +274,7 @@ def arc_agent_bundle(bundle, facts, version, source, name="", found=True, check=
     return dict(
         target=target,
         archive=_text(chosen.get("archive")) if not refusal else "",
-        pip=_text(chosen.get("pip")) if not refusal else "",
+        sha256=_text(chosen.get("sha256")) if not refusal else "",
         refusal=("%s: %s Nothing was changed on the host." % (host, refusal)) if refusal else "",
     )
 

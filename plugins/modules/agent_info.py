@@ -13,6 +13,9 @@ description:
     installed and connected, its version, its local settings and the status of its services.
   - Never changes anything. On a host without the agent it returns RV(arc_agent.installed=false) without
     failing.
+  - Also returns what a role needs of the host to decide whether the agent can run there (RV(host), the
+    user the module runs as, the system, machine, distribution, init system and Python), under the names
+    Ansible's facts use, so that one read of a host serves both and no fact gathering is needed.
 author:
   - hybridops.arc maintainers (@hybridops)
 extends_documentation_fragment:
@@ -70,10 +73,10 @@ arc_agent:
       type: dict
       returned: when installed
       sample:
-        resourceName: web-01
+        resourceName: db-07
         resourceGroup: arc-servers
         resourceId: "/subscriptions/5d3b1a52-0f6c-4c1e-9a8e-0d1f2b3c4d5e/resourceGroups/arc-servers/\
-          providers/Microsoft.HybridCompute/machines/web-01"
+          providers/Microsoft.HybridCompute/machines/db-07"
         vmId: b7a098cc-b0b8-46e8-a205-62f301a62a8f
         status: Connected
         tags: {"env": "prod"}
@@ -93,6 +96,25 @@ arc_agent:
       returned: when installed
       sample: {"agentService": "running", "arcProxy": "running", "extensionService": "running", "gcService":
         "running"}
+host:
+  description:
+    - The host, under the names of Ansible's facts (a subset of them, read from C(/etc/os-release), the
+      process and the Python that runs the module). Its C(os_family) is V(Debian) for Debian and the
+      distributions based on it (C(ID_LIKE)); its C(service_mgr) is V(systemd) when systemd runs as init
+      system (C(/run/systemd/system) exists), else the name of process 1.
+  returned: always
+  type: dict
+  sample:
+    system: Linux
+    architecture: x86_64
+    distribution: Debian
+    distribution_version: "12"
+    distribution_release: bookworm
+    os_family: Debian
+    service_mgr: systemd
+    user_id: root
+    user_uid: 0
+    python: {"executable": "/usr/bin/python3", "version": {"major": 3, "minor": 11, "micro": 2}}
 checksums:
   description: The SHA-256 (hex) of each file of O(checksums), by path; an empty string for a path that is
     not a regular file.
@@ -108,6 +130,9 @@ code:
 """
 
 import os
+import platform
+import pwd
+import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
@@ -130,6 +155,56 @@ def agent_state(agent):
     )
 
 
+def os_release(path="/etc/os-release"):
+    values = {}
+    try:
+        with open(path) as stream:
+            for line in stream:
+                key, sep, value = line.strip().partition("=")
+                if sep and not key.startswith("#"):
+                    values[key] = value.strip().strip("'\"")
+    except OSError:
+        pass
+    return values
+
+
+def init_system():
+    if os.path.isdir("/run/systemd/system"):
+        return "systemd"
+    try:
+        with open("/proc/1/comm") as stream:
+            return stream.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def host_state(release=None):
+    """The host, under the names Ansible's facts give these (see RETURN); ``release``: the fields
+    of /etc/os-release."""
+    release = os_release() if release is None else release
+    family = [release.get("ID", "")] + release.get("ID_LIKE", "").split()
+    uid = os.geteuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    return dict(
+        system=platform.system(),
+        architecture=platform.machine(),
+        distribution=release.get("ID", "unknown").capitalize(),
+        distribution_version=release.get("VERSION_ID", ""),
+        distribution_release=release.get("VERSION_CODENAME", ""),
+        os_family="Debian" if "debian" in family else (family[-1] or "unknown").capitalize(),
+        service_mgr=init_system(),
+        user_id=user,
+        user_uid=uid,
+        python=dict(
+            executable=sys.executable,
+            version=dict(major=sys.version_info[0], minor=sys.version_info[1], micro=sys.version_info[2]),
+        ),
+    )
+
+
 def checksums(module, paths):
     return dict((path, module.sha256(path) if os.path.isfile(path) else "") for path in paths)
 
@@ -142,7 +217,12 @@ def main():
         state = agent_state(Azcmagent(module))
     except AzcmagentError as error:
         module.fail_json(msg=error_message(error, "this machine"), code=error.code)
-    module.exit_json(changed=False, arc_agent=state, checksums=checksums(module, module.params["checksums"]))
+    module.exit_json(
+        changed=False,
+        arc_agent=state,
+        host=host_state(),
+        checksums=checksums(module, module.params["checksums"]),
+    )
 
 
 if __name__ == "__main__":

@@ -52,9 +52,9 @@ MAX_HOSTS=200
 # Everything the hosts need is baked in: they have no network to install from. (libfaketime: the
 # chaos suite moves one service's clock with it, tests/chaos/test_clock.py.)
 ROOTFS_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,procps,ca-certificates,libfaketime
-# What the arc_agent role installs through apt on a release, baked in (the hosts have no package
-# source): Python 3.9's pip needs distutils, a package of its own on Debian 11.
-declare -A ROOTFS_EXTRA=([bullseye]=python3-distutils)
+# What the arc_agent role would install through apt on a release, baked in (the hosts have no
+# package source): nothing today (the agent bundle's runtime needs only python3).
+declare -A ROOTFS_EXTRA=()
 # Bump when the customisation below changes, so cached root file systems are rebuilt.
 ROOTFS_RECIPE=5
 

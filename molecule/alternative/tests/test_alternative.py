@@ -37,8 +37,8 @@ def test_the_other_version_runs(host):
     assert version != DEFAULT_VERSION
     assert json.loads(host.check_output("azcmagent version --json")) == {"version": version}
     assert host.check_output("/opt/azcmagent/bin/himds --version") == f"himds version {version}"
-    unpacked = host.check_output(f"ls -d /opt/azcmagent/packages/arc-agent-{version}-cp*/").strip()
-    assert f"arc_agent-{version}-py3-none-any.whl" in host.check_output(f"ls {unpacked}").split()
+    record = json.loads(host.check_output("cat /opt/azcmagent/package.json"))
+    assert record["version"] == version and record["archive"].startswith(f"arc-agent-{version}-cp")
 
 
 def test_connected_with_the_token_under_its_own_name(host):

@@ -61,17 +61,22 @@ def test_himds_program_is_installed(host):
     assert host.check_output("/opt/azcmagent/bin/himds --version") == f"himds version {WANTED_VERSION}"
 
 
-def test_only_the_archive_for_the_hosts_python_was_copied_intact_and_unpacked(host):
+def test_the_runtime_came_from_the_archive_for_the_hosts_python_which_is_gone(host):
     bundle = TOP / "build" / "wheelhouse"
-    target = (
-        host.check_output("python3 -c 'import sys; print(\"cp%d%d\" % sys.version_info[:2])'") + "-x86_64"
-    )
-    chosen = json.loads((bundle / "targets.json").read_text())["targets"][target]
+    minor = host.check_output("python3 -c 'import sys; print(sys.version_info[1])'")
+    chosen = json.loads((bundle / "targets.json").read_text())["targets"][f"cp3{minor}-x86_64"]
     sums = dict(reversed(line.split()) for line in (bundle / "SHA256SUMS").read_text().splitlines())
-    archive, unpacked = chosen["archive"], chosen["archive"].removesuffix(".tar")
-    assert host.check_output(f"sha256sum /opt/azcmagent/packages/{archive}").split()[0] == sums[archive]
-    assert sorted(host.check_output("ls /opt/azcmagent/packages").split()) == [unpacked, archive]
-    assert sorted(host.check_output(f"ls /opt/azcmagent/packages/{unpacked}").split()) == chosen["wheels"]
+    assert chosen["sha256"] == sums[chosen["archive"]]
+    record = json.loads(host.check_output("cat /opt/azcmagent/package.json"))
+    assert record == {"archive": chosen["archive"], "sha256": chosen["sha256"], "version": WANTED_VERSION}
+    # the archive is removed once installed, and no unpacked runtime is left beside the one in use
+    assert host.check_output("ls -A /var/cache/azcmagent 2>/dev/null || true") == ""
+    assert [name for name in host.check_output("ls -A /opt").split() if "azcmagent" in name] == ["azcmagent"]
+    # byte-compiled by the host's Python, under the names the sources have at /opt/azcmagent
+    cached = f"/opt/azcmagent/lib/python3.{minor}/site-packages/arc_agent/__pycache__"
+    assert host.file(f"{cached}/__init__.cpython-3{minor}.pyc").is_file
+    assert host.run(f"grep -c /opt/azcmagent/lib {cached}/__init__.cpython-3{minor}.pyc").rc == 0
+    assert host.file("/opt/azcmagent/bin/python3").linked_to == "/usr/bin/python3"
 
 
 def test_control_plane_answers_over_tls_with_its_own_ca(host):

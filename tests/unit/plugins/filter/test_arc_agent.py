@@ -170,7 +170,7 @@ def test_configured_state_takes_the_connected_resource_and_refuses_a_host_not_on
     assert plan["refusal"] == ""
     assert arc_agent_plan(probe(shown(tags={"env": "x"})), role, CA_DEST)["steps"] == []
     refused = arc_agent_plan(probe({"resourceId": ""}), role, CA_DEST)
-    assert refused["steps"] == [] and "run hybridops.arc.onboard first" in refused["refusal"]
+    assert refused["steps"] == ["refuse"] and "run hybridops.arc.onboard first" in refused["refusal"]
 
 
 def test_a_null_setting_is_cleared_by_the_config_step():
@@ -184,12 +184,12 @@ BUNDLE = {
     "version": VERSION,
     "targets": {
         "cp39-x86_64": {
-            "archive": "arc-agent-%s-cp39-x86_64.tar" % VERSION,
-            "pip": "pip-26.0.1-py3-none-any.whl",
+            "archive": "arc-agent-%s-cp39-x86_64.tar.gz" % VERSION,
+            "sha256": "9" * 64,
         },
         "cp311-x86_64": {
-            "archive": "arc-agent-%s-cp311-x86_64.tar" % VERSION,
-            "pip": "pip-26.3-py3-none-any.whl",
+            "archive": "arc-agent-%s-cp311-x86_64.tar.gz" % VERSION,
+            "sha256": "1" * 64,
         },
     },
 }
@@ -209,7 +209,7 @@ def test_the_bundle_gives_each_host_the_archive_of_its_python():
         chosen = arc_agent_bundle(BUNDLE, facts(minor), VERSION, "/b", name="h1")
         assert chosen["refusal"] == ""
         assert chosen["archive"] == BUNDLE["targets"]["cp3%d-x86_64" % minor]["archive"]
-        assert chosen["pip"] == BUNDLE["targets"]["cp3%d-x86_64" % minor]["pip"]
+        assert chosen["sha256"] == BUNDLE["targets"]["cp3%d-x86_64" % minor]["sha256"]
 
 
 @pytest.mark.parametrize(
@@ -233,6 +233,15 @@ def test_the_bundle_gives_each_host_the_archive_of_its_python():
             ["does not match its SHA256SUMS (x.tar: FAILED)"],
         ),
         (
+            "the earlier format",
+            dict(
+                bundle=dict(
+                    BUNDLE, targets={"cp311-x86_64": {"archive": "a.tar", "pip": "pip-26.3-py3-none-any.whl"}}
+                )
+            ),
+            ["is of the earlier format", "make wheelhouse"],
+        ),
+        (
             "another version",
             dict(bundle=dict(BUNDLE, version="1.65.0.0")),
             ["holds agent 1.65.0.0, not %s" % VERSION],
@@ -249,6 +258,6 @@ def test_a_host_the_bundle_cannot_serve_is_refused_naming_it_and_the_fix(case, a
         found=arguments.get("found", True),
         check=arguments.get("check", {"rc": 0}),
     )
-    assert chosen["archive"] == "" and chosen["pip"] == ""
+    assert chosen["archive"] == "" and chosen["sha256"] == ""
     for text in says + ["Nothing was changed on the host."]:
         assert text in chosen["refusal"], (case, chosen["refusal"])

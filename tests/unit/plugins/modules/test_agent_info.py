@@ -3,7 +3,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 import hashlib
+import os
+import platform
+import sys
 
+import pytest
 from ansible_collections.hybridops.arc.plugins.modules import agent_info
 
 SERVICES = {
@@ -65,7 +69,12 @@ def test_version_is_asked_when_show_does_not_carry_it(agent, run_module):
 def test_host_without_the_agent(no_agent, run_module):
     out = run_module(agent_info, {})
     assert not out.failed
-    assert out.result == {"changed": False, "arc_agent": {"installed": False}, "checksums": {}}
+    assert out.result == {
+        "changed": False,
+        "arc_agent": {"installed": False},
+        "host": agent_info.host_state(),
+        "checksums": {},
+    }
     assert no_agent == []
 
 
@@ -89,3 +98,46 @@ def test_checksums_of_the_files_asked_for_in_the_same_read(no_agent, run_module,
         str(missing): "",
         str(tmp_path): "",  # not a regular file
     }
+
+
+def test_the_host_is_returned_under_the_names_of_ansible_facts(agent, run_module):
+    expect_reads(agent, SHOW)
+    host = run_module(agent_info, {}).result["host"]
+    # what the role's preflight and the bundle filter read (compared with this machine's own view)
+    assert host["user_uid"] == os.geteuid()
+    assert host["system"] == platform.system() and host["architecture"] == platform.machine()
+    assert host["python"]["version"]["major"] == sys.version_info[0]
+    assert host["python"]["version"]["minor"] == sys.version_info[1]
+    assert host["python"]["executable"] == sys.executable
+    assert host["service_mgr"] == ("systemd" if os.path.isdir("/run/systemd/system") else host["service_mgr"])
+    assert host["service_mgr"]
+
+
+def test_os_release_gives_distribution_and_family(tmp_path):
+    release = tmp_path / "os-release"
+    release.write_text('PRETTY_NAME="Ubuntu 24.04 LTS"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n')
+    assert agent_info.os_release(str(release)) == {
+        "PRETTY_NAME": "Ubuntu 24.04 LTS",
+        "ID": "ubuntu",
+        "ID_LIKE": "debian",
+        "VERSION_ID": "24.04",
+    }
+    assert agent_info.os_release(str(tmp_path / "missing")) == {}
+
+
+@pytest.mark.parametrize(
+    "release, distribution, version, family",
+    [
+        ({"ID": "debian", "VERSION_ID": "11", "VERSION_CODENAME": "bullseye"}, "Debian", "11", "Debian"),
+        ({"ID": "ubuntu", "ID_LIKE": "debian", "VERSION_ID": "22.04"}, "Ubuntu", "22.04", "Debian"),
+        ({"ID": "rocky", "ID_LIKE": "rhel centos fedora", "VERSION_ID": "9.4"}, "Rocky", "9.4", "Fedora"),
+        ({}, "Unknown", "", "Unknown"),
+    ],
+)
+def test_distribution_and_family_come_from_os_release(release, distribution, version, family):
+    host = agent_info.host_state(release)
+    assert (host["distribution"], host["distribution_version"], host["os_family"]) == (
+        distribution,
+        version,
+        family,
+    )

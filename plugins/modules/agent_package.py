@@ -1,0 +1,222 @@
+#!/usr/bin/python
+# Copyright (c) hybridops.arc contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+DOCUMENTATION = r"""
+module: agent_package
+short_description: Install the Connected Machine agent's runtime from an archive of the agent bundle
+version_added: 0.1.0
+description:
+  - Installs the agent's runtime from one archive of the agent bundle (built by C(make wheelhouse), see
+    C(docs/agent-packages.md)), already on the managed host (the agent and its locked dependencies, installed
+    for the host's Python, as a virtual environment of C(/usr/bin/python3)).
+  - In one run, under a lock that keeps concurrent runs apart, it verifies the archive's SHA-256, unpacks it
+    next to O(prefix), byte-compiles it with the host's Python, checks that the new runtime answers
+    C(azcmagent version), then puts it in place of the old one (two renames) and links O(link) to its
+    C(azcmagent). The archive is removed once installed.
+  - Any failure before the renames leaves the host as it was (the runtime in use is not touched); what an
+    interrupted run left next to O(prefix) is removed by the next run.
+  - Does nothing when the runtime at O(prefix) was installed from an archive with this SHA-256 (and the link
+    is right). It does not start or restart the agent's services.
+extends_documentation_fragment:
+  - hybridops.arc._attributes
+  - hybridops.arc._attributes.HOST_ACTION
+author:
+  - hybridops.arc maintainers (@hybridops)
+options:
+  src:
+    description:
+      - The archive on the managed host (C(arc-agent-VERSION-TARGET.tar.gz), copied there for example with
+        M(ansible.builtin.copy)). It must be the archive for the host's Python and machine.
+    type: path
+    required: true
+  checksum:
+    description:
+      - The archive's SHA-256, as the bundle's C(targets.json) and C(SHA256SUMS) give it. An archive that does
+        not match is refused and nothing is changed.
+    type: str
+    required: true
+  prefix:
+    description:
+      - Where the runtime goes (the real agent's directory). Its parent directory must exist.
+    type: path
+    default: /opt/azcmagent
+  link:
+    description:
+      - The link to the runtime's C(azcmagent) command, on the C(PATH).
+    type: path
+    default: /usr/bin/azcmagent
+notes:
+  - The P(hybridops.arc.arc_agent#role) role runs this module in its install step; use it directly to install
+    the runtime without the role.
+seealso:
+  - module: hybridops.arc.agent_info
+"""
+
+EXAMPLES = r"""
+- name: Copy the agent archive for the host
+  ansible.builtin.copy:
+    src: build/wheelhouse/arc-agent-1.64.3414.2961-cp311-x86_64.tar.gz
+    dest: /var/cache/azcmagent/
+    mode: "0600"
+
+- name: Install the agent from it
+  hybridops.arc.agent_package:
+    src: /var/cache/azcmagent/arc-agent-1.64.3414.2961-cp311-x86_64.tar.gz
+    checksum: "{{ bundle.targets['cp311-x86_64'].sha256 }}"
+  vars:
+    bundle: "{{ lookup('ansible.builtin.file', 'build/wheelhouse/targets.json') | from_json }}"
+"""
+
+RETURN = r"""
+version:
+  description: The agent's version in the runtime at O(prefix) after the run (what C(azcmagent version) says).
+  returned: success, not in check mode
+  type: str
+  sample: 1.64.3414.2961
+checksum:
+  description: The SHA-256 of the archive the runtime at O(prefix) was installed from before the run (V("")
+    when there was none, or it was installed otherwise).
+  returned: always
+  type: str
+  sample: 6c36ae7da8695be67e3cd9f7d87919667ced53f57ce2ede75d89b5912ed2bc4c
+"""
+
+import fcntl
+import glob
+import json
+import os
+import shutil
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+LOCK = "/run/lock/hybridops-arc-agent-install.lock"
+# Written into the runtime: which archive it was installed from.
+RECORD = "package.json"
+STAGING = ".azcmagent-"
+
+
+def installed_from(prefix):
+    try:
+        with open(os.path.join(prefix, RECORD)) as stream:
+            return json.load(stream).get("sha256", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def link_is_right(link, target):
+    return os.path.islink(link) and os.readlink(link) == target
+
+
+def set_link(link, target):
+    if link_is_right(link, target):
+        return False
+    temporary = link + ".hybridops-new"
+    if os.path.lexists(temporary):
+        os.remove(temporary)
+    os.symlink(target, temporary)
+    os.rename(temporary, link)
+    return True
+
+
+def remove_leftovers(parent):
+    """What an interrupted run left next to the prefix (unpacked runtimes, old ones)."""
+    for path in glob.glob(os.path.join(parent, STAGING + "*")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sha256(module, path):
+    if not os.path.isfile(path):
+        module.fail_json(
+            msg="the agent archive %s is not on the host. Copy the archive for the host's Python there first"
+            " (the arc_agent role does). Nothing was changed." % path
+        )
+    return module.sha256(path)
+
+
+def unpack(module, src, parent, prefix):
+    """The runtime, unpacked, compiled and answering, in a new folder next to the prefix."""
+    staging = tempfile.mkdtemp(prefix=STAGING, dir=parent)
+    python, cli = os.path.join(staging, "bin", "python3"), os.path.join(staging, "bin", "azcmagent")
+    steps = [
+        ("unpacking", ["tar", "--no-same-owner", "-xzf", src, "-C", staging]),
+        # With the host's Python (the runtime's bin/python3), named as it will be found at prefix.
+        ("byte-compiling", [python, "-m", "compileall", "-q", "-s", staging, "-p", prefix, staging + "/lib"]),
+        ("running", [python, cli, "version"]),
+    ]
+    try:
+        os.chmod(staging, 0o755)  # noqa: S103 - the runtime is readable by all, as /opt/azcmagent was
+        for what, argv in steps:
+            if what != "unpacking" and not (os.path.exists(python) and os.path.isfile(cli)):
+                module.fail_json(msg="the agent archive %s is not a runtime of the agent bundle." % src)
+            rc, out, err = module.run_command(
+                argv, environ_update=dict(LC_ALL="C", PYTHONDONTWRITEBYTECODE="1")
+            )
+            if rc != 0:
+                module.fail_json(
+                    msg="%s the agent from %s failed (rc %d): %s. Nothing was changed: the runtime in use"
+                    " is as it was." % (what, src, rc, (err or out).strip()[-2000:])
+                )
+        return staging, out.split()[-1] if out.strip() else ""
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def install(module, src, checksum, prefix):
+    parent = os.path.dirname(prefix.rstrip("/"))
+    remove_leftovers(parent)
+    found = sha256(module, src)
+    if found != checksum:
+        module.fail_json(
+            msg="the agent archive %s does not match its checksum (SHA-256 %s, wanted %s): it was damaged or"
+            " replaced on its way. Copy it again. Nothing was changed." % (src, found, checksum)
+        )
+    staging, version = unpack(module, src, parent, prefix)
+    with open(os.path.join(staging, RECORD), "w") as stream:
+        json.dump(dict(archive=os.path.basename(src), sha256=checksum, version=version), stream)
+    if os.path.lexists(prefix):
+        old = staging + ".old"
+        os.rename(prefix, old)
+        os.rename(staging, prefix)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, prefix)
+    os.remove(src)
+    return version
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type="path", required=True),
+            checksum=dict(type="str", required=True),
+            prefix=dict(type="path", default="/opt/azcmagent"),
+            link=dict(type="path", default="/usr/bin/azcmagent"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    prefix = params["prefix"].rstrip("/")
+    checksum = params["checksum"].strip().lower()
+    target = os.path.join(prefix, "bin", "azcmagent")
+    lock_path = LOCK if os.path.isdir(os.path.dirname(LOCK)) else os.path.join(module.tmpdir, "lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = installed_from(prefix)
+        if before == checksum:
+            changed = link_is_right(params["link"], target) is False
+            if changed and not module.check_mode:
+                set_link(params["link"], target)
+            module.exit_json(changed=changed, checksum=before)
+        if module.check_mode:
+            module.exit_json(changed=True, checksum=before)
+        version = install(module, params["src"], checksum, prefix)
+        set_link(params["link"], target)
+    module.exit_json(changed=True, checksum=before, version=version)
+
+
+if __name__ == "__main__":
+    main()

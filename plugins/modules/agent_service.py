@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# Copyright (c) hybridops.arc contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+DOCUMENTATION = r"""
+module: agent_service
+short_description: Set up and run a service of the Connected Machine agent
+version_added: 0.1.0
+description:
+  - Brings a service of the agent (C(himdsd.service) by default) to running, in one run, in this order, each
+    only where the host differs - the service's system user and group; the files given in O(files) (its
+    systemd unit, environment and C(systemd-tmpfiles) declarations, owned by root, mode C(0644), written
+    atomically); the directories the O(tmpfiles) declaration names, with their owners and modes
+    (C(systemd-tmpfiles --create), only when one of them differs); C(systemctl daemon-reload) when a file
+    changed; enabled at boot; started, or restarted when it was running and a file changed or O(restart) is
+    set.
+  - Replaces a series of M(ansible.builtin.group), M(ansible.builtin.user), M(ansible.builtin.template),
+    M(ansible.builtin.command) and M(ansible.builtin.systemd_service) tasks, so that a fleet pays for one
+    module run per host.
+extends_documentation_fragment:
+  - hybridops.arc._attributes
+  - hybridops.arc._attributes.HOST_ACTION
+options:
+  name:
+    description: The systemd unit.
+    type: str
+    default: himdsd.service
+  user:
+    description:
+      - The system user the service runs as, and its group of the same name; created when missing (a system
+        account without a login shell).
+    type: str
+    default: himds
+  home:
+    description: The user's home directory (not created by this module; declare it in O(tmpfiles)).
+    type: path
+    default: /var/opt/azcmagent
+  files:
+    description: Files to write, each owned by root with mode C(0644); their parent directories are created.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Where the file goes.
+        type: path
+        required: true
+      content:
+        description: What it holds.
+        type: str
+        required: true
+  tmpfiles:
+    description:
+      - A C(systemd-tmpfiles) declaration (usually one of O(files)) whose directories (lines of type C(d)) are
+        created, or given their owner and mode, before the service starts.
+    type: path
+  restart:
+    description: Restart the service if it is running, also when no file changed (for example a new runtime).
+    type: bool
+    default: false
+seealso:
+  - module: hybridops.arc.agent_package
+author:
+  - hybridops.arc maintainers (@hybridops)
+"""
+
+EXAMPLES = r"""
+- name: Set up and run himds
+  hybridops.arc.agent_service:
+    name: himdsd.service
+    tmpfiles: /usr/lib/tmpfiles.d/azcmagent.conf
+    files:
+      - path: /usr/lib/tmpfiles.d/azcmagent.conf
+        content: "d /var/opt/azcmagent 0755 root himds -\n"
+      - path: /etc/systemd/system/himdsd.service
+        content: "{{ lookup('ansible.builtin.template', 'himdsd.service.j2') }}"
+"""
+
+RETURN = r"""
+changes:
+  description: What the run changed (or would change, in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["group himds", "user himds", "/etc/systemd/system/himdsd.service", "directories", "daemon-reload",
+           "enabled", "started"]
+"""
+
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes
+
+NOLOGIN = "/usr/sbin/nologin"
+
+
+class Host:
+    """The host's tools (getent, groupadd, useradd, usermod, systemd-tmpfiles, systemctl), each run
+    with an argv list; a failure stops the module naming the command."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def run(self, argv, check=True):
+        rc, out, err = self.module.run_command(argv, environ_update=dict(LC_ALL="C"))
+        if check and rc != 0:
+            self.module.fail_json(msg="%s failed (rc %d): %s" % (" ".join(argv), rc, (err or out).strip()))
+        return rc, out.strip()
+
+    def entry(self, database, name):
+        """The fields of NAME in the passwd or group database, or None."""
+        rc, out = self.run(["getent", database, name], check=False)
+        return out.splitlines()[0].split(":") if rc == 0 and out else None
+
+    def ids(self, user, group):
+        """uid and gid of names as a tmpfiles line gives them ("-": not declared, None: unknown)."""
+        uid = "-" if user == "-" else (self.entry("passwd", user) or [None, None, None])[2]
+        gid = "-" if group == "-" else (self.entry("group", group) or [None, None, None])[2]
+        return uid, gid
+
+
+def account(module, host, user, home, changes):
+    group = host.entry("group", user)
+    if group is None:
+        changes.append("group " + user)
+        if not module.check_mode:
+            host.run(["groupadd", "--system", user])
+    entry = host.entry("passwd", user)
+    if entry is None:
+        changes.append("user " + user)
+        if not module.check_mode:
+            host.run(["useradd", "--system", "--gid", user, "--home-dir", home, "--no-create-home",
+                      "--shell", NOLOGIN, "--comment", "Azure Connected Machine Agent", user])  # fmt: skip
+    elif group is None or (entry[3], entry[5], entry[6]) != (group[2], home, NOLOGIN):
+        changes.append("user " + user)
+        if not module.check_mode:
+            host.run(["usermod", "--gid", user, "--home", home, "--shell", NOLOGIN, user])
+
+
+def write(module, path, content):
+    """True when the file differed (and, outside check mode, was written)."""
+    data = to_bytes(content)
+    try:
+        with open(path, "rb") as stream:
+            same = stream.read() == data
+        status = os.stat(path)
+        same = same and (status.st_mode & 0o7777, status.st_uid, status.st_gid) == (0o644, 0, 0)
+    except OSError:
+        same = False
+    if same or module.check_mode:
+        return not same
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, 0o755)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(path))
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, 0o644)
+        os.chown(temporary, 0, 0)
+        os.rename(temporary, path)
+    except BaseException:
+        os.remove(temporary)
+        raise
+    return True
+
+
+def directories_differ(host, declaration):
+    """Whether a directory (type d) of a systemd-tmpfiles declaration is missing or has another
+    mode or owner than declared."""
+    with open(declaration) as stream:
+        lines = [line.split() for line in stream if line.strip() and not line.lstrip().startswith("#")]
+    for fields in lines:
+        if fields[0] != "d" or len(fields) < 2:
+            continue
+        fields += ["-"] * (5 - len(fields))
+        path, mode = fields[1:3]
+        uid, gid = host.ids(*fields[3:5])
+        try:
+            status = os.stat(path)
+        except OSError:
+            return True
+        if mode != "-" and status.st_mode & 0o7777 != int(mode, 8):
+            return True
+        if (uid, gid) != (
+            "-" if uid == "-" else str(status.st_uid),
+            "-" if gid == "-" else str(status.st_gid),
+        ):
+            return True
+    return False
+
+
+def service(module, host, name, files_changed, changes):
+    if files_changed:
+        changes.append("daemon-reload")
+        if not module.check_mode:
+            host.run(["systemctl", "daemon-reload"])
+    enabled = host.run(["systemctl", "is-enabled", name], check=False)[1]
+    if enabled != "enabled":
+        changes.append("enabled")
+        if not module.check_mode:
+            host.run(["systemctl", "enable", name])
+    active = host.run(["systemctl", "is-active", name], check=False)[1]
+    if active != "active":
+        changes.append("started")
+        if not module.check_mode:
+            host.run(["systemctl", "start", name])
+    elif files_changed or module.params["restart"]:
+        changes.append("restarted")
+        if not module.check_mode:
+            host.run(["systemctl", "restart", name])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", default="himdsd.service"),
+            user=dict(type="str", default="himds"),
+            home=dict(type="path", default="/var/opt/azcmagent"),
+            files=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(path=dict(type="path", required=True), content=dict(type="str", required=True)),
+            ),
+            tmpfiles=dict(type="path"),
+            restart=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    host = Host(module)
+    changes = []
+    account(module, host, params["user"], params["home"], changes)
+    written = [entry["path"] for entry in params["files"] if write(module, entry["path"], entry["content"])]
+    changes += written
+    declaration = params["tmpfiles"]
+    if declaration and (not os.path.isfile(declaration) or directories_differ(host, declaration)):
+        changes.append("directories")
+        if not module.check_mode:
+            host.run(["systemd-tmpfiles", "--create", declaration])
+    service(module, host, params["name"], bool(written), changes)
+    module.exit_json(changed=bool(changes), changes=changes)
+
+
+if __name__ == "__main__":
+    main()
