@@ -129,10 +129,57 @@ def _connection_args(wanted, show, state):
     return args, tags_managed
 
 
-def arc_agent_plan(probe, wanted, ca_dest, files_wanted=None, check_mode=False):
+def _preflight_refusal(host, name, installed_version, version, wanted, families):
+    """Why the agent cannot be installed on this host (``host``: what agent_info read of it), or
+    "": an unwanted downgrade, not root, or not a system the agent runs on (docs/support.md)."""
+    python = host.get("python") or {}
+    release = python.get("version") or {}
+    python_version = "%s.%s" % (release.get("major", "?"), release.get("minor", "?"))
+    allowed = _text(wanted.get("allow_downgrade")).lower() in ("true", "yes", "on", "1")
+    if is_downgrade(installed_version, version) and not allowed:
+        return (
+            "%s runs agent %s, newer than the wanted %s. Set arc_agent_allow_downgrade=true to downgrade"
+            " on purpose." % (name, installed_version, version)
+        )
+    if _text(host.get("user_uid")) != "0":
+        return (
+            "%s: the role runs as %s (uid %s) there, and installing the agent needs root (/opt/azcmagent,"
+            " systemd units, the himds user). Set become: true on the play (with a user that may sudo), or"
+            " connect as root." % (name, host.get("user_id"), host.get("user_uid"))
+        )
+    supported = (
+        host.get("system") == "Linux"
+        and host.get("os_family") in families
+        and host.get("service_mgr") == "systemd"
+        and (int(release.get("major") or 0), int(release.get("minor") or 0)) >= (3, 9)
+        and _text(python.get("executable")).startswith("/usr/bin/python3")
+    )
+    if not supported:
+        return (
+            "%s cannot run the Connected Machine agent: it needs Linux of the %s family with systemd as init"
+            " system and the system's Python 3.9 or newer (/usr/bin/python3, which runs the agent); this host"
+            " has %s %s %s, init system %s, Python %s at %s."
+            % (
+                name,
+                " or ".join(families),
+                host.get("system"),
+                host.get("distribution") or "unknown",
+                host.get("distribution_version") or "",
+                host.get("service_mgr"),
+                python_version,
+                python.get("executable"),
+            )
+        )
+    return ""
+
+
+def arc_agent_plan(
+    probe, wanted, ca_dest, files_wanted=None, check_mode=False, name="", families=("Debian",)
+):
     """What the host has (``probe``: the result of hybridops.arc.agent_info, with the checksums
     of the files the role manages), compared with what the role's variables want: the steps to
-    run, in order, and what each step needs."""
+    run, in order, and what each step needs. ``name``: the host's, for messages; ``families``:
+    the OS families the agent supports."""
     if wanted.get("state") not in STATES:
         raise AnsibleFilterError("arc_agent_state must be one of %s" % ", ".join(STATES))
     state = wanted["state"]
@@ -179,6 +226,15 @@ def arc_agent_plan(probe, wanted, ca_dest, files_wanted=None, check_mode=False):
             " run hybridops.arc.onboard first" % (installed, connected)
         )
     # A refused host runs one step: refuse.yml, which fails with the refusal.
+    if state == "present" and needs_install and not refusal:
+        refusal = _preflight_refusal(
+            dict((probe or {}).get("host") or {}),
+            name or "the host",
+            installed_version,
+            version,
+            wanted,
+            families,
+        )
     steps = ["refuse"] if refusal else []
     if state == "absent":
         steps = ["uninstall"]

@@ -8,13 +8,13 @@ module: agent_package
 short_description: Install the Connected Machine agent's runtime from an archive of the agent bundle
 version_added: 0.1.0
 description:
-  - Installs the agent's runtime from one archive of the agent bundle (built by C(make wheelhouse), see
-    C(docs/agent-packages.md)), already on the managed host (the agent and its locked dependencies, installed
-    for the host's Python, as a virtual environment of C(/usr/bin/python3)).
+  - Installs the agent's runtime (the agent and its locked dependencies, installed for the host's Python, as
+    a virtual environment of C(/usr/bin/python3)) from one archive of the agent bundle (built by C(make
+    wheelhouse), see C(docs/agent-packages.md)), which the task copies from the controller to the host.
   - In one run, under a lock that keeps concurrent runs apart, it verifies the archive's SHA-256, unpacks it
     next to O(prefix), byte-compiles it with the host's Python, checks that the new runtime answers
     C(azcmagent version), then puts it in place of the old one (two renames) and links O(link) to its
-    C(azcmagent). The archive is removed once installed.
+    C(azcmagent). The copy of the archive is removed once installed.
   - Any failure before the renames leaves the host as it was (the runtime in use is not touched); what an
     interrupted run left next to O(prefix) is removed by the next run.
   - Does nothing when the runtime at O(prefix) was installed from an archive with this SHA-256 (and the link
@@ -27,10 +27,15 @@ author:
 options:
   src:
     description:
-      - The archive on the managed host (C(arc-agent-VERSION-TARGET.tar.gz), copied there for example with
-        M(ansible.builtin.copy)). It must be the archive for the host's Python and machine.
+      - The archive (C(arc-agent-VERSION-TARGET.tar.gz), the one for the host's Python and machine) on the
+        controller; the task copies it to a temporary folder on the host, unless the runtime was installed
+        from it already. With O(remote_src=true), the archive on the managed host.
     type: path
     required: true
+  remote_src:
+    description: Whether O(src) is on the managed host rather than on the controller.
+    type: bool
+    default: false
   checksum:
     description:
       - The archive's SHA-256, as the bundle's C(targets.json) and C(SHA256SUMS) give it. An archive that does
@@ -55,18 +60,18 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Copy the agent archive for the host
-  ansible.builtin.copy:
-    src: build/wheelhouse/arc-agent-1.64.3414.2961-cp311-x86_64.tar.gz
-    dest: /var/cache/azcmagent/
-    mode: "0600"
-
-- name: Install the agent from it
+- name: Install the agent for the host's Python from the bundle on the controller
   hybridops.arc.agent_package:
-    src: /var/cache/azcmagent/arc-agent-1.64.3414.2961-cp311-x86_64.tar.gz
+    src: build/wheelhouse/arc-agent-1.64.3414.2961-cp311-x86_64.tar.gz
     checksum: "{{ bundle.targets['cp311-x86_64'].sha256 }}"
   vars:
     bundle: "{{ lookup('ansible.builtin.file', 'build/wheelhouse/targets.json') | from_json }}"
+
+- name: Install it from an archive already on the host
+  hybridops.arc.agent_package:
+    src: /var/tmp/arc-agent-1.64.3414.2961-cp311-x86_64.tar.gz
+    remote_src: true
+    checksum: 6c36ae7da8695be67e3cd9f7d87919667ced53f57ce2ede75d89b5912ed2bc4c
 """
 
 RETURN = r"""
@@ -129,10 +134,7 @@ def remove_leftovers(parent):
 
 def sha256(module, path):
     if not os.path.isfile(path):
-        module.fail_json(
-            msg="the agent archive %s is not on the host. Copy the archive for the host's Python there first"
-            " (the arc_agent role does). Nothing was changed." % path
-        )
+        module.fail_json(msg="the agent archive %s is not on the host. Nothing was changed." % path)
     return module.sha256(path)
 
 
@@ -192,6 +194,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             src=dict(type="path", required=True),
+            remote_src=dict(type="bool", default=False),
             checksum=dict(type="str", required=True),
             prefix=dict(type="path", default="/opt/azcmagent"),
             link=dict(type="path", default="/usr/bin/azcmagent"),

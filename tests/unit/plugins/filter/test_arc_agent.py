@@ -261,3 +261,72 @@ def test_a_host_the_bundle_cannot_serve_is_refused_naming_it_and_the_fix(case, a
     assert chosen["archive"] == "" and chosen["sha256"] == ""
     for text in says + ["Nothing was changed on the host."]:
         assert text in chosen["refusal"], (case, chosen["refusal"])
+
+
+# Before an install the plan refuses, from what agent_info read of the host, what the preflight
+# used to assert: an unwanted downgrade, not root, a system the agent does not run on.
+HOST = {
+    "system": "Linux",
+    "architecture": "x86_64",
+    "distribution": "Debian",
+    "distribution_version": "12",
+    "os_family": "Debian",
+    "service_mgr": "systemd",
+    "user_id": "root",
+    "user_uid": 0,
+    "python": {"executable": "/usr/bin/python3", "version": {"major": 3, "minor": 11, "micro": 2}},
+}
+
+
+def bare(**host):
+    return {"arc_agent": {"installed": False}, "host": dict(HOST, **host), "checksums": {}}
+
+
+def test_a_bare_supported_host_is_installed_and_its_host_is_handed_to_the_preflight():
+    plan = arc_agent_plan(bare(), wanted(), CA_DEST, name="h1")
+    assert plan["refusal"] == "" and plan["steps"][:3] == ["preflight", "install", "service"]
+    assert plan["host"] == HOST
+
+
+@pytest.mark.parametrize(
+    "host, says",
+    [
+        (
+            dict(user_id="fleetops", user_uid=1000),
+            "h1: the role runs as fleetops (uid 1000) there, and installing the agent needs root",
+        ),
+        (
+            dict(
+                distribution="Alpine", distribution_version="3.20", os_family="Alpine", service_mgr="openrc"
+            ),
+            "this host has Linux Alpine 3.20, init system openrc, Python 3.11 at /usr/bin/python3.",
+        ),
+        (
+            dict(python={"executable": "/usr/bin/python3", "version": {"major": 3, "minor": 8}}),
+            "the system's Python 3.9 or newer",
+        ),
+        (
+            dict(python={"executable": "/usr/local/bin/python3.12", "version": {"major": 3, "minor": 12}}),
+            "Python 3.12 at /usr/local/bin/python3.12",
+        ),
+    ],
+)
+def test_a_host_the_agent_cannot_run_on_is_refused_before_any_change(host, says):
+    plan = arc_agent_plan(bare(**host), wanted(), CA_DEST, name="h1")
+    assert plan["steps"] == ["refuse"]
+    assert says in plan["refusal"], plan["refusal"]
+
+
+def test_a_downgrade_is_refused_unless_allowed():
+    newer = bare()
+    newer["arc_agent"] = dict(probe(shown())["arc_agent"], version="1.65.0.0")
+    refused = arc_agent_plan(newer, wanted(), CA_DEST, name="h1")
+    assert refused["steps"] == ["refuse"]
+    assert refused["refusal"] == (
+        "h1 runs agent 1.65.0.0, newer than the wanted %s. Set arc_agent_allow_downgrade=true to downgrade"
+        " on purpose." % VERSION
+    )
+    for allowed in (True, "true", "yes"):
+        plan = arc_agent_plan(newer, wanted(allow_downgrade=allowed), CA_DEST, name="h1")
+        assert plan["refusal"] == "" and "install" in plan["steps"]
+    assert arc_agent_plan(newer, wanted(allow_downgrade="false"), CA_DEST, name="h1")["steps"] == ["refuse"]
