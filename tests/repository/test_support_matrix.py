@@ -44,6 +44,9 @@ def test_requires_ansible_min_ansible_version_and_the_matrix_agree() -> None:
     assert oldest, required
     meta = yaml.safe_load((TOP / "roles/arc_agent/meta/main.yml").read_text())["galaxy_info"]
     assert str(meta["min_ansible_version"]) == oldest.group(1)
+    # the role refuses an older ansible-core itself (ansible-core only warns), from its own copy
+    role_vars = yaml.safe_load((TOP / "roles/arc_agent/vars/main.yml").read_text())
+    assert ">=" + str(role_vars["__arc_agent_requires_ansible"]) == required
     cores = makefile_list("MATRIX_CORES")
     main = re.search(r"^ansible-core==(\d+\.\d+)\.", (TOP / "requirements-dev.txt").read_text(), re.M)
     assert main
