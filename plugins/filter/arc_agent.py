@@ -9,6 +9,7 @@
 
 import hashlib
 import os
+import re
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
@@ -44,8 +45,21 @@ def _sha256_of(path):
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def arc_agent_problems(wanted):
-    """Sentences naming each role variable that is missing or inconsistent, and the fix."""
+def _release(text):
+    """The numbers of a version (2.19.4, 2.20.0rc1 -> (2, 19, 4), (2, 20, 0))."""
+    return tuple(int(number) for number in re.findall(r"\d+", re.split(r"[a-z]", _text(text))[0])[:3])
+
+
+def arc_agent_problems(wanted, ansible_version=None, requires_ansible=None):
+    """Sentences naming each role variable that is missing or inconsistent, and the fix. With
+    ``ansible_version`` (the controller's) older than ``requires_ansible``, only that: the
+    variables are not looked at (ansible-core itself only warns about requires_ansible)."""
+    if ansible_version and requires_ansible and _release(ansible_version) < _release(requires_ansible):
+        return [
+            "hybridops.arc needs ansible-core %s or newer (requires_ansible in its meta/runtime.yml); this"
+            " controller runs ansible-core %s. Upgrade it, e.g. pip install 'ansible-core>=%s', or use an"
+            " execution environment that has it." % (requires_ansible, ansible_version, requires_ansible)
+        ]
     problems = []
     connecting = wanted.get("state") == "present" and wanted.get("connection_state") in (
         "connected",
@@ -174,14 +188,17 @@ def _preflight_refusal(host, name, installed_version, version, wanted, families)
 
 
 def arc_agent_plan(
-    probe, wanted, ca_dest, files_wanted=None, check_mode=False, name="", families=("Debian",)
+    probe, wanted, ca_dest, files_wanted=None, check_mode=False, name="", families=("Debian",), problems=None
 ):
     """What the host has (``probe``: the result of hybridops.arc.agent_info, with the checksums
     of the files the role manages), compared with what the role's variables want: the steps to
     run, in order, and what each step needs. ``name``: the host's, for messages; ``families``:
-    the OS families the agent supports."""
+    the OS families the agent supports; ``problems``: what arc_agent_problems found (then the
+    host was not read, and the plan is to refuse it with them)."""
     if wanted.get("state") not in STATES:
         raise AnsibleFilterError("arc_agent_state must be one of %s" % ", ".join(STATES))
+    if problems:
+        return dict(steps=["refuse"], refusal=" ".join(problems), host={})
     state = wanted["state"]
     now = (probe or {}).get("arc_agent") or {"installed": False}
     installed = bool(now.get("installed"))

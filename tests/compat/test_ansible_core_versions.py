@@ -1,6 +1,7 @@
 """The collection on ansible-core versions other than the main one (issue 13): one older than
-``requires_ansible`` is refused by the role before anything else runs, with a message that
-names both versions and the fix (ansible-core itself only warns and goes on).
+``requires_ansible`` is refused by the role before the host is touched, with a message that
+names both versions and the fix (ansible-core itself only warns and goes on). The play has no
+variables: the host (this machine, local connection) is never read, on either version.
 
 ``make compat`` builds the other ansible-core in ``build/ansible-core-2.16`` (from PyPI) and runs
 this; the collection is the checkout (``build/collections``, ``make collection``).
@@ -25,7 +26,6 @@ PLAY = """
   tasks:
     - ansible.builtin.include_role:
         name: hybridops.arc.arc_agent
-        tasks_from: variables
 """
 
 

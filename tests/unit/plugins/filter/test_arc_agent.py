@@ -330,3 +330,20 @@ def test_a_downgrade_is_refused_unless_allowed():
         plan = arc_agent_plan(newer, wanted(allow_downgrade=allowed), CA_DEST, name="h1")
         assert plan["refusal"] == "" and "install" in plan["steps"]
     assert arc_agent_plan(newer, wanted(allow_downgrade="false"), CA_DEST, name="h1")["steps"] == ["refuse"]
+
+
+def test_an_older_ansible_core_is_the_only_problem_named():
+    incomplete = wanted(subscription_id="", service_principal_secret="")
+    assert arc_agent_problems(incomplete, "2.16.14", "2.17.0") == [
+        "hybridops.arc needs ansible-core 2.17.0 or newer (requires_ansible in its meta/runtime.yml); this"
+        " controller runs ansible-core 2.16.14. Upgrade it, e.g. pip install 'ansible-core>=2.17.0', or use"
+        " an execution environment that has it."
+    ]
+    for supported in ("2.17.0", "2.19.4", "2.20.0rc1", "2.21.0"):
+        assert arc_agent_problems(incomplete, supported, "2.17.0") == arc_agent_problems(incomplete)
+    assert arc_agent_problems(incomplete, supported, "2.17.0")
+
+
+def test_a_host_with_problems_is_refused_without_being_read():
+    plan = arc_agent_plan({"skipped": True}, wanted(), CA_DEST, problems=["a.", "b."])
+    assert plan == {"steps": ["refuse"], "refusal": "a. b.", "host": {}}
