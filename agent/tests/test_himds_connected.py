@@ -259,6 +259,26 @@ def test_himds_renews_its_credential_and_reacts_to_new_work_at_once(
     assert "Traceback" not in machine.stop_himds()
 
 
+def test_work_that_arrived_while_himds_was_down_is_read_at_its_first_heartbeat(
+    plane: ControlPlane, admin: Principal, machine: Machine, tmp_path: Path
+) -> None:
+    """The heartbeat's answer carries the machine's generation: himds reads the machine when it
+    moved (here while himds was stopped; in a fleet, between a long-poll and a heartbeat), instead
+    of taking the number and long-polling past the change."""
+    name = f"down-{uuid.uuid4().hex[:8]}"
+    machine.start_himds()
+    connect(plane, machine, tmp_path, name)
+    assert "Traceback" not in machine.stop_himds()
+    plane.patch_machine(name, {"tags": {"site": "dr"}}, admin)
+    machine.start_himds()
+    wait_for(
+        lambda: json.loads(machine.cli("show", "tags", "-j").stdout)["tags"] == {"site": "dr"},
+        10,
+        "the tags changed while himds was down",
+    )
+    assert "Traceback" not in machine.stop_himds()
+
+
 @pytest.mark.parametrize(
     ("remaining", "step"),
     [

@@ -215,9 +215,6 @@ class Connection:
         interval = answer.get("heartbeatIntervalSeconds")
         if isinstance(interval, int) and interval > 0:
             self.interval = interval
-        generation = answer.get("generation")
-        if isinstance(generation, int):
-            self.generation = generation
         self.status.update(
             vmId=self.state.vm_id,
             status="Connected",
@@ -228,18 +225,28 @@ class Connection:
             heartbeatIntervalSeconds=self.interval,
         )
         self.logger.debug("heartbeat accepted (interval %d s)", self.interval)
+        generation = answer.get("generation")
+        if isinstance(generation, int):
+            # Work that arrived between two long-polls (or while himds was down) is in this answer's
+            # generation: taking the number without reading the machine would lose it until the next.
+            self._learn(generation)
         if answer.get("renewCredential") is True:
             self._renew()
 
     def _wait_for_work(self, wait: int) -> None:
-        generation = self.api.wait_for_notification(max(self.generation, 0), wait)
-        if generation is not None and generation != self.generation:
-            machine = self.api.read()
-            self.generation = int(machine.get("generation", generation))
-            self.logger.info("new work from the control plane (generation %d)", self.generation)
-            self.status.update(
-                generation=self.generation, agentUpgrade=machine.get("agentUpgrade"), **resource_tags(machine)
-            )
+        self._learn(self.api.wait_for_notification(max(self.generation, 0), wait))
+
+    def _learn(self, generation: int | None) -> None:
+        """A generation other than the one the status reflects: read the machine (§5.6) and put
+        what it says (agentUpgrade, the resource's tags) in the status."""
+        if generation is None or generation == self.generation:
+            return
+        machine = self.api.read()
+        self.generation = int(machine.get("generation", generation))
+        self.logger.info("new work from the control plane (generation %d)", self.generation)
+        self.status.update(
+            generation=self.generation, agentUpgrade=machine.get("agentUpgrade"), **resource_tags(machine)
+        )
 
     def _renew(self) -> None:
         """A new credential over a new key; the old key stays until the answer arrives, and the
