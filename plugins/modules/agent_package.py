@@ -14,7 +14,8 @@ description:
   - In one run, under a lock that keeps concurrent runs apart, it verifies the archive's SHA-256, unpacks it
     next to O(prefix), byte-compiles it with the host's Python, checks that the new runtime answers
     C(azcmagent version), then puts it in place of the old one (two renames) and links O(link) to its
-    C(azcmagent). The copy of the archive is removed once installed.
+    C(azcmagent). The task's temporary copy of the archive is removed with Ansible's temporary folder; an
+    archive given with O(remote_src=true) is left where it is.
   - Any failure before the renames leaves the host as it was (the runtime in use is not touched); what an
     interrupted run left next to O(prefix) is removed by the next run.
   - Does nothing when the runtime at O(prefix) was installed from an archive with this SHA-256 (and the link
@@ -169,6 +170,10 @@ def unpack(module, src, parent, prefix):
 
 def install(module, src, checksum, prefix):
     parent = os.path.dirname(prefix.rstrip("/"))
+    if not os.path.isdir(parent):
+        module.fail_json(
+            msg="prefix %s: its folder %s does not exist. Nothing was changed." % (prefix, parent)
+        )
     remove_leftovers(parent)
     found = sha256(module, src)
     if found != checksum:
@@ -186,7 +191,6 @@ def install(module, src, checksum, prefix):
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(staging, prefix)
-    os.remove(src)
     return version
 
 

@@ -73,7 +73,8 @@ def test_installs_verifies_compiles_links_and_removes_the_archive(host, run_modu
     assert len(compiled) == 1 and compiled[0].name.startswith("__init__.")
     # compiled as found at the prefix, not where it was unpacked
     assert str(prefix).encode() in compiled[0].read_bytes()
-    assert not (host / "cache" / "a.tar.gz").exists()
+    # an archive already on the host is the user's: left where it is
+    assert (host / "cache" / "a.tar.gz").exists()
     assert sorted(os.listdir(str(host / "opt"))) == ["azcmagent"]
 
 
@@ -134,3 +135,11 @@ def test_what_an_interrupted_run_left_is_removed(host, run_module):
     out = run_module(agent_package, args(host, "a.tar.gz", checksum))
     assert out.result["changed"] is True
     assert sorted(os.listdir(str(host / "opt"))) == ["azcmagent"]
+
+
+def test_a_prefix_whose_folder_does_not_exist_is_refused(host, run_module):
+    checksum = archive(host / "cache" / "a.tar.gz", "1.2.3")
+    out = run_module(
+        agent_package, dict(args(host, "a.tar.gz", checksum), prefix=str(host / "nowhere" / "agent"))
+    )
+    assert out.failed and "does not exist. Nothing was changed." in out.result["msg"]
