@@ -4,7 +4,9 @@
 """The controller side of hybridops.arc.agent_package: the archive goes from the controller to a
 temporary folder on the host, and the module installs it from there, in one task. A host whose
 runtime was installed from this archive already (its package.json says so, read with one
-command) gets no copy."""
+command) gets no copy. Given a bundle, the archive for the host is chosen here, from its
+targets.json and checked against its SHA256SUMS (module_utils/_bundle.py), before the host is
+touched."""
 
 import json
 import os
@@ -12,6 +14,7 @@ import shlex
 
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible_collections.hybridops.arc.plugins.module_utils._bundle import choose
 
 MODULE = "hybridops.arc.agent_package"
 
@@ -32,6 +35,34 @@ class ActionModule(ActionBase):
         self._supports_check_mode = True
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
+        bundle, facts, version = args.pop("bundle", None), args.pop("facts", None), args.pop("version", None)
+        if bundle:
+            if args.get("src") or args.get("checksum") or args.get("remote_src"):
+                result.update(
+                    failed=True, msg="bundle and src, checksum or remote_src are mutually exclusive"
+                )
+                return result
+            if not isinstance(facts, dict) or not facts:
+                result.update(
+                    failed=True,
+                    msg="bundle needs facts: the host's Ansible facts, or the host that"
+                    " hybridops.arc.agent_info returns (its Python and machine choose the archive)",
+                )
+                return result
+            chosen = choose(
+                os.path.expanduser(str(bundle)),
+                facts,
+                str(version) if version else None,
+                name=(task_vars or {}).get("inventory_hostname", ""),
+            )
+            if chosen["refusal"]:
+                result.update(failed=True, msg=chosen["refusal"], target=chosen["target"])
+                return result
+            args.update(src=chosen["archive"], checksum=chosen["sha256"])
+            result["target"] = chosen["target"]
+        elif facts is not None or version is not None:
+            result.update(failed=True, msg="facts and version go with bundle")
+            return result
         if args.pop("remote_src", False):
             result.update(self._execute_module(MODULE, module_args=args, task_vars=task_vars))
             return result

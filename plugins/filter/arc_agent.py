@@ -40,9 +40,13 @@ def _text(value):
     return "" if value is None else str(value)
 
 
-def _sha256_of(path):
+def _read(path):
     with open(os.path.expanduser(path), "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
+        return handle.read()
+
+
+def _sha256(content):
+    return hashlib.sha256(content if isinstance(content, bytes) else content.encode("utf-8")).hexdigest()
 
 
 def _release(text):
@@ -192,7 +196,9 @@ def arc_agent_plan(
 ):
     """What the host has (``probe``: the result of hybridops.arc.agent_info, with the checksums
     of the files the role manages), compared with what the role's variables want: the steps to
-    run, in order, and what each step needs. ``name``: the host's, for messages; ``families``:
+    run, in order, and what each step needs. ``files_wanted``: path to content of the files the
+    service step writes (rendered once, here, and handed to it). ``name``: the host's, for
+    messages; ``families``:
     the OS families the agent supports; ``problems``: what arc_agent_problems found (then the
     host was not read, and the plan is to refuse it with them)."""
     if wanted.get("state") not in STATES:
@@ -215,10 +221,12 @@ def arc_agent_plan(
         needs_install
         or services.get("agentService", "") != "running"
         or show.get("stateDirectory", "as expected") != "as expected"
-        or any(host_sums.get(path, "") != digest for path, digest in (files_wanted or {}).items())
+        or any(host_sums.get(path, "") != _sha256(content) for path, content in (files_wanted or {}).items())
     )
     ca = _text(wanted.get("control_plane_ca"))
-    ca_drifted = bool(ca) and host_sums.get(ca_dest, "") != _sha256_of(ca)
+    # The certificate as text, byte for byte (a PEM file is ASCII).
+    ca_content = _read(ca).decode("utf-8") if ca else ""
+    ca_drifted = bool(ca) and host_sums.get(ca_dest, "") != _sha256(ca_content)
     config_set, config_clear = _config_wanted(wanted, ca_dest)
     config_drifted = ca_drifted or bool(config_clear) or settings_differ(now.get("config") or {}, config_set)
     connection, tags_managed = _connection_args(wanted, show, state)
@@ -256,7 +264,7 @@ def arc_agent_plan(
     if state == "absent":
         steps = ["uninstall"]
     elif state == "present" and not refusal:
-        steps += ["preflight", "install"] if needs_install else []
+        steps += ["install"] if needs_install else []
         steps += ["service"] if service_drifted else []
     if state != "absent" and not refusal and can_ask:
         steps += ["config"] if config_drifted else []
@@ -270,10 +278,12 @@ def arc_agent_plan(
         downgrade=is_downgrade(installed_version, version),
         connected=connected,
         service_installed=services.get("agentService", "not installed") != "not installed",
-        ca_drifted=ca_drifted,
-        ca_on_host=bool(host_sums.get(ca_dest)),
-        config_set=config_set,
-        config_clear=config_clear,
+        # For the config step: agent_config's settings (null: back to the default) and the
+        # certificate, in one module run.
+        config=dict(config_set, **dict((key, None) for key in config_clear)),
+        control_plane_ca=dict(path=ca_dest, content=ca_content) if ca else None,
+        # For the service step: the files it writes, rendered once.
+        files=[dict(path=path, content=content) for path, content in sorted((files_wanted or {}).items())],
         connection=connection,
         has_credentials=bool(
             wanted.get("service_principal_secret")
@@ -282,73 +292,8 @@ def arc_agent_plan(
         ),
         package_source=_package_source(wanted),
         # The host as agent_info read it (user, system, distribution, init system, Python), for the
-        # preflight, under the names of Ansible's facts.
+        # install step's choice of archive, under the names of Ansible's facts.
         host=dict((probe or {}).get("host") or {}),
-    )
-
-
-def arc_agent_bundle(bundle, facts, version, source, name="", found=True, check=None):
-    """The archive of the agent bundle (``bundle``: its targets.json, or None when it could not
-    be read) for the host ``name`` (``facts``: its Ansible facts, or agent_info's ``host``), and
-    why the host is refused when there is none: ``found`` says whether the bundle exists at
-    ``source``, ``check`` is the result of ``sha256sum --check`` over it (docs/agent-packages.md)."""
-    facts = facts or {}
-    python = facts.get("python") or {}
-    release = python.get("version") or {}
-    target = "cp%s%s-%s" % (
-        release.get("major", "?"),
-        release.get("minor", "?"),
-        facts.get("architecture", "?"),
-    )
-    host = "%s (%s %s, Python %s.%s, %s)" % (
-        name or facts.get("hostname") or "the host",
-        facts.get("distribution", "unknown"),
-        facts.get("distribution_version", ""),
-        release.get("major", "?"),
-        release.get("minor", "?"),
-        facts.get("architecture", "?"),
-    )
-    targets = (bundle or {}).get("targets") or {}
-    chosen = targets.get(target) or {}
-    refusal = ""
-    check = check or {}
-    if not found:
-        refusal = (
-            "there is no agent bundle (targets.json, SHA256SUMS and an archive per target) in %s."
-            " Download the bundle of agent %s and point arc_agent_package_dir at its folder (or"
-            " arc_agent_package_url at where it is served), or build it with 'make wheelhouse' in the"
-            " collection's repository (docs/agent-packages.md)." % (source, version)
-        )
-    elif check.get("rc", 0) != 0:
-        lines = list(check.get("stdout_lines") or []) + list(check.get("stderr_lines") or [])
-        refusal = (
-            "the agent bundle %s does not match its SHA256SUMS (%s). Build it again ('make wheelhouse' in the"
-            " collection's repository) or fetch it again."
-            % (source, "; ".join(lines) or check.get("msg", ""))
-        )
-    elif _text((bundle or {}).get("version")) != _text(version):
-        refusal = (
-            "the agent bundle %s holds agent %s, not %s. Point arc_agent_package_dir (or"
-            " arc_agent_package_url) at the bundle of agent %s."
-            % (source, _text((bundle or {}).get("version")) or "nothing", version, version)
-        )
-    elif chosen.get("archive") and not chosen.get("sha256"):
-        refusal = (
-            "the agent bundle %s is of the earlier format (archives of wheels for pip, without their"
-            " SHA-256 in targets.json), which this collection no longer installs. Build it again ('make"
-            " wheelhouse' in the collection's repository)." % source
-        )
-    elif not chosen.get("archive"):
-        refusal = (
-            "the agent bundle %s has no packages for %s (it serves %s). Use a bundle built for it"
-            " ('make wheelhouse AGENT_TARGETS=\"... %s\"'), or leave the host out."
-            % (source, target, ", ".join(sorted(targets)) or "nothing", target)
-        )
-    return dict(
-        target=target,
-        archive=_text(chosen.get("archive")) if not refusal else "",
-        sha256=_text(chosen.get("sha256")) if not refusal else "",
-        refusal=("%s: %s Nothing was changed on the host." % (host, refusal)) if refusal else "",
     )
 
 
@@ -361,7 +306,6 @@ class FilterModule:
     def filters(self):
         return {
             "arc_agent_plan": arc_agent_plan,
-            "arc_agent_bundle": arc_agent_bundle,
             "arc_agent_problems": arc_agent_problems,
             "credential_problems": credential_problems_filter,
         }

@@ -12,6 +12,8 @@ description:
     C(incomingconnections.ports), C(extensions.allowlist), C(proxy.url) or C(controlplane.url).
   - Reads every setting first (C(azcmagent config list -j)), compares, and changes only the settings that
     differ.
+  - Writes the control plane's CA certificate too (O(control_plane_ca)), the file the C(controlplane.cafile)
+    setting names, so that the settings and their certificate change in one run and are set back together.
   - The agent must be installed, for example with the P(hybridops.arc.arc_agent#role) role.
 author:
   - hybridops.arc maintainers (@hybridops)
@@ -21,8 +23,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Reads the settings (and, with O(state=absent), their defaults with C(azcmagent config info -j)); runs
-        no command that changes anything.
+      - Reads the settings (and, for settings to clear, their defaults with C(azcmagent config info -j)) and
+        the certificate file; runs no command and writes nothing.
   diff_mode:
     support: full
     details:
@@ -38,13 +40,31 @@ options:
       - For a list setting, either a list (it replaces the whole list) or a dictionary with the keys C(add)
         and/or C(remove), each a list of entries to add (when not there yet) or to remove (when there); other
         entries stay.
+      - A setting whose value is V(null) is put back to its default (C(azcmagent config clear)) when it is not
+        at its default.
       - With O(state=absent), the values are ignored (write for example V(null)) and the named settings are
         cleared.
     type: dict
-    required: true
+  control_plane_ca:
+    description:
+      - The control plane's CA certificate on the host, the file the C(controlplane.cafile) setting names.
+        It is written before the settings change (atomically, owned by root, mode 0644) when its content
+        differs, and set back with them when a setting is refused.
+      - One of O(settings) and O(control_plane_ca) is required.
+    type: dict
+    suboptions:
+      path:
+        description: The file on the host.
+        type: path
+        required: true
+      content:
+        description:
+          - The certificate (PEM text) the file must hold, byte for byte; V(null) or V("") for no file (it is
+            removed).
+        type: str
   state:
     description:
-      - V(present) gives each setting in O(settings) its value.
+      - V(present) gives each setting in O(settings) its value (V(null) its default).
       - V(absent) puts each setting named in O(settings) back to its default (C(azcmagent config clear)) when
         it is not at its default.
     type: str
@@ -96,6 +116,16 @@ EXAMPLES = r"""
     settings:
       proxy.url:
       proxy.bypass:
+
+- name: Set the control plane and its CA certificate, and put the proxy back to its default, in one run
+  hybridops.arc.agent_config:
+    settings:
+      controlplane.url: https://controlplane:8443
+      controlplane.cafile: /var/opt/azcmagent/controlplane-ca.pem
+      proxy.url: null
+    control_plane_ca:
+      path: /var/opt/azcmagent/controlplane-ca.pem
+      content: "{{ lookup('ansible.builtin.file', 'files/controlplane-ca.pem', rstrip=false) }}"
 """
 
 RETURN = r"""
@@ -125,12 +155,22 @@ config:
     incomingconnections.ports: ["22"]
     proxy.bypass: []
     proxy.url: ""
+control_plane_ca:
+  description:
+    - With O(control_plane_ca), its file, whether the run changed (or would change) it, and what it held
+      before the run (V(null) when there was no file), to set it back with.
+  returned: when O(control_plane_ca) is given
+  type: dict
+  sample: {"path": "/var/opt/azcmagent/controlplane-ca.pem", "changed": true, "before": null}
 code:
   description: The agent's AZCM error code of a failed command.
   returned: failure
   type: str
   sample: AZCM0023
 """
+
+import os
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
@@ -152,24 +192,33 @@ class AgentConfig:
         self.changes = {}
         self.applied = []
         self.restored = []
+        self.ca = None
 
     def run(self):
         params = self.module.params
         current = self.agent.config_list()
-        wanted = normalise_settings(params["settings"])
+        wanted = normalise_settings(params["settings"] or {})
         error = unknown_settings(current, wanted)
         if error:
             raise error
         if params["state"] == "absent":
-            plan = self.plan_absent(current, wanted)
+            plan = self.plan_absent(current, sorted(wanted))
         else:
-            plan = self.plan_present(current, wanted)
+            plan = self.plan_present(current, dict((k, v) for k, v in wanted.items() if v is not None))
+            plan += self.plan_absent(current, sorted(k for k, v in wanted.items() if v is None))
+            plan.sort(key=lambda step: step[0])
+        ca = params["control_plane_ca"]
+        if ca:
+            before = read_file(ca["path"])
+            self.ca = dict(path=ca["path"], before=before, changed=before != (ca["content"] or None))
         after = dict(current)
         for key, _args, predicted in plan:
             self.changes[key] = {"before": current[key], "after": predicted}
             after[key] = predicted
-        if plan and not self.module.check_mode:
+        if (plan or (self.ca and self.ca["changed"])) and not self.module.check_mode:
             try:
+                if self.ca and self.ca["changed"]:
+                    write_file(self.module, ca["path"], ca["content"] or None)
                 for key, args, predicted in plan:
                     answer = self.agent.run_json(" ".join(args[:3]), args)
                     self.applied.append(key)
@@ -177,9 +226,16 @@ class AgentConfig:
             except AzcmagentError:
                 if self.applied:
                     self.restore(current)
+                if self.ca and self.ca["changed"]:
+                    write_file(self.module, ca["path"], self.ca["before"])
                 raise
-            after = self.agent.config_list()
-        result = dict(changed=bool(plan), changes=self.changes, config=after)
+            if plan:
+                after = self.agent.config_list()
+        result = dict(
+            changed=bool(plan) or bool(self.ca and self.ca["changed"]), changes=self.changes, config=after
+        )
+        if self.ca:
+            result["control_plane_ca"] = self.ca
         if self.module._diff:
             result["diff"] = dict(
                 before=dict((key, current[key]) for key in sorted(wanted)),
@@ -194,11 +250,13 @@ class AgentConfig:
             for key, value, predicted in settings_plan(current, wanted)
         ]
 
-    def plan_absent(self, current, wanted):
+    def plan_absent(self, current, names):
+        if not names:
+            return []
         document = self.agent.run_json("config info", ["config", "info"])
         defaults = dict((item["key"], item.get("default")) for item in document.get("properties", []))
         plan = []
-        for key in sorted(wanted):
+        for key in names:
             if key in defaults and not same(key, current[key], defaults[key]):
                 plan.append((key, ["config", "clear", key], defaults[key]))
         return plan
@@ -220,12 +278,41 @@ class AgentConfig:
                 self.restored.append(key)
 
 
+def read_file(path):
+    """The file's text, or None when there is none."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read().decode("utf-8")
+    except OSError:
+        return None
+
+
+def write_file(module, path, content):
+    """The certificate file as ``content`` (None: no file), replaced atomically, root-owned, 0644."""
+    if content is None:
+        if os.path.lexists(path):
+            os.remove(path)
+        return
+    handle, temporary = tempfile.mkstemp(prefix=".hybridops-", dir=os.path.dirname(path) or ".")
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(content.encode("utf-8"))
+    os.chmod(temporary, 0o644)
+    if os.geteuid() == 0:
+        os.chown(temporary, 0, 0)
+    module.atomic_move(temporary, path)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            settings=dict(type="dict", required=True),
+            settings=dict(type="dict"),
+            control_plane_ca=dict(
+                type="dict",
+                options=dict(path=dict(type="path", required=True), content=dict(type="str")),
+            ),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
+        required_one_of=[["settings", "control_plane_ca"]],
         supports_check_mode=True,
     )
     config = AgentConfig(module, Azcmagent(module))
@@ -233,12 +320,21 @@ def main():
         result = config.run()
     except SettingError as error:
         module.fail_json(msg=str(error), changes={})
+    except OSError as error:
+        # Only the certificate file is written by the module itself, before any setting changes.
+        module.fail_json(
+            msg="writing the control plane CA certificate %s failed: %s. Nothing was changed."
+            % (module.params["control_plane_ca"]["path"], error),
+            changes={},
+        )
     except AzcmagentError as error:
         msg = error_message(error, "the local settings of this machine")
         if config.restored:
             msg += "; set back what had changed before it: %s" % ", ".join(config.restored)
         if config.applied:
             msg += "; could not set back, still changed: %s" % ", ".join(config.applied)
+        if config.ca and config.ca["changed"]:
+            msg += "; the control plane CA certificate was set back"
         module.fail_json(
             msg=msg,
             code=error.code,

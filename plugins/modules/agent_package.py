@@ -26,13 +26,31 @@ extends_documentation_fragment:
 author:
   - hybridops.arc maintainers (@hybridops)
 options:
+  bundle:
+    description:
+      - An agent bundle's folder on the controller (C(targets.json), C(SHA256SUMS) and an archive per
+        target). The task picks the archive for the host's Python and machine (from O(facts)) and checks
+        C(targets.json) and that archive against C(SHA256SUMS) on the controller, before the host is touched.
+        A bundle that does not serve the host, or does not match its checksums, fails naming the host, its
+        distribution, Python and machine, and the fix.
+      - Mutually exclusive with O(src), O(checksum) and O(remote_src).
+    type: path
+  facts:
+    description:
+      - With O(bundle), the host as Ansible's facts give it (at least C(python.version), C(architecture),
+        C(distribution), C(distribution_version)), or the RV(hybridops.arc.agent_info#module:host) that
+        M(hybridops.arc.agent_info) returns under the same names.
+    type: dict
+  version:
+    description: With O(bundle), the agent version the bundle must hold.
+    type: str
   src:
     description:
       - The archive (C(arc-agent-VERSION-TARGET.tar.gz), the one for the host's Python and machine) on the
         controller; the task copies it to a temporary folder on the host, unless the runtime was installed
         from it already. With O(remote_src=true), the archive on the managed host.
+      - Needs O(checksum). One of O(src) and O(bundle) is required.
     type: path
-    required: true
   remote_src:
     description: Whether O(src) is on the managed host rather than on the controller.
     type: bool
@@ -42,7 +60,6 @@ options:
       - The archive's SHA-256, as the bundle's C(targets.json) and C(SHA256SUMS) give it. An archive that does
         not match is refused and nothing is changed.
     type: str
-    required: true
   prefix:
     description:
       - Where the runtime goes (the real agent's directory). Its parent directory must exist.
@@ -63,6 +80,12 @@ seealso:
 EXAMPLES = r"""
 - name: Install the agent for the host's Python from the bundle on the controller
   hybridops.arc.agent_package:
+    bundle: build/wheelhouse
+    facts: "{{ ansible_facts }}"
+    version: 1.64.3414.2961
+
+- name: Install one archive of the bundle
+  hybridops.arc.agent_package:
     src: build/wheelhouse/arc-agent-1.64.3414.2961-cp311-x86_64.tar.gz
     checksum: "{{ bundle.targets['cp311-x86_64'].sha256 }}"
   vars:
@@ -76,6 +99,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+target:
+  description:
+    - With O(bundle), the bundle's target the host was given (or refused), C(cp<major><minor>-<machine>).
+  returned: when O(bundle) is given
+  type: str
+  sample: cp311-x86_64
 version:
   description: The agent's version in the runtime at O(prefix) after the run (what C(azcmagent version) says).
   returned: success, not in check mode
@@ -197,15 +226,26 @@ def install(module, src, checksum, prefix):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            src=dict(type="path", required=True),
+            bundle=dict(type="path"),
+            facts=dict(type="dict"),
+            version=dict(type="str"),
+            src=dict(type="path"),
             remote_src=dict(type="bool", default=False),
-            checksum=dict(type="str", required=True),
+            checksum=dict(type="str"),
             prefix=dict(type="path", default="/opt/azcmagent"),
             link=dict(type="path", default="/usr/bin/azcmagent"),
         ),
+        required_one_of=[["src", "bundle"]],
+        mutually_exclusive=[["src", "bundle"], ["checksum", "bundle"]],
+        required_together=[["src", "checksum"]],
+        required_by=dict(bundle=["facts"]),
         supports_check_mode=True,
     )
     params = module.params
+    if params["bundle"]:
+        module.fail_json(
+            msg="bundle is read on the controller by the task's action: run the module as a task"
+        )
     prefix = params["prefix"].rstrip("/")
     checksum = params["checksum"].strip().lower()
     target = os.path.join(prefix, "bin", "azcmagent")

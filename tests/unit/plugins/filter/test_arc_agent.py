@@ -8,7 +8,6 @@
 
 import pytest
 from ansible_collections.hybridops.arc.plugins.filter.arc_agent import (
-    arc_agent_bundle,
     arc_agent_plan,
     arc_agent_problems,
     credential_problems_filter,
@@ -175,95 +174,11 @@ def test_configured_state_takes_the_connected_resource_and_refuses_a_host_not_on
 
 def test_a_null_setting_is_cleared_by_the_config_step():
     plan = arc_agent_plan(probe(shown()), wanted(config={"proxy.url": None, "config.mode": "full"}), CA_DEST)
-    assert plan["config_clear"] == ["proxy.url"] and plan["config_set"] == {"config.mode": "full"}
+    assert plan["config"] == {"proxy.url": None, "config.mode": "full"}
     assert "config" in plan["steps"]
 
 
-# The agent bundle's archive for a host, or why the host is refused (docs/agent-packages.md).
-BUNDLE = {
-    "version": VERSION,
-    "targets": {
-        "cp39-x86_64": {
-            "archive": "arc-agent-%s-cp39-x86_64.tar.gz" % VERSION,
-            "sha256": "9" * 64,
-        },
-        "cp311-x86_64": {
-            "archive": "arc-agent-%s-cp311-x86_64.tar.gz" % VERSION,
-            "sha256": "1" * 64,
-        },
-    },
-}
-
-
-def facts(minor=11, machine="x86_64", distribution="Debian", release="12"):
-    return {
-        "python": {"version": {"major": 3, "minor": minor}},
-        "architecture": machine,
-        "distribution": distribution,
-        "distribution_version": release,
-    }
-
-
-def test_the_bundle_gives_each_host_the_archive_of_its_python():
-    for minor in (9, 11):
-        chosen = arc_agent_bundle(BUNDLE, facts(minor), VERSION, "/b", name="h1")
-        assert chosen["refusal"] == ""
-        assert chosen["archive"] == BUNDLE["targets"]["cp3%d-x86_64" % minor]["archive"]
-        assert chosen["sha256"] == BUNDLE["targets"]["cp3%d-x86_64" % minor]["sha256"]
-
-
-@pytest.mark.parametrize(
-    "case, arguments, says",
-    [
-        (
-            "another Python",
-            dict(host=facts(12, distribution="Ubuntu", release="24.04")),
-            [
-                "h1 (Ubuntu 24.04, Python 3.12, x86_64):",
-                "no packages for cp312-x86_64",
-                "it serves cp311-x86_64, cp39-x86_64",
-                "make wheelhouse AGENT_TARGETS",
-            ],
-        ),
-        ("another machine", dict(host=facts(11, machine="aarch64")), ["no packages for cp311-aarch64"]),
-        ("no bundle", dict(found=False, bundle=None), ["there is no agent bundle", "arc_agent_package_url"]),
-        (
-            "tampered",
-            dict(bundle=None, check={"rc": 1, "stdout_lines": ["x.tar: FAILED"], "stderr_lines": []}),
-            ["does not match its SHA256SUMS (x.tar: FAILED)"],
-        ),
-        (
-            "the earlier format",
-            dict(
-                bundle=dict(
-                    BUNDLE, targets={"cp311-x86_64": {"archive": "a.tar", "pip": "pip-26.3-py3-none-any.whl"}}
-                )
-            ),
-            ["is of the earlier format", "make wheelhouse"],
-        ),
-        (
-            "another version",
-            dict(bundle=dict(BUNDLE, version="1.65.0.0")),
-            ["holds agent 1.65.0.0, not %s" % VERSION],
-        ),
-    ],
-)
-def test_a_host_the_bundle_cannot_serve_is_refused_naming_it_and_the_fix(case, arguments, says):
-    chosen = arc_agent_bundle(
-        arguments.get("bundle", BUNDLE),
-        arguments.get("host", facts()),
-        VERSION,
-        "/b",
-        name="h1",
-        found=arguments.get("found", True),
-        check=arguments.get("check", {"rc": 0}),
-    )
-    assert chosen["archive"] == "" and chosen["sha256"] == ""
-    for text in says + ["Nothing was changed on the host."]:
-        assert text in chosen["refusal"], (case, chosen["refusal"])
-
-
-# Before an install the plan refuses, from what agent_info read of the host, what the preflight
+# Before an install the plan refuses, from what agent_info read of the host, what a preflight
 # used to assert: an unwanted downgrade, not root, a system the agent does not run on.
 HOST = {
     "system": "Linux",
@@ -282,9 +197,9 @@ def bare(**host):
     return {"arc_agent": {"installed": False}, "host": dict(HOST, **host), "checksums": {}}
 
 
-def test_a_bare_supported_host_is_installed_and_its_host_is_handed_to_the_preflight():
+def test_a_bare_supported_host_is_installed_and_its_host_is_handed_to_the_install_step():
     plan = arc_agent_plan(bare(), wanted(), CA_DEST, name="h1")
-    assert plan["refusal"] == "" and plan["steps"][:3] == ["preflight", "install", "service"]
+    assert plan["refusal"] == "" and plan["steps"][:2] == ["install", "service"]
     assert plan["host"] == HOST
 
 

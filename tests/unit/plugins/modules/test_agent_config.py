@@ -222,7 +222,6 @@ def test_failure_reports_what_could_not_be_set_back(agent, run_module):
         ({"no.such.key": "x"}, "unknown setting no.such.key; the agent's settings are: config.mode"),
         ({"proxy.url": ["a"]}, "proxy.url is not a list"),
         ({"incomingconnections.ports": {"append": [1]}}, "takes the keys add and remove, not append"),
-        ({"proxy.url": None}, "use state=absent"),
     ],
 )
 def test_settings_the_module_cannot_apply_fail_before_any_change(agent, run_module, settings, message):
@@ -231,3 +230,79 @@ def test_settings_the_module_cannot_apply_fail_before_any_change(agent, run_modu
     assert out.failed
     assert message in out.result["msg"]
     assert agent.commands() == [LIST]
+
+
+def test_null_puts_a_setting_back_to_its_default_in_the_same_run(agent, run_module):
+    agent.expect(LIST, listing(proxy__url="http://proxy:3128"))
+    agent.expect(["config", "info"], info())
+    agent.expect(
+        ["config", "set", "controlplane.url", "https://cp:8443"], {"key": "controlplane.url", "value": "x"}
+    )
+    agent.expect(["config", "clear", "proxy.url"], {"key": "proxy.url", "value": ""})
+    agent.expect(LIST, listing(controlplane__url="https://cp:8443"))
+    out = run_module(
+        agent_config,
+        {"settings": {"proxy.url": None, "proxy.bypass": None, "controlplane.url": "https://cp:8443"}},
+    )
+    assert out.result["changed"] is True
+    assert sorted(out.result["changes"]) == ["controlplane.url", "proxy.url"]
+    assert agent.script == []
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_the_ca_certificate_is_written_with_the_settings_and_reports_what_it_held(
+    agent, run_module, tmp_path
+):
+    ca = tmp_path / "controlplane-ca.pem"
+    agent.expect(LIST, listing())
+    agent.expect(
+        ["config", "set", "controlplane.cafile", str(ca)], {"key": "controlplane.cafile", "value": str(ca)}
+    )
+    agent.expect(LIST, listing(controlplane__cafile=str(ca)))
+    args = {
+        "settings": {"controlplane.cafile": str(ca)},
+        "control_plane_ca": {"path": str(ca), "content": PEM},
+    }
+    out = run_module(agent_config, args)
+    assert out.result["changed"] is True
+    assert out.result["control_plane_ca"] == {"path": str(ca), "before": None, "changed": True}
+    assert ca.read_text() == PEM and oct(ca.stat().st_mode & 0o777) == "0o644"
+    # again: the file is as wanted, the setting too
+    agent.expect(LIST, listing(controlplane__cafile=str(ca)))
+    out = run_module(agent_config, args)
+    assert out.result["changed"] is False and out.result["control_plane_ca"]["changed"] is False
+
+
+def test_check_mode_does_not_write_the_ca_certificate(agent, run_module, tmp_path):
+    ca = tmp_path / "controlplane-ca.pem"
+    ca.write_text("old\n")
+    agent.expect(LIST, listing())
+    out = run_module(agent_config, {"control_plane_ca": {"path": str(ca), "content": PEM}}, check_mode=True)
+    assert out.result["changed"] is True
+    assert out.result["control_plane_ca"] == {"path": str(ca), "before": "old\n", "changed": True}
+    assert ca.read_text() == "old\n"
+
+
+def test_a_refused_setting_sets_the_ca_certificate_back(agent, run_module, tmp_path):
+    ca = tmp_path / "controlplane-ca.pem"
+    ca.write_text("old\n")
+    agent.expect(LIST, listing())
+    agent.fail(["config", "set", "proxy.url", "bad"], "AZCM0023", "bad")
+    out = run_module(
+        agent_config,
+        {"settings": {"proxy.url": "bad"}, "control_plane_ca": {"path": str(ca), "content": PEM}},
+    )
+    assert out.failed and out.result["changed"] is False
+    assert out.result["msg"].endswith("; the control plane CA certificate was set back")
+    assert ca.read_text() == "old\n"
+
+
+def test_an_empty_ca_content_removes_the_file(agent, run_module, tmp_path):
+    ca = tmp_path / "controlplane-ca.pem"
+    ca.write_text(PEM)
+    agent.expect(LIST, listing())
+    out = run_module(agent_config, {"control_plane_ca": {"path": str(ca), "content": None}})
+    assert out.result["changed"] is True and out.result["control_plane_ca"]["before"] == PEM
+    assert not ca.exists()
