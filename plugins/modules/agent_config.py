@@ -169,9 +169,6 @@ code:
   sample: AZCM0023
 """
 
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
 from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
@@ -183,6 +180,7 @@ from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
     unknown_settings,
 )
 from ansible_collections.hybridops.arc.plugins.module_utils._errors import AzcmagentError, error_message
+from ansible_collections.hybridops.arc.plugins.module_utils._files import differs, read_text, replace
 
 
 class AgentConfig:
@@ -209,8 +207,10 @@ class AgentConfig:
             plan.sort(key=lambda step: step[0])
         ca = params["control_plane_ca"]
         if ca:
-            before = read_file(ca["path"])
-            self.ca = dict(path=ca["path"], before=before, changed=before != (ca["content"] or None))
+            before = read_text(ca["path"])
+            wanted_ca = ca["content"] or None
+            changed = before is not None if wanted_ca is None else differs(ca["path"], wanted_ca)
+            self.ca = dict(path=ca["path"], before=before, changed=changed)
         after = dict(current)
         for key, _args, predicted in plan:
             self.changes[key] = {"before": current[key], "after": predicted}
@@ -218,7 +218,7 @@ class AgentConfig:
         if (plan or (self.ca and self.ca["changed"])) and not self.module.check_mode:
             try:
                 if self.ca and self.ca["changed"]:
-                    write_file(self.module, ca["path"], ca["content"] or None)
+                    replace(ca["path"], ca["content"] or None)
                 for key, args, predicted in plan:
                     answer = self.agent.run_json(" ".join(args[:3]), args)
                     self.applied.append(key)
@@ -227,7 +227,7 @@ class AgentConfig:
                 if self.applied:
                     self.restore(current)
                 if self.ca and self.ca["changed"]:
-                    write_file(self.module, ca["path"], self.ca["before"])
+                    replace(ca["path"], self.ca["before"])
                 raise
             if plan:
                 after = self.agent.config_list()
@@ -276,30 +276,6 @@ class AgentConfig:
                 self.changes[key] = {"before": before[key], "after": now.get(key)}
             else:
                 self.restored.append(key)
-
-
-def read_file(path):
-    """The file's text, or None when there is none."""
-    try:
-        with open(path, "rb") as stream:
-            return stream.read().decode("utf-8")
-    except OSError:
-        return None
-
-
-def write_file(module, path, content):
-    """The certificate file as ``content`` (None: no file), replaced atomically, root-owned, 0644."""
-    if content is None:
-        if os.path.lexists(path):
-            os.remove(path)
-        return
-    handle, temporary = tempfile.mkstemp(prefix=".hybridops-", dir=os.path.dirname(path) or ".")
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(content.encode("utf-8"))
-    os.chmod(temporary, 0o644)
-    if os.geteuid() == 0:
-        os.chown(temporary, 0, 0)
-    module.atomic_move(temporary, path)
 
 
 def main():

@@ -88,10 +88,9 @@ changes:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_bytes
+from ansible_collections.hybridops.arc.plugins.module_utils._files import differs, read_text, replace
 
 NOLOGIN = "/usr/sbin/nologin"
 
@@ -141,48 +140,44 @@ def account(module, host, user, home, changes):
 
 def write(module, path, content):
     """True when the file differed (and, outside check mode, was written)."""
-    data = to_bytes(content)
-    try:
-        with open(path, "rb") as stream:
-            same = stream.read() == data
-        status = os.stat(path)
-        same = same and (status.st_mode & 0o7777, status.st_uid, status.st_gid) == (0o644, 0, 0)
-    except OSError:
-        same = False
-    if same or module.check_mode:
-        return not same
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        os.makedirs(folder, 0o755)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".%s." % os.path.basename(path))
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o644)
-        os.chown(temporary, 0, 0)
-        os.rename(temporary, path)
-    except BaseException:
-        os.remove(temporary)
-        raise
+    if not differs(path, content):
+        return False
+    if not module.check_mode:
+        replace(path, content)
     return True
 
 
-def directories_differ(host, declaration):
-    """Whether a directory (type d) of a systemd-tmpfiles declaration is missing or has another
-    mode or owner than declared."""
-    with open(declaration) as stream:
-        lines = [line.split() for line in stream if line.strip() and not line.lstrip().startswith("#")]
-    for fields in lines:
-        if fields[0] != "d" or len(fields) < 2:
+def declared_directories(text, declaration):
+    """(path, mode or None, user, group) of each directory (type d) of a systemd-tmpfiles
+    declaration; ValueError naming the line whose mode is not octal."""
+    directories = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#") or fields[0] != "d" or len(fields) < 2:
             continue
         fields += ["-"] * (5 - len(fields))
-        path, mode = fields[1:3]
-        uid, gid = host.ids(*fields[3:5])
+        mode = fields[2]
+        try:
+            wanted = None if mode == "-" else int(mode.lstrip("~"), 8)
+        except ValueError:
+            raise ValueError(
+                "the systemd-tmpfiles declaration %s gives %s the mode %r, which is not an octal number"
+                " (such as 0750). Fix the line '%s'. Nothing was changed."
+                % (declaration, fields[1], mode, line.strip())
+            ) from None
+        directories.append((fields[1], wanted, fields[3], fields[4]))
+    return directories
+
+
+def directories_differ(host, directories):
+    """Whether a declared directory is missing or has another mode or owner than declared."""
+    for path, mode, user, group in directories:
+        uid, gid = host.ids(user, group)
         try:
             status = os.stat(path)
         except OSError:
             return True
-        if mode != "-" and status.st_mode & 0o7777 != int(mode, 8):
+        if mode is not None and status.st_mode & 0o7777 != mode:
             return True
         if (uid, gid) != (
             "-" if uid == "-" else str(status.st_uid),
@@ -231,13 +226,21 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    declaration = params["tmpfiles"]
+    if declaration:
+        given = [entry["content"] for entry in params["files"] if entry["path"] == declaration]
+        try:
+            directories = declared_directories(
+                given[0] if given else read_text(declaration) or "", declaration
+            )
+        except ValueError as error:
+            module.fail_json(msg=str(error), changes=[])
     host = Host(module)
     changes = []
     account(module, host, params["user"], params["home"], changes)
     written = [entry["path"] for entry in params["files"] if write(module, entry["path"], entry["content"])]
     changes += written
-    declaration = params["tmpfiles"]
-    if declaration and (not os.path.isfile(declaration) or directories_differ(host, declaration)):
+    if declaration and (not os.path.isfile(declaration) or directories_differ(host, directories)):
         changes.append("directories")
         if not module.check_mode:
             host.run(["systemd-tmpfiles", "--create", declaration])

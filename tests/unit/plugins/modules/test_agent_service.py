@@ -204,3 +204,15 @@ def test_a_failing_command_is_named(host, run_module, tmp_path, monkeypatch):
     out = run_module(agent_service, args(tmp_path))
     assert out.failed
     assert out.result["msg"] == "systemctl start himdsd.service failed (rc 1): Failed to start himdsd.service"
+
+
+def test_a_declaration_with_a_mode_that_is_not_octal_fails_before_any_change(host, run_module, tmp_path):
+    given = args(tmp_path)
+    given["files"][0]["content"] = "d %s 07x5 root himds -\n" % (tmp_path / "state")
+    out = run_module(agent_service, given)
+    assert out.failed
+    assert (
+        "gives %s the mode '07x5', which is not an octal number" % (tmp_path / "state") in out.result["msg"]
+    )
+    assert out.result["msg"].endswith("Nothing was changed.")
+    assert host.calls == [] and not (tmp_path / "tmpfiles.d").exists()
