@@ -6,7 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -116,3 +117,12 @@ def serving(api: HimdsApi) -> Iterator[int]:
         server.server_close()
         thread.join(timeout=5)
         api.close()
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    """Until ``check()`` holds (what a service does in its own thread), or fail naming ``what``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(0.2)

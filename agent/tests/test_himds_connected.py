@@ -17,13 +17,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import free_port, run_module
 from controlplane_env import ControlPlane, Principal, start_control_plane
+from himds_helpers import wait_for
 
 from arc_agent import ipc
 from arc_agent.himds.service import idle_step
@@ -44,14 +45,6 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 @pytest.fixture(scope="module")
 def admin(plane: ControlPlane) -> Principal:
     return plane.principal("himds-tests-admin", ADMIN_ROLE)
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        time.sleep(0.2)
 
 
 class Machine:

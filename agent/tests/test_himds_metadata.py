@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import free_port
-from himds_helpers import RESOURCE_ID, VM_ID, get, make_state, make_system, serving
+from himds_helpers import RESOURCE_ID, VM_ID, get, make_state, make_system, serving, wait_for
 
 from arc_agent import ipc
 from arc_agent.config.connection import ConnectionState, save_state
@@ -297,8 +297,13 @@ def test_running_himds_follows_the_state_it_is_told_of(himds_root: tuple[int, Ag
     compute = reply.json()["compute"]
     assert compute["vmId"] == VM_ID and compute["name"] == "web-01"
     assert compute["sku"]  # this machine's os-release
-    # This made-up state has no machine key: himds cannot heartbeat, and says why.
-    assert get(port, "/agentstatus?api-version=2019-08-15").json()["status"] == "Disconnected"
+    # This made-up state has no machine key: himds cannot heartbeat, and says why (as soon as its
+    # heartbeat thread has tried: on a busy machine not before the reload's answer).
+    wait_for(
+        lambda: get(port, "/agentstatus?api-version=2019-08-15").json()["status"] == "Disconnected",
+        30,
+        "himds reports Disconnected without a machine key",
+    )
     assert "machine key" in json.loads(paths.himds_status.read_text())["agentErrorDetails"]
     token = get(
         port, "/metadata/identity/oauth2/token?api-version=2020-06-01&resource=https://vault.azure.net"

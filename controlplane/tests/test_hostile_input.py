@@ -22,7 +22,7 @@ import pytest
 from alembic import command
 from armenv import HC, RG_VERSION, ArmEnv, arm_environment, error_of
 from conftest import ca_context
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from arc_controlplane.db.engine import Database
 from arc_controlplane.db.migrate import alembic_config, upgrade
@@ -165,10 +165,12 @@ def test_migration_0002_repairs_rows_stored_before_it(tmp_path: Path) -> None:
         with db.session() as session:
             session.add(ResourceGroup(subscription_id="s", name="g", name_lower="g", location="westeurope",
                                       tags={"a": "\ud800"}, created_at=now))  # fmt: skip
-            session.add(Machine(
+            # Core, not the ORM: the model has columns that later migrations add.
+            session.execute(insert(Machine).values(
                 resource_id="/m", resource_id_lower="/m", subscription_id="s", resource_group_lower="g",
                 name="m", name_lower="m", location="westeurope", tags={"\udc00": "b"},
                 vm_id=str(uuid.uuid4()), tenant_id="t", properties={"locationData": {"name": "x\ud800"}},
+                provisioning_state="Succeeded", connected=False, error_details=[], generation=0,
                 last_status_change=now, created_at=now, updated_at=now,
             ))  # fmt: skip
         upgrade(db.engine)

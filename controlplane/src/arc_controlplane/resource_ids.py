@@ -11,6 +11,8 @@ PROVIDER = "Microsoft.HybridCompute"
 MACHINE_TYPE = "Microsoft.HybridCompute/machines"
 # S:Machine.tsp: machine names ^[a-zA-Z0-9-_\.]{1,54}$
 MACHINE_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,54}$")
+# Extension names: as machine names, up to 64 characters (the table's limit).
+EXTENSION_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 # ARM: resource group names are 1-90 of letters, digits, _ ( ) - . and may not end in a period.
 RESOURCE_GROUP_NAME = re.compile(r"^[-\w._()]{0,89}[-\w_()]$")
 
@@ -47,6 +49,18 @@ def check_machine_name(value: str) -> str:
             400,
             "InvalidResourceName",
             f"The resource name '{value[:64]}' is invalid: use 1-54 letters, digits, '-', '_' or '.', "
+            "not ending in '.'.",
+        )
+    return value
+
+
+def check_extension_name(value: str) -> str:
+    """``value`` if it is an extension name (as a machine name, up to 64 characters); else 400."""
+    if not EXTENSION_NAME.fullmatch(value) or value.endswith("."):
+        raise ArmError(
+            400,
+            "InvalidResourceName",
+            f"The extension name '{value[:64]}' is invalid: use 1-64 letters, digits, '-', '_' or '.', "
             "not ending in '.'.",
         )
     return value

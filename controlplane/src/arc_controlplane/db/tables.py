@@ -144,6 +144,47 @@ class Machine(Base):
     last_status_change: Mapped[dt.datetime]
     generation: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped whenever there is new work for the agent (long-poll notifications)."""
+    extension_certificate_pem: Mapped[str | None] = mapped_column(Text, default=None)
+    """The certificate the machine's extension service registered: protected settings are
+    encrypted to it (docs/extensions.md)."""
+    extension_certificate_thumbprint: Mapped[str | None] = mapped_column(String(40), default=None)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class MachineExtension(Base):
+    """A ``Microsoft.HybridCompute/machines/extensions`` resource: what is asked of the machine's
+    extension service, and what it reported (docs/extensions.md)."""
+
+    __tablename__ = "machine_extensions"
+    __table_args__ = (UniqueConstraint("machine_id", "name_lower"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    machine_id: Mapped[int] = mapped_column(ForeignKey("machines.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    name_lower: Mapped[str] = mapped_column(String(64))
+    publisher: Mapped[str] = mapped_column(String(256))
+    type: Mapped[str] = mapped_column(String(256))
+    type_handler_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    auto_upgrade_minor_version: Mapped[bool | None] = mapped_column(default=None)
+    enable_automatic_upgrade: Mapped[bool | None] = mapped_column(default=None)
+    force_update_tag: Mapped[str | None] = mapped_column(String(256), default=None)
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    protected_settings: Mapped[str | None] = mapped_column(Text, default=None)
+    """The protected settings as a CMS enveloped message to the machine's extension certificate
+    (base64 of DER); never plain text."""
+    protected_settings_thumbprint: Mapped[str | None] = mapped_column(String(40), default=None)
+    protected_settings_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    """HMAC-SHA-256 of the protected settings with the control plane's own key: a PUT of the same
+    ones is no change."""
+    provisioning_state: Mapped[str] = mapped_column(String(32))
+    instance_view: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    sequence_number: Mapped[int] = mapped_column(Integer, default=0)
+    """Of the latest change asked of the agent (the handler model's ConfigSequenceNumber)."""
+    deleting: Mapped[bool] = mapped_column(default=False)
+    operation_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    """The asynchronous operation the agent's report of ``sequence_number`` ends."""
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 

@@ -50,6 +50,27 @@ def finish_operation(operation: Operation, now: dt.datetime, error: dict[str, An
     operation.end_time = now
 
 
+def cancel_operation(session: Session, operation_id: str | None, now: dt.datetime) -> None:
+    """End the operation ``operation_id`` (a change that a newer one replaced) as ``Canceled``."""
+    operation = None if operation_id is None else session.get(Operation, operation_id)
+    if operation is not None and operation.status == IN_PROGRESS:
+        operation.status = CANCELED
+        operation.error = {
+            "code": "OperationCanceled",
+            "message": "A newer change of the resource replaced it.",
+        }
+        operation.end_time = now
+
+
+def end_operation(
+    session: Session, operation_id: str | None, now: dt.datetime, error: dict[str, Any] | None
+) -> None:
+    """Finish the operation ``operation_id``, if it still runs."""
+    operation = None if operation_id is None else session.get(Operation, operation_id)
+    if operation is not None and operation.status == IN_PROGRESS:
+        finish_operation(operation, now, error)
+
+
 def prune_operations(session: Session, now: dt.datetime) -> None:
     """Forget operations that ended more than ``RETENTION`` ago."""
     session.execute(delete(Operation).where(Operation.end_time < now - RETENTION))

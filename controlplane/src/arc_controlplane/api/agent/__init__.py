@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from arc_controlplane.api.agent import (
     credential,
     disconnect,
+    extensions,
     heartbeat,
     machine,
     notifications,
@@ -23,7 +24,7 @@ from arc_controlplane.api.agent.services import BASE_PATH, AgentServices
 def create_router(services: AgentServices, heartbeats: heartbeat.Heartbeats) -> APIRouter:
     """The agent API's routes over ``services`` (one per application; the caller closes it)."""
     router = APIRouter(prefix=BASE_PATH, tags=["agent"])
-    for module in (register, credential, notifications, tokens, machine):
+    for module in (register, credential, notifications, tokens, machine, extensions):
         router.include_router(module.create_router(services))
     router.include_router(heartbeat.create_router(heartbeats))
     router.include_router(disconnect.create_router())

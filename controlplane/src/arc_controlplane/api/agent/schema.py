@@ -292,6 +292,47 @@ class MachineView(AgentResponse):
     agent_upgrade: dict[str, Any] | None
 
 
+class ExtensionCertificateRequest(AgentModel):
+    """The extension service's certificate (PEM): protected settings are encrypted to it."""
+
+    certificate: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+
+
+class ExtensionCertificateResponse(AgentResponse):
+    thumbprint: str
+
+
+class ExtensionStatusReport(AgentModel):
+    """What the handler of an extension did with a sequence number (docs/extensions.md)."""
+
+    sequence_number: Count
+    status: Literal["transitioning", "success", "warning", "error"]
+    code: Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)] = 0
+    message: Annotated[str, StringConstraints(max_length=4096)] = ""
+    operation: ShortText = ""
+    type_handler_version: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class ExtensionGoal(AgentResponse):
+    name: str
+    publisher: str
+    type: str
+    type_handler_version: str | None
+    auto_upgrade_minor_version: bool
+    enable_automatic_upgrade: bool
+    force_update_tag: str
+    sequence_number: int
+    state: str
+    settings: dict[str, Any]
+    protected_settings: str
+    protected_settings_cert_thumbprint: str
+
+
+class ExtensionGoalState(AgentResponse):
+    generation: int
+    extensions: list[ExtensionGoal]
+
+
 class IdentityTokenResponse(BaseModel):
     """Azure's managed-identity token response (snake_case, times as strings of epoch seconds)."""
 

@@ -2,7 +2,7 @@
 metadata.
 
 One module per resource: :mod:`.metadata`, :mod:`.subscriptions`, :mod:`.providers`,
-:mod:`.resource_groups`, :mod:`.resources`, :mod:`.machines`, :mod:`.operations`; the
+:mod:`.resource_groups`, :mod:`.resources`, :mod:`.machines`, :mod:`.extensions`, :mod:`.operations`; the
 checks every route shares are in :mod:`.access`, the request bodies in :mod:`.schema`. Paths
 are matched in their canonical spelling (:mod:`arc_controlplane.http.paths`). See
 docs/management-api.md.
@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from arc_controlplane.api.management import (
+    extensions,
     machines,
     metadata,
     operations,
@@ -31,6 +32,7 @@ def create_router() -> APIRouter:
     router.include_router(resources.create_router())
     router.include_router(resource_groups.create_router())
     router.include_router(machines.create_router())
+    router.include_router(extensions.create_router())
     router.include_router(operations.create_router())
     router.include_router(providers.create_unserved_router())  # last: what no route above serves
     return router

@@ -34,6 +34,7 @@ from arc_controlplane.http.locations import check_location
 from arc_controlplane.http.versions import ApiVersionParameter, ApiVersions
 from arc_controlplane.resource_ids import (
     PROVIDER,
+    check_extension_name,
     check_machine_name,
     check_resource_group_name,
     check_subscription_id,
@@ -87,6 +88,22 @@ class MachineRef:
 
 
 @dataclass(frozen=True)
+class ExtensionRef:
+    subscription_id: str
+    resource_group: str
+    machine: str
+    name: str
+
+    @property
+    def machine_ref(self) -> MachineRef:
+        return MachineRef(self.subscription_id, self.resource_group, self.machine)
+
+    @property
+    def id(self) -> str:
+        return f"{self.machine_ref.id}/extensions/{self.name}"
+
+
+@dataclass(frozen=True)
 class OperationRef:
     subscription_id: str
     location: str
@@ -113,6 +130,15 @@ def machine_ref(subscription_id: str, resource_group_name: str, machine_name: st
         check_subscription_id(subscription_id),
         check_resource_group_name(resource_group_name),
         check_machine_name(machine_name),
+    )
+
+
+def extension_ref(
+    subscription_id: str, resource_group_name: str, machine_name: str, extension_name: str
+) -> ExtensionRef:
+    machine = machine_ref(subscription_id, resource_group_name, machine_name)
+    return ExtensionRef(
+        machine.subscription_id, machine.resource_group, machine.name, check_extension_name(extension_name)
     )
 
 
@@ -217,6 +243,17 @@ class MachineChecks(Checks[MachineRef]):
         ctx: Ctx,
         api_version: ApiVersionParameter = None,
     ) -> Access[MachineRef]:
+        return self.check(request, ref, api_version, ctx)
+
+
+class ExtensionChecks(Checks[ExtensionRef]):
+    def __call__(
+        self,
+        request: Request,
+        ref: Annotated[ExtensionRef, Depends(extension_ref)],
+        ctx: Ctx,
+        api_version: ApiVersionParameter = None,
+    ) -> Access[ExtensionRef]:
         return self.check(request, ref, api_version, ctx)
 
 

@@ -272,3 +272,70 @@ def property_changes(properties: MachineUpdateProperties | None) -> dict[str, An
         return {}
     dumped = properties.model_dump(by_alias=True, exclude_unset=True)
     return {name: value for name, value in dumped.items() if name in STORED_PROPERTIES}
+
+
+_PUBLISHER_OR_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
+_HANDLER_VERSION = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$")
+
+
+def _publisher_or_type(value: str) -> str:
+    if not _PUBLISHER_OR_TYPE.fullmatch(value):
+        raise ValueError(
+            "letters, digits, '.', '-' and '_', starting with a letter or digit, 1 to 256 of them"
+        )
+    return value
+
+
+def _handler_version(value: str) -> str:
+    if not _HANDLER_VERSION.fullmatch(value):
+        raise ValueError("a version such as '2.1' or '2.1.0'")
+    return value
+
+
+PublisherOrType = Annotated[str, Field(max_length=256), AfterValidator(_publisher_or_type)]
+HandlerVersion = Annotated[str, Field(max_length=64), AfterValidator(_handler_version)]
+
+
+class ExtensionUpdateProperties(ArmModel):
+    """``MachineExtensionUpdateProperties``: what PATCH may change."""
+
+    publisher: PublisherOrType | None = None
+    type: PublisherOrType | None = None
+    type_handler_version: HandlerVersion | None = None
+    auto_upgrade_minor_version: bool | None = None
+    enable_automatic_upgrade: bool | None = None
+    force_update_tag: Text | None = None
+    settings: dict[str, Any] | None = None
+    protected_settings: dict[str, Any] | None = None
+
+
+class ExtensionProperties(ExtensionUpdateProperties):
+    """``MachineExtensionProperties`` of a PUT; the read-only ones are ignored."""
+
+    provisioning_state: Ignored
+    instance_view: Ignored
+
+
+class ExtensionBody(ArmModel):
+    """``PUT .../machines/{machine}/extensions/{name}`` (MachineExtensions_CreateOrUpdate)."""
+
+    location: Location | None = None
+    tags: Tags | None = None
+    properties: ExtensionProperties
+    id: Ignored
+    name: Ignored
+    type: Ignored
+    system_data: Ignored
+
+    @model_validator(mode="after")
+    def _publisher_and_type(self) -> ExtensionBody:
+        if not self.properties.publisher or not self.properties.type:
+            raise ValueError("properties.publisher and properties.type are required")
+        return self
+
+
+class ExtensionUpdate(ArmModel):
+    """``PATCH .../machines/{machine}/extensions/{name}`` (``MachineExtensionUpdate``)."""
+
+    tags: Tags | None = None
+    properties: ExtensionUpdateProperties | None = None

@@ -1,0 +1,337 @@
+"""Machine extensions through the management API, as azure-mgmt-hybridcompute drives them, with an
+agent on the other side (docs/extensions.md): PUT, PATCH and DELETE as long-running operations that
+end with the agent's report; protected settings encrypted to the machine's extension certificate,
+never answered and never stored in plain text; roles; bad input."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from agent_client import AgentClient
+from agentapi_env import DATABASES, AgentApiEnv, start_env
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.mgmt.hybridcompute import HybridComputeManagementClient
+from azure.mgmt.hybridcompute.models import (
+    MachineExtension,
+    MachineExtensionInstanceViewStatus,
+    MachineExtensionProperties,
+    MachineExtensionUpdate,
+    MachineExtensionUpdateProperties,
+)
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import NameOID
+from sqlalchemy import text
+
+HC = "2026-09-01"
+RESOURCE_GROUP = "arc-servers"
+SECRET = "s3cr3t-value-never-stored"
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentApiEnv]:
+    yield from start_env(request.param, tmp_path_factory.mktemp(f"extensions-{request.param}"), request)
+
+
+class StaticToken:
+    """A TokenCredential handing out a token made for the test (what a CI pipeline would pass)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3000)
+
+
+@pytest.fixture(scope="module")
+def sdk(env: AgentApiEnv, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[HybridComputeManagementClient]:
+    monkeypatch_module.setenv("REQUESTS_CA_BUNDLE", str(env.server.ca_file))
+    client = HybridComputeManagementClient(
+        StaticToken(env.principal_token("Azure Connected Machine Resource Administrator")),
+        env.subscription_id,
+        base_url=env.public_url,
+        credential_scopes=["https://management.azure.com/.default"],
+        polling_interval=0.2,
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    patch = pytest.MonkeyPatch()
+    yield patch
+    patch.undo()
+
+
+class ExtensionAgent:
+    """The extension service's side of the protocol, with its own certificate."""
+
+    def __init__(self, env: AgentApiEnv, agent: AgentClient) -> None:
+        self.env, self.agent = env, agent
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "extension certificate")])
+        now = dt.datetime.now(dt.UTC)
+        self.certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def register_certificate(self) -> httpx.Response:
+        pem = self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+        return self.env.http.put(
+            f"/agent/v1/machines/{self.agent.vm_id}/extensionCertificate",
+            json={"certificate": pem},
+            headers=self.agent.headers(),
+        )
+
+    def goal_state(self) -> dict[str, Any]:
+        reply = self.env.http.get(
+            f"/agent/v1/machines/{self.agent.vm_id}/extensions", headers=self.agent.headers()
+        )
+        assert reply.status_code == 200, reply.text
+        document: dict[str, Any] = reply.json()
+        return document
+
+    def decrypt(self, protected: str) -> dict[str, Any]:
+        clear = pkcs7.pkcs7_decrypt_der(base64.b64decode(protected), self.certificate, self.key, [])
+        document: dict[str, Any] = json.loads(clear)
+        return document
+
+    def report(
+        self, name: str, sequence: int, status: str, message: str = "", code: int = 0
+    ) -> httpx.Response:
+        return self.env.http.put(
+            f"/agent/v1/machines/{self.agent.vm_id}/extensions/{name}/status",
+            json={"sequenceNumber": sequence, "status": status, "code": code, "message": message},
+            headers=self.agent.headers(),
+        )
+
+    def answer(self, name: str, status: str, message: str, known: int) -> threading.Thread:
+        """In the background, as extd will: wait for new work, read the goal state, report."""
+
+        def work() -> None:
+            woke = self.agent.notifications(generation=known, wait=30)
+            assert woke.status_code == 200, woke.text
+            goal = {entry["name"]: entry for entry in self.goal_state()["extensions"]}[name]
+            self.seen.append(goal)
+            reply = self.report(name, goal["sequenceNumber"], status, message)
+            assert reply.status_code == 204, reply.text
+
+        self.seen: list[dict[str, Any]] = []
+        thread = threading.Thread(target=work)
+        thread.start()
+        return thread
+
+
+def properties(extension: MachineExtension) -> MachineExtensionProperties:
+    assert extension.properties is not None
+    return extension.properties
+
+
+def status_of(extension: MachineExtension) -> MachineExtensionInstanceViewStatus:
+    view = properties(extension).instance_view
+    assert view is not None and view.status is not None
+    return view.status
+
+
+def machine_generation(env: AgentApiEnv, agent: AgentClient) -> int:
+    machine = env.machine(agent.vm_id)
+    assert machine is not None
+    return machine.generation
+
+
+def manage(env: AgentApiEnv, method: str, path: str, role: str, body: object = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {env.principal_token(role)}"}
+    return env.http.request(method, path, params={"api-version": HC}, headers=headers, json=body)
+
+
+def script(command: str, secret: str | None = None) -> MachineExtension:
+    return MachineExtension(
+        location="westeurope",
+        properties=MachineExtensionProperties(
+            publisher="Microsoft.Azure.Extensions",
+            type="CustomScript",
+            type_handler_version="2.1",
+            settings={"commandToExecute": command},
+            protected_settings={"commandToExecute": f"echo {secret}"} if secret else None,
+        ),
+    )
+
+
+def test_an_extension_is_created_when_the_agent_reports_success(
+    env: AgentApiEnv, sdk: HybridComputeManagementClient
+) -> None:
+    agent = env.connected_agent()
+    ext = ExtensionAgent(env, agent)
+    assert ext.register_certificate().status_code == 200
+    name = env.machine(agent.vm_id).name  # type: ignore[union-attr]
+    worker = ext.answer("script", "success", "Finished executing command", machine_generation(env, agent))
+    poller = sdk.machine_extensions.begin_create_or_update(
+        RESOURCE_GROUP, name, "script", script("date", SECRET)
+    )
+    created = poller.result(timeout=30)
+    worker.join(10)
+    assert properties(created).provisioning_state == "Succeeded"
+    assert status_of(created).message == "Finished executing command"
+    assert status_of(created).level == "Info"
+    assert properties(created).protected_settings is None
+    # what the agent got: the settings, and the protected ones only it can read
+    goal = ext.seen[0]
+    assert goal["settings"] == {"commandToExecute": "date"} and goal["state"] == "enabled"
+    assert goal["protectedSettingsCertThumbprint"] == ext.certificate.fingerprint(hashes.SHA1()).hex().upper()
+    assert ext.decrypt(goal["protectedSettings"]) == {"commandToExecute": f"echo {SECRET}"}
+    # never answered, never stored in plain text
+    listed = list(sdk.machine_extensions.list(RESOURCE_GROUP, name))
+    assert [e.name for e in listed] == ["script"]
+    raw = manage(env, "GET", env.machine_id(name) + "/extensions/script", "Reader")
+    assert raw.status_code == 200 and SECRET not in raw.text and "protectedSettings" not in raw.text
+    with env.db.engine.connect() as connection:
+        rows = connection.execute(text("SELECT * FROM machine_extensions")).all()
+    assert rows and not any(SECRET in str(value) for row in rows for value in row)
+
+    # the same request again is no change: 200 at once, no new sequence number
+    generation = machine_generation(env, agent)
+    again = manage(
+        env,
+        "PUT",
+        env.machine_id(name) + "/extensions/script",
+        "Azure Connected Machine Resource Administrator",
+        {
+            "location": "westeurope",
+            "properties": {
+                "publisher": "Microsoft.Azure.Extensions",
+                "type": "CustomScript",
+                "typeHandlerVersion": "2.1",
+                "settings": {"commandToExecute": "date"},
+                "protectedSettings": {"commandToExecute": f"echo {SECRET}"},
+            },
+        },
+    )
+    assert again.status_code == 200, again.text
+    assert machine_generation(env, agent) == generation
+
+
+def test_a_failing_handler_fails_the_operation_with_its_message(
+    env: AgentApiEnv, sdk: HybridComputeManagementClient
+) -> None:
+    agent = env.connected_agent()
+    ext = ExtensionAgent(env, agent)
+    name = env.machine(agent.vm_id).name  # type: ignore[union-attr]
+    worker = ext.answer("script", "error", "exit code 3: no such file", machine_generation(env, agent))
+    poller = sdk.machine_extensions.begin_create_or_update(RESOURCE_GROUP, name, "script", script("false"))
+    with pytest.raises(HttpResponseError) as failure:
+        poller.result(timeout=30)
+    worker.join(10)
+    assert "exit code 3: no such file" in str(failure.value)
+    extension = sdk.machine_extensions.get(RESOURCE_GROUP, name, "script")
+    assert properties(extension).provisioning_state == "Failed"
+    assert status_of(extension).level == "Error"
+
+    # PATCH with new settings runs it again; a stale report does not end the new operation
+    worker = ext.answer("script", "success", "done", machine_generation(env, agent))
+    poller = sdk.machine_extensions.begin_update(
+        RESOURCE_GROUP,
+        name,
+        "script",
+        MachineExtensionUpdate(
+            properties=MachineExtensionUpdateProperties(settings={"commandToExecute": "true"})
+        ),
+    )
+    assert properties(poller.result(timeout=30)).provisioning_state == "Succeeded"
+    worker.join(10)
+    sequence = ext.seen[0]["sequenceNumber"]
+    assert sequence == 2
+    assert ext.report("script", sequence - 1, "error", "old news").status_code == 204
+    assert (
+        properties(sdk.machine_extensions.get(RESOURCE_GROUP, name, "script")).provisioning_state
+        == "Succeeded"
+    )
+
+
+def test_deleting_waits_for_the_agent_to_remove_it(
+    env: AgentApiEnv, sdk: HybridComputeManagementClient
+) -> None:
+    agent = env.connected_agent()
+    ext = ExtensionAgent(env, agent)
+    name = env.machine(agent.vm_id).name  # type: ignore[union-attr]
+    worker = ext.answer("script", "success", "ok", machine_generation(env, agent))
+    sdk.machine_extensions.begin_create_or_update(RESOURCE_GROUP, name, "script", script("true")).result(
+        timeout=30
+    )
+    worker.join(10)
+    worker = ext.answer("script", "success", "removed", machine_generation(env, agent))
+    poller = sdk.machine_extensions.begin_delete(RESOURCE_GROUP, name, "script")
+    poller.result(timeout=30)
+    worker.join(10)
+    assert ext.seen[0]["state"] == "deleted"
+    with pytest.raises(ResourceNotFoundError):
+        sdk.machine_extensions.get(RESOURCE_GROUP, name, "script")
+    reply = manage(env, "DELETE", env.machine_id(name) + "/extensions/script", "Owner")
+    assert reply.status_code == 204
+
+
+def test_roles_and_bad_input_are_refused_before_anything_changes(env: AgentApiEnv) -> None:
+    agent = env.connected_agent()
+    name = env.machine(agent.vm_id).name  # type: ignore[union-attr]
+    path = env.machine_id(name) + "/extensions/script"
+    body: dict[str, Any] = {
+        "location": "westeurope",
+        "properties": {
+            "publisher": "Microsoft.Azure.Extensions",
+            "type": "CustomScript",
+            "typeHandlerVersion": "2.1",
+        },
+    }
+    generation = machine_generation(env, agent)
+    denied = manage(env, "PUT", path, "Azure Connected Machine Onboarding", body)
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "AuthorizationFailed"
+    # protected settings with nothing to encrypt them to
+    body["properties"]["protectedSettings"] = {"token": SECRET}
+    refused = manage(env, "PUT", path, "Owner", body)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "MachineNotReadyForExtensions"
+    assert SECRET not in refused.text
+    for broken, says in (
+        (
+            {"publisher": "Microsoft.Azure.Extensions"},
+            "properties.publisher and properties.type are required",
+        ),
+        ({"publisher": "x", "type": "y", "typeHandlerVersion": "latest"}, "a version such as '2.1'"),
+        ({"publisher": "x y", "type": "y"}, "letters, digits"),
+        ({"publisher": "x", "type": "y", "settings": "not an object"}, "settings"),
+    ):
+        reply = manage(env, "PUT", path, "Owner", {"location": "westeurope", "properties": broken})
+        assert reply.status_code == 400, reply.text
+        assert says in reply.text, reply.text
+    bad_name = manage(env, "PUT", env.machine_id(name) + "/extensions/a%20b", "Owner", body)
+    assert bad_name.status_code == 400
+    assert manage(env, "GET", path, "Reader").status_code == 404
+    assert machine_generation(env, agent) == generation
+    # an agent's certificate must be one protected settings can be encrypted to
+    ec_key_certificate = "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n"
+    reply = env.http.put(
+        f"/agent/v1/machines/{agent.vm_id}/extensionCertificate",
+        json={"certificate": ec_key_certificate},
+        headers=agent.headers(),
+    )
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "InvalidCertificate"
