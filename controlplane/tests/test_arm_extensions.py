@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
+import subprocess
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from agent_client import AgentClient
 from agentapi_env import DATABASES, AgentApiEnv, start_env
@@ -27,6 +32,7 @@ from azure.mgmt.hybridcompute.models import (
     MachineExtensionUpdate,
     MachineExtensionUpdateProperties,
 )
+from conftest import run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -41,7 +47,43 @@ SECRET = "s3cr3t-value-never-stored"
 
 @pytest.fixture(scope="module", params=DATABASES)
 def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentApiEnv]:
-    yield from start_env(request.param, tmp_path_factory.mktemp(f"extensions-{request.param}"), request)
+    base = tmp_path_factory.mktemp(f"extensions-{request.param}")
+    for started in start_env(request.param, base, request):
+        for version in ("2.1.0", "2.2.0"):
+            published = publish(
+                started, handler_package(base / f"script-{version}.zip"), "CustomScript", version
+            )
+            assert published.returncode == 0, published.stderr
+        yield started
+
+
+def handler_package(path: Path, manifest: object = None) -> Path:
+    """A VM extension handler package: HandlerManifest.json and its script."""
+    commands = {
+        f"{verb}Command": f"bin/handler.sh {verb}"
+        for verb in ("install", "enable", "disable", "uninstall", "update")
+    }
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(
+            "HandlerManifest.json",
+            json.dumps(manifest if manifest is not None else [{"version": 1.0, "handlerManifest": commands}]),
+        )
+        archive.writestr("bin/handler.sh", '#!/bin/sh\necho "$1"\n')
+    return path
+
+
+def publish(
+    env: AgentApiEnv, package: Path, type_: str, version: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "extension", "publish", str(package), "--publisher", "Microsoft.Azure.Extensions", "--type", type_,
+        "--version", version, *store(env), *extra,
+    )  # fmt: skip
+
+
+def store(env: AgentApiEnv) -> list[str]:
+    url = env.db.engine.url.render_as_string(hide_password=False)
+    return ["--data-dir", str(env.server.data_dir), "--database-url", url]
 
 
 class StaticToken:
@@ -335,3 +377,97 @@ def test_roles_and_bad_input_are_refused_before_anything_changes(env: AgentApiEn
         headers=agent.headers(),
     )
     assert reply.status_code == 400 and reply.json()["error"]["code"] == "InvalidCertificate"
+
+
+def test_the_goal_state_names_the_package_and_agents_verify_it(
+    env: AgentApiEnv, sdk: HybridComputeManagementClient
+) -> None:
+    agent = env.connected_agent()
+    ext = ExtensionAgent(env, agent)
+    name = env.machine(agent.vm_id).name  # type: ignore[union-attr]
+    body = script("date")
+    properties(body).auto_upgrade_minor_version = True
+    worker = ext.answer("script", "success", "ok", machine_generation(env, agent))
+    sdk.machine_extensions.begin_create_or_update(RESOURCE_GROUP, name, "script", body).result(timeout=30)
+    worker.join(10)
+    package = ext.seen[0]["package"]
+    assert package["version"] == "2.2.0"  # 2.1 with minor auto-upgrade: the newest 2.x
+    assert package["uri"].endswith(
+        "/agent/v1/extensionPackages/Microsoft.Azure.Extensions/CustomScript/2.2.0"
+    )
+    download = env.http.get(package["uri"], headers=agent.headers())
+    assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
+    assert (
+        hashlib.sha256(download.content).hexdigest() == package["sha256"]
+        and len(download.content) == package["size"]
+    )
+    signed = env.http.get(package["signatureUri"], headers=agent.headers()).text
+    keys = env.http.get("/agent/v1/packageSigningKey", headers=agent.headers()).json()["keys"]
+    public = jwt.PyJWK(keys[0]).key
+    claims = jwt.decode(signed, public, algorithms=["ES256"])
+    assert claims == {
+        "publisher": "Microsoft.Azure.Extensions", "type": "CustomScript", "version": "2.2.0",
+        "sha256": package["sha256"], "size": package["size"],
+    }  # fmt: skip
+    assert jwt.get_unverified_header(signed)["typ"] == "hybridops-arc-extension-package+jws"
+    # packages are for machines only
+    assert env.http.get(package["uri"]).status_code == 401
+    assert env.http.get(package["uri"] + "x", headers=agent.headers()).status_code == 404
+
+
+def test_unknown_extensions_and_versions_are_refused_naming_what_is_published(env: AgentApiEnv) -> None:
+    agent = env.connected_agent()
+    name = env.machine(agent.vm_id).name  # type: ignore[union-attr]
+    path = env.machine_id(name) + "/extensions/script"
+    for properties_, says in (
+        ({"publisher": "Contoso", "type": "Nothing"}, "No extension Contoso.Nothing is published"),
+        (
+            {"publisher": "Microsoft.Azure.Extensions", "type": "CustomScript", "typeHandlerVersion": "3.0"},
+            "has no version 3.0: the published versions are 2.1.0, 2.2.0",
+        ),
+    ):
+        reply = manage(env, "PUT", path, "Owner", {"location": "westeurope", "properties": properties_})
+        assert reply.status_code == 400, reply.text
+        assert says in reply.json()["error"]["message"]
+    assert manage(env, "GET", path, "Reader").status_code == 404
+
+
+def test_the_catalogue_refuses_what_is_not_a_handler_package(env: AgentApiEnv, tmp_path: Path) -> None:
+    not_zip = tmp_path / "plain.zip"
+    not_zip.write_text("hello")
+    no_manifest = tmp_path / "empty.zip"
+    with zipfile.ZipFile(no_manifest, "w") as archive:
+        archive.writestr("readme.txt", "x")
+    escaping = handler_package(tmp_path / "escape.zip")
+    with zipfile.ZipFile(escaping, "a") as archive:
+        archive.writestr("../../etc/cron.d/evil", "x")
+    for package, version, says in (
+        (not_zip, "1.0.0", "is not a zip file"),
+        (no_manifest, "1.0.0", "has no HandlerManifest.json at its top"),
+        (
+            handler_package(tmp_path / "bad.zip", [{"handlerManifest": {"installCommand": "x"}}]),
+            "1.0.0",
+            "lacks enableCommand",
+        ),
+        (escaping, "1.0.0", "would land outside the handler's folder"),
+        (handler_package(tmp_path / "ok.zip"), "latest", "is not valid: give it as 2.1.0"),
+        (handler_package(tmp_path / "again.zip"), "2.1.0", "is published already: remove it first"),
+    ):
+        refused = publish(env, package, "CustomScript", version)
+        assert refused.returncode != 0, refused.stdout
+        assert says in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    listed = run_cli("extension", "list", *store(env), "--json")
+    versions = [(p["type"], p["version"]) for p in json.loads(listed.stdout)["packages"]]
+    assert versions == [("CustomScript", "2.1.0"), ("CustomScript", "2.2.0")]
+    # publish, then remove, one more version
+    extra = publish(env, handler_package(tmp_path / "x.zip"), "CustomScript", "2.3.0", "--json")
+    assert extra.returncode == 0, extra.stderr
+    kept = env.server.data_dir / "packages" / f"{json.loads(extra.stdout)['sha256']}.zip"
+    assert kept.is_file() and oct(kept.stat().st_mode & 0o777) == "0o600"
+    removed = run_cli(
+        "extension", "remove", "--publisher", "Microsoft.Azure.Extensions", "--type", "CustomScript",
+        "--version", "2.3.0", *store(env),
+    )  # fmt: skip
+    assert removed.returncode == 0, removed.stderr
+    assert not kept.exists()

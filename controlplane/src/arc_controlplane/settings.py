@@ -92,6 +92,11 @@ class ServerSettings:
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 
+    @property
+    def packages_dir(self) -> Path:
+        """Published extension packages, by SHA-256 (docs/extensions.md)."""
+        return self.data_dir / "packages"
+
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'controlplane.db'}"
 

@@ -30,9 +30,11 @@ from arc_controlplane.admin.principals import (
 )
 from arc_controlplane.admin.state import read_state
 from arc_controlplane.auth.certificates import CertificateError, ClientCertificate, parse_certificates
+from arc_controlplane.auth.keys import load_or_create_package_key
 from arc_controlplane.auth.principals import PrincipalError
 from arc_controlplane.clock import utcnow
 from arc_controlplane.errors import ControlPlaneError
+from arc_controlplane.machines import catalog
 from arc_controlplane.pki import PkiFiles
 from arc_controlplane.settings import DEFAULT_BIND, DEFAULT_PORT, ServerSettings, current_default_data_dir
 from arc_controlplane.timing import Timing
@@ -173,6 +175,44 @@ def run_machine_list(args: argparse.Namespace) -> None:
     _print(args, lambda: output.machines_json(fleet), lambda: output.machines_text(fleet))
 
 
+def run_extension_publish(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    key = load_or_create_package_key(settings.keys_dir)
+    with _session(settings) as session:
+        package = catalog.publish(
+            session,
+            settings.packages_dir,
+            key,
+            args.package,
+            publisher=args.publisher,
+            type_=args.type,
+            version=args.version,
+            now=utcnow(),
+        )
+        row = output.package_row(package)
+    _print(args, lambda: output.package_json(row), lambda: output.packages_text([row], "Published"))
+
+
+def run_extension_list(args: argparse.Namespace) -> None:
+    with _session(_settings(args)) as session:
+        rows = [output.package_row(package) for package in catalog.list_packages(session)]
+    _print(
+        args,
+        lambda: {"packages": [output.package_json(row) for row in rows]},
+        lambda: output.packages_text(rows),
+    )
+
+
+def run_extension_remove(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    with _session(settings) as session:
+        package = catalog.remove(
+            session, settings.packages_dir, publisher=args.publisher, type_=args.type, version=args.version
+        )
+        row = output.package_row(package)
+    _print(args, lambda: output.package_json(row), lambda: output.packages_text([row], "Removed"))
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "init": run_init,
     "sp_create": run_sp_create,
@@ -182,6 +222,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "role_list": run_role_list,
     "audit_list": run_audit_list,
     "machine_list": run_machine_list,
+    "extension_publish": run_extension_publish,
+    "extension_list": run_extension_list,
+    "extension_remove": run_extension_remove,
 }
 
 
@@ -192,7 +235,7 @@ def run_admin(args: argparse.Namespace) -> None:
     """
     try:
         _COMMANDS[args.admin_command](args)
-    except PrincipalError as exc:
+    except (PrincipalError, catalog.PackageError) as exc:
         raise ControlPlaneError(str(exc)) from None
     except SQLAlchemyError as exc:
         url = shown_url(_settings(args).effective_database_url())

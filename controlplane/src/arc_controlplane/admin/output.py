@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from arc_controlplane.admin.audit_log import AuditRow
 from arc_controlplane.admin.fleet import Fleet, MachineRow
 from arc_controlplane.admin.initialise import InitResult
 from arc_controlplane.admin.principals import Assignment, CreatedPrincipal, PrincipalInfo
+from arc_controlplane.db.tables import ExtensionPackage
 
 SECRET_NOTICE = "The client secret is shown only this once: store it now (it is kept only as a hash)."  # noqa: S105 - a notice
 
@@ -271,3 +273,41 @@ def machines_text(fleet: Fleet) -> str:
         for row in fleet.machines
     ]
     return table(["NAME", "RESOURCE GROUP", "STATUS", "AGENT VERSION", "LAST HEARTBEAT"], rows)
+
+
+@dataclass(frozen=True)
+class PackageRow:
+    publisher: str
+    type: str
+    version: str
+    sha256: str
+    size: int
+    published_at: dt.datetime
+
+
+def package_row(package: ExtensionPackage) -> PackageRow:
+    """What the commands print of a package (read inside the session)."""
+    return PackageRow(
+        package.publisher, package.type, package.version, package.sha256, package.size, package.published_at
+    )
+
+
+def package_json(row: PackageRow) -> dict[str, Any]:
+    return {
+        "publisher": row.publisher,
+        "type": row.type,
+        "version": row.version,
+        "sha256": row.sha256,
+        "size": row.size,
+        "publishedAt": timestamp(row.published_at),
+    }
+
+
+def packages_text(rows: Sequence[PackageRow], done: str = "") -> str:
+    if not rows:
+        return "No extension packages are published ('arc-controlplane extension publish PACKAGE.zip ...').\n"
+    listed = table(
+        ["PUBLISHER", "TYPE", "VERSION", "SHA-256", "SIZE", "PUBLISHED"],
+        [[r.publisher, r.type, r.version, r.sha256, str(r.size), timestamp(r.published_at)] for r in rows],
+    )
+    return f"{done}:\n{listed}" if done else listed

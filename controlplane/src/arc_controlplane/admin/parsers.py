@@ -116,8 +116,9 @@ def add_admin_commands(
     name_type: Callable[[str], str],
     interval_type: Callable[[str], int],
 ) -> None:
-    """Add ``init``, ``sp``, ``role``, ``audit`` and ``machine``; ``store`` holds --data-dir and
-    --database-url; ``port_type``, ``name_type`` and ``interval_type`` validate as for ``serve``."""
+    """Add ``init``, ``sp``, ``role``, ``audit``, ``machine`` and ``extension``; ``store`` holds
+    --data-dir and --database-url; ``port_type``, ``name_type`` and ``interval_type`` validate as
+    for ``serve``."""
     init = commands.add_parser(
         "init",
         parents=[store],
@@ -255,6 +256,51 @@ def add_admin_commands(
     )
     _json_flag(machine_list)
     machine_list.set_defaults(admin_command="machine_list")
+    _add_extension_commands(commands, store)
+
+
+def _extension_identity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--publisher", required=True, metavar="NAME", help="e.g. Microsoft.Azure.Extensions")
+    parser.add_argument("--type", required=True, metavar="NAME", help="e.g. CustomScript")
+    parser.add_argument("--version", required=True, metavar="VERSION", help="e.g. 2.1.0")
+
+
+def _add_extension_commands(
+    commands: argparse._SubParsersAction[Any], store: argparse.ArgumentParser
+) -> None:
+    extension = commands.add_parser(
+        "extension", help="the extension catalogue: packages agents may install", allow_abbrev=False
+    )
+    extension_commands = extension.add_subparsers(dest="extension_command", metavar="COMMAND", required=True)
+    publish = extension_commands.add_parser(
+        "publish",
+        parents=[store],
+        help="publish an extension handler package (a zip with HandlerManifest.json)",
+        description=(
+            "Check the package (a VM extension handler zip, HandlerManifest.json at its top), keep it in "
+            "DATA_DIR/packages, and sign its SHA-256 with the control plane's package-signing key; agents "
+            "check both before anything of it runs (docs/extensions.md)."
+        ),
+        allow_abbrev=False,
+    )
+    publish.add_argument("package", type=Path, metavar="PACKAGE.zip", help="the handler package")
+    _extension_identity(publish)
+    _json_flag(publish)
+    publish.set_defaults(admin_command="extension_publish")
+    listing = extension_commands.add_parser(
+        "list", parents=[store], help="list the published packages", allow_abbrev=False
+    )
+    _json_flag(listing)
+    listing.set_defaults(admin_command="extension_list")
+    remove = extension_commands.add_parser(
+        "remove",
+        parents=[store],
+        help="remove a published package (extensions that use it are not touched)",
+        allow_abbrev=False,
+    )
+    _extension_identity(remove)
+    _json_flag(remove)
+    remove.set_defaults(admin_command="extension_remove")
 
 
 def _role_and_scope(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,6 @@
-"""The token signing key: RSA 2048, created once in DATA_DIR/keys, published as a JWKS."""
+"""The control plane's keys in DATA_DIR/keys, created once: the token signing key (RSA 2048,
+published as a JWKS) and the package-signing key (EC P-256: agents check the signature of every
+extension package with it, docs/extensions.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from arc_controlplane.errors import ControlPlaneError
 from arc_controlplane.fsutil import ensure_private_dir, write_atomic
@@ -40,7 +42,7 @@ class SigningKey:
         return {"keys": [self.jwk()]}
 
 
-def _kid_of(key: rsa.RSAPrivateKey) -> str:
+def _kid_of(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -64,3 +66,41 @@ def load_or_create_signing_key(keys_dir: Path) -> SigningKey:
     )
     write_atomic(path, pem, 0o600)
     return SigningKey(key, _kid_of(key))
+
+
+@dataclass(frozen=True)
+class PackageSigningKey:
+    private_key: ec.EllipticCurvePrivateKey
+    kid: str
+
+    def jwk(self) -> dict[str, Any]:
+        numbers = self.private_key.public_key().public_numbers()
+        return {
+            "kty": "EC",
+            "use": "sig",
+            "alg": "ES256",
+            "crv": "P-256",
+            "kid": self.kid,
+            "x": _b64url_uint(numbers.x),
+            "y": _b64url_uint(numbers.y),
+        }
+
+
+def load_or_create_package_key(keys_dir: Path) -> PackageSigningKey:
+    """The package-signing key (``package-signing.pem``), made on first use."""
+    path = keys_dir / "package-signing.pem"
+    if path.exists():
+        try:
+            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise ControlPlaneError(f"cannot read the package-signing key {path}: {exc}") from None
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise ControlPlaneError(f"{path} is not an EC private key")
+        return PackageSigningKey(loaded, _kid_of(loaded))
+    ensure_private_dir(keys_dir)
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_atomic(path, pem, 0o600)
+    return PackageSigningKey(key, _kid_of(key))

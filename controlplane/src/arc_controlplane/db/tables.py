@@ -189,6 +189,28 @@ class MachineExtension(Base):
     updated_at: Mapped[dt.datetime]
 
 
+class ExtensionPackage(Base):
+    """A published extension handler package (``arc-controlplane extension publish``): its file
+    is ``DATA_DIR/packages/<sha256>.zip``; agents check its SHA-256 and ``signature``."""
+
+    __tablename__ = "extension_packages"
+    __table_args__ = (UniqueConstraint("publisher_lower", "type_lower", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    publisher: Mapped[str] = mapped_column(String(256))
+    publisher_lower: Mapped[str] = mapped_column(String(256))
+    type: Mapped[str] = mapped_column(String(256))
+    type_lower: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[str] = mapped_column(Text)
+    """A JWS (ES256) by the control plane's package-signing key over publisher, type, version,
+    sha256 and size."""
+    handler_manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    published_at: Mapped[dt.datetime]
+
+
 class Operation(Base):
     """An asynchronous ARM operation (``Azure-AsyncOperation`` / ``Location`` targets)."""
 

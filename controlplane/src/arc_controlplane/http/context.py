@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from arc_controlplane.auth.keys import PackageSigningKey
 from arc_controlplane.auth.throttle import SignInThrottle
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.clock import Clock, utcnow
@@ -22,6 +23,8 @@ class AppContext:
     settings: ServerSettings
     db: Database
     tokens: TokenIssuer
+    package_key: PackageSigningKey | None = None
+    """Signs extension packages; its public part is what agents check them with."""
     clock: Clock = field(default=utcnow)
     notifier: Notifier = field(default_factory=Notifier)
     throttle: SignInThrottle = field(default_factory=SignInThrottle)

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arc_controlplane.clock import iso8601
-from arc_controlplane.db.tables import Machine, MachineExtension
+from arc_controlplane.db.tables import ExtensionPackage, Machine, MachineExtension
 from arc_controlplane.errors import ArmError
-from arc_controlplane.machines import protected_settings
+from arc_controlplane.machines import catalog, protected_settings
 
 EXTENSION_TYPE = "Microsoft.HybridCompute/machines/extensions"
 CREATING, UPDATING, DELETING = "Creating", "Updating", "Deleting"
@@ -149,6 +149,7 @@ def apply_request(
             setattr(extension, name_, value if value is not None or name_ != "settings" else {})
     if request.tags is not None or request.replace:
         extension.tags = dict(request.tags or {})
+    require_package(session, extension)
     protected_changed = _apply_protected(machine, extension, request, digest_key)
     work = (
         created
@@ -167,6 +168,31 @@ def apply_request(
         machine.generation += 1
     extension.updated_at = now
     return Change(extension, created, work, replaced)
+
+
+def require_package(session: Session, extension: MachineExtension) -> ExtensionPackage:
+    """The published package the extension asks for; 400 naming what is published when none."""
+    packages = catalog.versions_of(session, extension.publisher, extension.type)
+    name = f"{extension.publisher}.{extension.type}"
+    if not packages:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"No extension {name} is published in this control plane: publish its package"
+            " ('arc-controlplane extension publish'), or check publisher and type"
+            " ('arc-controlplane extension list').",
+        )
+    chosen = catalog.resolve(
+        packages, extension.type_handler_version, bool(extension.auto_upgrade_minor_version)
+    )
+    if chosen is None:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"Extension {name} has no version {extension.type_handler_version}: the published versions are"
+            f" {', '.join(p.version for p in packages)}.",
+        )
+    return chosen
 
 
 def _apply_protected(
@@ -335,10 +361,15 @@ def extension_view(machine: Machine, extension: MachineExtension) -> dict[str, A
     }
 
 
-def goal_state(machine: Machine, extensions: list[MachineExtension]) -> list[dict[str, Any]]:
-    """What the agent's extension service must bring about, one entry per extension."""
+def goal_state(
+    session: Session, machine: Machine, extensions: list[MachineExtension], package_url: str
+) -> list[dict[str, Any]]:
+    """What the agent's extension service must bring about, one entry per extension; ``package``
+    says which published package (version, SHA-256, size, where to get it and its signature,
+    under ``package_url``); empty when none serves the extension any more."""
     return [
         {
+            "package": _package_of(session, extension, package_url),
             "name": extension.name,
             "publisher": extension.publisher,
             "type": extension.type,
@@ -354,3 +385,20 @@ def goal_state(machine: Machine, extensions: list[MachineExtension]) -> list[dic
         }
         for extension in extensions
     ]
+
+
+def _package_of(session: Session, extension: MachineExtension, package_url: str) -> dict[str, Any]:
+    packages = catalog.versions_of(session, extension.publisher, extension.type)
+    chosen = catalog.resolve(
+        packages, extension.type_handler_version, bool(extension.auto_upgrade_minor_version)
+    )
+    if chosen is None:
+        return {}
+    uri = f"{package_url}/{chosen.publisher}/{chosen.type}/{chosen.version}"
+    return {
+        "version": chosen.version,
+        "sha256": chosen.sha256,
+        "size": chosen.size,
+        "uri": uri,
+        "signatureUri": uri + "/signature",
+    }

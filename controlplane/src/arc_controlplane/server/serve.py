@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from arc_controlplane import __version__
 from arc_controlplane.app import create_app
-from arc_controlplane.auth.keys import load_or_create_signing_key
+from arc_controlplane.auth.keys import load_or_create_package_key, load_or_create_signing_key
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.db.engine import Database, validate_database_url
 from arc_controlplane.db.migrate import upgrade
@@ -106,7 +106,9 @@ def build_context(settings: ServerSettings) -> AppContext:
     db = open_database(settings)
     key = load_or_create_signing_key(settings.keys_dir)
     tokens = TokenIssuer(key, settings.effective_public_url(socket.getfqdn()))
-    return AppContext(settings=settings, db=db, tokens=tokens)
+    return AppContext(
+        settings=settings, db=db, tokens=tokens, package_key=load_or_create_package_key(settings.keys_dir)
+    )
 
 
 def uvicorn_config(ctx: AppContext, tls: ServerTls, policy: ConnectionPolicy) -> uvicorn.Config:

@@ -6,28 +6,35 @@
   number, its state ``enabled`` or ``deleted`` and its protected settings encrypted).
 - ``PUT /machines/{vmId}/extensions/{name}/status``: what the handler did with a sequence
   number; a terminal status of the current one ends the extension's operation.
+- ``GET /extensionPackages/{publisher}/{type}/{version}`` and ``.../signature``: a published
+  package and its signature; ``GET /packageSigningKey``: the key to check signatures with
+  (machine assertion of any machine: the ``vmId`` claim names it).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import jwt
 from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import FileResponse, PlainTextResponse
 from sqlalchemy.orm import Session
 
+from arc_controlplane.api.agent.assertions import assertion_of
 from arc_controlplane.api.agent.schema import (
     ExtensionCertificateRequest,
     ExtensionCertificateResponse,
     ExtensionGoal,
     ExtensionGoalState,
     ExtensionStatusReport,
+    PackageKeys,
 )
-from arc_controlplane.api.agent.services import AgentCtx, AgentServices, VmId, error_responses
-from arc_controlplane.db.tables import Machine
+from arc_controlplane.api.agent.services import BASE_PATH, AgentCtx, AgentServices, VmId, error_responses
+from arc_controlplane.db.tables import ExtensionPackage, Machine
 from arc_controlplane.errors import ArmError
 from arc_controlplane.http.context import AppContext
 from arc_controlplane.http.operations import end_operation
-from arc_controlplane.machines import protected_settings
+from arc_controlplane.machines import catalog, protected_settings
 from arc_controlplane.machines.extensions import (
     Report,
     apply_report,
@@ -40,6 +47,7 @@ from arc_controlplane.machines.extensions import (
 from arc_controlplane.resource_ids import EXTENSION_NAME
 
 ExtensionName = Annotated[str, Path(alias="name", max_length=64, pattern=EXTENSION_NAME.pattern)]
+PackagePart = Annotated[str, Path(max_length=256, pattern=catalog.NAME.pattern)]
 
 
 def create_router(services: AgentServices) -> APIRouter:
@@ -95,7 +103,8 @@ def create_router(services: AgentServices) -> APIRouter:
             machine = session.get(Machine, row_id)
             if machine is None:
                 raise ArmError(401, "InvalidAssertion", f"no machine with vmId {vm_id}")
-            goals = goal_state(machine, list_extensions(session, machine))
+            package_url = ctx.tokens.public_url + BASE_PATH + "/extensionPackages"
+            goals = goal_state(session, machine, list_extensions(session, machine), package_url)
             return ExtensionGoalState(
                 generation=machine.generation, extensions=[ExtensionGoal(**goal) for goal in goals]
             )
@@ -130,5 +139,73 @@ def create_router(services: AgentServices) -> APIRouter:
             if outcome.operation_id is not None:
                 end_operation(session, outcome.operation_id, now, outcome.error)
         return Response(status_code=204)
+
+    def any_machine(request: Request, ctx: AppContext) -> None:
+        """401 unless the request carries a valid assertion of a machine (its ``sub`` claim)."""
+        token = assertion_of(request)
+        try:
+            vm_id = str(jwt.decode(token, options={"verify_signature": False}).get("sub", ""))
+        except jwt.PyJWTError:
+            vm_id = ""
+        with ctx.db.engine.connect() as connection:
+            services.authenticate(connection, request, ctx, vm_id or "-", ctx.clock())
+
+    def published(ctx: AppContext, publisher: str, type_: str, version: str) -> ExtensionPackage:
+        with ctx.db.session() as session:
+            package = catalog.find_package(session, publisher, type_, version)
+            if package is None:
+                raise ArmError(
+                    404, "PackageNotFound", f"No package {publisher}.{type_} {version} is published."
+                )
+            session.expunge(package)
+            return package
+
+    @router.get(
+        "/extensionPackages/{publisher}/{type}/{version}",
+        response_class=FileResponse,
+        summary="Download a published extension package",
+        responses=error_responses(401, 404),
+    )
+    def get_package(
+        publisher: PackagePart,
+        type_: Annotated[str, Path(alias="type", max_length=256)],
+        version: PackagePart,
+        request: Request,
+        ctx: AgentCtx,
+    ) -> FileResponse:
+        """The package's zip; check its SHA-256 and signature before using it."""
+        any_machine(request, ctx)
+        package = published(ctx, publisher, type_, version)
+        path = catalog.package_file(ctx.settings.packages_dir, package)
+        return FileResponse(path, media_type="application/zip", headers={"X-Content-SHA256": package.sha256})
+
+    @router.get(
+        "/extensionPackages/{publisher}/{type}/{version}/signature",
+        response_class=PlainTextResponse,
+        summary="The signature of a published extension package",
+        responses=error_responses(401, 404),
+    )
+    def get_signature(
+        publisher: PackagePart,
+        type_: Annotated[str, Path(alias="type", max_length=256)],
+        version: PackagePart,
+        request: Request,
+        ctx: AgentCtx,
+    ) -> PlainTextResponse:
+        """A JWS (ES256) over publisher, type, version, sha256 and size."""
+        any_machine(request, ctx)
+        return PlainTextResponse(published(ctx, publisher, type_, version).signature)
+
+    @router.get(
+        "/packageSigningKey",
+        response_model=PackageKeys,
+        summary="The key extension packages are signed with",
+        responses=error_responses(401),
+    )
+    def get_signing_key(request: Request, ctx: AgentCtx) -> PackageKeys:
+        any_machine(request, ctx)
+        if ctx.package_key is None:
+            raise ArmError(503, "ServiceUnavailable", "This server has no package-signing key.")
+        return PackageKeys(keys=[ctx.package_key.jwk()])
 
     return router

@@ -314,6 +314,7 @@ class ExtensionStatusReport(AgentModel):
 
 
 class ExtensionGoal(AgentResponse):
+    package: dict[str, Any]
     name: str
     publisher: str
     type: str
@@ -326,6 +327,12 @@ class ExtensionGoal(AgentResponse):
     settings: dict[str, Any]
     protected_settings: str
     protected_settings_cert_thumbprint: str
+
+
+class PackageKeys(BaseModel):
+    """The package-signing key as a JWKS."""
+
+    keys: list[dict[str, Any]]
 
 
 class ExtensionGoalState(AgentResponse):
