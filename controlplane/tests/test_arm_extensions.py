@@ -26,11 +26,13 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.hybridcompute import HybridComputeManagementClient
 from azure.mgmt.hybridcompute.models import (
+    ExtensionTargetProperties,
     MachineExtension,
     MachineExtensionInstanceViewStatus,
     MachineExtensionProperties,
     MachineExtensionUpdate,
     MachineExtensionUpdateProperties,
+    MachineExtensionUpgrade,
 )
 from conftest import run_cli
 from cryptography import x509
@@ -471,3 +473,56 @@ def test_the_catalogue_refuses_what_is_not_a_handler_package(env: AgentApiEnv, t
     )  # fmt: skip
     assert removed.returncode == 0, removed.stderr
     assert not kept.exists()
+
+
+def test_the_catalogue_is_read_through_the_extension_metadata_routes(
+    env: AgentApiEnv, sdk: HybridComputeManagementClient
+) -> None:
+    listed = list(sdk.extension_metadata.list("westeurope", "Microsoft.Azure.Extensions", "CustomScript"))
+    assert [v.name for v in listed] == ["2.1.0", "2.2.0"]
+    one = sdk.extension_metadata.get("westeurope", "Microsoft.Azure.Extensions", "customscript", "2.2.0")
+    assert one.properties is not None and one.properties.extension_type == "CustomScript"
+    assert one.type == "Microsoft.HybridCompute/locations/publishers/extensionTypes/versions"
+    v2 = list(sdk.extension_metadata_v2.list("westeurope", "Microsoft.Azure.Extensions", "CustomScript"))
+    assert v2[-1].properties is not None
+    uris = v2[-1].properties.extension_uris or []
+    assert uris[0].endswith("/agent/v1/extensionPackages/Microsoft.Azure.Extensions/CustomScript/2.2.0")
+    assert v2[-1].properties.extension_signature_uri == uris[0] + "/signature"
+    with pytest.raises(ResourceNotFoundError):
+        sdk.extension_metadata.get("westeurope", "Microsoft.Azure.Extensions", "CustomScript", "9.9")
+
+
+def test_upgrade_extensions_moves_an_extension_to_a_newer_version(
+    env: AgentApiEnv, sdk: HybridComputeManagementClient
+) -> None:
+    agent = env.connected_agent()
+    ext = ExtensionAgent(env, agent)
+    name = env.machine(agent.vm_id).name  # type: ignore[union-attr]
+    worker = ext.answer("script", "success", "ok", machine_generation(env, agent))
+    sdk.machine_extensions.begin_create_or_update(RESOURCE_GROUP, name, "script", script("date")).result(
+        timeout=30
+    )
+    worker.join(10)
+    assert ext.seen[0]["package"]["version"] == "2.1.0"
+    path = env.machine_id(name) + "/upgradeExtensions"
+    target = {"extensionTargets": {"Microsoft.Azure.Extensions.CustomScript": {"targetVersion": "2.2"}}}
+    denied = manage(env, "POST", path, "Azure Connected Machine Onboarding", target)
+    assert denied.status_code == 403
+    unknown = manage(
+        env, "POST", path, "Owner", {"extensionTargets": {"Contoso.Nothing": {"targetVersion": "1.0"}}}
+    )
+    assert unknown.status_code == 400 and "has no extension Contoso.Nothing" in unknown.text
+    worker = ext.answer("script", "success", "updated", machine_generation(env, agent))
+    upgrade = MachineExtensionUpgrade(
+        extension_targets={
+            "Microsoft.Azure.Extensions.CustomScript": ExtensionTargetProperties(target_version="2.2")
+        }
+    )
+    sdk.begin_upgrade_extensions(RESOURCE_GROUP, name, upgrade).result(timeout=30)
+    worker.join(10)
+    assert ext.seen[0]["package"]["version"] == "2.2.0" and ext.seen[0]["typeHandlerVersion"] == "2.2"
+    extension = sdk.machine_extensions.get(RESOURCE_GROUP, name, "script")
+    assert properties(extension).type_handler_version == "2.2"
+    assert properties(extension).provisioning_state == "Succeeded"
+    # the same again is no change
+    assert manage(env, "POST", path, "Owner", target).status_code == 200

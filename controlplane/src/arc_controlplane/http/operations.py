@@ -63,12 +63,22 @@ def cancel_operation(session: Session, operation_id: str | None, now: dt.datetim
 
 
 def end_operation(
-    session: Session, operation_id: str | None, now: dt.datetime, error: dict[str, Any] | None
+    session: Session,
+    operation_id: str | None,
+    now: dt.datetime,
+    error: dict[str, Any] | None,
+    *,
+    last: bool = True,
 ) -> None:
-    """Finish the operation ``operation_id``, if it still runs."""
+    """One part of the operation ``operation_id`` ended (with ``error``, or not); the operation ends
+    with its ``last`` part, failed when any part failed (the first error is kept)."""
     operation = None if operation_id is None else session.get(Operation, operation_id)
-    if operation is not None and operation.status == IN_PROGRESS:
-        finish_operation(operation, now, error)
+    if operation is None or operation.status != IN_PROGRESS:
+        return
+    if error and not operation.error:
+        operation.error = error
+    if last:
+        finish_operation(operation, now, operation.error)
 
 
 def prune_operations(session: Session, now: dt.datetime) -> None:

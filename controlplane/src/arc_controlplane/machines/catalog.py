@@ -36,6 +36,14 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
 COMMANDS = ("installCommand", "enableCommand", "disableCommand", "uninstallCommand", "updateCommand")
 
 
+PACKAGES_PATH = "/agent/v1/extensionPackages"
+"""Where the agent API serves packages (api/agent/extensions.py; docs/agent-protocol.md, 5.8)."""
+
+
+def package_uri(public_url: str, package: ExtensionPackage) -> str:
+    return f"{public_url}{PACKAGES_PATH}/{package.publisher}/{package.type}/{package.version}"
+
+
 class PackageError(ValueError):
     """A package, or a request about one, that the catalogue refuses (the message says why)."""
 

@@ -224,6 +224,49 @@ def _apply_protected(
     return True
 
 
+def still_waiting(session: Session, machine: Machine, operation_id: str) -> bool:
+    """Whether another extension of the machine still waits for a report that ends
+    ``operation_id`` (an upgrade of several extensions is one operation)."""
+    session.flush()
+    query = select(MachineExtension.id).where(
+        MachineExtension.machine_id == machine.id, MachineExtension.operation_id == operation_id
+    )
+    return session.scalars(query).first() is not None
+
+
+def request_upgrades(
+    session: Session, machine: Machine, targets: dict[str, str], now: dt.datetime
+) -> tuple[list[MachineExtension], list[str]]:
+    """``upgradeExtensions``: each ``Publisher.Type`` of ``targets`` to its target version. The
+    extensions that change (work for the agent) and the operations they replace."""
+    extensions = {f"{e.publisher}.{e.type}".lower(): e for e in list_extensions(session, machine)}
+    changed, replaced = [], []
+    for key, version in sorted(targets.items()):
+        extension = extensions.get(key.lower())
+        if extension is None:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The machine '{machine.name}' has no extension {key}: its extensions are"
+                f" {', '.join(sorted(f'{e.publisher}.{e.type}' for e in extensions.values())) or 'none'}.",
+            )
+        if extension.type_handler_version == version and extension.provisioning_state != FAILED:
+            continue
+        extension.type_handler_version = version
+        require_package(session, extension)
+        if extension.operation_id:
+            replaced.append(extension.operation_id)
+        extension.operation_id = None
+        extension.sequence_number += 1
+        extension.provisioning_state = UPDATING
+        extension.deleting = False
+        extension.updated_at = now
+        changed.append(extension)
+    if changed:
+        machine.generation += 1
+    return changed, replaced
+
+
 def request_delete(machine: Machine, extension: MachineExtension, now: dt.datetime) -> str | None:
     """Ask the agent to remove ``extension``; the operation it replaced, if any."""
     replaced = extension.operation_id
@@ -362,14 +405,14 @@ def extension_view(machine: Machine, extension: MachineExtension) -> dict[str, A
 
 
 def goal_state(
-    session: Session, machine: Machine, extensions: list[MachineExtension], package_url: str
+    session: Session, machine: Machine, extensions: list[MachineExtension], public_url: str
 ) -> list[dict[str, Any]]:
     """What the agent's extension service must bring about, one entry per extension; ``package``
-    says which published package (version, SHA-256, size, where to get it and its signature,
-    under ``package_url``); empty when none serves the extension any more."""
+    says which published package (version, SHA-256, size, where to get it and its signature);
+    empty when none serves the extension any more."""
     return [
         {
-            "package": _package_of(session, extension, package_url),
+            "package": _package_of(session, extension, public_url),
             "name": extension.name,
             "publisher": extension.publisher,
             "type": extension.type,
@@ -387,14 +430,14 @@ def goal_state(
     ]
 
 
-def _package_of(session: Session, extension: MachineExtension, package_url: str) -> dict[str, Any]:
+def _package_of(session: Session, extension: MachineExtension, public_url: str) -> dict[str, Any]:
     packages = catalog.versions_of(session, extension.publisher, extension.type)
     chosen = catalog.resolve(
         packages, extension.type_handler_version, bool(extension.auto_upgrade_minor_version)
     )
     if chosen is None:
         return {}
-    uri = f"{package_url}/{chosen.publisher}/{chosen.type}/{chosen.version}"
+    uri = catalog.package_uri(public_url, chosen)
     return {
         "version": chosen.version,
         "sha256": chosen.sha256,

@@ -29,7 +29,7 @@ from arc_controlplane.api.agent.schema import (
     ExtensionStatusReport,
     PackageKeys,
 )
-from arc_controlplane.api.agent.services import BASE_PATH, AgentCtx, AgentServices, VmId, error_responses
+from arc_controlplane.api.agent.services import AgentCtx, AgentServices, VmId, error_responses
 from arc_controlplane.db.tables import ExtensionPackage, Machine
 from arc_controlplane.errors import ArmError
 from arc_controlplane.http.context import AppContext
@@ -43,6 +43,7 @@ from arc_controlplane.machines.extensions import (
     goal_state,
     list_extensions,
     orphan_protected_settings,
+    still_waiting,
 )
 from arc_controlplane.resource_ids import EXTENSION_NAME
 
@@ -103,8 +104,7 @@ def create_router(services: AgentServices) -> APIRouter:
             machine = session.get(Machine, row_id)
             if machine is None:
                 raise ArmError(401, "InvalidAssertion", f"no machine with vmId {vm_id}")
-            package_url = ctx.tokens.public_url + BASE_PATH + "/extensionPackages"
-            goals = goal_state(session, machine, list_extensions(session, machine), package_url)
+            goals = goal_state(session, machine, list_extensions(session, machine), ctx.tokens.public_url)
             return ExtensionGoalState(
                 generation=machine.generation, extensions=[ExtensionGoal(**goal) for goal in goals]
             )
@@ -137,7 +137,8 @@ def create_router(services: AgentServices) -> APIRouter:
             )
             outcome = apply_report(session, machine, extension, report, now)
             if outcome.operation_id is not None:
-                end_operation(session, outcome.operation_id, now, outcome.error)
+                last = not still_waiting(session, machine, outcome.operation_id)
+                end_operation(session, outcome.operation_id, now, outcome.error, last=last)
         return Response(status_code=204)
 
     def any_machine(request: Request, ctx: AppContext) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from arc_controlplane.api.management import (
+    extension_metadata,
     extensions,
     machines,
     metadata,
@@ -33,6 +34,7 @@ def create_router() -> APIRouter:
     router.include_router(resource_groups.create_router())
     router.include_router(machines.create_router())
     router.include_router(extensions.create_router())
+    router.include_router(extension_metadata.create_router())
     router.include_router(operations.create_router())
     router.include_router(providers.create_unserved_router())  # last: what no route above serves
     return router

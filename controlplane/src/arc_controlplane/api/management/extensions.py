@@ -28,7 +28,7 @@ from arc_controlplane.api.management.access import (
 from arc_controlplane.api.management.lookups import require_machine
 from arc_controlplane.api.management.machines import MACHINE, Expand
 from arc_controlplane.api.management.operations import async_operation_headers
-from arc_controlplane.api.management.schema import ExtensionBody, ExtensionUpdate
+from arc_controlplane.api.management.schema import ExtensionBody, ExtensionUpdate, ExtensionUpgradeBody
 from arc_controlplane.auth.roles import EXTENSIONS_DELETE, EXTENSIONS_READ, EXTENSIONS_WRITE
 from arc_controlplane.db.tables import Machine, MachineExtension
 from arc_controlplane.http.audit import set_audit_detail
@@ -47,6 +47,7 @@ from arc_controlplane.machines.extensions import (
     extension_view,
     find_extension,
     request_delete,
+    request_upgrades,
     resource_id,
 )
 
@@ -198,6 +199,50 @@ def delete_extension(request: Request, granted: ExtensionDelete, ctx: Ctx) -> Re
     return Response(status_code=202, headers=headers)
 
 
+UPGRADE_ACTION = "Microsoft.HybridCompute/machines/upgradeExtensions/action"
+MachineUpgrade = Annotated[
+    Access[MachineRef], Depends(MachineChecks(HYBRID_COMPUTE, UPGRADE_ACTION, change=True))
+]
+
+
+def upgrade_extensions(
+    request: Request,
+    granted: MachineUpgrade,
+    _json: Annotated[None, Depends(require_json_content)],
+    body: ExtensionUpgradeBody,
+    ctx: Ctx,
+) -> Response:
+    """Machines_UpgradeExtensions: each named extension to its target version, as one operation
+    that ends when the agent has reported on all of them; 200 when none changes."""
+    ref, now = granted.ref, ctx.clock()
+    targets = {key: target.target_version for key, target in body.extension_targets.items()}
+    with ctx.writes.hold(ref.id), ctx.db.session() as session:
+        machine = require_machine(
+            session, granted.subscription.id, ref.resource_group, ref.name, for_update=True
+        )
+        changed, replaced = request_upgrades(session, machine, targets, now)
+        if not changed:
+            set_audit_detail(request, "no change")
+            return Response(status_code=200)
+        for operation_id in replaced:
+            cancel_operation(session, operation_id, now)
+        session.flush()
+        operation = start_operation(
+            session,
+            subscription_id=granted.subscription.id,
+            location=normalize_location(machine.location) or "global",
+            resource_id=machine.resource_id,
+            now=now,
+        )
+        for extension in changed:
+            extension.operation_id = operation.id
+        headers = async_operation_headers(ctx.tokens.public_url, operation, granted.api_version)
+        vm = machine.vm_id
+    ctx.notifier.notify(vm)
+    set_audit_detail(request, f"upgrading {', '.join(sorted(targets))}, operation {operation.id}")
+    return Response(status_code=202, headers=headers)
+
+
 def list_extensions(
     request: Request,
     granted: MachineExtensions,
@@ -230,4 +275,7 @@ def create_router() -> APIRouter:
     router.add_api_route(EXTENSION, put_extension, methods=["PUT"], response_model=None)
     router.add_api_route(EXTENSION, patch_extension, methods=["PATCH"], response_model=None)
     router.add_api_route(EXTENSION, delete_extension, methods=["DELETE"], response_model=None)
+    router.add_api_route(
+        MACHINE + "/upgradeExtensions", upgrade_extensions, methods=["POST"], response_model=None
+    )
     return router

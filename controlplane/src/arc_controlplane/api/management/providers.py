@@ -58,7 +58,9 @@ class ResourceType:
 PROVIDERS: dict[str, tuple[ResourceType, ...]] = {
     "Microsoft.HybridCompute": (
         ResourceType("machines", HYBRID_COMPUTE),
+        ResourceType("machines/extensions", HYBRID_COMPUTE),
         ResourceType("locations", HYBRID_COMPUTE, located=False),
+        ResourceType("locations/publishers/extensionTypes/versions", HYBRID_COMPUTE, located=False),
         ResourceType("locations/operationStatus", HYBRID_COMPUTE),
         ResourceType("locations/operationResults", HYBRID_COMPUTE),
     ),

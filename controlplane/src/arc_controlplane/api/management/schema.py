@@ -339,3 +339,13 @@ class ExtensionUpdate(ArmModel):
 
     tags: Tags | None = None
     properties: ExtensionUpdateProperties | None = None
+
+
+class ExtensionTarget(ArmModel):
+    target_version: HandlerVersion
+
+
+class ExtensionUpgradeBody(ArmModel):
+    """``POST .../machines/{machine}/upgradeExtensions`` (``MachineExtensionUpgrade``)."""
+
+    extension_targets: Annotated[dict[str, ExtensionTarget], Field(min_length=1, max_length=100)]
