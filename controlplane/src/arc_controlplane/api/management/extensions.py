@@ -27,15 +27,14 @@ from arc_controlplane.api.management.access import (
 )
 from arc_controlplane.api.management.lookups import require_machine
 from arc_controlplane.api.management.machines import MACHINE, Expand
-from arc_controlplane.api.management.operations import async_operation_headers
+from arc_controlplane.api.management.operations import async_operation_headers, start_machine_operation
 from arc_controlplane.api.management.schema import ExtensionBody, ExtensionUpdate, ExtensionUpgradeBody
 from arc_controlplane.auth.roles import EXTENSIONS_DELETE, EXTENSIONS_READ, EXTENSIONS_WRITE
 from arc_controlplane.db.tables import Machine, MachineExtension
 from arc_controlplane.http.audit import set_audit_detail
 from arc_controlplane.http.content import require_json_content
 from arc_controlplane.http.context import AppContext, Ctx
-from arc_controlplane.http.locations import normalize_location
-from arc_controlplane.http.operations import cancel_operation, start_operation
+from arc_controlplane.http.operations import cancel_operation
 from arc_controlplane.http.paging import PAGE_SIZE, SkipTokenParameter, decode_skip_token, next_link
 from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import HYBRID_COMPUTE
@@ -124,12 +123,8 @@ def _change(
         if change.work:
             cancel_operation(session, change.replaced_operation, now)
             session.flush()
-            operation = start_operation(
-                session,
-                subscription_id=granted.subscription.id,
-                location=normalize_location(machine.location) or "global",
-                resource_id=resource_id(machine, change.extension),
-                now=now,
+            operation = start_machine_operation(
+                session, granted.subscription.id, machine, resource_id(machine, change.extension), now
             )
             change.extension.operation_id = operation.id
             headers = async_operation_headers(ctx.tokens.public_url, operation, granted.api_version)
@@ -184,12 +179,8 @@ def delete_extension(request: Request, granted: ExtensionDelete, ctx: Ctx) -> Re
             return Response(status_code=200)
         cancel_operation(session, request_delete(machine, extension, now), now)
         session.flush()
-        operation = start_operation(
-            session,
-            subscription_id=granted.subscription.id,
-            location=normalize_location(machine.location) or "global",
-            resource_id=resource_id(machine, extension),
-            now=now,
+        operation = start_machine_operation(
+            session, granted.subscription.id, machine, resource_id(machine, extension), now
         )
         extension.operation_id = operation.id
         headers = async_operation_headers(ctx.tokens.public_url, operation, granted.api_version)
@@ -227,12 +218,8 @@ def upgrade_extensions(
         for operation_id in replaced:
             cancel_operation(session, operation_id, now)
         session.flush()
-        operation = start_operation(
-            session,
-            subscription_id=granted.subscription.id,
-            location=normalize_location(machine.location) or "global",
-            resource_id=machine.resource_id,
-            now=now,
+        operation = start_machine_operation(
+            session, granted.subscription.id, machine, machine.resource_id, now
         )
         for extension in changed:
             extension.operation_id = operation.id

@@ -29,7 +29,7 @@ from arc_controlplane.api.management.access import (
     visibility,
 )
 from arc_controlplane.api.management.lookups import find_machine, require_group, require_machine
-from arc_controlplane.api.management.operations import async_operation_headers
+from arc_controlplane.api.management.operations import async_operation_headers, start_machine_operation
 from arc_controlplane.api.management.schema import MachineBody, MachineUpdate, property_changes
 from arc_controlplane.api.management.transactions import conflict_on_race
 from arc_controlplane.auth.roles import MACHINES_DELETE, MACHINES_READ, MACHINES_WRITE
@@ -40,7 +40,7 @@ from arc_controlplane.http.conditions import check_conditions, etag_of
 from arc_controlplane.http.content import require_json_content
 from arc_controlplane.http.context import Ctx
 from arc_controlplane.http.locations import normalize_location
-from arc_controlplane.http.operations import finish_operation, prune_operations, start_operation
+from arc_controlplane.http.operations import finish_operation, prune_operations
 from arc_controlplane.http.paging import PAGE_SIZE, SkipTokenParameter, decode_skip_token, next_link
 from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import HYBRID_COMPUTE
@@ -210,12 +210,8 @@ def delete_machine_route(request: Request, granted: MachineDelete, ctx: Ctx) -> 
         if machine is None:
             set_audit_detail(request, "no such machine")
             return Response(status_code=204)
-        operation = start_operation(
-            session,
-            subscription_id=granted.subscription.id,
-            location=normalize_location(machine.location) or "global",
-            resource_id=machine.resource_id,
-            now=now,
+        operation = start_machine_operation(
+            session, granted.subscription.id, machine, machine.resource_id, now
         )
         vm = machine.vm_id
         delete_machine(session, machine)

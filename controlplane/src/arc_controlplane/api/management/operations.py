@@ -8,23 +8,27 @@ subscription (Reader, Owner), or may read the resource the operation was about.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Response
+from sqlalchemy.orm import Session
 
 from arc_controlplane.api.management.access import Access, OperationChecks, OperationRef
 from arc_controlplane.auth.roles import MACHINES_READ
-from arc_controlplane.db.tables import Operation
+from arc_controlplane.db.tables import Machine, Operation
 from arc_controlplane.errors import ArmError
 from arc_controlplane.http.caller import Caller
 from arc_controlplane.http.context import Ctx
+from arc_controlplane.http.locations import normalize_location
 from arc_controlplane.http.operations import (
     IN_PROGRESS,
     RETRY_AFTER_SECONDS,
     SUCCEEDED,
     operation_path,
     operation_status_view,
+    start_operation,
 )
 from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import API_VERSION_PARAMETER, HYBRID_COMPUTE
@@ -47,6 +51,20 @@ def async_operation_headers(public_url: str, operation: Operation, api_version: 
         "Location": public_url + operation_path(operation, "operationResults") + query,
         "Retry-After": str(RETRY_AFTER_SECONDS),
     }
+
+
+def start_machine_operation(
+    session: Session, subscription_id: str, machine: Machine, resource_id: str, now: dt.datetime
+) -> Operation:
+    """An operation about ``resource_id`` (the machine or one of its extensions), in the machine's
+    location."""
+    return start_operation(
+        session,
+        subscription_id=subscription_id,
+        location=normalize_location(machine.location) or "global",
+        resource_id=resource_id,
+        now=now,
+    )
 
 
 def _load(ctx: Ctx, ref: OperationRef, caller: Caller, action: str) -> Operation:
