@@ -52,6 +52,7 @@ def sign(key: ec.EllipticCurvePrivateKey, kid: str = "k1", **changes: Any) -> st
 
 EXPECTED = {"version": "2.1.0", "sha256": hashlib.sha256(DATA).hexdigest(), "size": len(DATA)}
 KEY = ec.generate_private_key(ec.SECP256R1())
+HMAC_SECRET = "a-secret-of-thirty-two-bytes-or-more!"
 
 
 def test_the_package_the_goal_state_names_and_the_control_plane_signed_passes() -> None:
@@ -69,7 +70,7 @@ def test_the_package_the_goal_state_names_and_the_control_plane_signed_passes() 
         (DATA, "not.a.jws!", jwks(KEY), "not a JWS"),
         (
             DATA,
-            jwt.encode({"a": 1}, "a-secret-of-thirty-two-bytes-or-more!", algorithm="HS256", headers={"typ": SIGNATURE_TYPE}),
+            jwt.encode({"a": 1}, HMAC_SECRET, algorithm="HS256", headers={"typ": SIGNATURE_TYPE}),
             jwks(KEY),
             "not an ES256",
         ),
