@@ -9,11 +9,14 @@ with a freshly signed one. Outcomes the caller must act on are exceptions with w
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from arc_agent.cpclient.transport import HttpsClient, Reply
+from arc_agent.cpclient.transport import MAX_RESPONSE_BYTES, HttpsClient, Reply
 from arc_agent.identity.jws import AssertionSigner
+
+API_BASE = "/agent/v1"
 
 
 class AgentApiError(Exception):
@@ -60,13 +63,17 @@ class RequestRefused(AgentApiError):
     """4xx for what the agent sent (a bug or a bad local request): do not retry unchanged."""
 
 
+class ForeignLocation(ValueError):
+    """The goal state named a download elsewhere than the control plane: not fetched."""
+
+
 class MachineApi:
     """One machine's calls over one connection (not thread-safe: one per thread)."""
 
     def __init__(self, client: HttpsClient, signer: AssertionSigner) -> None:
         self.client = client
         self.signer = signer
-        self._base = f"/agent/v1/machines/{signer.vm_id}"
+        self._base = f"{API_BASE}/machines/{signer.vm_id}"
 
     def heartbeat(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/heartbeat", body)
@@ -94,13 +101,59 @@ class MachineApi:
     def identity_token(self, resource: str) -> dict[str, Any]:
         return self._call("POST", "/identity/token", {"resource": resource})
 
+    # --- extensions (docs/agent-protocol.md, 5.8) ----------------------------------------------
+
+    def extension_goal_state(self) -> dict[str, Any]:
+        return self._call("GET", "/extensions", None)
+
+    def report_extension(self, name: str, report: Mapping[str, Any]) -> None:
+        self._call("PUT", f"/extensions/{urllib.parse.quote(name, safe='')}/status", report)
+
+    def register_extension_certificate(self, pem: str) -> str:
+        """The certificate's thumbprint, as the control plane computed it."""
+        return str(self._call("PUT", "/extensionCertificate", {"certificate": pem}).get("thumbprint", ""))
+
+    def package_signing_keys(self) -> dict[str, Any]:
+        return self._document(self._send("GET", "/packageSigningKey", None, None, base=API_BASE))
+
+    def fetch(self, uri: str, limit: int) -> bytes:
+        """A package or signature the goal state names (on this control plane only), at most
+        ``limit`` bytes."""
+        if not uri.startswith(self.client.base_url + API_BASE + "/"):
+            raise RequestRefused(
+                Reply(
+                    400,
+                    {},
+                    b"",
+                    {"error": {"code": "ForeignUri", "message": f"{uri} is not on {self.client.base_url}"}},
+                )
+            )
+        reply = self._send("GET", uri[len(self.client.base_url) :], None, None, base="", limit=limit)
+        if reply.status != 200:
+            self._document(reply)  # raises what the status means
+            raise ServerTrouble(reply)
+        return reply.body
+
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None) -> dict[str, Any]:
         return self._document(self._send(method, path, body, None))
 
-    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float | None) -> Reply:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        timeout: float | None,
+        *,
+        base: str | None = None,
+        limit: int = MAX_RESPONSE_BYTES,
+    ) -> Reply:
+        prefix = self._base if base is None else base
         for attempt in (1, 2):
             headers = {"Authorization": f"Bearer {self.signer.assertion()}"}
-            reply = self.client.json(method, self._base + path, body, headers, timeout)
+            if body is None:
+                reply = self.client.request(method, prefix + path, None, headers, timeout, limit=limit)
+            else:
+                reply = self.client.json(method, prefix + path, body, headers, timeout)
             if reply.status == 401 and reply.error_code() == "InvalidAssertion" and attempt == 1:
                 self.signer.refresh()
                 continue
@@ -111,6 +164,8 @@ class MachineApi:
     def _document(reply: Reply) -> dict[str, Any]:
         if 200 <= reply.status < 300 and isinstance(reply.document, dict):
             return reply.document
+        if reply.status == 204:
+            return {}
         code = reply.error_code()
         if reply.status == 401 and code == "CredentialExpired":
             raise CredentialExpired(reply)

@@ -154,7 +154,9 @@ class HttpsClient:
         data: bytes | None,
         headers: Mapping[str, str],
         timeout: float | None = None,
+        limit: int = MAX_RESPONSE_BYTES,
     ) -> Reply:
+        """``limit``: the largest answer taken (a larger one is ``ControlPlaneUnreachable``)."""
         all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **headers}
         for attempt in (1, 2):
             if self._aborted:
@@ -169,7 +171,7 @@ class HttpsClient:
                     raise ControlPlaneUnreachable(self.base_url, "the client was stopped")
                 connection.request(method, path, body=data, headers=all_headers)
                 response = connection.getresponse()
-                body = response.read(MAX_RESPONSE_BYTES + 1)
+                body = response.read(limit + 1)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
                 if attempt == 1:  # the server closed a kept-alive connection: open a new one once
@@ -178,7 +180,7 @@ class HttpsClient:
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 raise ControlPlaneUnreachable(self.base_url, _reason(exc)) from None
-            if len(body) > MAX_RESPONSE_BYTES:
+            if len(body) > limit:
                 self.close()
                 raise ControlPlaneUnreachable(self.base_url, "the answer is too large")
             reply_headers = {name.lower(): value for name, value in response.getheaders()}
