@@ -3,7 +3,6 @@ control plane's ES256 signature, made here as the control plane makes it (a JWS 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from typing import Any
@@ -11,31 +10,12 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from extd_helpers import jwks
 
 from arc_agent.extd.package import SIGNATURE_TYPE, PackageRefused, verify
 
 DATA = b"PK\x03\x04 a handler package"
 PUBLISHER, TYPE = "Microsoft.Azure.Extensions", "CustomScript"
-
-
-def b64(value: int) -> str:
-    return base64.urlsafe_b64encode(value.to_bytes(32, "big")).rstrip(b"=").decode()
-
-
-def jwks(key: ec.EllipticCurvePrivateKey, kid: str = "k1") -> dict[str, Any]:
-    numbers = key.public_key().public_numbers()
-    return {
-        "keys": [
-            {
-                "kty": "EC",
-                "crv": "P-256",
-                "alg": "ES256",
-                "kid": kid,
-                "x": b64(numbers.x),
-                "y": b64(numbers.y),
-            }
-        ]
-    }
 
 
 def sign(key: ec.EllipticCurvePrivateKey, kid: str = "k1", **changes: Any) -> str:

@@ -130,7 +130,7 @@ def test_an_interrupted_or_failed_install_is_done_again_from_the_start() -> None
 def test_local_policy_refuses_installs_and_updates_naming_the_setting(policy: Policy, says: str) -> None:
     for record in (None, installed(), installed(version="2.0.0")):
         steps = plan_extension(goal(sequence=2), record, policy)
-        assert verbs(steps) == [REFUSE], steps
+        assert verbs(steps) == [REFUSE, REPORT], steps
         assert says in steps[0].details["message"]
         assert "azcmagent config set" in steps[0].details["message"]
     # removal is always allowed
@@ -139,7 +139,7 @@ def test_local_policy_refuses_installs_and_updates_naming_the_setting(policy: Po
 
 def test_no_package_to_install_is_refused_naming_the_extension() -> None:
     steps = plan_extension(goal(version=""), None, Policy())
-    assert verbs(steps) == [REFUSE]
+    assert verbs(steps) == [REFUSE, REPORT]
     assert "Microsoft.Azure.Extensions.CustomScript" in steps[0].details["message"]
 
 

@@ -114,6 +114,8 @@ class Installed:
     handler_state: str = "Installed"
     """The handler model's ``HandlerState``: ``NotInstalled`` (its install did not finish or
     failed), ``Installed`` or ``Enabled``."""
+    last_message: str = ""
+    """What the outcome said (the handler's status message, its output, or why it failed)."""
 
 
 # Steps; each is (verb, details). The executor knows how to run each verb.
@@ -123,7 +125,7 @@ UPDATE = "update"  # old disable, new update, old uninstall, new install if need
 SETTINGS = "settings"  # write config/<seq>.settings: {"sequence"}
 ENABLE = "enable"  # run enableCommand: {"sequence"}
 REMOVE = "remove"  # disable, uninstall, delete the folder: {"version"}
-REFUSE = "refuse"  # report an error without running anything: {"message"}
+REFUSE = "refuse"  # record an error without running anything (reported next): {"message"}
 REPORT = "report"  # report the recorded outcome again: {}
 FORGET = "forget"  # drop the record (deleted, and reported)
 
@@ -148,7 +150,7 @@ def plan_extension(goal: Goal | None, installed: Installed | None, policy: Polic
         return [*removal, Step(REPORT)]
     refusal = policy.refusal(goal.publisher, goal.type)
     if refusal:
-        return [Step(REFUSE, {"message": refusal})]
+        return [Step(REFUSE, {"message": refusal}), Step(REPORT)]
     version = str(goal.package.get("version") or "")
     if not version:
         return [
@@ -158,7 +160,8 @@ def plan_extension(goal: Goal | None, installed: Installed | None, policy: Polic
                     "message": f"no published package serves {goal.handler} any more: publish one, or ask"
                     " for a published version"
                 },
-            )
+            ),
+            Step(REPORT),
         ]
     steps: list[Step] = []
     # A step that was running when the service stopped (crash, power loss) is done again from

@@ -1,0 +1,220 @@
+"""Running the steps ``plan.py`` decided for one extension (docs/extensions.md): download and
+check the package, unpack it, the handler's commands, its settings, the report to the control
+plane; each outcome recorded (``records.py``) before the next step, so that a crash at any point
+ends, after a restart, in a step done again rather than in a false "Succeeded"."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from arc_agent.cpclient.agentapi import ForeignLocation, RequestRefused
+from arc_agent.extd.handler import LIB_DIR, LOG_DIR, Handler, HandlerError
+from arc_agent.extd.package import PackageRefused, verify
+from arc_agent.extd.plan import (
+    DOWNLOAD,
+    ENABLE,
+    FORGET,
+    INSTALL,
+    REFUSE,
+    REMOVE,
+    REPORT,
+    SETTINGS,
+    UPDATE,
+    Goal,
+    Installed,
+    Step,
+)
+from arc_agent.extd.records import Records
+
+MAX_SIGNATURE_BYTES = 16 * 1024
+OPERATIONS = {INSTALL: "Install", UPDATE: "Update", ENABLE: "Enable", REMOVE: "Uninstall", REFUSE: "Enable"}
+
+
+class Control(Protocol):
+    """What the executor needs of the control plane (``cpclient.agentapi.MachineApi``)."""
+
+    def fetch(self, uri: str, limit: int) -> bytes: ...
+
+    def report_extension(self, name: str, report: Mapping[str, Any]) -> None: ...
+
+
+@dataclass
+class Executor:
+    api: Control
+    records: Records
+    signing_keys: Mapping[str, Any]
+    """The package-signing key (JWKS) the agent keeps."""
+    lib_dir: Path = LIB_DIR
+    log_root: Path = LOG_DIR
+    wrapper: Callable[[Handler], Sequence[str]] = field(default=lambda handler: ())
+    """The command a handler's commands run under (a systemd scope in its slice), per handler."""
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("extd"))
+
+    def handler(self, publisher: str, type_: str, version: str) -> Handler:
+        return Handler(publisher, type_, version, lib_dir=self.lib_dir, log_root=self.log_root)
+
+    def apply(
+        self, goal: Goal | None, installed: Installed | None, steps: Sequence[Step]
+    ) -> Installed | None:
+        """Run ``steps``; the record after them (None once forgotten)."""
+        record = installed
+        package = b""
+        for step in steps:
+            try:
+                record, package = self._step(step, goal, record, package)
+            except (HandlerError, PackageRefused, ForeignLocation, RequestRefused, OSError) as exc:
+                name = goal.name if goal is not None else record.name if record is not None else "?"
+                self.logger.error("%s: %s failed: %s", name, step.verb, exc)
+                record = self._failed(goal, record, step, str(exc))
+                if record is None:
+                    return None
+                self._report(record, OPERATIONS.get(step.verb, "Enable"))
+                return self.records.update(record, reported=True)
+        return record
+
+    def _step(
+        self, step: Step, goal: Goal | None, record: Installed | None, package: bytes
+    ) -> tuple[Installed | None, bytes]:
+        details = step.details
+        if step.verb == DOWNLOAD and goal is not None:
+            expected = details["package"]
+            data = self.api.fetch(str(expected["uri"]), int(expected["size"]))
+            signature = self.api.fetch(str(expected["signatureUri"]), MAX_SIGNATURE_BYTES).decode(
+                "ascii", "replace"
+            )
+            verify(data, expected, signature, self.signing_keys, publisher=goal.publisher, type_=goal.type)
+            return record, data
+        if step.verb == INSTALL and goal is not None:
+            record = self.records.save(
+                self._record(goal, str(details["version"]), "transitioning", "NotInstalled")
+            )
+            handler = self.handler(goal.publisher, goal.type, record.version)
+            self._remove_other_versions(handler)
+            handler.unpack(package)
+            handler.run("install", goal.sequence, goal.name, **self._run_options(handler, "install"))
+            return self.records.update(record, handler_state="Installed"), package
+        if step.verb == UPDATE and goal is not None and record is not None:
+            old = self.handler(goal.publisher, goal.type, str(details["from"]))
+            new = self.handler(goal.publisher, goal.type, str(details["version"]))
+            record = self.records.update(
+                record, status="transitioning", sequence=goal.sequence, reported=False
+            )
+            new.unpack(package)
+            if old.folder.exists():
+                old.run("disable", goal.sequence, goal.name, **self._run_options(old, "disable"))
+            new.run(
+                "update",
+                goal.sequence,
+                goal.name,
+                updating_from=old.version,
+                **self._run_options(new, "update"),
+            )
+            if old.folder.exists():
+                old.run("uninstall", goal.sequence, goal.name, **self._run_options(old, "uninstall"))
+                old.remove()
+            record = self.records.update(record, version=new.version, handler_state="NotInstalled")
+            if str(new.manifest().get("updateMode", "UpdateWithInstall")).lower() == "updatewithinstall":
+                new.run("install", goal.sequence, goal.name, **self._run_options(new, "install"))
+            return self.records.update(record, handler_state="Installed"), package
+        if step.verb == SETTINGS and goal is not None and record is not None:
+            record = self.records.update(
+                record, status="transitioning", sequence=goal.sequence, reported=False
+            )
+            handler = self.handler(goal.publisher, goal.type, record.version)
+            handler.write_settings(goal.sequence, goal.settings, goal.protected, goal.thumbprint)
+            return record, package
+        if step.verb == ENABLE and goal is not None and record is not None:
+            handler = self.handler(goal.publisher, goal.type, record.version)
+            output = handler.run("enable", goal.sequence, goal.name, **self._run_options(handler, "enable"))
+            status, code, message = handler.read_status(goal.sequence)
+            if status == "error":
+                raise HandlerError(message or f"{handler.name} reported an error (code {code})")
+            record = self.records.update(
+                record, status=status or "success", handler_state="Enabled", last_message=message or output
+            )
+            return record, package
+        if step.verb == REMOVE and record is not None:
+            handler = self.handler(record.publisher, record.type, str(details["version"]))
+            sequence = goal.sequence if goal is not None else record.sequence
+            record = self.records.update(record, status="transitioning", sequence=sequence, reported=False)
+            if handler.folder.exists():
+                handler.run("disable", sequence, record.name, **self._run_options(handler, "disable"))
+                handler.run("uninstall", sequence, record.name, **self._run_options(handler, "uninstall"))
+                handler.remove()
+            record = self.records.update(
+                record, status="success", handler_state="NotInstalled", last_message="removed"
+            )
+            return record, package
+        if step.verb == REFUSE and goal is not None:
+            base = record or self._record(goal, "", "error", "NotInstalled")
+            changes = {"sequence": goal.sequence, "status": "error", "reported": False}
+            return self.records.update(base, **changes, last_message=str(details["message"])), package
+        if step.verb == REPORT and record is not None:
+            self._report(record, "Uninstall" if goal is not None and goal.state == "deleted" else "Enable")
+            return self.records.update(record, reported=True), package
+        if step.verb == FORGET and record is not None:
+            self.records.forget(record.name)
+            return None, package
+        raise HandlerError(f"the step {step.verb} cannot run here (no goal or no record)")
+
+    def _record(self, goal: Goal, version: str, status: str, handler_state: str) -> Installed:
+        return Installed(
+            name=goal.name,
+            publisher=goal.publisher,
+            type=goal.type,
+            version=version,
+            sequence=goal.sequence,
+            status=status,
+            reported=False,
+            handler_state=handler_state,
+        )
+
+    def _failed(
+        self, goal: Goal | None, record: Installed | None, step: Step, message: str
+    ) -> Installed | None:
+        if record is not None:
+            base = record
+        elif goal is not None:
+            base = self._record(goal, "", "error", "NotInstalled")
+        else:
+            return None
+        changes: dict[str, Any] = {"status": "error", "reported": False, "last_message": message}
+        if goal is not None:
+            changes["sequence"] = goal.sequence
+        if step.verb in (DOWNLOAD, INSTALL, UPDATE):
+            changes["handler_state"] = "NotInstalled"
+        return self.records.update(base, **changes)
+
+    def _report(self, record: Installed, operation: str) -> None:
+        self.api.report_extension(
+            record.name,
+            {
+                "sequenceNumber": record.sequence,
+                "status": record.status if record.status != "transitioning" else "error",
+                "code": 0 if record.status in ("success", "warning") else 1,
+                "message": record.last_message[-4000:],
+                "operation": operation,
+                "typeHandlerVersion": record.version or None,
+            },
+        )
+
+    def _run_options(self, handler: Handler, verb: str) -> dict[str, Any]:
+        options: dict[str, Any] = {"wrapper": tuple(self.wrapper(handler))}
+        if verb in self.timeouts:
+            options["timeout"] = self.timeouts[verb]
+        return options
+
+    def _remove_other_versions(self, handler: Handler) -> None:
+        """What an interrupted install or update left of other versions of this handler."""
+        if not self.lib_dir.is_dir():
+            return
+        for path in self.lib_dir.glob(f"{handler.name}-*"):
+            if path != handler.folder and path.is_dir() and not os.path.islink(path):
+                Handler(handler.publisher, handler.type, path.name[len(handler.name) + 1 :],
+                        lib_dir=self.lib_dir, log_root=self.log_root).remove()  # fmt: skip

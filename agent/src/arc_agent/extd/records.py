@@ -1,0 +1,51 @@
+"""What the extension service records of each extension on this machine: one JSON file per
+extension, written atomically (root's, 0600), so that after a crash or a restart it knows what is
+installed, which sequence number it handled, how that ended and whether the control plane has
+heard (docs/extensions.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from arc_agent.extd.plan import Installed
+from arc_agent.fsutil import remove_if_present, write_json_atomic
+
+_SAFE = re.compile(r"[^a-z0-9._-]")
+
+
+class Records:
+    """The records in ``folder`` (created 0700), by extension name (compared in lower case)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, name: str) -> Path:
+        return self.folder / (_SAFE.sub("_", name.lower()) + ".json")
+
+    def load(self) -> dict[str, Installed]:
+        found: dict[str, Installed] = {}
+        if not self.folder.is_dir():
+            return found
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                record = Installed(**json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError):
+                continue  # unreadable: as if not recorded; the plan installs it again
+            found[record.name.lower()] = record
+        return found
+
+    def save(self, record: Installed) -> Installed:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+        write_json_atomic(self._path(record.name), asdict(record), mode=0o600)
+        return record
+
+    def update(self, record: Installed, **changes: object) -> Installed:
+        return self.save(replace(record, **changes))  # type: ignore[arg-type]
+
+    def forget(self, name: str) -> None:
+        remove_if_present(self._path(name))
