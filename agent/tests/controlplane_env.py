@@ -123,6 +123,33 @@ class ControlPlane:
             document: dict[str, Any] = json.load(reply)
             return document
 
+    def manage(
+        self, method: str, path: str, principal: Principal, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        """A management API call below the resource group (``path`` after it); status and body."""
+        url = (
+            f"{self.url}/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.HybridCompute/{path}?api-version={ARM_API_VERSION}"
+        )
+        headers = {"Authorization": f"Bearer {self.token(principal)}"}
+        data = None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, context=self.context(), timeout=30) as reply:
+                raw = reply.read()
+                return reply.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            return error.code, json.loads(raw) if raw else None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``arc-controlplane`` on this control plane's data directory."""
+        return subprocess.run(
+            [*_cli(), *args, "--data-dir", str(self.data_dir)], capture_output=True, text=True, check=False
+        )
+
     def set_credential_expiry(self, name: str, not_after: dt.datetime) -> None:
         """Move a machine's credential expiry in the database (time travel for renewal tests)."""
         from arc_controlplane.db.engine import Database

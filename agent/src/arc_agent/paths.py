@@ -56,6 +56,15 @@ class AgentPaths:
     himds_status: Path
     """What himds last learnt (heartbeat, status, errors), written by himds, read by ``show``."""
     systemd_env_file: Path
+    waagent_dir: Path
+    """Extension handlers (``<Publisher.Type>-<version>``) and the extension certificate
+    (``<thumbprint>.crt``, ``.prv``), as the VM extension handler model has them; root's, 0700."""
+    extension_logs_dir: Path
+    """The handlers' log folders (``/var/log/azure/<Publisher.Type>``)."""
+    extension_state_dir: Path
+    """The extension service's records and the package-signing key it trusts; root's, 0700."""
+    extension_manager_log: Path
+    """The extension service's log (``ext_mgr_logs/gc_ext.log``, as the real agent's)."""
 
     @classmethod
     def under(cls, root: Path) -> AgentPaths:
@@ -85,6 +94,10 @@ class AgentPaths:
             legacy_control_plane_ca=certs_dir / "controlplane-ca.pem",
             himds_status=status_dir / "himds-status.json",
             systemd_env_file=root / "lib" / "systemd" / "system.conf.d" / "azcmagent.conf",
+            waagent_dir=root / "var" / "lib" / "waagent",
+            extension_logs_dir=root / "var" / "log" / "azure",
+            extension_state_dir=root / "var" / "lib" / "GuestConfig" / "extension_state",
+            extension_manager_log=root / "var" / "lib" / "GuestConfig" / "ext_mgr_logs" / "gc_ext.log",
         )
 
     @classmethod

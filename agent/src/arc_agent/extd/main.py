@@ -1,0 +1,76 @@
+"""Entry point of the ``extd`` service (the extension service, docs/extensions.md)."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from types import FrameType
+
+from arc_agent import __version__
+from arc_agent.argparser import AzcmArgumentParser
+from arc_agent.config.settings import LocalConfig
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.extd.governance import scope_wrapper, systemd_running
+from arc_agent.extd.service import ExtensionService
+from arc_agent.logsetup import configure_logging
+from arc_agent.paths import AgentPaths
+
+CPU_LIMIT = "extensions.agent.cpulimit"
+
+
+def build_parser() -> AzcmArgumentParser:
+    parser = AzcmArgumentParser(
+        prog="extd", description="Run the machine's extensions as the control plane asks.", allow_abbrev=False
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run extd with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(args_list)
+        if args.version:
+            sys.stdout.write(f"extd version {__version__}\n")
+            return 0
+        paths = AgentPaths.from_env(os.environ)
+        paths.extension_manager_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        logger = configure_logging(
+            verbose=args.verbose, stream=sys.stderr, log_file=paths.extension_manager_log
+        )
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+        def cpu_limit() -> int:
+            value = LocalConfig.load(paths.local_config).get(CPU_LIMIT)
+            return value if isinstance(value, int) else 5
+
+        wrapper = (
+            scope_wrapper(cpu_limit) if systemd_running() and os.geteuid() == 0 else (lambda handler: ())
+        )
+        service = ExtensionService(paths, logger, wrapper)
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            service.close()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        service.run()
+        return 0
+    except AzcmError as error:
+        sys.stderr.write(f"{error}\n")
+        return error.code
+    except Exception as exc:
+        if "-v" in args_list or "--verbose" in args_list:
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(f"{AzcmError(ErrorCode.UNKNOWN, f'unexpected error: {exc}')}\n")
+        return int(ErrorCode.UNKNOWN)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

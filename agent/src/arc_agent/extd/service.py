@@ -1,0 +1,144 @@
+"""The extension service's loop (docs/extensions.md): register the extension certificate, keep the
+package-signing key, then, again and again: read the goal state, decide (``plan.py``) under the
+local policy, run the steps (``executor.py``), and wait on the long-poll for new work."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from arc_agent.config.connection import load_state
+from arc_agent.config.settings import EXTENSIONS_ALLOWLIST, EXTENSIONS_BLOCKLIST, LocalConfig
+from arc_agent.cpclient.agentapi import AgentApiError, CredentialExpired, MachineApi
+from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
+from arc_agent.errors import AzcmError
+from arc_agent.extd import certificate
+from arc_agent.extd.executor import Executor
+from arc_agent.extd.handler import Handler
+from arc_agent.extd.plan import Goal, Policy, plan
+from arc_agent.extd.records import Records
+from arc_agent.fsutil import write_json_atomic
+from arc_agent.identity.jws import AssertionSigner
+from arc_agent.identity.signer import load_machine_signer
+from arc_agent.paths import AgentPaths
+
+WAIT_SECONDS = 60
+RETRY_SECONDS = (2, 5, 15, 30, 60)
+KEYS_FILE = "package-signing.json"
+
+
+def policy_of(config: LocalConfig) -> Policy:
+    allow = config.get(EXTENSIONS_ALLOWLIST)
+    block = config.get(EXTENSIONS_BLOCKLIST)
+    return Policy(
+        enabled=bool(config.get("extensions.enabled")),
+        allowlist=tuple(allow) if isinstance(allow, list) else (),
+        blocklist=tuple(block) if isinstance(block, list) else (),
+    )
+
+
+class ExtensionService:
+    """One machine's extension service; ``run`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        paths: AgentPaths,
+        logger: logging.Logger,
+        wrapper: Callable[[Handler], Sequence[str]] = lambda handler: (),
+    ) -> None:
+        self.paths = paths
+        self.logger = logger
+        self.wrapper = wrapper
+        self.stop = threading.Event()
+        self.generation = -1
+        self._client: HttpsClient | None = None
+
+    def _api(self) -> tuple[HttpsClient, MachineApi] | None:
+        state = load_state(self.paths.agent_config)
+        if state is None:
+            return None
+        ca = self.paths.control_plane_ca if self.paths.control_plane_ca.exists() else None
+        client = HttpsClient(state.control_plane_url, ca, timeout=30)
+        signer = AssertionSigner(
+            load_machine_signer(self.paths.identity_key), state.vm_id, state.assertion_audience
+        )
+        return client, MachineApi(client, signer)
+
+    def signing_keys(self, api: MachineApi) -> dict[str, Any]:
+        """The package-signing key, fetched once (over the control plane's pinned TLS) and kept."""
+        path = self.paths.extension_state_dir / KEYS_FILE
+        try:
+            keys: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            if keys.get("keys"):
+                return keys
+        except (OSError, ValueError):
+            pass
+        keys = api.package_signing_keys()
+        self.paths.extension_state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_json_atomic(path, keys, mode=0o600)
+        return keys
+
+    def converge(self, api: MachineApi) -> int:
+        """One round: the goal state brought about; its generation."""
+        document = api.extension_goal_state()
+        goals = [Goal.from_wire(entry) for entry in document.get("extensions", [])]
+        records = Records(self.paths.extension_state_dir / "records")
+        installed = records.load()
+        executor = Executor(
+            api,
+            records,
+            self.signing_keys(api),
+            lib_dir=self.paths.waagent_dir,
+            log_root=self.paths.extension_logs_dir,
+            wrapper=self.wrapper,
+            logger=self.logger,
+        )
+        policy = policy_of(LocalConfig.load(self.paths.local_config))
+        by_name = {goal.name.lower(): goal for goal in goals}
+        for name, steps in plan(goals, installed, policy).items():
+            self.logger.info("%s: %s", name, ", ".join(step.verb for step in steps))
+            executor.apply(by_name.get(name), installed.get(name), steps)
+        return int(document.get("generation", 0))
+
+    def run(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            connection = None
+            try:
+                connection = self._api()
+                if connection is None:
+                    self.logger.info("not connected; looking again in %d s", WAIT_SECONDS)
+                    self.stop.wait(WAIT_SECONDS)
+                    continue
+                client, api = connection
+                self._client = client
+                if self.stop.is_set():
+                    break
+                thumbprint, pem = certificate.load_or_create(self.paths.waagent_dir)
+                api.register_extension_certificate(pem)
+                self.logger.info("extension certificate %s registered", thumbprint)
+                while not self.stop.is_set():
+                    self.generation = self.converge(api)
+                    failures = 0
+                    api.wait_for_notification(self.generation, WAIT_SECONDS)
+            except CredentialExpired as exc:
+                self.logger.error("the machine's credential has expired; waiting for a reconnect: %s", exc)
+                self.stop.wait(RETRY_SECONDS[-1])
+            except (ControlPlaneUnreachable, AgentApiError, AzcmError, OSError) as exc:
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                self.logger.warning("%s; trying again in %d s", exc, delay)
+                self.stop.wait(delay)
+            finally:
+                if connection is not None:
+                    connection[0].close()
+
+    def close(self) -> None:
+        """Stop: a long-poll in progress ends at once."""
+        self.stop.set()
+        client = self._client
+        if client is not None:
+            client.abort()
