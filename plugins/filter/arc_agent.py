@@ -220,6 +220,7 @@ def arc_agent_plan(
     service_drifted = (
         needs_install
         or services.get("agentService", "") != "running"
+        or services.get("extensionService", "") != "running"
         or show.get("stateDirectory", "as expected") != "as expected"
         or any(host_sums.get(path, "") != _sha256(content) for path, content in (files_wanted or {}).items())
     )
@@ -277,7 +278,12 @@ def arc_agent_plan(
         installed_version=installed_version,
         downgrade=is_downgrade(installed_version, version),
         connected=connected,
-        service_installed=services.get("agentService", "not installed") != "not installed",
+        # The units uninstall stops (systemd names; those agent_info found installed).
+        services_installed=[
+            unit
+            for key, unit in (("agentService", "himdsd.service"), ("extensionService", "extd.service"))
+            if services.get(key, "not installed") != "not installed"
+        ],
         # For the config step: agent_config's settings (null: back to the default) and the
         # certificate, in one module run.
         config=dict(config_set, **dict((key, None) for key in config_clear)),

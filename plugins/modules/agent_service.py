@@ -23,9 +23,13 @@ extends_documentation_fragment:
   - hybridops.arc._attributes.HOST_ACTION
 options:
   name:
-    description: The systemd unit.
-    type: str
-    default: himdsd.service
+    description:
+      - The systemd units of the service (one, or several that share the user and the files, such as
+        C(himdsd.service) and C(extd.service)); each is enabled and started, or restarted when it runs and
+        a file changed.
+    type: list
+    elements: str
+    default: [himdsd.service]
   user:
     description:
       - The system user the service runs as, and its group of the same name; created when missing (a system
@@ -66,15 +70,17 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Set up and run himds
+- name: Set up and run himds and extd
   hybridops.arc.agent_service:
-    name: himdsd.service
+    name: [himdsd.service, extd.service]
     tmpfiles: /usr/lib/tmpfiles.d/azcmagent.conf
     files:
       - path: /usr/lib/tmpfiles.d/azcmagent.conf
         content: "d /var/opt/azcmagent 0755 root himds -\n"
       - path: /etc/systemd/system/himdsd.service
         content: "{{ lookup('ansible.builtin.template', 'himdsd.service.j2') }}"
+      - path: /etc/systemd/system/extd.service
+        content: "{{ lookup('ansible.builtin.template', 'extd.service.j2') }}"
 """
 
 RETURN = r"""
@@ -84,7 +90,7 @@ changes:
   type: list
   elements: str
   sample: ["group himds", "user himds", "/etc/systemd/system/himdsd.service", "directories", "daemon-reload",
-           "enabled", "started"]
+           "himdsd.service enabled", "himdsd.service started"]
 """
 
 import os
@@ -188,22 +194,18 @@ def directories_differ(host, directories):
 
 
 def service(module, host, name, files_changed, changes):
-    if files_changed:
-        changes.append("daemon-reload")
-        if not module.check_mode:
-            host.run(["systemctl", "daemon-reload"])
     enabled = host.run(["systemctl", "is-enabled", name], check=False)[1]
     if enabled != "enabled":
-        changes.append("enabled")
+        changes.append(name + " enabled")
         if not module.check_mode:
             host.run(["systemctl", "enable", name])
     active = host.run(["systemctl", "is-active", name], check=False)[1]
     if active != "active":
-        changes.append("started")
+        changes.append(name + " started")
         if not module.check_mode:
             host.run(["systemctl", "start", name])
     elif files_changed or module.params["restart"]:
-        changes.append("restarted")
+        changes.append(name + " restarted")
         if not module.check_mode:
             host.run(["systemctl", "restart", name])
 
@@ -211,7 +213,7 @@ def service(module, host, name, files_changed, changes):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            name=dict(type="str", default="himdsd.service"),
+            name=dict(type="list", elements="str", default=["himdsd.service"]),
             user=dict(type="str", default="himds"),
             home=dict(type="path", default="/var/opt/azcmagent"),
             files=dict(
@@ -244,7 +246,12 @@ def main():
         changes.append("directories")
         if not module.check_mode:
             host.run(["systemd-tmpfiles", "--create", declaration])
-    service(module, host, params["name"], bool(written), changes)
+    if written:
+        changes.append("daemon-reload")
+        if not module.check_mode:
+            host.run(["systemctl", "daemon-reload"])
+    for name in params["name"]:
+        service(module, host, name, bool(written), changes)
     module.exit_json(changed=bool(changes), changes=changes)
 
 

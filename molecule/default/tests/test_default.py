@@ -141,8 +141,15 @@ def test_state_directories_and_endpoint_environment(host):
     assert env.contains("IMDS_ENDPOINT=http://localhost:40342")
     shown = json.loads(host.check_output("azcmagent show -j"))
     assert shown["dependentServiceStatus"]["agentService"] == "running"
-    assert shown["dependentServiceStatus"]["extensionService"] == "not installed"
+    assert shown["dependentServiceStatus"]["extensionService"] == "running"
     assert shown["stateDirectory"] == "as expected"
+    # extd registered its extension certificate: the key stays root's, beside the certificate
+    waagent = host.file("/var/lib/waagent")
+    assert waagent.is_directory and waagent.user == "root" and waagent.mode == 0o700
+    keys = host.check_output("ls /var/lib/waagent").split()
+    prv = [name for name in keys if name.endswith(".prv")]
+    assert len(prv) == 1 and prv[0][:-4] + ".crt" in keys, keys
+    assert host.file(f"/var/lib/waagent/{prv[0]}").mode == 0o600
 
 
 def _credentials() -> dict[str, str]:

@@ -26,6 +26,8 @@ from arc_agent.identity.signer import load_machine_signer
 from arc_agent.paths import AgentPaths
 
 WAIT_SECONDS = 60
+NOT_CONNECTED_POLL_SECONDS = 5
+"""How often a machine that is not connected looks at its connection state (a file read)."""
 RETRY_SECONDS = (2, 5, 15, 30, 60)
 KEYS_FILE = "package-signing.json"
 
@@ -55,6 +57,10 @@ class ExtensionService:
         self.stop = threading.Event()
         self.generation = -1
         self._client: HttpsClient | None = None
+
+    def _connection_key(self) -> tuple[str, str] | None:
+        state = load_state(self.paths.agent_config)
+        return None if state is None else (state.vm_id, state.control_plane_url)
 
     def _api(self) -> tuple[HttpsClient, MachineApi] | None:
         state = load_state(self.paths.agent_config)
@@ -108,10 +114,11 @@ class ExtensionService:
         while not self.stop.is_set():
             connection = None
             try:
-                connection = self._api()
+                key = self._connection_key()
+                connection = self._api() if key is not None else None
                 if connection is None:
-                    self.logger.info("not connected; looking again in %d s", WAIT_SECONDS)
-                    self.stop.wait(WAIT_SECONDS)
+                    self.logger.debug("not connected; looking again in %d s", NOT_CONNECTED_POLL_SECONDS)
+                    self.stop.wait(NOT_CONNECTED_POLL_SECONDS)
                     continue
                 client, api = connection
                 self._client = client
@@ -120,7 +127,8 @@ class ExtensionService:
                 thumbprint, pem = certificate.load_or_create(self.paths.waagent_dir)
                 api.register_extension_certificate(pem)
                 self.logger.info("extension certificate %s registered", thumbprint)
-                while not self.stop.is_set():
+                # Until the machine is disconnected or connected elsewhere (the state file says so).
+                while not self.stop.is_set() and self._connection_key() == key:
                     self.generation = self.converge(api)
                     failures = 0
                     api.wait_for_notification(self.generation, WAIT_SECONDS)

@@ -55,7 +55,7 @@ def probe(show, config=None):
             "version": VERSION,
             "show": show,
             "config": dict(DEFAULTS, **(config or {})),
-            "services": {"agentService": "running"},
+            "services": {"agentService": "running", "extensionService": "running"},
         }
     }
 
@@ -262,3 +262,17 @@ def test_an_older_ansible_core_is_the_only_problem_named():
 def test_a_host_with_problems_is_refused_without_being_read():
     plan = arc_agent_plan({"skipped": True}, wanted(), CA_DEST, problems=["a.", "b."])
     assert plan == {"steps": ["refuse"], "refusal": "a. b.", "host": {}}
+
+
+def test_a_stopped_or_missing_extension_service_brings_the_service_step_and_uninstall_stops_what_exists():
+    role = wanted()
+    shown = probe({"resourceId": "", "status": "Disconnected"})
+    shown["arc_agent"]["services"] = {"agentService": "running", "extensionService": "not installed"}
+    plan = arc_agent_plan(shown, dict(role, connection_state="unmanaged"), CA_DEST)
+    assert "service" in plan["steps"]
+    assert plan["services_installed"] == ["himdsd.service"]
+    shown["arc_agent"]["services"]["extensionService"] = "stopped"
+    assert arc_agent_plan(shown, dict(role, state="absent"), CA_DEST)["services_installed"] == [
+        "himdsd.service",
+        "extd.service",
+    ]

@@ -136,8 +136,8 @@ def test_a_bare_host_gets_account_files_directories_and_a_running_service(host, 
         str(tmp_path / "system" / "himdsd.service"),
         "directories",
         "daemon-reload",
-        "enabled",
-        "started",
+        "himdsd.service enabled",
+        "himdsd.service started",
     ]
     assert host.users["himds"][3] == "990" and host.users["himds"][5:] == [str(tmp_path / "state"), NOLOGIN]
     unit = tmp_path / "system" / "himdsd.service"
@@ -157,7 +157,7 @@ def test_a_second_run_changes_nothing_and_runs_no_changing_command(host, run_mod
 
 def test_check_mode_tells_what_it_would_do_and_does_nothing(host, run_module, tmp_path):
     out = run_module(agent_service, args(tmp_path), check_mode=True)
-    assert out.result["changed"] is True and "started" in out.result["changes"]
+    assert out.result["changed"] is True and "himdsd.service started" in out.result["changes"]
     assert host.changing() == [] and not (tmp_path / "system").exists() and "himds" not in host.users
 
 
@@ -168,7 +168,7 @@ def test_a_changed_unit_reloads_and_restarts_the_running_service(host, run_modul
     assert out.result["changes"] == [
         str(tmp_path / "system" / "himdsd.service"),
         "daemon-reload",
-        "restarted",
+        "himdsd.service restarted",
     ]
     assert host.changing() == [["systemctl", "daemon-reload"], ["systemctl", "restart", "himdsd.service"]]
 
@@ -177,7 +177,7 @@ def test_restart_restarts_a_running_service_without_other_change(host, run_modul
     run_module(agent_service, args(tmp_path))
     host.calls = []
     out = run_module(agent_service, dict(args(tmp_path), restart=True))
-    assert out.result["changes"] == ["restarted"]
+    assert out.result["changes"] == ["himdsd.service restarted"]
 
 
 def test_drifted_directories_and_account_are_set_back(host, run_module, tmp_path):
@@ -216,3 +216,21 @@ def test_a_declaration_with_a_mode_that_is_not_octal_fails_before_any_change(hos
     )
     assert out.result["msg"].endswith("Nothing was changed.")
     assert host.calls == [] and not (tmp_path / "tmpfiles.d").exists()
+
+
+def test_several_units_share_the_files_and_each_is_enabled_and_started(host, run_module, tmp_path):
+    given = args(tmp_path)
+    given["name"] = ["himdsd.service", "extd.service"]
+    extd = dict(path=str(tmp_path / "system" / "extd.service"), content="[Service]\nExecStart=x\n")
+    given["files"].append(extd)
+    out = run_module(agent_service, given)
+    assert out.result["changes"][-5:] == [
+        "daemon-reload",
+        "himdsd.service enabled",
+        "himdsd.service started",
+        "extd.service enabled",
+        "extd.service started",
+    ]
+    assert host.units["extd.service"] == {"enabled": True, "active": True}
+    host.calls = []
+    assert run_module(agent_service, given).result == {"changed": False, "changes": []}
