@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from controlplane_env import ControlPlane, Principal, start_control_plane
+from himds_helpers import wait_for
 from machine_helpers import Machine, connect
 
 from arc_agent.extd.service import ExtensionService
@@ -69,6 +70,8 @@ def extd(tmp_path: Path, plane: ControlPlane) -> Iterator[tuple[Machine, Extensi
     service = ExtensionService(machine.paths, configure_logging(verbose=True, stream=None))
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
+    # Until then the control plane has nothing to encrypt protected settings to (409).
+    wait_for(service.registered.is_set, 60, "extd registers its extension certificate")
     yield machine, service, name
     service.close()
     thread.join(15)
@@ -79,7 +82,7 @@ def extension(plane: ControlPlane, admin: Principal, name: str) -> tuple[int, An
     return plane.manage("GET", f"machines/{name}/extensions/script", admin)
 
 
-def settled(plane: ControlPlane, admin: Principal, name: str, seconds: float = 30) -> dict[str, Any]:
+def settled(plane: ControlPlane, admin: Principal, name: str, seconds: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while True:
         status, body = extension(plane, admin, name)

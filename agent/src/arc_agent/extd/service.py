@@ -57,6 +57,8 @@ class ExtensionService:
         self.stop = threading.Event()
         self.generation = -1
         self._client: HttpsClient | None = None
+        self.registered = threading.Event()
+        """Set once the control plane has the extension certificate (it can encrypt to it)."""
 
     def _connection_key(self) -> tuple[str, str] | None:
         state = load_state(self.paths.agent_config)
@@ -126,6 +128,7 @@ class ExtensionService:
                     break
                 thumbprint, pem = certificate.load_or_create(self.paths.waagent_dir)
                 api.register_extension_certificate(pem)
+                self.registered.set()
                 self.logger.info("extension certificate %s registered", thumbprint)
                 # Until the machine is disconnected or connected elsewhere (the state file says so).
                 while not self.stop.is_set() and self._connection_key() == key:
