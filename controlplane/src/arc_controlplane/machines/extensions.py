@@ -33,7 +33,7 @@ DISPLAY = {
     "error": "Provisioning failed",
 }
 
-_AGENT_FIELDS = (
+AGENT_FIELDS = (
     "publisher",
     "type",
     "type_handler_version",
@@ -42,7 +42,8 @@ _AGENT_FIELDS = (
     "force_update_tag",
     "settings",
 )
-"""What the agent acts on, besides the protected settings."""
+"""What the agent acts on, besides the protected settings: the body's property names (snake_case)
+are the table's column names."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,8 @@ def apply_request(
                     f"Changing property '{identity}' of extension '{extension.name}' is not allowed"
                     f" ('{getattr(extension, identity)}'): delete the extension, then create it again.",
                 )
-    before = {name_: getattr(extension, name_) for name_ in _AGENT_FIELDS}
-    for name_ in _AGENT_FIELDS:
+    before = {name_: getattr(extension, name_) for name_ in AGENT_FIELDS}
+    for name_ in AGENT_FIELDS:
         if name_ in request.given or request.replace:
             value = request.values.get(name_)
             setattr(extension, name_, value if value is not None or name_ != "settings" else {})
@@ -154,7 +155,7 @@ def apply_request(
     work = (
         created
         or protected_changed
-        or any(before[name_] != getattr(extension, name_) for name_ in _AGENT_FIELDS)
+        or any(before[name_] != getattr(extension, name_) for name_ in AGENT_FIELDS)
         or extension.provisioning_state == FAILED
         or extension.deleting
     )

@@ -40,6 +40,7 @@ from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import HYBRID_COMPUTE
 from arc_controlplane.machines import protected_settings
 from arc_controlplane.machines.extensions import (
+    AGENT_FIELDS,
     ExtensionRequest,
     apply_request,
     extension_not_found,
@@ -62,27 +63,17 @@ ExtensionDelete = Annotated[
 ]
 MachineExtensions = Annotated[Access[MachineRef], Depends(MachineChecks(HYBRID_COMPUTE, EXTENSIONS_READ))]
 
-_FIELDS = {
-    "publisher": "publisher",
-    "type": "type",
-    "type_handler_version": "type_handler_version",
-    "auto_upgrade_minor_version": "auto_upgrade_minor_version",
-    "enable_automatic_upgrade": "enable_automatic_upgrade",
-    "force_update_tag": "force_update_tag",
-    "settings": "settings",
-}
-
 
 def _request(body: ExtensionBody | ExtensionUpdate, *, replace: bool) -> ExtensionRequest:
     properties = body.properties
     given = frozenset() if properties is None else frozenset(properties.model_fields_set)
     values: dict[str, Any] = {
-        column: getattr(properties, field) for field, column in _FIELDS.items() if properties is not None
+        field: getattr(properties, field) for field in AGENT_FIELDS if properties is not None
     }
     protected = None if properties is None else properties.protected_settings
     tags = dict(body.tags) if body.tags is not None else None
     return ExtensionRequest(
-        given=frozenset(_FIELDS[f] for f in given if f in _FIELDS),
+        given=frozenset(field for field in given if field in AGENT_FIELDS),
         values=values,
         protected=protected,
         tags=tags,
