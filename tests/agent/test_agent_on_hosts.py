@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import base64
 import json
+import pathlib
+import stat
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -299,3 +302,103 @@ def test_microsofts_documented_azcmagent_examples_run_as_written(
     assert plane.machine(name) is None
     assert h2.json("show", "status") == {"status": "Disconnected"}
     assert h2.azcmagent("disconnect", "--force-local-only").returncode == 0
+
+
+BURNER = {
+    "HandlerManifest.json": json.dumps(
+        [
+            {
+                "version": 1.0,
+                "handlerManifest": {
+                    f"{verb}Command": f"bin/handler.sh {verb}"
+                    for verb in ("install", "enable", "disable", "uninstall", "update")
+                },
+            }
+        ]
+    ),
+    # enable leaves a daemon behind that burns CPU, as real handlers leave their agents running
+    "bin/handler.sh": """#!/bin/sh
+case "$1" in
+  enable) setsid "$(dirname "$0")/burn.sh" </dev/null >/dev/null 2>&1 & echo "burning" ;;
+  disable|uninstall) pkill -f bin/burn.sh || true ;;
+esac
+""",
+    "bin/burn.sh": "#!/bin/sh\nwhile :; do :; done\n",
+}
+BURNER_SLICE = "azure.slice/azure-vmextensions.slice/azure-vmextensions-Contoso.Testing.Burner.slice"
+
+
+def cpu_max(host: Host) -> str:
+    """The burner's slice quota as cgroup v2 writes it (``cpu.max``: QUOTA PERIOD); on a cgroup v1
+    host systemd writes the same two numbers to ``cpu.cfs_quota_us`` and ``cpu.cfs_period_us``."""
+    v2, v1 = f"/sys/fs/cgroup/{BURNER_SLICE}", f"/sys/fs/cgroup/cpu/{BURNER_SLICE}"
+    return host.sh(
+        f"cat {v2}/cpu.max 2>/dev/null || echo $(cat {v1}/cpu.cfs_quota_us {v1}/cpu.cfs_period_us)"
+    ).stdout.strip()
+
+
+def cpu_share(host: Host, seconds: float = 4) -> float:
+    """The part of one core the burner's slice used over ``seconds`` (its cgroup2 ``usage_usec``)."""
+    stat_file = next(
+        path
+        for path in (
+            f"/sys/fs/cgroup/{BURNER_SLICE}/cpu.stat",
+            f"/sys/fs/cgroup/unified/{BURNER_SLICE}/cpu.stat",
+        )
+        if host.sh(f"test -e {path}", check=False).returncode == 0
+    )
+    usage = f"awk '/^usage_usec/ {{print $2}}' {stat_file}"
+    before, start = int(host.sh(usage).stdout), time.monotonic()
+    time.sleep(seconds)
+    return (int(host.sh(usage).stdout) - before) / 1e6 / (time.monotonic() - start)
+
+
+def test_an_extension_runs_within_its_cpu_quota_and_a_new_limit_reaches_it_running(
+    fleet: tuple[list[Host], ControlPlane], tmp_path: pathlib.Path
+) -> None:
+    """extd on a real host (docs/extensions.md, "CPU limits"): a handler that leaves a CPU burner
+    running is held to `extensions.agent.cpulimit` by its slice's quota, and a new limit set with
+    `azcmagent config set` reaches the running burner without a restart."""
+    h1, plane = fleet[0][0], fleet[1]
+    package = tmp_path / "burner.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        for name, text in BURNER.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFREG | 0o755) << 16
+            archive.writestr(info, text)
+    plane.env.controlplane_cli(
+        "extension", "publish", str(package), "--publisher", "Contoso.Testing", "--type", "Burner",
+        "--version", "1.0.0",
+    )  # fmt: skip
+    assert h1.json("show", "status") == {"status": "Connected"}
+    assert h1.json("config", "set", "extensions.agent.cpulimit", "20")
+    body = {
+        "location": plane.init["location"],
+        "properties": {"publisher": "Contoso.Testing", "type": "Burner", "typeHandlerVersion": "1.0"},
+    }
+    status, _ = plane.arm("PUT", plane.extension_path("h1", "burner"), body)
+    assert status == 202, status
+    done = plane.settled_extension("h1", "burner") or {}
+    assert done["properties"]["provisioningState"] == "Succeeded", done
+    assert done["properties"]["instanceView"]["status"]["message"] == "burning"
+
+    # The quota is the slice's (20 % of a core: 20 ms in every 100 ms), and the burner keeps to it:
+    # at or below the quota (+5 % for measurement), far below the whole core it takes unthrottled.
+    assert cpu_max(h1) == "20000 100000"
+    used = cpu_share(h1)
+    assert 0.05 < used <= 0.25, f"the burner used {used:.0%} of a core under a 20 % quota"
+
+    # A new limit reaches the running burner (extd looks at the setting every 2 s).
+    assert h1.json("config", "set", "extensions.agent.cpulimit", "10")
+    wait_for(lambda: cpu_max(h1) == "10000 100000", 15, "the new quota on the running slice")
+    used = cpu_share(h1)
+    assert used <= 0.15, f"the burner used {used:.0%} of a core under a 10 % quota"
+    assert h1.sh("pgrep -f bin/burn.sh").stdout.strip(), "the burner ran on, unrestarted"
+
+    # Removal runs the handler's disable and uninstall: the burner stops, the files go.
+    status, _ = plane.arm("DELETE", plane.extension_path("h1", "burner"))
+    assert status == 202, status
+    assert plane.settled_extension("h1", "burner") is None
+    assert h1.sh("pgrep -f bin/burn.sh", check=False).returncode == 1
+    assert h1.sh("ls /var/lib/waagent | grep -c Burner", check=False).stdout.strip() == "0"
+    h1.json("config", "clear", "extensions.agent.cpulimit")

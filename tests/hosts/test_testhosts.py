@@ -95,6 +95,29 @@ def test_hosts_boot_systemd_with_their_own_identity(two_hosts):
     assert len(seen) == 2, "every host needs its own machine id"
 
 
+def test_a_cpu_quota_set_inside_a_host_is_enforced(two_hosts):
+    """The cpu controller is the host's own (testhosts.sh cpu_binds): systemd there writes
+    CPUQuota= to cpu.cfs_quota_us and the kernel throttles the unit to it. A quota is a ceiling:
+    the burner must stay at or below 20 % of a core (+5 % for measurement), far below the 100 %
+    it takes unthrottled."""
+    h1 = two_hosts[0]
+    if not pathlib.Path("/sys/fs/cgroup/cpu/cgroup.procs").exists():
+        pytest.skip("a pure cgroup2 machine: nspawn delegates the cgroup2 tree itself")
+    ssh(h1, "systemd-run --quiet --unit=burn -p CPUQuota=20% sh -c 'while :; do :; done'")
+    try:
+        unit = "/sys/fs/cgroup/cpu/system.slice/burn.service"
+        assert ssh(h1, f"cat {unit}/cpu.cfs_quota_us {unit}/cpu.cfs_period_us").split() == ["20000", "100000"]
+        usage = "awk '/^usage_usec/ {print $2}' /sys/fs/cgroup/unified/system.slice/burn.service/cpu.stat"
+        before, start = int(ssh(h1, usage)), time.monotonic()
+        time.sleep(3)
+        used = (int(ssh(h1, usage)) - before) / 1e6 / (time.monotonic() - start)
+        assert 0.05 < used <= 0.25, f"the burner used {used:.0%} of a core under a 20 % quota"
+        throttled = dict(line.split() for line in ssh(h1, f"cat {unit}/cpu.stat").splitlines())
+        assert int(throttled["nr_throttled"]) > 0, throttled
+    finally:
+        ssh(h1, "systemctl stop burn")
+
+
 def test_hosts_reach_each_other_and_nothing_else(two_hosts):
     h1, h2 = two_hosts
     assert ssh(h1, f"timeout 3 bash -c 'echo > /dev/tcp/{h2['address']}/22' && echo open") == "open"

@@ -209,7 +209,9 @@ host_boot() {
   # (<cgroup>/payload/...). Each host therefore starts in a cgroup of its own: sharing one,
   # two booting systemds create and remove each other's unit cgroups, and units fail at
   # random with status 219/CGROUP, leaving the host 'degraded'.
+  # shellcheck disable=SC2046 # cpu_binds prints whole options without spaces in them
   setsid "$SELF" _in-cgroup "h$i" systemd-nspawn -q -D "$d/root" --boot --register=no --keep-unit --console=passive \
+    $(cpu_binds "$i") \
     --uuid="${uuid:0:8}-${uuid:8:4}-${uuid:12:4}-${uuid:16:4}-${uuid:20:12}" --network-namespace-path="/run/netns/$ns" --machine="h$i" --hostname="h$i" \
     --resolv-conf=off --timezone=off --link-journal=no \
     </dev/null >"$d/nspawn.log" 2>&1 &
@@ -281,13 +283,36 @@ stop_pid() {
 }
 
 # The cgroup hierarchies systemd inside a host uses for its own tree (hybrid layout here:
-# v1 name=systemd plus the cgroup2 'unified' one; a pure cgroup2 machine has just the root).
+# v1 name=systemd plus the cgroup2 'unified' one; a pure cgroup2 machine has just the root),
+# and the v1 cpu and cpuacct hierarchies delegated to it (cpu_controllers).
 cgroup_roots() {
   local r
-  for r in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+  for r in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup $(cpu_controllers); do
     [ -f "$r/cgroup.procs" ] && echo "$r"
   done
   return 0
+}
+
+# The cgroup v1 cpu and cpuacct hierarchies of a hybrid machine (none on a pure cgroup2 one).
+# nspawn mounts v1 controllers read-only inside a host, so systemd there accepts CPUQuota= and
+# enforces nothing; binding the host's own cgroup of each of them read-write in their place
+# lets it set cpu.cfs_quota_us for its units (docs/test-hosts.md).
+cpu_controllers() {
+  local c
+  for c in cpu cpuacct; do
+    [ "$(stat -f -c %T "/sys/fs/cgroup/$c" 2>/dev/null)" = cgroupfs ] && echo "/sys/fs/cgroup/$c"
+  done
+  return 0
+}
+
+# systemd-nspawn options that hand host i its cgroup of each cpu_controllers hierarchy.
+cpu_binds() {
+  local i=$1 r binds=()
+  for r in $(cpu_controllers); do
+    mkdir -p "$r/$CGROUP_PARENT/h$i"
+    binds+=("--bind=$r/$CGROUP_PARENT/h$i:$r")
+  done
+  ((${#binds[@]} == 0)) || echo "--tmpfs=/sys/fs/cgroup:mode=755 ${binds[*]}"
 }
 
 # testhosts.sh _in-cgroup NAME COMMAND...: move into our own cgroup NAME in every hierarchy, then exec.

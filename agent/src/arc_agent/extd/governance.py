@@ -2,19 +2,23 @@
 do what the Azure Linux VM agent does (docs/reference/extensions.md, W:azurelinuxagent/ga/
 cgroupconfigurator.py): each handler gets the slice ``azure-vmextensions-<Publisher.Type>.slice``
 under ``azure-vmextensions.slice`` with ``CPUQuota`` set by ``systemctl set-property --runtime``
-before each command (so a new limit reaches handlers that run), and every command runs in a
-transient scope of that slice (``systemd-run --scope``). systemd writes the quota to ``cpu.max``
+before its first command and again whenever ``extensions.agent.cpulimit`` changes (so a new
+limit reaches handlers that run), and every command runs in a transient scope of that slice
+(``systemd-run --scope``). systemd writes the quota to ``cpu.max``
 on cgroup v2 hosts and to ``cpu.cfs_quota_us`` on cgroup v1 hosts."""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from arc_agent.extd.handler import Handler
+from arc_agent.extd.handler import Handler, HandlerError
 
 PARENT_SLICE = "azure-vmextensions.slice"
 EXCEPTIONS = {
@@ -35,30 +39,91 @@ def slice_of(handler: Handler) -> str:
 
 
 def quota_of(handler: Handler, default_percent: int) -> int:
-    return EXCEPTIONS.get(handler.name.lower(), default_percent)
+    """The handler's quota: the reference's exceptions table, else its manifest's
+    ``resourceLimits.cpuQuotaPercentage`` when it asks for less than the setting, else the setting."""
+    if handler.name.lower() in EXCEPTIONS:
+        return EXCEPTIONS[handler.name.lower()]
+    try:
+        limits = handler.manifest().get("resourceLimits")
+    except HandlerError:
+        limits = None
+    asked = limits.get("cpuQuotaPercentage") if isinstance(limits, dict) else None
+    if isinstance(asked, int) and not isinstance(asked, bool) and 0 < asked < default_percent:
+        return asked
+    return default_percent
 
 
 def systemd_running(root: Path = Path("/")) -> bool:
     return (root / "run" / "systemd" / "system").is_dir()
 
 
-def scope_wrapper(
-    cpu_limit: Callable[[], int], run: Callable[[Sequence[str]], None] | None = None
-) -> Callable[[Handler], Sequence[str]]:
-    """What a handler's commands run under: a scope in the handler's slice, whose quota is set
-    (from ``cpu_limit()``, the ``extensions.agent.cpulimit`` setting, or the exceptions) first."""
+def cpu_controller(root: Path = Path("/sys/fs/cgroup")) -> str | None:
+    """Why a quota would not be enforced on this host (None when it is): cgroup v2 with the cpu
+    controller, or cgroup v1 with a writable cpu hierarchy."""
+    controllers = root / "cgroup.controllers"
+    if controllers.exists():
+        if "cpu" in controllers.read_text(encoding="ascii").split():
+            return None
+        return f"the cpu controller is not enabled in {root} (cgroup v2)"
+    if (root / "cpu" / "cgroup.procs").exists():
+        if os.access(root / "cpu", os.W_OK):
+            return None
+        return f"{root / 'cpu'} is read-only (cgroup v1; a container that does not delegate it)"
+    return f"no cpu controller under {root}"
 
-    def set_property(argv: Sequence[str]) -> None:
-        subprocess.run(list(argv), check=True, capture_output=True, timeout=30)  # noqa: S603
 
-    apply = run or set_property
+def _set_property(argv: Sequence[str]) -> None:
+    subprocess.run(list(argv), check=True, capture_output=True, timeout=30)  # noqa: S603
 
-    def wrapper(handler: Handler) -> Sequence[str]:
-        unit = slice_of(handler)
-        apply(["systemctl", "set-property", "--runtime", unit, f"CPUQuota={quota_of(handler, cpu_limit())}%"])
+
+class CpuGovernor:
+    """What a handler's commands run under: a scope in the handler's slice whose quota is set
+    (from ``cpu_limit()``, the ``extensions.agent.cpulimit`` setting) before each command, and
+    set again on every slice it has used when the setting changes (``refresh``), so that a new
+    limit reaches handlers that are running."""
+
+    def __init__(
+        self, cpu_limit: Callable[[], int], run: Callable[[Sequence[str]], None] = _set_property
+    ) -> None:
+        self.cpu_limit = cpu_limit
+        self.run = run
+        self._lock = threading.Lock()
+        self._quotas: dict[str, tuple[Handler, int]] = {}
+        """Slice → (its handler, the quota last set on it)."""
+
+    def _apply(self, handler: Handler, limit: int) -> None:
+        unit, quota = slice_of(handler), quota_of(handler, limit)
+        with self._lock:
+            if self._quotas.get(unit, (handler, -1))[1] == quota:
+                return
+            self.run(["systemctl", "set-property", "--runtime", unit, f"CPUQuota={quota}%"])
+            self._quotas[unit] = (handler, quota)
+
+    def __call__(self, handler: Handler) -> Sequence[str]:
+        self._apply(handler, self.cpu_limit())
         return [
-            "systemd-run", "--scope", "--quiet", "--collect", f"--slice={unit}",
+            "systemd-run", "--scope", "--quiet", "--collect", f"--slice={slice_of(handler)}",
             f"--unit=extension-{uuid.uuid4().hex[:12]}", "--",
         ]  # fmt: skip
 
-    return wrapper
+    def refresh(self) -> None:
+        """The setting read again and applied to every slice used so far."""
+        limit = self.cpu_limit()
+        with self._lock:
+            handlers = [handler for handler, _ in self._quotas.values()]
+        for handler in handlers:
+            self._apply(handler, limit)
+
+    def watch(self, stop: threading.Event, interval: float = 2.0) -> threading.Thread:
+        """``refresh`` every ``interval`` seconds in a thread until ``stop`` is set."""
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.refresh()
+                except (OSError, subprocess.SubprocessError) as exc:
+                    logging.getLogger("extd").warning("the CPU quota could not be set again: %s", exc)
+
+        thread = threading.Thread(target=loop, name="cpu-governor", daemon=True)
+        thread.start()
+        return thread

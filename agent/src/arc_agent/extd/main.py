@@ -14,7 +14,7 @@ from arc_agent import __version__
 from arc_agent.argparser import AzcmArgumentParser
 from arc_agent.config.settings import LocalConfig
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.extd.governance import scope_wrapper, systemd_running
+from arc_agent.extd.governance import CpuGovernor, cpu_controller, systemd_running
 from arc_agent.extd.service import ExtensionService
 from arc_agent.logsetup import configure_logging
 from arc_agent.paths import AgentPaths
@@ -50,10 +50,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             value = LocalConfig.load(paths.local_config).get(CPU_LIMIT)
             return value if isinstance(value, int) else 5
 
-        wrapper = (
-            scope_wrapper(cpu_limit) if systemd_running() and os.geteuid() == 0 else (lambda handler: ())
-        )
-        service = ExtensionService(paths, logger, wrapper)
+        if systemd_running() and os.geteuid() == 0:
+            governor = CpuGovernor(cpu_limit)
+            service = ExtensionService(paths, logger, governor)
+            governor.watch(service.stop)
+            unenforced = cpu_controller()
+            if unenforced:
+                logger.warning("handlers get CPU quotas, but this host does not enforce them: %s", unenforced)
+        else:
+            logger.warning("no systemd or not root: handlers run without CPU quotas")
+            service = ExtensionService(paths, logger)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             service.close()

@@ -7,6 +7,7 @@ import json
 import ssl
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -75,6 +76,43 @@ class ControlPlane:
         with self.open(request) as reply:
             document: dict[str, Any] = json.load(reply)
             return document
+
+    def arm(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """One management API call as an administrator (``path`` under the machine's resource
+        group, with its query): the status and the JSON answer (None when empty); errors too."""
+        token = self.token(self.admin["clientId"], self.admin["clientSecret"])
+        group = f"/subscriptions/{self.init['subscriptionId']}/resourceGroups/{self.init['resourceGroup']}"
+        request = urllib.request.Request(
+            self.env.url + group + path,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with self.open(request) as reply:
+                raw = reply.read()
+                return reply.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            return error.code, json.loads(raw) if raw else None
+
+    def extension_path(self, machine: str, name: str) -> str:
+        return f"/providers/Microsoft.HybridCompute/machines/{machine}/extensions/{name}?api-version={API}"
+
+    def settled_extension(self, machine: str, name: str, seconds: float = 60) -> dict[str, Any] | None:
+        """The extension once its provisioning state is Succeeded or Failed (None once deleted)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            status, document = self.arm("GET", self.extension_path(machine, name))
+            if status == 404:
+                return None
+            state = document["properties"].get("provisioningState")
+            if state in ("Succeeded", "Failed"):
+                found: dict[str, Any] = document
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{machine}/{name} still {state} after {seconds} s")
+            time.sleep(0.5)
 
     def status(self, name: str) -> str:
         machine = self.machine(name)
