@@ -12,6 +12,7 @@ N ?= 3
 COLLECTIONS := $(CURDIR)/build/collections
 WHEELHOUSE := $(CURDIR)/build/wheelhouse
 AZURE_IDENTITY_WHEELS := $(CURDIR)/build/azure-identity-wheels
+EXTENSIONS := $(CURDIR)/build/extensions
 AZURE_CLI := $(CURDIR)/build/azure-cli
 OLD_ANSIBLE_CORE := $(CURDIR)/build/ansible-core-2.16
 
@@ -20,7 +21,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
-.PHONY: help deps venv wheelhouse collection test lint lint-python lint-ansible lint-shell lint-repository unit \
+.PHONY: help deps venv wheelhouse extensions collection test lint lint-python lint-ansible lint-shell lint-repository unit \
 	sanity units lint-supply-chain lock durations-reset azure-cli compat hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule matrix matrix-sanity matrix-hosts build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
@@ -53,6 +54,13 @@ $(WHEELHOUSE)/SHA256SUMS: $(VENV)/.stamp $(shell find agent/src -type f -name '*
 
 wheelhouse: $(WHEELHOUSE)/SHA256SUMS ## The agent bundle (every supported target) the arc_agent role installs from
 
+# The extension handler packages shipped with the repository (CustomScript 2.1 and 2.2; tools/
+# build-extensions.py, docs/customscript.md); a control plane signs them when they are published.
+$(EXTENSIONS)/SHA256SUMS: $(VENV)/.stamp $(shell find extensions -type f -not -path '*/__pycache__/*') tools/build-extensions.py
+	$(BIN)/python tools/build-extensions.py $(EXTENSIONS)
+
+extensions: $(EXTENSIONS)/SHA256SUMS ## The extension packages shipped with the repository (CustomScript)
+
 collection: ## Make this checkout visible to Ansible as hybridops.arc
 	@mkdir -p $(COLLECTIONS)/ansible_collections/hybridops
 	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/hybridops/arc
@@ -63,7 +71,7 @@ collection: ## Make this checkout visible to Ansible as hybridops.arc
 STEP = $(CURDIR)/tools/timed.sh $@
 DURATIONS := $(CURDIR)/build/durations.log
 
-test: deps venv wheelhouse collection durations-reset lint unit units sanity compat build-collection fuzz-controlplane hosts-check hosts-lanes ## Run every test
+test: deps venv wheelhouse extensions collection durations-reset lint unit units sanity compat build-collection fuzz-controlplane hosts-check hosts-lanes ## Run every test
 	@tools/durations.sh $(DURATIONS)
 	@echo "make test: all passed"
 
@@ -72,7 +80,7 @@ durations-reset:
 
 # Three labs at once (ARC_TESTHOSTS_LAB 1, 2 and 3): the playbook suites in one, the security and
 # chaos suites in another, the support matrix in the third; each line of output says its lane.
-hosts-lanes: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp $(foreach v,$(MATRIX_CORES),$(CURDIR)/build/ansible-core-$(v)/.stamp) ## The suites on real hosts, in three labs side by side
+hosts-lanes: deps venv wheelhouse extensions collection $(AZURE_IDENTITY_WHEELS)/.stamp $(foreach v,$(MATRIX_CORES),$(CURDIR)/build/ansible-core-$(v)/.stamp) ## The suites on real hosts, in three labs side by side
 	@( ARC_TESTHOSTS_LAB=1 $(MAKE) --no-print-directory agent-hosts integration awx molecule 2>&1 | sed -u 's/^/[lab 1] /' ) & one=$$!; \
 	( ARC_TESTHOSTS_LAB=2 $(MAKE) --no-print-directory security chaos 2>&1 | sed -u 's/^/[lab 2] /' ) & two=$$!; \
 	( ARC_TESTHOSTS_LAB=3 $(MAKE) --no-print-directory matrix 2>&1 | sed -u 's/^/[lab 3] /' ) & three=$$!; \
@@ -181,7 +189,7 @@ $(AZURE_IDENTITY_WHEELS)/.stamp: requirements-dev.txt | $(VENV)/.stamp
 		"$$(grep -E '^azure-identity==' requirements-dev.txt)" pip
 	touch $@
 
-agent-hosts: deps venv wheelhouse collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The agent runtime on real test hosts against the control plane
+agent-hosts: deps venv wheelhouse extensions collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The agent runtime on real test hosts against the control plane
 	$(STEP) pytest -q -p no:cacheprovider tests/agent
 
 integration: deps venv wheelhouse collection ## Module integration targets on real test hosts (tests/integration/run.py)
@@ -190,7 +198,7 @@ integration: deps venv wheelhouse collection ## Module integration targets on re
 awx: deps venv wheelhouse collection ## The onboard, configure and offboard playbooks run as AWX job templates (ansible-runner) on real test hosts
 	$(STEP) pytest -q -p no:cacheprovider tests/awx
 
-molecule: deps venv wheelhouse collection ## Molecule scenarios on real test hosts
+molecule: deps venv wheelhouse extensions collection ## Molecule scenarios on real test hosts
 	$(STEP) molecule test --all
 
 security: deps venv wheelhouse collection ## Security suite on real test hosts (tests/security; docs/security.md)
@@ -206,7 +214,7 @@ test-hosts: deps ## Start N real test hosts (default 3) and write their inventor
 test-hosts-down: ## Stop every test host (also what a crashed run left behind)
 	$(TESTHOSTS) down
 
-demo: deps venv wheelhouse collection ## Control plane + 3 bare hosts, the onboard playbook, the machines as the control plane sees them
+demo: deps venv wheelhouse extensions collection ## Control plane + 3 bare hosts, the onboard playbook, the machines as the control plane sees them
 	$(BIN)/python tools/demo.py
 
 clean: test-hosts-down ## Remove build output and the tool environment

@@ -49,6 +49,10 @@ def main(argv: list[str]) -> int:
         print("\nThe onboard playbook failed (its output is above); the hosts stay up to look at.")
         return 1
 
+    step("The extensions shipped with the repository, published to the control plane's catalogue")
+    for package in lab.publish_extensions():
+        print(f"{package.get('publisher')}.{package.get('type')} {package.get('version')}")
+
     step("The machines as the control plane sees them")
     machines = [str(BIN / "arc-controlplane"), "machine", "list", "--data-dir", str(lab.env.data_dir)]
     subprocess.run(machines, check=True)

@@ -20,6 +20,7 @@ import base64
 import json
 import pathlib
 import stat
+import subprocess
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -38,12 +39,17 @@ def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def fleet() -> Iterator[tuple[list[Host], ControlPlane]]:
-    lab = Lab.start(2, "--heartbeat-interval", "5")
+def lab() -> Iterator[Lab]:
+    started = Lab.start(2, "--heartbeat-interval", "5")
     try:
-        yield lab.hosts, lab.plane
+        yield started
     finally:
-        lab.stop()
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(lab: Lab) -> tuple[list[Host], ControlPlane]:
+    return lab.hosts, lab.plane
 
 
 def connect_args(plane: ControlPlane, name: str, *extra: str) -> list[str]:
@@ -376,7 +382,7 @@ def test_an_extension_runs_within_its_cpu_quota_and_a_new_limit_reaches_it_runni
         "location": plane.init["location"],
         "properties": {"publisher": "Contoso.Testing", "type": "Burner", "typeHandlerVersion": "1.0"},
     }
-    status, _ = plane.arm("PUT", plane.extension_path("h1", "burner"), body)
+    status, _answer = plane.arm("PUT", plane.extension_path("h1", "burner"), body)
     assert status == 202, status
     done = plane.settled_extension("h1", "burner") or {}
     assert done["properties"]["provisioningState"] == "Succeeded", done
@@ -396,9 +402,100 @@ def test_an_extension_runs_within_its_cpu_quota_and_a_new_limit_reaches_it_runni
     assert h1.sh("pgrep -f bin/burn.sh").stdout.strip(), "the burner ran on, unrestarted"
 
     # Removal runs the handler's disable and uninstall: the burner stops, the files go.
-    status, _ = plane.arm("DELETE", plane.extension_path("h1", "burner"))
+    status, _answer = plane.arm("DELETE", plane.extension_path("h1", "burner"))
     assert status == 202, status
     assert plane.settled_extension("h1", "burner") is None
     assert h1.sh("pgrep -f bin/burn.sh", check=False).returncode == 1
     assert h1.sh("ls /var/lib/waagent | grep -c Burner", check=False).stdout.strip() == "0"
     h1.json("config", "clear", "extensions.agent.cpulimit")
+
+
+FILE_SERVER = """
+import functools, http.server, ssl, sys
+folder, address, port, cert, key = sys.argv[1:]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
+server = http.server.ThreadingHTTPServer((address, int(port)), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def test_customscript_runs_a_protected_command_with_files_from_an_https_server(
+    lab: Lab, tmp_path: pathlib.Path
+) -> None:
+    """The CustomScript extension shipped with the repository (docs/customscript.md), built by
+    `make extensions` and published into the control plane, on a real host: `fileUris` from an
+    HTTPS server the host trusts through its system store, a protected command, the output in
+    the status, nothing secret in a log, and removal leaving no files."""
+    h1, plane = lab.hosts[0], lab.plane
+    assert {(p["type"], p["version"]) for p in lab.publish_extensions()} == {
+        ("CustomScript", "2.1.0"),
+        ("CustomScript", "2.2.0"),
+    }
+    # A file server in the controller namespace, with a certificate of a throwaway CA that h1
+    # trusts the way a machine trusts a company CA (update-ca-certificates).
+    address = plane.env.url.split("//", 1)[1].rsplit(":", 1)[0]
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "hello.sh").write_bytes(b'#!/bin/sh\r\necho "hello $1" > /root/cse-ran\r\necho done-$1\r\n')
+    for command in (
+        f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=files-ca "
+        f"-keyout {tmp_path}/ca.key -out {tmp_path}/ca.crt",
+        f"openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN={address} "
+        f"-keyout {tmp_path}/server.key -out {tmp_path}/server.csr",
+        f"openssl x509 -req -in {tmp_path}/server.csr -CA {tmp_path}/ca.crt -CAkey {tmp_path}/ca.key "
+        f"-days 2 -extfile <(printf 'subjectAltName=IP:{address}') -out {tmp_path}/server.crt",
+    ):
+        subprocess.run(["bash", "-c", command], check=True, capture_output=True)
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", plane.env.ctl_ns, "python3", "-c", FILE_SERVER, str(files), address, "9443",
+         f"{tmp_path}/server.crt", f"{tmp_path}/server.key"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    h1.sh("cat > /usr/local/share/ca-certificates/files-ca.crt && update-ca-certificates",
+          stdin=(tmp_path / "ca.crt").read_text())  # fmt: skip
+    try:
+        body = {
+            "location": plane.init["location"],
+            "properties": {
+                "publisher": "Microsoft.Azure.Extensions", "type": "CustomScript",
+                "typeHandlerVersion": "2.1", "settings": {"fileUris": [f"https://{address}:9443/hello.sh"]},
+                "protectedSettings": {"commandToExecute": "sh hello.sh s3cret-argument"},
+            },
+        }  # fmt: skip
+        status, _answer = plane.arm("PUT", plane.extension_path("h1", "cse"), body)
+        assert status == 202, status
+        done = plane.settled_extension("h1", "cse") or {}
+        assert done["properties"]["provisioningState"] == "Succeeded", done
+        assert done["properties"]["instanceView"]["status"]["message"] == (
+            "Enable succeeded: \n[stdout]\ndone-s3cret-argument\n\n[stderr]\n"
+        )
+        assert "protectedSettings" not in done["properties"]
+        # Shown on the host: it ran there, the script's Windows line ends were converted first.
+        assert h1.sh("cat /root/cse-ran").stdout == "hello s3cret-argument\n"
+        run = "/var/lib/waagent/custom-script/download/1"
+        assert h1.sh(f"ls {run}").stdout.split() == ["hello.sh", "stderr", "stdout"]
+        assert "\r" not in h1.sh(f"cat {run}/hello.sh").stdout
+        logs = h1.sh(
+            "cat /var/lib/GuestConfig/ext_mgr_logs/* /var/log/azure/*/*.log; journalctl -u extd --no-pager"
+        ).stdout
+        assert "s3cret" not in logs
+
+        status, _answer = plane.arm("DELETE", plane.extension_path("h1", "cse"))
+        assert status == 202, status
+        assert plane.settled_extension("h1", "cse") is None
+        assert (
+            h1.sh(
+                "ls /var/lib/waagent | grep -ci -e customscript -e custom-script", check=False
+            ).stdout.strip()
+            == "0"
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+        h1.sh(
+            "rm -f /usr/local/share/ca-certificates/files-ca.crt && update-ca-certificates --fresh",
+            check=False,
+        )

@@ -48,7 +48,7 @@ def test_every_cited_reference_page_and_doc_exists() -> None:
 
 def test_every_reference_page_names_its_sources() -> None:
     keys = re.compile(
-        r"\b(D|S|GC|MC|W|AC|SDK|PEP|PIPD|PIP|PYD|SD|DEB):[A-Za-z0-9_./-]+"
+        r"\b(D|S|GC|MC|W|AC|SDK|PEP|PIPD|PIP|PYD|SD|DEB|VMD|CSE):[A-Za-z0-9_./-]+"
         r"|issue [A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+#\d+|RFC \d+"
     )
     for page in (TOP / "docs/reference").glob("*.md"):

@@ -131,7 +131,14 @@ class Executor:
             return record, package
         if step.verb == ENABLE and goal is not None and record is not None:
             handler = self.handler(goal.publisher, goal.type, record.version)
-            output = handler.run("enable", goal.sequence, goal.name, **self._run_options(handler, "enable"))
+            try:
+                output = handler.run("enable", goal.sequence, goal.name, **self._run_options(handler, "enable"))
+            except HandlerError:
+                # The handler's own account of the failure, when it wrote one, says more.
+                status, code, message = handler.read_status(goal.sequence)
+                if status == "error" and message:
+                    raise HandlerError(message) from None
+                raise
             status, code, message = handler.read_status(goal.sequence)
             if status == "error":
                 raise HandlerError(message or f"{handler.name} reported an error (code {code})")

@@ -100,6 +100,21 @@ class Lab:
         """An admin command of ``arc-controlplane`` on this lab's control plane (``--json``)."""
         return self.env.controlplane_cli(*args, *self.database)
 
+    def publish_extensions(self) -> list[dict[str, Any]]:
+        """The extension packages `make extensions` built (build/extensions), published into
+        this lab's control plane (which signs them); what it listed for each."""
+        folder = TOP / "build" / "extensions"
+        names = [line.split()[1] for line in (folder / "SHA256SUMS").read_text().splitlines()]
+        published = []
+        for name in names:
+            handler, version = name.removesuffix(".zip").rsplit("-", 1)
+            publisher, type_ = handler.rsplit(".", 1)
+            published.append(
+                self.cli("extension", "publish", str(folder / name), "--publisher", publisher,
+                         "--type", type_, "--version", version)
+            )  # fmt: skip
+        return published
+
     def kill_controlplane(self) -> None:
         """``kill -9`` the control plane: no shutdown of any kind."""
         pid = int(self.env.controlplane_pid_file.read_text())
