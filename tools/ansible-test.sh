@@ -27,7 +27,7 @@ dest=${ARC_ANSIBLE_TEST_DIR:-${TMPDIR:-/tmp}/hybridops-arc.ansible-test}/ansible
 mkdir -p "$dest"
 rsync -a --delete --delete-excluded \
   --exclude=/.git --exclude=/.venv --exclude=/build --exclude=/agent --exclude=/controlplane \
-  --exclude=/benchmarks --exclude=/molecule --exclude=tests/output --exclude=__pycache__ \
+  --exclude=/benchmarks --exclude=/extensions --exclude=/molecule --exclude=tests/output --exclude=__pycache__ \
   --exclude=.ruff_cache --exclude=.mypy_cache --exclude=.pytest_cache --exclude=.hypothesis --exclude=.schemathesis --exclude='*.tar.gz' \
   "$top/" "$dest/"
 cd "$dest"

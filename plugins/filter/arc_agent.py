@@ -271,6 +271,9 @@ def arc_agent_plan(
         steps += ["config"] if config_drifted else []
         if connection_acts and (state == "configured" or connection_state != "unmanaged"):
             steps.append("connection")
+        # The extension module compares each extension with the resource itself (one read each).
+        if wanted.get("extensions") and (connected or connection_state in ("connected", "reconnected")):
+            steps.append("extensions")
     return dict(
         steps=steps,
         refusal=refusal,

@@ -3,11 +3,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # Private to this collection: a minimal client of the control plane's management API (the
-# Azure Resource Manager subset, docs/management-api.md) for machine tags. Standard library
-# only: urllib and ssl, with TLS verified against the control plane's CA.
+# Azure Resource Manager subset, docs/management-api.md) for machine tags and extensions, with
+# ARM's long-running operations. Standard library only: urllib and ssl, with TLS verified
+# against the control plane's CA.
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,11 +19,14 @@ from ansible_collections.hybridops.arc.plugins.module_utils._errors import ArmEr
 API_VERSION = "2024-07-10"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 CERTIFICATE_NOT_SUPPORTED = (
-    "tags are managed through the management API, which needs a token; getting one with "
-    "service_principal_cert needs an RS256 client assertion that the Python standard library "
-    "cannot sign. Use service_principal_secret or access_token for tag management, or leave "
+    "tags and extensions are managed through the management API, which needs a token; getting one "
+    "with service_principal_cert needs an RS256 client assertion that the Python standard library "
+    "cannot sign. Use service_principal_secret or access_token for tags and extensions, or leave "
     "tags out (the agent still connects with the certificate)"
 )
+# The control plane's CA as the agent copied it at connect time (root's file).
+CA_COPY = "/var/opt/azcmagent/connection-ca.pem"
+TERMINAL = ("Succeeded", "Failed", "Canceled")
 
 
 def check_credentials(certificate=None):
@@ -49,7 +54,7 @@ class ArmClient:
         if not access_token and not (client_secret and client_id and tenant_id):
             raise ArmError(
                 "sign-in",
-                "tags need credentials for the management API: service_principal_id, "
+                "the management API needs credentials: service_principal_id, "
                 "service_principal_secret and tenant_id, or access_token",
             )
         if not base_url:
@@ -103,20 +108,97 @@ class ArmClient:
         """Replace the machine's tags (PATCH); returns the machine resource after."""
         return self._call("PATCH machine tags", "PATCH", resource_id, {"tags": tags})
 
-    def _call(self, operation, method, resource_id, body=None):
-        url = "%s%s?api-version=%s" % (self.base_url, urllib.parse.quote(resource_id, safe="/"), API_VERSION)
+    def get_resource(self, operation, resource_id):
+        """Any resource below the control plane (an extension, a list), or None when it does not exist."""
+        try:
+            return self._call(operation, "GET", resource_id)
+        except ArmError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list_resources(self, operation, resource_id):
+        """Every entry of a paged list (``value``, following ``nextLink`` on the control plane)."""
+        entries = []
+        document = self._call(operation, "GET", resource_id)
+        while True:
+            entries.extend(document.get("value") or [])
+            link = document.get("nextLink")
+            if not link:
+                return entries
+            document = self._send(operation, self._request("GET", self._own_url(operation, link)))
+
+    def change(self, operation, method, resource_id, body=None, wait=True, timeout=600):
+        """PUT, PATCH or DELETE as a long-running operation: the answer and, with ``wait``, the
+        operation polled (``Azure-AsyncOperation``, else ``Location``) until it ends or ``timeout``
+        seconds pass. Returns (status of the operation or None when not waited, its error or None)."""
+        request = self._request(method, self._resource_url(resource_id), body)
+        _answer, headers, _status = self._send(operation, request, with_headers=True)
+        link = headers.get("azure-asyncoperation") or headers.get("location")
+        if not wait or not link:
+            return None, None
+        url = self._own_url(operation, link)
+        deadline = time.monotonic() + timeout
+        while True:
+            document, headers, http_status = self._send(
+                operation, self._request("GET", url), with_headers=True
+            )
+            status = document.get("status") if isinstance(document, dict) else None
+            # An operation resource says its status; a Location poll answers 202 until it is done.
+            if status in TERMINAL or (status is None and http_status in (200, 204)):
+                return status or "Succeeded", (document or {}).get("error")
+            if time.monotonic() >= deadline:
+                raise ArmError(
+                    operation,
+                    "the operation did not end within %d s (it is %s); raise timeout, or set wait=false "
+                    "and look again later" % (timeout, status or "running"),
+                    code="OperationTimeout",
+                )
+            time.sleep(min(_retry_after(headers), max(0.2, deadline - time.monotonic())))
+
+    def wait_for_state(self, operation, resource_id, timeout):
+        """The resource once its ``provisioningState`` is Succeeded, Failed or Canceled (None once
+        it is gone), polled every second for at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resource = self.get_resource(operation, resource_id)
+            state = ((resource or {}).get("properties") or {}).get("provisioningState")
+            if resource is None or state in TERMINAL:
+                return resource
+            if time.monotonic() >= deadline:
+                raise ArmError(
+                    operation, "%s is still %s after %d s; raise timeout" % (resource_id, state, timeout),
+                    code="OperationTimeout",
+                )  # fmt: skip
+            time.sleep(1)
+
+    def _resource_url(self, resource_id):
+        return "%s%s?api-version=%s" % (self.base_url, urllib.parse.quote(resource_id, safe="/"), API_VERSION)
+
+    def _own_url(self, operation, link):
+        """``link`` (an operation or next page) when it points at the control plane, never elsewhere
+        (the bearer token goes with it)."""
+        if not link.lower().startswith(self.base_url.lower() + "/"):
+            raise ArmError(operation, "the control plane sent a link to another server: %s" % link[:200])
+        return link
+
+    def _request(self, method, url, body=None):
         headers = {"Authorization": "Bearer %s" % self.token(), "Accept": "application/json"}
         data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310 - https://
-        return self._send(operation, request)
+        return urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310 - https://
 
-    def _send(self, operation, request):
+    def _call(self, operation, method, resource_id, body=None):
+        return self._send(operation, self._request(method, self._resource_url(resource_id), body))
+
+    def _send(self, operation, request, with_headers=False):
         try:
             with self._opener.open(request, timeout=self.timeout) as reply:
                 text = reply.read().decode("utf-8")
+                headers = dict((name.lower(), value) for name, value in reply.headers.items())
+                http_status = reply.status
         except urllib.error.HTTPError as error:
             raise _http_error(operation, error) from None
         except urllib.error.URLError as error:
@@ -124,9 +206,37 @@ class ArmClient:
         except (OSError, ssl.SSLError) as error:
             raise ArmError(operation, "cannot reach %s: %s" % (self.base_url, error)) from None
         try:
-            return json.loads(text) if text.strip() else {}
+            document = json.loads(text) if text.strip() else {}
         except ValueError:
             raise ArmError(operation, "the answer is not JSON: %s" % text[:200]) from None
+        return (document, headers, http_status) if with_headers else document
+
+
+def _retry_after(headers):
+    """Seconds to wait before polling again: ``Retry-After`` (whole seconds; ``headers`` has
+    lower-case names), 1 to 10, else 1."""
+    try:
+        return min(10.0, max(1.0, float(headers.get("retry-after") or 1)))
+    except ValueError:
+        return 1.0
+
+
+def machine_client(params, shown, ca_copy_exists):
+    """The management API client for the machine the agent shows (``azcmagent show -j``): the
+    module's control plane and credential options, else what the machine knows (its control
+    plane URL, its tenant, the CA it kept at connect time when ``ca_copy_exists(CA_COPY)``)."""
+    ca = params["control_plane_ca"]
+    if not ca and shown.get("resourceId") and ca_copy_exists(CA_COPY):
+        ca = CA_COPY
+    return ArmClient(
+        params["control_plane_url"] or shown.get("controlPlaneUrl"),
+        ca_file=ca,
+        tenant_id=params["tenant_id"] or shown.get("tenantId"),
+        client_id=params["service_principal_id"],
+        client_secret=params["service_principal_secret"],
+        access_token=params["access_token"],
+        certificate=params["service_principal_cert"],
+    )
 
 
 def _http_error(operation, error):

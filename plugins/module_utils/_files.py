@@ -56,3 +56,12 @@ def replace(path, content):
     except BaseException:
         os.remove(temporary)
         raise
+
+
+def readable(path):
+    """Whether ``path`` can be opened for reading (by this process)."""
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False

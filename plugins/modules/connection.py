@@ -235,7 +235,7 @@ code:
 
 import socket
 
-from ansible_collections.hybridops.arc.plugins.module_utils._arm import ArmClient, check_credentials
+from ansible_collections.hybridops.arc.plugins.module_utils._arm import check_credentials, machine_client
 from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
 from ansible_collections.hybridops.arc.plugins.module_utils._common import ArcModule
 from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
@@ -248,9 +248,8 @@ from ansible_collections.hybridops.arc.plugins.module_utils._errors import (
     OperationError,
     error_message,
 )
+from ansible_collections.hybridops.arc.plugins.module_utils._files import readable
 
-# The control plane's CA as the agent copied it at connect time (root's file).
-CA_COPY = "/var/opt/azcmagent/connection-ca.pem"
 ALREADY_CONNECTED = "AZCM0067"
 MACHINE_ID = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.HybridCompute/machines/%s"
 
@@ -328,27 +327,7 @@ class Connection:
         self.agent.run_json("disconnect", args, secrets=secrets)
 
     def arm(self, shown):
-        params = self.params
-        ca = params["control_plane_ca"]
-        if not ca and shown.get("resourceId") and self._exists(CA_COPY):
-            ca = CA_COPY
-        return ArmClient(
-            params["control_plane_url"] or shown.get("controlPlaneUrl"),
-            ca_file=ca,
-            tenant_id=params["tenant_id"] or shown.get("tenantId"),
-            client_id=params["service_principal_id"],
-            client_secret=params["service_principal_secret"],
-            access_token=params["access_token"],
-            certificate=params["service_principal_cert"],
-        )
-
-    @staticmethod
-    def _exists(path):
-        try:
-            with open(path, "rb"):
-                return True
-        except OSError:
-            return False
+        return machine_client(self.params, shown, readable)
 
     def run(self):
         before = self.show()

@@ -5,7 +5,8 @@
 Starts the lab (``arc_lab``): two test hosts, the control plane, an onboarding and an
 administrator service principal. The agent runtime is installed on h1 only, so that h2 is a real
 host without the agent (agent_info's case). A second resource group is made for the mismatch and
-reconnect cases. The control plane's URL, the CA's path on the hosts, the ids and the
+reconnect cases, and the extensions shipped with the repository are published (the extension
+target's CustomScript). The control plane's URL, the CA's path on the hosts, the ids and the
 credentials go into a 0600 vars file; each target then runs with ansible-playbook (a small
 playbook on h1 that includes the target's tasks/main.yml) against the lab's inventory. Exits
 non-zero when any target fails; the lab is torn down in every case.
@@ -97,6 +98,7 @@ def main(argv: list[str]) -> int:
         env = ansible_env()
         lab.install_runtime(limit="h1")
         make_resource_group(lab, OTHER_GROUP)
+        lab.publish_extensions()  # the CustomScript packages `make extensions` built
         print(f"lab ready in {time.monotonic() - started:.0f} s", flush=True)
         with tempfile.TemporaryDirectory(prefix="arc-integration-") as tmp:
             variables = pathlib.Path(tmp) / "vars.json"

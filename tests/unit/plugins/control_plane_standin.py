@@ -106,6 +106,7 @@ class ControlPlaneStandIn:
 
     def __init__(self):
         self.machines = {}
+        self.scripted = {}
         self.requests = []
         self.url = None
         self.ca = None
@@ -121,15 +122,24 @@ class ControlPlaneStandIn:
         }
         return self.machines[resource_id.lower()]
 
+    def answer(self, method, path, status, body=None, headers=None):
+        """Script the next answer to ``method path`` (after the token check): extensions and
+        operations are answered from these, in order, each once."""
+        self.scripted.setdefault((method, path.lower()), []).append((status, body, dict(headers or {})))
+        return self
+
 
 def _handler(plane):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-        def _answer(self, status, document):
-            body = json.dumps(document).encode()
+        def _answer(self, status, document, headers=None):
+            text = json.dumps(document).replace("{url}", plane.url) if document is not None else ""
+            body = text.encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value.replace("{url}", plane.url))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -180,6 +190,11 @@ def _handler(plane):
             if self.headers.get("Authorization") not in ("Bearer " + ISSUED_TOKEN, "Bearer " + ACCESS_TOKEN):
                 self._answer(401, {"error": {"code": "InvalidAuthenticationToken", "message": "bad token"}})
                 return None, None, None
+            queue = plane.scripted.get((self.command, parsed.path.lower()))
+            if queue:
+                status, document, headers = queue.pop(0)
+                self._answer(status, document, headers)
+                return None, None, None
             if urllib.parse.parse_qs(parsed.query).get("api-version") != ["2024-07-10"]:
                 self._answer(400, {"error": {"code": "InvalidApiVersionParameter", "message": "api-version"}})
                 return None, None, None
@@ -193,6 +208,12 @@ def _handler(plane):
             parsed, body, machine = self._machine()
             if machine is not None:
                 self._answer(200, machine)
+
+        def do_PUT(self):
+            self._machine()  # scripted answers only
+
+        def do_DELETE(self):
+            self._machine()  # scripted answers only
 
         def do_PATCH(self):
             parsed, body, machine = self._machine()

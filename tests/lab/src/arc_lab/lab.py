@@ -20,6 +20,22 @@ from arc_lab.plane import ADMIN_ROLE, ONBOARDING_ROLE, ControlPlane
 CA_ON_HOSTS = "/root/controlplane-ca.pem"
 
 
+def publish_extensions(env: LabEnv, *database: str) -> list[dict[str, Any]]:
+    """The extension packages `make extensions` built (build/extensions), published into the
+    lab's control plane (which signs them); what it listed for each."""
+    folder = TOP / "build" / "extensions"
+    names = [line.split()[1] for line in (folder / "SHA256SUMS").read_text().splitlines()]
+    published = []
+    for name in names:
+        handler, version = name.removesuffix(".zip").rsplit("-", 1)
+        publisher, type_ = handler.rsplit(".", 1)
+        published.append(
+            env.controlplane_cli("extension", "publish", str(folder / name), "--publisher", publisher,
+                                 "--type", type_, "--version", version, *database)
+        )  # fmt: skip
+    return published
+
+
 @dataclass
 class Lab:
     env: LabEnv
@@ -101,19 +117,8 @@ class Lab:
         return self.env.controlplane_cli(*args, *self.database)
 
     def publish_extensions(self) -> list[dict[str, Any]]:
-        """The extension packages `make extensions` built (build/extensions), published into
-        this lab's control plane (which signs them); what it listed for each."""
-        folder = TOP / "build" / "extensions"
-        names = [line.split()[1] for line in (folder / "SHA256SUMS").read_text().splitlines()]
-        published = []
-        for name in names:
-            handler, version = name.removesuffix(".zip").rsplit("-", 1)
-            publisher, type_ = handler.rsplit(".", 1)
-            published.append(
-                self.cli("extension", "publish", str(folder / name), "--publisher", publisher,
-                         "--type", type_, "--version", version)
-            )  # fmt: skip
-        return published
+        """The extension packages `make extensions` built, published into this lab's control plane."""
+        return publish_extensions(self.env, *self.database)
 
     def kill_controlplane(self) -> None:
         """``kill -9`` the control plane: no shutdown of any kind."""

@@ -137,3 +137,57 @@ def test_unreadable_ca_file(tmp_path):
     with pytest.raises(ArmError) as caught:
         ArmClient("https://cp:8443", ca_file=str(tmp_path / "missing.pem"), access_token=ACCESS_TOKEN)
     assert "missing.pem" in caught.value.message
+
+
+EXTENSION = MACHINE + "/extensions/CustomScript"
+
+
+def test_a_put_is_followed_through_its_async_operation(control_plane, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    operation = (
+        "/subscriptions/x/providers/Microsoft.HybridCompute/locations/westeurope/operationStatuses/op1"
+    )
+    control_plane.answer(
+        "PUT", EXTENSION, 201, {"name": "CustomScript"},
+        {"Azure-AsyncOperation": "{url}" + operation + "?api-version=2024-07-10", "Retry-After": "1"},
+    )  # fmt: skip
+    control_plane.answer("GET", operation, 200, {"status": "InProgress"}, {"Retry-After": "1"})
+    control_plane.answer(
+        "GET", operation, 200, {"status": "Failed", "error": {"code": "X", "message": "handler"}}
+    )
+    status, error = secret_client(control_plane).change("PUT extension", "PUT", EXTENSION, {"properties": {}})
+    assert (status, error) == ("Failed", {"code": "X", "message": "handler"})
+    methods = [(r["method"], r["path"]) for r in control_plane.requests[1:]]
+    assert methods == [("PUT", EXTENSION), ("GET", operation), ("GET", operation)]
+    assert json.loads(control_plane.requests[1]["body"]) == {"properties": {}}
+
+
+def test_a_delete_is_followed_through_its_location_until_it_is_done(control_plane, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    location = "/subscriptions/x/providers/Microsoft.HybridCompute/locations/westeurope/operationResults/op2"
+    control_plane.answer("DELETE", EXTENSION, 202, None, {"Location": "{url}" + location})
+    control_plane.answer("GET", location, 202, None)
+    control_plane.answer("GET", location, 204, None)
+    assert secret_client(control_plane).change("DELETE extension", "DELETE", EXTENSION) == ("Succeeded", None)
+
+
+def test_a_link_to_another_server_is_not_followed(control_plane):
+    control_plane.answer("PUT", EXTENSION, 201, {}, {"Azure-AsyncOperation": "https://elsewhere.example/op"})
+    with pytest.raises(ArmError, match="a link to another server"):
+        secret_client(control_plane).change("PUT extension", "PUT", EXTENSION, {})
+
+
+def test_an_operation_that_does_not_end_in_time_names_the_timeout(control_plane):
+    operation = "/operations/slow"
+    control_plane.answer("PUT", EXTENSION, 201, {}, {"Azure-AsyncOperation": "{url}" + operation})
+    control_plane.answer("GET", operation, 200, {"status": "InProgress"})
+    with pytest.raises(ArmError, match="did not end within 0 s") as raised:
+        secret_client(control_plane).change("PUT extension", "PUT", EXTENSION, {}, timeout=0)
+    assert raised.value.code == "OperationTimeout"
+
+
+def test_a_list_follows_next_links(control_plane):
+    listing = MACHINE + "/extensions"
+    control_plane.answer("GET", listing, 200, {"value": [{"name": "a"}], "nextLink": "{url}/page2"})
+    control_plane.answer("GET", "/page2", 200, {"value": [{"name": "b"}]})
+    assert secret_client(control_plane).list_resources("list", listing) == [{"name": "a"}, {"name": "b"}]
