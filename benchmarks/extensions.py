@@ -9,7 +9,7 @@ built. Then, for
 each round, asks for CustomScript (a new command each round, so each round runs it again) on
 every machine at once through the management API (one thread per machine, as many operators'
 tools would), and measures per machine the time from its PUT to the extension's
-``provisioningState`` ``Succeeded`` (polled every 0.1 s), and the control plane's CPU time
+``provisioningState`` ``Succeeded`` (polled every 0.25 s), and the control plane's CPU time
 (user + system of its process) over the round.
 
 Prints one JSON object per round. Budget (issue 14): p99 request -> Succeeded <= 3 s.
@@ -63,6 +63,13 @@ def onboard(lab: Lab) -> None:
 
 
 def one_machine(lab: Lab, name: str, command: str, times: dict[str, Any]) -> None:
+    try:
+        settle(lab, name, command, times)
+    except Exception as exc:  # noqa: BLE001 - a failed machine is a figure, not the end of the round
+        times[name] = {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def settle(lab: Lab, name: str, command: str, times: dict[str, Any]) -> None:
     body = {
         "location": lab.plane.init["location"],
         "properties": {
@@ -90,7 +97,7 @@ def one_machine(lab: Lab, name: str, command: str, times: dict[str, Any]) -> Non
         if state in ("Succeeded", "Failed"):
             times[name] = {"seconds": time.monotonic() - start, "state": state}
             return
-        time.sleep(0.1)
+        time.sleep(0.25)
     times[name] = {"error": "not settled within 120 s"}
 
 

@@ -309,6 +309,14 @@ def test_microsofts_documented_azcmagent_examples_run_as_written(
     assert h2.json("show", "status") == {"status": "Disconnected"}
     assert h2.azcmagent("disconnect", "--force-local-only").returncode == 0
 
+    # extension, as documented: list (also disconnected), remove with the extension service stopped
+    assert h2.azcmagent("extension", "list").returncode == 0
+    running = h2.azcmagent("extension", "remove", "--all")
+    assert running.returncode == 72 and "systemctl stop extd" in running.stderr
+    h2.sh("systemctl stop extd")
+    assert h2.azcmagent("extension", "remove", "--all").returncode == 0
+    h2.sh("systemctl start extd")
+
 
 BURNER = {
     "HandlerManifest.json": json.dumps(

@@ -43,6 +43,7 @@ class ErrorCode(enum.IntEnum):
     SUBSCRIPTION_LOOKUP_FAILED = 68
     LOCAL_CONFIG_UPDATE_FAILED = 69
     HIMDS_UNREACHABLE = 70
+    EXTENSION_TOOL = 72  # azcmagent extension: the extension service runs, or a handler failed
     CLOUD_CONFIGURATION_UNAVAILABLE = 75
     COMMAND_EXECUTION_ERROR = 101
     RESOURCE_NAME_FROM_HOSTNAME_FAILED = 102

@@ -83,13 +83,14 @@ TABLE: tuple[tuple[str, str, str, str | None], ...] = (
     ("config", "Change configuration settings for this machine", "config_cmd.run", "add_arguments"),
     ("check", "Check that the control plane endpoints are reachable", "check.check", "add_arguments"),
     ("logs", "Collect the agent's logs into a ZIP archive", "logs.logs", "add_arguments"),
+    ("extension", "Manage the extensions installed on this machine", "extension_cmd.run", "add_arguments"),
 )
 
 
 def available_commands() -> tuple[Command, ...]:
     """The commands this implementation has built so far.
 
-    The real agent's ``extension``, ``upgrade`` and ``genkey`` (docs/reference/azcmagent.md) are added here
+    The real agent's ``upgrade`` and ``genkey`` (docs/reference/azcmagent.md) are added here
     as they are written; until then they are unknown commands (AZCM0023).
     """
     commands = []

@@ -132,7 +132,9 @@ class Executor:
         if step.verb == ENABLE and goal is not None and record is not None:
             handler = self.handler(goal.publisher, goal.type, record.version)
             try:
-                output = handler.run("enable", goal.sequence, goal.name, **self._run_options(handler, "enable"))
+                output = handler.run(
+                    "enable", goal.sequence, goal.name, **self._run_options(handler, "enable")
+                )
             except HandlerError:
                 # The handler's own account of the failure, when it wrote one, says more.
                 status, code, message = handler.read_status(goal.sequence)

@@ -15,6 +15,7 @@ from arc_agent.argparser import AzcmArgumentParser
 from arc_agent.config.settings import LocalConfig
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.extd.governance import CpuGovernor, cpu_controller, systemd_running
+from arc_agent.extd.records import Busy, exclusive
 from arc_agent.extd.service import ExtensionService
 from arc_agent.logsetup import configure_logging
 from arc_agent.paths import AgentPaths
@@ -66,7 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        service.run()
+        try:
+            with exclusive(paths.extension_state_dir):
+                service.run()
+        except Busy as busy:
+            raise AzcmError(
+                ErrorCode.EXTENSION_TOOL,
+                f"the extension state is held by another process ({busy}): another extd, or "
+                "'azcmagent extension remove'; let it finish",
+            ) from None
         return 0
     except AzcmError as error:
         sys.stderr.write(f"{error}\n")

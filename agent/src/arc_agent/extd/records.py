@@ -5,9 +5,12 @@ heard (docs/extensions.md)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -49,3 +52,27 @@ class Records:
 
     def forget(self, name: str) -> None:
         remove_if_present(self._path(name))
+
+
+LOCK_FILE = "extd.lock"
+
+
+class Busy(RuntimeError):
+    """Another process holds the extension state (the extension service runs)."""
+
+
+@contextlib.contextmanager
+def exclusive(state_dir: Path) -> Iterator[None]:
+    """Hold the extension state for the block (``flock`` on ``<state_dir>/extd.lock``): extd holds
+    it while it runs, ``azcmagent extension remove`` while it removes; raises Busy at once when the
+    other holds it."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(str(state_dir / LOCK_FILE)) from None
+        yield
+    finally:
+        os.close(fd)

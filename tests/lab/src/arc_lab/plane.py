@@ -7,6 +7,7 @@ import json
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -30,6 +31,8 @@ class ControlPlane:
         self.onboarding = onboarding
         self.admin = admin
         self.context = ssl.create_default_context(cafile=str(env.ca_file))
+        self._admin_token: tuple[str, float] | None = None
+        self._token_lock = threading.Lock()
 
     def token(self, client_id: str, secret: str) -> str:
         form = urllib.parse.urlencode(
@@ -77,10 +80,19 @@ class ControlPlane:
             document: dict[str, Any] = json.load(reply)
             return document
 
+    def admin_token(self) -> str:
+        """The administrator's token, kept for 30 minutes (it is valid for an hour): the token
+        service throttles a client that signs in again and again."""
+        with self._token_lock:
+            if self._admin_token is None or time.monotonic() > self._admin_token[1]:
+                token = self.token(self.admin["clientId"], self.admin["clientSecret"])
+                self._admin_token = (token, time.monotonic() + 1800)
+            return self._admin_token[0]
+
     def arm(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         """One management API call as an administrator (``path`` under the machine's resource
         group, with its query): the status and the JSON answer (None when empty); errors too."""
-        token = self.token(self.admin["clientId"], self.admin["clientSecret"])
+        token = self.admin_token()
         group = f"/subscriptions/{self.init['subscriptionId']}/resourceGroups/{self.init['resourceGroup']}"
         request = urllib.request.Request(
             self.env.url + group + path,
