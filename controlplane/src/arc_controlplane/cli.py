@@ -23,6 +23,7 @@ from arc_controlplane.settings import (
     DATA_DIR_ENV_VAR,
     DEFAULT_AUDIT_RETENTION_DAYS,
     DEFAULT_BIND,
+    DEFAULT_EXTENSION_OPERATION_TIMEOUT_SECONDS,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     DEFAULT_PORT,
     SYSTEM_DATA_DIR,
@@ -97,10 +98,22 @@ def _heartbeat_interval(value: str) -> int:
     return seconds
 
 
+MAX_EXTENSION_OPERATION_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
 def _retention_days(value: str) -> int:
     if not value.strip().isdigit() or not 1 <= int(value) <= MAX_AUDIT_RETENTION_DAYS:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a number of days: use a whole number from 1 to {MAX_AUDIT_RETENTION_DAYS}"
+        )
+    return int(value)
+
+
+def _extension_timeout(value: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_EXTENSION_OPERATION_TIMEOUT_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of seconds: use a whole number from 1 to "
+            f"{MAX_EXTENSION_OPERATION_TIMEOUT_SECONDS}"
         )
     return int(value)
 
@@ -172,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     serve.add_argument(
+        "--extension-operation-timeout",
+        type=_extension_timeout,
+        default=DEFAULT_EXTENSION_OPERATION_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=(
+            "how long an extension change waits for the machine before it fails (default "
+            f"{DEFAULT_EXTENSION_OPERATION_TIMEOUT_SECONDS}, Azure's 6 hours); short values are for tests"
+        ),
+    )
+    serve.add_argument(
         "--audit-retention-days",
         type=_retention_days,
         default=DEFAULT_AUDIT_RETENTION_DAYS,
@@ -221,6 +244,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         public_url=args.public_url,
         heartbeat_interval=args.heartbeat_interval,
         audit_retention_days=args.audit_retention_days,
+        extension_operation_timeout=args.extension_operation_timeout,
         connections=ConnectionPolicy(max_per_address=args.max_connections_per_address),
     )
 

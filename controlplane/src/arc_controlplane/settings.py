@@ -15,6 +15,7 @@ SYSTEM_DATA_DIR = Path("/var/lib/arc-controlplane")
 DEFAULT_BIND = "127.0.0.1"
 DEFAULT_PORT = 8443
 DEFAULT_AUDIT_RETENTION_DAYS = 90
+DEFAULT_EXTENSION_OPERATION_TIMEOUT_SECONDS = 6 * 3600
 DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 2048
 
 
@@ -72,9 +73,16 @@ class ServerSettings:
     """Time limits and caps of client connections (``--max-connections-per-address``)."""
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     """``--audit-retention-days``: audit entries older than this are deleted."""
+    extension_operation_timeout: int = DEFAULT_EXTENSION_OPERATION_TIMEOUT_SECONDS
+    """``--extension-operation-timeout`` in seconds: an extension request the machine has not
+    acted on within it fails (Azure keeps them 6 hours)."""
 
     def __post_init__(self) -> None:
         Timing.every(self.heartbeat_interval)  # ValueError now rather than when the server starts
+
+    @property
+    def extension_timeout(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.extension_operation_timeout)
 
     @property
     def audit_retention(self) -> dt.timedelta:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arc_controlplane.clock import iso8601
-from arc_controlplane.db.tables import ExtensionPackage, Machine, MachineExtension
+from arc_controlplane.db.tables import ExtensionPackage, Machine, MachineExtension, Operation
 from arc_controlplane.errors import ArmError
 from arc_controlplane.machines import catalog, protected_settings
 
@@ -339,6 +339,47 @@ def apply_report(
         else None
     )
     return Outcome(operation_id, error, False)
+
+
+TIMED_OUT = "ExtensionOperationTimedOut"
+
+
+def expire_overdue(
+    session: Session, machine: Machine, now: dt.datetime, timeout: dt.timedelta
+) -> list[tuple[str, dict[str, Any]]]:
+    """The changes of ``machine``'s extensions that its extension service has not finished
+    within ``timeout`` of their request (the machine is off, disconnected, or has no extd):
+    each extension Failed, saying so. Returns (operation id, error) of each operation to end; a
+    late report of the same sequence number still ends the extension as the machine says."""
+    ended = []
+    for extension in list_extensions(session, machine):
+        if extension.provisioning_state not in (CREATING, UPDATING, DELETING) or not extension.operation_id:
+            continue
+        operation = session.get(Operation, extension.operation_id)
+        if operation is None or operation.end_time is not None or operation.start_time > now - timeout:
+            continue
+        hours = timeout.total_seconds() / 3600
+        limit = f"{hours:g} hours" if hours >= 1 else f"{timeout.total_seconds():g} seconds"
+        message = (
+            f"The machine '{machine.name}' did not act on this change of extension '{extension.name}' within"
+            f" {limit} of the request: its extension service has not reported. Check that the machine is"
+            " connected and that its extension service runs (azcmagent show), then send the request again."
+        )
+        extension.provisioning_state = FAILED
+        extension.deleting = False
+        extension.operation_id = None
+        extension.updated_at = now
+        extension.instance_view = {
+            "name": extension.name,
+            "type": extension.type,
+            "typeHandlerVersion": extension.type_handler_version,
+            "status": {
+                "code": TIMED_OUT, "level": "Error", "displayStatus": DISPLAY["error"], "message": message,
+                "time": iso8601(now),
+            },
+        }  # fmt: skip
+        ended.append((operation.id, {"code": TIMED_OUT, "message": message}))
+    return ended
 
 
 def orphan_protected_settings(

@@ -27,7 +27,11 @@ from arc_controlplane.api.management.access import (
 )
 from arc_controlplane.api.management.lookups import require_machine
 from arc_controlplane.api.management.machines import MACHINE, Expand
-from arc_controlplane.api.management.operations import async_operation_headers, start_machine_operation
+from arc_controlplane.api.management.operations import (
+    async_operation_headers,
+    expire_extensions,
+    start_machine_operation,
+)
 from arc_controlplane.api.management.schema import ExtensionBody, ExtensionUpdate, ExtensionUpgradeBody
 from arc_controlplane.auth.roles import EXTENSIONS_DELETE, EXTENSIONS_READ, EXTENSIONS_WRITE
 from arc_controlplane.db.tables import Machine, MachineExtension
@@ -91,6 +95,7 @@ def get_extension(granted: ExtensionRead, _expand: Expand, ctx: Ctx) -> JsonResp
     ref = granted.ref
     with ctx.db.session() as session:
         machine = require_machine(session, granted.subscription.id, ref.resource_group, ref.machine)
+        expire_extensions(session, machine, ctx)
         extension = find_extension(session, machine, ref.name)
         if extension is None:
             raise extension_not_found(machine, ref.name)
@@ -233,6 +238,7 @@ def list_extensions(
     after = decode_skip_token(skiptoken)
     with ctx.db.session() as session:
         machine = require_machine(session, granted.subscription.id, ref.resource_group, ref.name)
+        expire_extensions(session, machine, ctx)
         query = select(MachineExtension).where(MachineExtension.machine_id == machine.id)
         if after is not None:
             query = query.where(MachineExtension.id > after)

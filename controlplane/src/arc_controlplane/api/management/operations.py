@@ -13,11 +13,12 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arc_controlplane.api.management.access import Access, OperationChecks, OperationRef
 from arc_controlplane.auth.roles import MACHINES_READ
-from arc_controlplane.db.tables import Machine, Operation
+from arc_controlplane.db.tables import Machine, MachineExtension, Operation
 from arc_controlplane.errors import ArmError
 from arc_controlplane.http.caller import Caller
 from arc_controlplane.http.context import Ctx
@@ -26,12 +27,14 @@ from arc_controlplane.http.operations import (
     IN_PROGRESS,
     RETRY_AFTER_SECONDS,
     SUCCEEDED,
+    end_operation,
     operation_path,
     operation_status_view,
     start_operation,
 )
 from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import API_VERSION_PARAMETER, HYBRID_COMPUTE
+from arc_controlplane.machines.extensions import expire_overdue
 from arc_controlplane.resource_ids import PROVIDER, subscription_scope
 
 OPERATION_STATUS_READ = f"{PROVIDER}/locations/operationStatus/read"
@@ -67,9 +70,26 @@ def start_machine_operation(
     )
 
 
+def expire_extensions(session: Session, machine: Machine, ctx: Ctx) -> None:
+    """End, Failed, the changes of ``machine``'s extensions that its agent has not finished within
+    ``--extension-operation-timeout`` (6 hours): read at once, no sweeper needed."""
+    now = ctx.clock()
+    for operation_id, error in expire_overdue(session, machine, now, ctx.settings.extension_timeout):
+        end_operation(session, operation_id, now, error)
+
+
 def _load(ctx: Ctx, ref: OperationRef, caller: Caller, action: str) -> Operation:
     with ctx.db.session() as session:
         operation = session.get(Operation, ref.operation_id)
+        if (
+            operation is not None
+            and operation.status == IN_PROGRESS
+            and operation.start_time <= ctx.clock() - ctx.settings.extension_timeout
+        ):
+            query = select(MachineExtension.machine_id).where(MachineExtension.operation_id == operation.id)
+            machine = session.get(Machine, session.scalars(query).first() or 0)
+            if machine is not None:
+                expire_extensions(session, machine, ctx)
     if (
         operation is None
         or operation.subscription_id.lower() != ref.subscription_id
