@@ -204,7 +204,7 @@ molecule: deps venv wheelhouse extensions collection ## Molecule scenarios on re
 security: deps venv wheelhouse collection ## Security suite on real test hosts (tests/security; docs/security.md)
 	$(STEP) pytest -q -p no:cacheprovider tests/security
 
-chaos: deps venv wheelhouse collection ## Chaos suite on real test hosts: crashes, full disk, clock, concurrency (tests/chaos)
+chaos: deps venv wheelhouse extensions collection ## Chaos suite on real test hosts: crashes, full disk, clock, concurrency (tests/chaos)
 	$(STEP) pytest -q -p no:cacheprovider -rA tests/chaos
 
 # ---------------------------------------------------------------- test hosts and demo

@@ -65,8 +65,13 @@ def _row(record: Installed) -> dict[str, object]:
     }
 
 
+def removed(record: Installed) -> bool:
+    """Removed, kept only until the control plane has forgotten it (extd then forgets it too)."""
+    return record.handler_state == "NotInstalled" and record.status == "success"
+
+
 def list_extensions(ctx: Context) -> CommandResult:
-    rows = [_row(record) for _, record in sorted(_records(ctx).load().items())]
+    rows = [_row(record) for _, record in sorted(_records(ctx).load().items()) if not removed(record)]
     if not rows:
         return CommandResult(text="No extensions are installed on this machine.", data={"extensions": []})
     header = ("NAME", "TYPE", "VERSION", "STATE", "STATUS")
