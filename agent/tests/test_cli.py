@@ -187,8 +187,8 @@ def test_help_about_an_unknown_command(capsys: pytest.CaptureFixture[str]) -> No
     code, _, err = run_main(capsys, "help", "genkey")
     assert code == 23
     assert err == (
-        "AZCM0023: unknown command 'genkey' (valid commands: check, config, connect, disconnect, extension, help, "
-        "license, logs, show, version)\n"
+        "AZCM0023: unknown command 'genkey' (valid commands: check, config, connect, disconnect, extension, "
+        "help, license, logs, show, version)\n"
     )
 
 

@@ -21,12 +21,6 @@ description:
   - A handler that fails fails the task with the handler's own message.
   - A machine connected moments ago may not yet have registered its extension certificate (the control plane
     answers 409 C(MachineNotReadyForExtensions)); the module asks again every 2 seconds within O(timeout).
-author:
-  - hybridops.arc maintainers (@hybridops)
-extends_documentation_fragment:
-  - hybridops.arc._control_plane
-  - hybridops.arc._attributes
-  - hybridops.arc._attributes.ACTIONGROUP_ARC
 attributes:
   check_mode:
     support: full
@@ -43,6 +37,10 @@ attributes:
     details:
       - With O(protected_settings), as long as the machine can read back the ones it got (the module runs as
         root on a machine whose handler is installed).
+extends_documentation_fragment:
+  - hybridops.arc._control_plane
+  - hybridops.arc._attributes
+  - hybridops.arc._attributes.ACTIONGROUP_ARC
 options:
   state:
     description:
@@ -106,6 +104,8 @@ notes:
 seealso:
   - module: hybridops.arc.extension_info
   - module: hybridops.arc.connection
+author:
+  - hybridops.arc maintainers (@hybridops)
 """
 
 EXAMPLES = r"""
