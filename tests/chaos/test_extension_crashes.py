@@ -108,7 +108,7 @@ def test_extd_killed_while_installing_upgrading_and_removing(lab: Lab) -> None:
         upgraded = consistent(lab, host, "2.2.0") or {}
         assert upgraded["properties"]["instanceView"]["typeHandlerVersion"].startswith("2.2")
 
-        status, _ = lab.plane.arm("DELETE", lab.plane.extension_path("crash-extd", "cse"))
+        status, _answer = lab.plane.arm("DELETE", lab.plane.extension_path("crash-extd", "cse"))
         assert status == 202
         kill_extd_after(host, delay)
         consistent(lab, host, None)
