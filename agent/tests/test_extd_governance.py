@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.extd.governance import CpuGovernor, cpu_controller, quota_of, slice_of
 from arc_agent.extd.handler import Handler
 
@@ -103,3 +104,29 @@ def test_which_hosts_enforce_quotas(tmp_path: Path) -> None:
     (v1 / "cpu" / "cgroup.procs").write_text("")
     assert cpu_controller(v1) is None  # writable (we are root or own it)
     assert "no cpu controller" in str(cpu_controller(tmp_path / "none"))
+
+
+def test_an_unreadable_setting_does_not_stop_the_watch(tmp_path: Path) -> None:
+    answers: list[object] = [AzcmError(ErrorCode.INVALID_ARGUMENT, "localconfig.json is not JSON"), 20]
+    limits = iter(answers)
+
+    def cpu_limit() -> int:
+        answer = next(limits, 20)
+        if isinstance(answer, Exception):
+            raise answer
+        return int(str(answer))
+
+    systemctl = Systemctl()
+    governor = CpuGovernor(cpu_limit, systemctl)
+    governor._quotas["azure-vmextensions-Contoso.One.slice"] = (handler(tmp_path, type_="One"), 5)
+    stop = threading.Event()
+    thread = governor.watch(stop, interval=0.05)
+    try:
+        for _ in range(100):
+            if systemctl.calls:
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert systemctl.calls[0][-1] == "CPUQuota=20%", "the watch went on after the unreadable setting"

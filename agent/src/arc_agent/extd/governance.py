@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from arc_agent.errors import AzcmError
 from arc_agent.extd.handler import Handler, HandlerError
 
 PARENT_SLICE = "azure-vmextensions.slice"
@@ -121,7 +122,9 @@ class CpuGovernor:
             while not stop.wait(interval):
                 try:
                     self.refresh()
-                except (OSError, subprocess.SubprocessError) as exc:
+                except (OSError, subprocess.SubprocessError, AzcmError) as exc:
+                    # (an unreadable settings file, a systemctl that failed): the quotas stay as
+                    # they were, and the next look tries again
                     logging.getLogger("extd").warning("the CPU quota could not be set again: %s", exc)
 
         thread = threading.Thread(target=loop, name="cpu-governor", daemon=True)
