@@ -198,7 +198,7 @@ def test_the_real_agents_flags_are_accepted(plane: ControlPlane, root: Path) -> 
     flags = ["--cloud", "azureusgovernment", "-l", "westeurope", "-e", "sql", "--include-all", "-p"]
     document = check_json(root, *plane_flags(plane), *flags)
     assert document["allReachable"] is True
-    assert len(document["endpoints"]) == 2
+    assert len(document["endpoints"]) == 3  # -e sql adds the extension package service
 
 
 # --- each step is bounded: servers that stall ---------------------------------------------------
@@ -326,3 +326,12 @@ def test_an_unexpected_status_is_unreachable_with_the_servers_message(
     assert first["error"] == "HTTP: answered 404, expected 200: no such route"
     assert second["error"].startswith("HTTP: answered 404, expected 401 or 400")
     assert document["allReachable"] is False
+
+
+def test_extensions_add_the_extension_package_service(plane: ControlPlane, root: Path) -> None:
+    for flag in ("all", "sql"):
+        rows = check_json(root, *plane_flags(plane), "--extensions", flag)["endpoints"]
+        assert rows[-1]["endpoint"] == f"{plane.url}/agent/v1/packageSigningKey"
+        assert rows[-1]["purpose"] == "extension packages"
+        assert (rows[-1]["reachable"], rows[-1]["httpStatus"]) == (True, 401)
+        assert len(rows) == 3

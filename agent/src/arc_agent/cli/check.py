@@ -116,7 +116,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-l", "--location", metavar="REGION", help="accepted for compatibility")
     parser.add_argument(
-        "-e", "--extensions", choices=EXTENSIONS, help="accepted for compatibility; no extra endpoints"
+        "-e",
+        "--extensions",
+        choices=EXTENSIONS,
+        help="also check the endpoints extensions need (the extension package service)",
     )
     parser.add_argument("--include-all", action="store_true", help="accepted for compatibility")
     parser.add_argument(
@@ -141,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check(ctx: Context) -> CommandResult:
     _check_cloud(ctx.args)
     target = resolve_target(ctx.args, ctx.paths)
-    rows = probe_all(target)
+    rows = probe_all(target, extensions=bool(ctx.args.extensions))
     all_reachable = all(row.reachable for row in rows)
     data = {
         "controlPlaneUrl": target.url,
@@ -191,7 +194,7 @@ def resolve_target(args: argparse.Namespace, paths: AgentPaths) -> Target:
     return Target(url=url, ca_file=Path(ca) if ca else None, tenant_id=tenant)
 
 
-def endpoints(tenant_id: str) -> list[Endpoint]:
+def endpoints(tenant_id: str, extensions: bool = False) -> list[Endpoint]:
     found = [Endpoint("/healthz", "control plane health", "GET", frozenset({200}), "200")]
     if tenant_id:
         found.append(
@@ -212,17 +215,27 @@ def endpoints(tenant_id: str) -> list[Endpoint]:
             "401 or 400 (the request carries no credentials)",
         )
     )
+    if extensions:
+        found.append(
+            Endpoint(
+                "/agent/v1/packageSigningKey",
+                "extension packages",
+                "GET",
+                frozenset({401}),
+                "401 (the request carries no machine credentials)",
+            )
+        )
     return found
 
 
-def probe_all(target: Target) -> list[Row]:
+def probe_all(target: Target, extensions: bool = False) -> list[Row]:
     parts = parse_base_url(target.url)
     base = f"https://{parts.netloc}"
     host, port = parts.hostname or "", parts.port or 443
     context = tls_context(target.ca_file)
     rows: list[Row] = []
     network_failure = ""
-    for endpoint in endpoints(target.tenant_id):
+    for endpoint in endpoints(target.tenant_id, extensions):
         url = base + endpoint.path
         if network_failure:
             rows.append(Row(url, endpoint.purpose, False, error=f"not tried: {network_failure}"))
