@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import stat
+import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -183,3 +184,36 @@ def test_an_install_cut_short_is_done_again_from_the_start(world: Any) -> None:
     assert (
         executor.lib_dir / "Microsoft.Azure.Extensions.CustomScript-2.1.0" / "bin" / "handler.sh"
     ).exists()
+
+
+def test_a_handler_that_reports_heartbeat_is_reported_when_it_changes(world: Any) -> None:
+    control, executor = world
+    converge(executor, [goal(control, 1, commandToExecute="date")])
+    folder = executor.lib_dir / "Microsoft.Azure.Extensions.CustomScript-2.1.0"
+    record = executor.records.load()["script"]
+    assert executor.heartbeat(record, time.time()) == record, "no reportHeartbeat: nothing read"
+    manifest = json.loads((folder / "HandlerManifest.json").read_text())
+    manifest[0]["handlerManifest"]["reportHeartbeat"] = True
+    (folder / "HandlerManifest.json").write_text(json.dumps(manifest))
+    reports = len(control.reports)
+
+    record = executor.heartbeat(record, time.time())  # no heartbeat written yet
+    assert (record.status, control.reports[-1][1]["status"]) == ("warning", "warning")
+    assert "has not written its heartbeat" in control.reports[-1][1]["message"]
+    heartbeat = folder / "heartbeat.log"
+    waiting = {"status": "NotReady", "code": 1, "Message": "waiting for the service"}
+    heartbeat.write_text(json.dumps([{"version": 1.0, "heartbeat": waiting}]))
+    record = executor.heartbeat(record, time.time())
+    assert control.reports[-1][1]["message"] == "script is not ready (its heartbeat): waiting for the service"
+    assert executor.heartbeat(record, time.time()) == record and len(control.reports) == reports + 2, (
+        "same: once"
+    )
+    heartbeat.write_text(json.dumps([{"version": 1.0, "heartbeat": {"status": "ready", "message": "up"}}]))
+    record = executor.heartbeat(record, time.time())
+    assert (record.status, control.reports[-1][1]) == ("success", {
+        "sequenceNumber": 1, "status": "success", "code": 0, "message": "enabled 1", "operation": "Enable",
+        "typeHandlerVersion": "2.1.0",
+    })  # fmt: skip
+    record = executor.heartbeat(record, time.time() + 601)
+    assert "heartbeat is stale" in control.reports[-1][1]["message"] and record.status == "warning"
+    assert executor.records.load()["script"].reported is True

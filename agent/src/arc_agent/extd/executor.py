@@ -172,6 +172,31 @@ class Executor:
             return None, package
         raise HandlerError(f"the step {step.verb} cannot run here (no goal or no record)")
 
+    def heartbeat(self, record: Installed, now: float) -> Installed:
+        """Report an enabled handler's heartbeat when it changed (``reportHeartbeat`` handlers):
+        not ready is a ``warning`` with the handler's message, ready again is ``success``."""
+        if record.handler_state != "Enabled" or record.status not in ("success", "warning"):
+            return record
+        found = self.handler(record.publisher, record.type, record.version).read_heartbeat(now)
+        if found is None:
+            return record
+        ready, message = found
+        text = f"{'ready' if ready else 'notready'}: {message}"
+        if text == record.heartbeat:
+            return record
+        status = "success" if ready else "warning"
+        self.logger.info("%s: heartbeat %s", record.name, text)
+        record = self.records.update(record, status=status, heartbeat=text, reported=False)
+        shown = record.last_message if ready else f"{record.name} is not ready (its heartbeat): {message}"
+        self.api.report_extension(
+            record.name,
+            {
+                "sequenceNumber": record.sequence, "status": status, "code": 0, "message": shown[-4000:],
+                "operation": "Enable", "typeHandlerVersion": record.version or None,
+            },
+        )  # fmt: skip
+        return self.records.update(record, reported=True)
+
     def _record(self, goal: Goal, version: str, status: str, handler_state: str) -> Installed:
         return Installed(
             name=goal.name,

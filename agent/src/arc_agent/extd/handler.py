@@ -32,6 +32,8 @@ MAX_STATUS_BYTES = 128 * 1024
 TIMEOUTS = {"install": 900, "enable": 300, "disable": 900, "uninstall": 900, "update": 900}
 """Seconds each command may take (the handler model's; disable's also covers uninstall and update)."""
 OUTPUT_TAIL = 4096
+HEARTBEAT_STALE_SECONDS = 600
+"""A heartbeat older than this says the handler is not ready (the Linux VM agent's 10 minutes)."""
 
 
 class HandlerError(RuntimeError):
@@ -82,6 +84,30 @@ class Handler:
         if not isinstance(manifest, dict):
             raise HandlerError(f"{self.folder}/HandlerManifest.json has no handlerManifest object")
         return manifest
+
+    def read_heartbeat(self, now: float) -> tuple[bool, str] | None:
+        """(ready, message) of the handler's ``heartbeat.log`` when its manifest has
+        ``reportHeartbeat``, else None. A heartbeat missing, unreadable or older than
+        ``HEARTBEAT_STALE_SECONDS`` (at ``now``, a ``time.time()``) is not ready, saying why."""
+        try:
+            reports = self.manifest().get("reportHeartbeat") is True
+        except HandlerError:
+            return None
+        if not reports:
+            return None
+        path = self.heartbeat_file
+        try:
+            age = now - path.stat().st_mtime
+            entry = json.loads(path.read_bytes()[:MAX_STATUS_BYTES])[0]["heartbeat"]
+            status = str(entry["status"]).lower()
+            message = str(entry.get("message", entry.get("Message", "")))
+        except FileNotFoundError:
+            return False, f"{self.name} has not written its heartbeat ({path})"
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return False, f"{self.name}'s heartbeat ({path}) is not in the handler model's format"
+        if age > HEARTBEAT_STALE_SECONDS:
+            return False, f"{self.name}'s heartbeat is stale (last written {age / 60:.0f} minutes ago)"
+        return status == "ready", message
 
     def unpack(self, data: bytes) -> None:
         """Put the (checked) package ``data`` in place as the handler's folder, with the folders

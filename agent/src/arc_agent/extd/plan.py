@@ -116,6 +116,8 @@ class Installed:
     failed), ``Installed`` or ``Enabled``."""
     last_message: str = ""
     """What the outcome said (the handler's status message, its output, or why it failed)."""
+    heartbeat: str = ""
+    """The handler's heartbeat last reported (``reportHeartbeat`` handlers): status and message."""
 
 
 # Steps; each is (verb, details). The executor knows how to run each verb.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -109,6 +110,9 @@ class ExtensionService:
         for name, steps in plan(goals, installed, policy).items():
             self.logger.info("%s: %s", name, ", ".join(step.verb for step in steps))
             executor.apply(by_name.get(name), installed.get(name), steps)
+        now = time.time()
+        for record in records.load().values():  # at least every WAIT_SECONDS (the long-poll's end)
+            executor.heartbeat(record, now)
         return int(document.get("generation", 0))
 
     def run(self) -> None:
