@@ -365,8 +365,11 @@ def main(argv: list[str]) -> int:
         log(f"updated from {os.environ.get('AZURE_GUEST_AGENT_UPDATING_FROM_VERSION', '?')}")
         return 0
     if verb == "uninstall":
-        if (STATE / UPDATING).exists():
-            (STATE / UPDATING).unlink()
+        # Only the version an update came from keeps the state (the marker names it): a marker
+        # that an interrupted update left behind does not keep a real removal from cleaning up.
+        updated_from = read_text(STATE / UPDATING)
+        (STATE / UPDATING).unlink(missing_ok=True)
+        if updated_from and updated_from == os.environ.get("AZURE_GUEST_AGENT_EXTENSION_VERSION"):
             log("uninstall of the version updated from: the state stays for the new one")
             return 0
         shutil.rmtree(STATE, ignore_errors=True)
