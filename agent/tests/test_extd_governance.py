@@ -130,3 +130,15 @@ def test_an_unreadable_setting_does_not_stop_the_watch(tmp_path: Path) -> None:
         stop.set()
         thread.join(5)
     assert systemctl.calls[0][-1] == "CPUQuota=20%", "the watch went on after the unreadable setting"
+
+
+def test_an_idle_governor_reads_nothing(tmp_path: Path) -> None:
+    asked: list[int] = []
+
+    def cpu_limit() -> int:
+        asked.append(1)
+        return 5
+
+    systemctl = Systemctl()
+    CpuGovernor(cpu_limit, systemctl).refresh()
+    assert asked == [] and systemctl.calls == [], "no handler has run: no setting read, no systemctl"

@@ -108,10 +108,13 @@ class CpuGovernor:
         ]  # fmt: skip
 
     def refresh(self) -> None:
-        """The setting read again and applied to every slice used so far."""
-        limit = self.cpu_limit()
+        """The setting read again and applied to every slice used so far (nothing is read while
+        no handler has run: an idle extd does no work every 2 seconds)."""
         with self._lock:
             handlers = [handler for handler, _ in self._quotas.values()]
+        if not handlers:
+            return
+        limit = self.cpu_limit()
         for handler in handlers:
             self._apply(handler, limit)
 

@@ -47,9 +47,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         faulthandler.register(signal.SIGUSR1, all_threads=True)
 
+        seen: dict[str, object] = {}
+
         def cpu_limit() -> int:
-            value = LocalConfig.load(paths.local_config).get(CPU_LIMIT)
-            return value if isinstance(value, int) else 5
+            """The setting, parsed again only when the settings file changed (the watch asks
+            every 2 seconds)."""
+            try:
+                info = paths.local_config.stat()
+                stamp: object = (info.st_mtime_ns, info.st_size, info.st_ino)
+            except OSError:
+                stamp = None
+            if "stamp" not in seen or seen["stamp"] != stamp:
+                value = LocalConfig.load(paths.local_config).get(CPU_LIMIT)
+                seen.update(stamp=stamp, limit=value if isinstance(value, int) else 5)
+            return int(str(seen["limit"]))
 
         if systemd_running() and os.geteuid() == 0:
             governor = CpuGovernor(cpu_limit)
