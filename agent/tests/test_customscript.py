@@ -22,6 +22,7 @@ from controlplane_env import ControlPlane, Principal, start_control_plane
 from himds_helpers import wait_for
 from machine_helpers import Machine, connect
 
+from arc_agent.extd.handler import process_start
 from arc_agent.extd.service import ExtensionService
 from arc_agent.logsetup import configure_logging
 
@@ -185,3 +186,63 @@ def test_customscript_minor_upgrade_keeps_what_ran_and_removal_leaves_nothing(
         time.sleep(0.3)
     assert not list(lib.glob(f"{CSE[0]}.{CSE[1]}-*"))
     assert not (lib / "custom-script").exists(), "the uninstall removes the runs and their output"
+
+
+def current(plane: ControlPlane, admin: Principal, name: str) -> dict[str, Any]:
+    status, body = plane.manage("GET", f"machines/{name}/extensions/cse", admin)
+    assert status == 200, (status, body)
+    return dict(body)
+
+
+def test_customscript_runs_its_command_in_the_background_and_extd_follows_it(
+    plane: ControlPlane, admin: Principal, extd: tuple[Machine, str]
+) -> None:
+    """As the real extension: enable starts the command and returns; the status says
+    "transitioning" until the command ends (so commands may run longer than enable's 300 s)."""
+    machine, name = extd
+    gate, marker = machine.root / "go", machine.root / "ran.txt"
+    waiting = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo finished; echo $$ >> {marker}"
+    properties: dict[str, Any] = {"publisher": CSE[0], "type": CSE[1], "typeHandlerVersion": "2.1"}
+    body: dict[str, Any] = {
+        "location": plane.location,
+        "properties": {**properties, "settings": {"commandToExecute": waiting}},
+    }
+    assert plane.manage("PUT", f"machines/{name}/extensions/cse", admin, body)[0] in (200, 201, 202)
+    wait_for(
+        lambda: current(plane, admin, name)["properties"].get("instanceView", {}).get("status", {}).get(
+            "displayStatus") == "Transitioning",
+        60, "the transitioning status of the command running in the background",
+    )  # fmt: skip
+    running = current(plane, admin, name)["properties"]
+    assert (running["provisioningState"], message({"properties": running})) == (
+        "Creating",
+        "Enable in progress",
+    )
+    gate.write_text("")
+    done = settled(plane, admin, name)
+    assert done["properties"]["provisioningState"] == "Succeeded", done
+    assert message(done) == "Enable succeeded: \n[stdout]\nfinished\n\n[stderr]\n"
+
+    # A new configuration while a command still runs: that one is stopped, the new one runs.
+    gate.unlink()
+    body["properties"]["settings"] = {"commandToExecute": waiting, "timestamp": 2}
+    assert plane.manage("PUT", f"machines/{name}/extensions/cse", admin, body)[0] == 202
+    worker = machine.paths.waagent_dir / "custom-script" / "worker"
+    wait_for(worker.exists, 60, "the command of sequence number 2 runs")
+    first = int(worker.read_text().split()[0])
+    body["properties"]["settings"] = {"commandToExecute": f"echo replaced >> {marker}", "timestamp": 3}
+    assert plane.manage("PUT", f"machines/{name}/extensions/cse", admin, body)[0] == 202
+    replaced = settled(plane, admin, name)
+    assert replaced["properties"]["provisioningState"] == "Succeeded", replaced
+    assert not process_start(first), "the command of the older configuration was stopped"
+    assert marker.read_text().splitlines()[1:] == ["replaced"]
+
+    # Removal while a command runs: it is stopped, and nothing is left.
+    body["properties"]["settings"] = {"commandToExecute": waiting, "timestamp": 4}
+    assert plane.manage("PUT", f"machines/{name}/extensions/cse", admin, body)[0] == 202
+    wait_for(worker.exists, 60, "the command of sequence number 4 runs")
+    last = int(worker.read_text().split()[0])
+    assert plane.manage("DELETE", f"machines/{name}/extensions/cse", admin)[0] == 202
+    wait_for(lambda: plane.manage("GET", f"machines/{name}/extensions/cse", admin)[0] == 404, 60, "removed")
+    assert not process_start(last), "the removal stopped the running command"
+    assert not (machine.paths.waagent_dir / "custom-script").exists()

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import stat
+import subprocess
 import time
 import zipfile
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from extd_helpers import jwks
 
 from arc_agent.extd.executor import Executor
+from arc_agent.extd.handler import process_start
 from arc_agent.extd.package import SIGNATURE_TYPE
 from arc_agent.extd.plan import Goal, Policy, plan
 from arc_agent.extd.records import Records
@@ -32,6 +34,19 @@ echo "$1 $AZURE_GUEST_AGENT_EXTENSION_VERSION" >> calls.log
 case "$1" in
   enable)
     if grep -q '"fail"' "config/$ConfigSequenceNumber.settings"; then echo "the command failed"; exit 3; fi
+    if grep -q '"hang"' "config/$ConfigSequenceNumber.settings"; then
+      sleep 60 & echo $! > child.pid; wait
+    fi
+    if grep -q '"background"' "config/$ConfigSequenceNumber.settings"; then
+      # works on in the background (still holding the command's output), as the model allows
+      st="status/$ConfigSequenceNumber.status"
+      echo '[{"status": {"status": "transitioning", "formattedMessage": {"message": "working"}}}]' > "$st"
+      (while [ ! -e go ]; do sleep 0.05; done
+       printf '[{"status": {"status": "%s", "formattedMessage": {"message": "done"}}}]' "$(cat go)" >"$st.new"
+       mv "$st.new" "$st") &
+      echo $! > background.pid
+      exit 0
+    fi
     echo "enabled $ConfigSequenceNumber" ;;
 esac
 """
@@ -88,6 +103,7 @@ def world(tmp_path: Path) -> tuple[ScriptedControl, Executor]:
         jwks(KEY),
         lib_dir=tmp_path / "lib",
         log_root=tmp_path / "logs",
+        settle_seconds=0.0,
     )
     return control, executor
 
@@ -217,3 +233,89 @@ def test_a_handler_that_reports_heartbeat_is_reported_when_it_changes(world: Any
     record = executor.heartbeat(record, time.time() + 601)
     assert "heartbeat is stale" in control.reports[-1][1]["message"] and record.status == "warning"
     assert executor.records.load()["script"].reported is True
+
+
+def test_a_handler_that_finishes_in_the_background_is_followed_to_its_end(world: Any) -> None:
+    control, executor = world
+    converge(executor, [goal(control, 1, background=True)])
+    folder = executor.lib_dir / "Microsoft.Azure.Extensions.CustomScript-2.1.0"
+    pid = int((folder / "background.pid").read_text())
+    assert process_start(pid), "enable returned while its background process (holding its output) runs"
+    record = executor.records.load()["script"]
+    assert (record.status, record.following, record.handler_state) == ("transitioning", True, "Enabled")
+    assert control.reports[-1][1]["status"] == "transitioning"
+    assert control.reports[-1][1]["message"] == "working"
+    converge(executor, [goal(control, 1, background=True)])
+    assert executor.follow(record) == record and len(control.reports) == 1, "nothing new: nothing done"
+
+    (folder / "go").write_text("success")
+    while process_start(pid):
+        time.sleep(0.05)
+    record = executor.follow(record)
+    assert (record.status, record.following, record.reported) == ("success", False, True), record.last_message
+    assert control.reports[-1][1] == {
+        "sequenceNumber": 1, "status": "success", "code": 0, "message": "done", "operation": "Enable",
+        "typeHandlerVersion": "2.1.0",
+    }  # fmt: skip
+
+    # the next configuration ends in an error in the background: reported as the handler's
+    (folder / "go").unlink()
+    converge(executor, [goal(control, 2, background=True)])
+    (folder / "go").write_text("error")
+    pid = int((folder / "background.pid").read_text())
+    while process_start(pid):
+        time.sleep(0.05)
+    record = executor.follow(executor.records.load()["script"])
+    assert (record.status, control.reports[-1][1]["status"], control.reports[-1][1]["code"]) == (
+        "error",
+        "error",
+        1,
+    )
+
+
+def test_a_command_over_its_time_limit_is_stopped_with_its_children(world: Any) -> None:
+    control, executor = world
+    executor.commands.timeouts = {"enable": 1}
+    converge(executor, [goal(control, 1, hang=True)])
+    record = executor.records.load()["script"]
+    assert record.status == "error" and "did not finish within 1 s and was stopped" in record.last_message
+    child = int(
+        (executor.lib_dir / "Microsoft.Azure.Extensions.CustomScript-2.1.0" / "child.pid").read_text()
+    )
+    assert process_start(child) == "", "the command's child was stopped with it"
+    assert record.running_pid == 0
+
+
+def test_a_command_left_running_by_a_restart_is_waited_for_or_stopped(world: Any) -> None:
+    control, executor = world
+    converge(executor, [goal(control, 1)])
+    record = executor.records.load()["script"]
+    # as extd's crash leaves it: the record names a command whose process outlived extd
+    orphan = subprocess.Popen(["sleep", "0.5"], start_new_session=True)
+    left = executor.records.update(
+        record, status="transitioning", running_pid=orphan.pid, running_since=process_start(orphan.pid),
+        running_until=time.time() + 60,
+    )  # fmt: skip
+    settled = executor.commands.settle(left, poll=0.05)
+    assert orphan.poll() is not None, "waited until it ended"
+    assert (settled.running_pid, executor.records.load()["script"].running_pid) == (0, 0)
+
+    overdue = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    left = executor.records.update(
+        record,
+        running_pid=overdue.pid,
+        running_since=process_start(overdue.pid),
+        running_until=time.time() - 1,
+    )
+    executor.commands.settle(left)
+    assert overdue.wait(timeout=10) == -9, "past its time limit: stopped"
+
+    # a process id now used by another process is not waited for
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    left = executor.records.update(
+        record, running_pid=other.pid, running_since="1", running_until=time.time() + 60
+    )
+    executor.commands.settle(left)
+    assert other.poll() is None
+    other.kill()
+    other.wait()

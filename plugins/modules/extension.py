@@ -178,7 +178,7 @@ changes:
 code:
   description:
     - The management API's error code of a failed request, or the operation's (V(ExtensionOperationFailed)
-      when the handler failed).
+      when the handler failed); V(MachineNotConnected) when the machine is not connected.
   returned: failure
   type: str
   sample: ExtensionOperationFailed
@@ -229,7 +229,7 @@ class Extension:
         shown = self.agent.run_json("show", ["show"])
         machine = shown.get("resourceId")
         if not machine:
-            self.module.fail_json(msg=NOT_CONNECTED, changed=False)
+            self.module.fail_json(msg=NOT_CONNECTED, code="MachineNotConnected", changed=False)
         self.machine = machine
         self.resource_id = "%s/extensions/%s" % (machine, self.params["name"])
         arm = machine_client(self.params, shown, readable)

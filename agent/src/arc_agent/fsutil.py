@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -199,3 +201,17 @@ def remove_if_present(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def flock_within(fd: int, timeout: float, poll: float = 0.02) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, waiting up to ``timeout`` seconds (0: only try);
+    whether it was taken. Closing ``fd`` releases it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)

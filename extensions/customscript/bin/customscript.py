@@ -4,18 +4,20 @@ extension's settings (docs/reference/customscript.md). Python 3.9+ standard libr
 ``openssl`` for the protected settings, as the real extension uses it.
 
 Commands (HandlerManifest.json, through the ``bin/custom-script`` shim): install, enable, disable,
-uninstall, update.
+uninstall, update; ``run <seq>`` is the process ``enable`` leaves running in the background.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import gzip
 import hashlib
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -47,6 +49,10 @@ MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
 PUBLIC_ONLY = ("timestamp", "skipDos2Unix")
 EITHER = ("commandToExecute", "script", "fileUris")
 PROTECTED_ONLY = ("storageAccountName", "storageAccountKey", "managedIdentity")
+WORKER = "worker"
+"""The process id and start time of the command running in the background (``STATE/worker``)."""
+COMMAND_LIMIT_SECONDS = int(os.environ.get("CUSTOMSCRIPT_COMMAND_LIMIT_SECONDS", "5400"))
+"""How long the command may run (90 minutes, as long as Azure waits for an extension)."""
 
 
 class SettingsError(ValueError):
@@ -82,7 +88,7 @@ def write_status(sequence: str, status: str, message: str, operation: str = "Ena
                 "name": NAME,
                 "operation": operation,
                 "status": status,
-                "code": 0 if status == "success" else 1,
+                "code": 1 if status == "error" else 0,
                 "formattedMessage": {"lang": "en-US", "message": message},
             },
         }
@@ -268,10 +274,48 @@ def run(settings: dict[str, Any], folder: Path) -> tuple[int, str]:
     else:
         argv = ["/bin/sh", "-c", settings["commandToExecute"]]
     with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
-        code = subprocess.run(  # noqa: S603 - running the operator's command is the point
-            argv, cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=err, check=False
-        ).returncode
+        process = subprocess.Popen(  # noqa: S603 - running the operator's command is the point
+            argv, cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+        )
+        try:
+            code = process.wait(timeout=COMMAND_LIMIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            stop_group(process.pid)
+            process.wait()
+            raise SettingsError(
+                f"the command did not finish within {COMMAND_LIMIT_SECONDS // 60} minutes and was stopped"
+                f"\n[stdout]\n{tail(folder / 'stdout')}\n[stderr]\n{tail(folder / 'stderr')}"
+            ) from None
     return code, f"\n[stdout]\n{tail(folder / 'stdout')}\n[stderr]\n{tail(folder / 'stderr')}"
+
+
+def process_start(pid: int) -> str:
+    """When process ``pid`` started (``/proc/<pid>/stat``); "" when it does not run."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    rest = fields[fields.rfind(")") + 2 :].split()
+    return "" if not rest or rest[0] == "Z" else rest[19]
+
+
+def stop_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def stop_worker(why: str) -> None:
+    """Stop the command still running in the background (its status says why)."""
+    try:
+        pid_text, started, sequence = read_text(STATE / WORKER).split()
+        pid = int(pid_text)
+    except ValueError:
+        return
+    if process_start(pid) == started:
+        log(f"stopping the command of sequence number {sequence} (process {pid}): {why}")
+        stop_group(pid)
+        write_status(sequence, "error", f"Enable failed: the command was stopped: {why}")
+    (STATE / WORKER).unlink(missing_ok=True)
 
 
 def read_text(path: Path) -> str:
@@ -318,19 +362,38 @@ def enable() -> int:
                 "Enable succeeded: updated; the settings ran before the update and were not run again",
             )
             return 0
+    stop_worker(f"a new configuration came (sequence number {sequence})")
+    # Recorded before it runs: a configuration runs once, also if the machine restarts meanwhile.
+    write_text(STATE / "mrseq", sequence)
+    write_text(STATE / LAST_DIGEST, digest)
+    write_status(sequence, "transitioning", "Enable in progress")
+    # The command runs in the background, as the real extension runs it: enable returns now, and
+    # the agent follows the status file until it says how the command ended.
+    worker = subprocess.Popen(  # noqa: S603 - this same handler
+        [sys.executable, str(Path(__file__).resolve()), "run", sequence],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True,
+    )  # fmt: skip
+    write_text(STATE / WORKER, f"{worker.pid} {process_start(worker.pid) or '0'} {sequence}")
+    log(f"the command runs in the background (process {worker.pid})")
+    return 0
+
+
+def run_in_background(sequence: str) -> int:
+    """The command of ``sequence``, run by the process ``enable`` started; its status at the end."""
     folder = STATE / "download" / sequence
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o700, parents=True)
-    write_status(sequence, "transitioning", "Enable in progress")
-    log("running the " + ("script" if settings.get("script") else "command"))
     try:
+        settings = merge(*read_settings(sequence))
+        log("running the " + ("script" if settings.get("script") else "command"))
         code, output = run(settings, folder)
     except SettingsError as exc:
         log(str(exc))
         write_status(sequence, "error", f"Enable failed: {exc}")
         return 1
-    write_text(STATE / "mrseq", sequence)
-    write_text(STATE / LAST_DIGEST, digest)
+    finally:
+        (STATE / WORKER).unlink(missing_ok=True)
     if code != 0:
         log(f"the command exited {code}")
         write_status(
@@ -353,8 +416,11 @@ def main(argv: list[str]) -> int:
     if verb == "enable":
         STATE.mkdir(mode=0o700, parents=True, exist_ok=True)
         return enable()
+    if verb == "run" and len(argv) > 2:
+        return run_in_background(argv[2])
     if verb == "disable":
-        log("disable: nothing runs in the background")
+        stop_worker("the extension is disabled")
+        log("disabled")
         return 0
     if verb == "update":
         # The old version's uninstall comes next: it must keep what ran (mrseq), or the new
@@ -372,6 +438,7 @@ def main(argv: list[str]) -> int:
         if updated_from and updated_from == os.environ.get("AZURE_GUEST_AGENT_EXTENSION_VERSION"):
             log("uninstall of the version updated from: the state stays for the new one")
             return 0
+        stop_worker("the extension is removed")
         shutil.rmtree(STATE, ignore_errors=True)
         log("uninstalled: the downloads and their output are removed")
         return 0

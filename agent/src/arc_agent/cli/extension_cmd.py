@@ -1,6 +1,7 @@
 """``azcmagent extension list|remove``: the extensions installed on this machine, managed locally
 (docs/agent-cli.md; docs/reference/azcmagent.md). Both work while disconnected. ``remove`` runs
-each handler's disable and uninstall commands and deletes it, as the extension service would; it
+each handler's disable and uninstall commands (in the handler's CPU scope, after waiting for a
+command left running) and deletes it, as the extension service would; it
 needs root and the extension service stopped (``systemctl stop extd``), since both change the same
 state (AZCM0072 otherwise). While the control plane still asks for a removed extension, extd
 installs it again when it runs: remove it there, or block it with ``extensions.blocklist``.
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable, Sequence
 
 from arc_agent.cli.context import Context
 from arc_agent.cli.options import common_flags_parser
 from arc_agent.cli.output import CommandResult
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.extd.executor import Commands
+from arc_agent.extd.governance import CpuGovernor, cpu_limit_setting, systemd_running
 from arc_agent.extd.handler import Handler, HandlerError
 from arc_agent.extd.plan import Installed
 from arc_agent.extd.records import Busy, Records, exclusive
+from arc_agent.paths import AgentPaths
 
 ACTIONS = ("list", "remove")
 
@@ -90,6 +95,13 @@ def list_extensions(ctx: Context) -> CommandResult:
     return CommandResult(text="\n".join(lines), data={"extensions": rows})
 
 
+def _wrapper(paths: AgentPaths) -> Callable[[Handler], Sequence[str]]:
+    """The handlers' CPU scopes, as extd gives them (none without systemd)."""
+    if not systemd_running():
+        return lambda handler: ()
+    return CpuGovernor(cpu_limit_setting(paths.local_config))
+
+
 def remove_extensions(ctx: Context) -> CommandResult:
     if os.geteuid() != 0:
         raise AzcmError(ErrorCode.NOT_ELEVATED, "'azcmagent extension remove' must run as root (use sudo)")
@@ -111,15 +123,17 @@ def remove_extensions(ctx: Context) -> CommandResult:
                     )
                 chosen = [found]
             removed: list[str] = []
+            commands = Commands(records, _wrapper(paths))
             for record in chosen:
+                record = commands.settle(record)
                 handler = Handler(
                     record.publisher, record.type, record.version,
                     lib_dir=paths.waagent_dir, log_root=paths.extension_logs_dir,
                 )  # fmt: skip
                 if record.version and handler.folder.exists():
                     try:
-                        handler.run("disable", record.sequence, record.name)
-                        handler.run("uninstall", record.sequence, record.name)
+                        commands.run(handler, "disable", record)
+                        commands.run(handler, "uninstall", record)
                     except HandlerError as exc:
                         raise AzcmError(
                             ErrorCode.EXTENSION_TOOL,

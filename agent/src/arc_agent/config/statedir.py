@@ -24,16 +24,15 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import fcntl
 import logging
 import os
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.fsutil import flock_within
 from arc_agent.paths import AgentPaths
 from arc_agent.privileges import himds_ids
 
@@ -209,20 +208,13 @@ def state_lock(
             "(or run any azcmagent command as root) to restore it",
         ) from None
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise AzcmError(
-                        code,
-                        f"another azcmagent command (or himds) has been changing the agent's state for "
-                        f"{timeout:g} s (it holds {paths.lock_file}); wait for it and try again "
-                        f"('fuser -v {paths.lock_file}' names it)",
-                    ) from None
-                time.sleep(LOCK_POLL_SECONDS)
+        if not flock_within(fd, timeout, LOCK_POLL_SECONDS):
+            raise AzcmError(
+                code,
+                f"another azcmagent command (or himds) has been changing the agent's state for "
+                f"{timeout:g} s (it holds {paths.lock_file}); wait for it and try again "
+                f"('fuser -v {paths.lock_file}' names it)",
+            )
         yield
     finally:
         os.close(fd)  # releases the lock

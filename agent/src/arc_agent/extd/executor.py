@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from arc_agent.cpclient.agentapi import ForeignLocation, RequestRefused
-from arc_agent.extd.handler import LIB_DIR, LOG_DIR, Handler, HandlerError
+from arc_agent.extd.handler import (
+    LIB_DIR,
+    LOG_DIR,
+    TIMEOUTS,
+    Handler,
+    HandlerError,
+    process_start,
+    stop_group,
+)
 from arc_agent.extd.package import PackageRefused, verify
 from arc_agent.extd.plan import (
     DOWNLOAD,
@@ -44,6 +53,55 @@ class Control(Protocol):
 
 
 @dataclass
+class Commands:
+    """Handler commands run the way extd runs them: under ``wrapper`` (the handler's CPU scope),
+    within the handler model's time limits, and named in the extension's record while they run.
+    ``azcmagent extension remove`` runs its commands through this too."""
+
+    records: Records
+    wrapper: Callable[[Handler], Sequence[str]] = field(default=lambda handler: ())
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("extd"))
+
+    def run(self, handler: Handler, verb: str, record: Installed, updating_from: str = "") -> str:
+        """Run a handler command of ``record``'s sequence number; while it runs, the record names
+        its process, so that an extd restarted meanwhile waits for it (``settle``)."""
+        limit = float(self.timeouts.get(verb, TIMEOUTS[verb]))
+
+        def started(pid: int) -> None:
+            self.records.update(
+                record, running_pid=pid, running_since=process_start(pid), running_until=time.time() + limit
+            )
+
+        try:
+            return handler.run(
+                verb, record.sequence, record.name, updating_from=updating_from,
+                wrapper=tuple(self.wrapper(handler)), timeout=limit, on_start=started,
+            )  # fmt: skip
+        finally:
+            self.records.update(record, running_pid=0, running_since="", running_until=0.0)
+
+    def settle(self, record: Installed, poll: float = 1.0) -> Installed:
+        """Wait for a handler command that was running when extd stopped (its process outlives
+        extd: it runs in its own scope) to end, or stop it when its time limit has passed, so
+        that a step done again never runs beside the one interrupted."""
+        if not record.running_pid:
+            return record
+        pid, since = record.running_pid, record.running_since
+        if since and process_start(pid) == since:
+            self.logger.info(
+                "%s: a handler command from before the restart runs (process %d); waiting for it",
+                record.name, pid,
+            )  # fmt: skip
+            while process_start(pid) == since and time.time() < record.running_until:
+                time.sleep(poll)
+            if process_start(pid) == since:
+                self.logger.warning("%s: process %d ran past its time limit; stopping it", record.name, pid)
+                stop_group(pid)
+        return self.records.update(record, running_pid=0, running_since="", running_until=0.0)
+
+
+@dataclass
 class Executor:
     api: Control
     records: Records
@@ -55,6 +113,12 @@ class Executor:
     """The command a handler's commands run under (a systemd scope in its slice), per handler."""
     timeouts: Mapping[str, float] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("extd"))
+    settle_seconds: float = 1.0
+    """How long an enable that left its work to the background is looked at before that work
+    is followed between long-polls (most such work ends within it)."""
+
+    def __post_init__(self) -> None:
+        self.commands = Commands(self.records, self.wrapper, self.timeouts, self.logger)
 
     def handler(self, publisher: str, type_: str, version: str) -> Handler:
         return Handler(publisher, type_, version, lib_dir=self.lib_dir, log_root=self.log_root)
@@ -63,7 +127,7 @@ class Executor:
         self, goal: Goal | None, installed: Installed | None, steps: Sequence[Step]
     ) -> Installed | None:
         """Run ``steps``; the record after them (None once forgotten)."""
-        record = installed
+        record = self.commands.settle(installed) if installed is not None else None
         package = b""
         for step in steps:
             try:
@@ -97,34 +161,28 @@ class Executor:
             handler = self.handler(goal.publisher, goal.type, record.version)
             self._remove_other_versions(handler)
             handler.unpack(package)
-            handler.run("install", goal.sequence, goal.name, **self._run_options(handler, "install"))
+            self.commands.run(handler, "install", record)
             return self.records.update(record, handler_state="Installed"), package
         if step.verb == UPDATE and goal is not None and record is not None:
             old = self.handler(goal.publisher, goal.type, str(details["from"]))
             new = self.handler(goal.publisher, goal.type, str(details["version"]))
             record = self.records.update(
-                record, status="transitioning", sequence=goal.sequence, reported=False
+                record, status="transitioning", sequence=goal.sequence, reported=False, following=False
             )
             new.unpack(package)
             if old.folder.exists():
-                old.run("disable", goal.sequence, goal.name, **self._run_options(old, "disable"))
-            new.run(
-                "update",
-                goal.sequence,
-                goal.name,
-                updating_from=old.version,
-                **self._run_options(new, "update"),
-            )
+                self.commands.run(old, "disable", record)
+            self.commands.run(new, "update", record, updating_from=old.version)
             if old.folder.exists():
-                old.run("uninstall", goal.sequence, goal.name, **self._run_options(old, "uninstall"))
+                self.commands.run(old, "uninstall", record)
                 old.remove()
             record = self.records.update(record, version=new.version, handler_state="NotInstalled")
             if str(new.manifest().get("updateMode", "UpdateWithInstall")).lower() == "updatewithinstall":
-                new.run("install", goal.sequence, goal.name, **self._run_options(new, "install"))
+                self.commands.run(new, "install", record)
             return self.records.update(record, handler_state="Installed"), package
         if step.verb == SETTINGS and goal is not None and record is not None:
             record = self.records.update(
-                record, status="transitioning", sequence=goal.sequence, reported=False
+                record, status="transitioning", sequence=goal.sequence, reported=False, following=False
             )
             handler = self.handler(goal.publisher, goal.type, record.version)
             handler.write_settings(goal.sequence, goal.settings, goal.protected, goal.thumbprint)
@@ -132,9 +190,7 @@ class Executor:
         if step.verb == ENABLE and goal is not None and record is not None:
             handler = self.handler(goal.publisher, goal.type, record.version)
             try:
-                output = handler.run(
-                    "enable", goal.sequence, goal.name, **self._run_options(handler, "enable")
-                )
+                output = self.commands.run(handler, "enable", record)
             except HandlerError:
                 # The handler's own account of the failure, when it wrote one, says more.
                 status, code, message = handler.read_status(goal.sequence)
@@ -142,8 +198,21 @@ class Executor:
                     raise HandlerError(message) from None
                 raise
             status, code, message = handler.read_status(goal.sequence)
+            # Most work a handler leaves to the background ends at once: a short look first.
+            deadline = time.monotonic() + self.settle_seconds
+            while status == "transitioning" and time.monotonic() < deadline:
+                time.sleep(0.05)
+                status, code, message = handler.read_status(goal.sequence)
             if status == "error":
                 raise HandlerError(message or f"{handler.name} reported an error (code {code})")
+            if status == "transitioning":
+                # It goes on in the background: its status file is followed (``follow``).
+                self.logger.info("%s: the handler works on in the background: %s", goal.name, message)
+                record = self.records.update(
+                    record, handler_state="Enabled", following=True,
+                    last_message=message or f"{handler.name} is still working (its status is transitioning)",
+                )  # fmt: skip
+                return record, package
             record = self.records.update(
                 record, status=status or "success", handler_state="Enabled", last_message=message or output
             )
@@ -151,10 +220,12 @@ class Executor:
         if step.verb == REMOVE and record is not None:
             handler = self.handler(record.publisher, record.type, str(details["version"]))
             sequence = goal.sequence if goal is not None else record.sequence
-            record = self.records.update(record, status="transitioning", sequence=sequence, reported=False)
+            record = self.records.update(
+                record, status="transitioning", sequence=sequence, reported=False, following=False
+            )
             if handler.folder.exists():
-                handler.run("disable", sequence, record.name, **self._run_options(handler, "disable"))
-                handler.run("uninstall", sequence, record.name, **self._run_options(handler, "uninstall"))
+                self.commands.run(handler, "disable", record)
+                self.commands.run(handler, "uninstall", record)
                 handler.remove()
             record = self.records.update(
                 record, status="success", handler_state="NotInstalled", last_message="removed"
@@ -230,19 +301,36 @@ class Executor:
             record.name,
             {
                 "sequenceNumber": record.sequence,
-                "status": record.status if record.status != "transitioning" else "error",
-                "code": 0 if record.status in ("success", "warning") else 1,
+                # "transitioning" left by a step that did not finish is not the handler's own
+                "status": "error" if record.busy else record.status,
+                "code": 1 if record.status == "error" or record.busy else 0,
                 "message": record.last_message[-4000:],
                 "operation": operation,
                 "typeHandlerVersion": record.version or None,
             },
         )
 
-    def _run_options(self, handler: Handler, verb: str) -> dict[str, Any]:
-        options: dict[str, Any] = {"wrapper": tuple(self.wrapper(handler))}
-        if verb in self.timeouts:
-            options["timeout"] = self.timeouts[verb]
-        return options
+    def follow(self, record: Installed) -> Installed:
+        """Report how a handler working in the background goes on (its status file): a new
+        message while it is ``transitioning``, and its end (``success``, ``warning``, ``error``)."""
+        if not record.following:
+            return record
+        handler = self.handler(record.publisher, record.type, record.version)
+        status, code, message = handler.read_status(record.sequence)
+        if status in ("", "transitioning"):
+            if not message or message == record.last_message:
+                return record
+            record = self.records.update(record, last_message=message, reported=False)
+        else:
+            if status not in ("success", "warning", "error"):
+                status, message = "error", f"{handler.name} reported the unknown status {status!r}: {message}"
+            self.logger.info("%s: the handler finished in the background: %s", record.name, status)
+            record = self.records.update(
+                record, status=status, following=False, reported=False,
+                last_message=message or f"{handler.name} reported {status} (code {code})",
+            )  # fmt: skip
+        self._report(record, "Enable")
+        return self.records.update(record, reported=True)
 
     def _remove_other_versions(self, handler: Handler) -> None:
         """What an interrupted install or update left of other versions of this handler."""

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from arc_agent.config.settings import LocalConfig
 from arc_agent.errors import AzcmError
 from arc_agent.extd.handler import Handler, HandlerError
 
@@ -71,6 +72,29 @@ def cpu_controller(root: Path = Path("/sys/fs/cgroup")) -> str | None:
             return None
         return f"{root / 'cpu'} is read-only (cgroup v1; a container that does not delegate it)"
     return f"no cpu controller under {root}"
+
+
+CPU_LIMIT = "extensions.agent.cpulimit"
+DEFAULT_CPU_LIMIT = 5
+
+
+def cpu_limit_setting(settings_file: Path) -> Callable[[], int]:
+    """``extensions.agent.cpulimit`` as a function, which parses the settings file again only
+    when it changed (the governor's watch asks every 2 seconds)."""
+    seen: dict[str, object] = {}
+
+    def cpu_limit() -> int:
+        try:
+            info = settings_file.stat()
+            stamp: object = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except OSError:
+            stamp = None
+        if "stamp" not in seen or seen["stamp"] != stamp:
+            value = LocalConfig.load(settings_file).get(CPU_LIMIT)
+            seen.update(stamp=stamp, limit=value if isinstance(value, int) else DEFAULT_CPU_LIMIT)
+        return int(str(seen["limit"]))
+
+    return cpu_limit
 
 
 def _set_property(argv: Sequence[str]) -> None:

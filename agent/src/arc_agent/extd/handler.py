@@ -10,19 +10,21 @@ and renamed into place, so an interrupted unpack leaves no half handler.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from arc_agent.fsutil import write_json_atomic
 
@@ -34,6 +36,28 @@ TIMEOUTS = {"install": 900, "enable": 300, "disable": 900, "uninstall": 900, "up
 OUTPUT_TAIL = 4096
 HEARTBEAT_STALE_SECONDS = 600
 """A heartbeat older than this says the handler is not ready (the Linux VM agent's 10 minutes)."""
+
+
+def _tail(output: IO[bytes]) -> str:
+    output.seek(max(0, output.seek(0, os.SEEK_END) - OUTPUT_TAIL))
+    return output.read().decode("utf-8", "replace").strip()
+
+
+def process_start(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat``); "" when
+    there is no such process (or it has ended and waits to be reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    rest = fields[fields.rfind(")") + 2 :].split()
+    return "" if not rest or rest[0] == "Z" else rest[19]
+
+
+def stop_group(pid: int) -> None:
+    """Kill the process group ``pid`` leads (a handler command and its children)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 class HandlerError(RuntimeError):
@@ -211,9 +235,11 @@ class Handler:
         extra_env: Mapping[str, str] | None = None,
         wrapper: Sequence[str] = (),
         timeout: float | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> str:
         """Run the handler's ``<verb>Command`` in its folder (through ``wrapper``, e.g. a systemd
-        scope); its output's tail, or HandlerError naming the command, its exit code and that tail."""
+        scope); its output's tail, or HandlerError naming the command, its exit code and that tail.
+        ``on_start`` is given the command's process id as soon as it runs."""
         command = self.manifest().get(f"{verb}Command")
         if not isinstance(command, str) or not command:
             raise HandlerError(f"{self.name} {self.version} has no {verb}Command in its HandlerManifest.json")
@@ -226,27 +252,36 @@ class Handler:
         if not os.path.isabs(argv[len(wrapper)]):
             argv[len(wrapper)] = str(self.folder / argv[len(wrapper)])
         limit = timeout if timeout is not None else TIMEOUTS[verb]
-        try:
-            done = subprocess.run(  # noqa: S603 - the handler's own command, from its checked package
-                argv,
-                cwd=self.folder,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=limit,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            tail = (exc.output or b"")[-OUTPUT_TAIL:].decode("utf-8", "replace")
-            raise HandlerError(
-                f"{self.name} {verb} did not finish within {limit:g} s and was stopped: {tail.strip()}"
-            ) from None
-        except OSError as exc:
-            raise HandlerError(f"{self.name} {verb} could not start: {exc}") from None
-        tail = done.stdout[-OUTPUT_TAIL:].decode("utf-8", "replace").strip()
-        if done.returncode != 0:
-            raise HandlerError(f"{self.name} {verb} failed with exit code {done.returncode}: {tail}")
+        # The output goes to a file, not a pipe: a handler that leaves a process behind (one that
+        # finishes its work in the background, as the handler model allows) keeps a pipe open,
+        # and the command would seem to run until that process ends. Its own process group, so
+        # that a command stopped for its time limit takes its children with it.
+        with tempfile.TemporaryFile() as output:
+            try:
+                process = subprocess.Popen(  # noqa: S603 - the handler's own command, from its checked package
+                    argv,
+                    cwd=self.folder,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise HandlerError(f"{self.name} {verb} could not start: {exc}") from None
+            if on_start is not None:
+                on_start(process.pid)
+            try:
+                returncode = process.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                stop_group(process.pid)
+                process.wait()
+                raise HandlerError(
+                    f"{self.name} {verb} did not finish within {limit:g} s and was stopped: {_tail(output)}"
+                ) from None
+            tail = _tail(output)
+        if returncode != 0:
+            raise HandlerError(f"{self.name} {verb} failed with exit code {returncode}: {tail}")
         return tail
 
     def remove(self) -> None:

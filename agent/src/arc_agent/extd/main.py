@@ -12,15 +12,12 @@ from types import FrameType
 
 from arc_agent import __version__
 from arc_agent.argparser import AzcmArgumentParser
-from arc_agent.config.settings import LocalConfig
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.extd.governance import CpuGovernor, cpu_controller, systemd_running
+from arc_agent.extd.governance import CpuGovernor, cpu_controller, cpu_limit_setting, systemd_running
 from arc_agent.extd.records import Busy, exclusive
 from arc_agent.extd.service import ExtensionService
 from arc_agent.logsetup import configure_logging
 from arc_agent.paths import AgentPaths
-
-CPU_LIMIT = "extensions.agent.cpulimit"
 
 
 def build_parser() -> AzcmArgumentParser:
@@ -47,23 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         faulthandler.register(signal.SIGUSR1, all_threads=True)
 
-        seen: dict[str, object] = {}
-
-        def cpu_limit() -> int:
-            """The setting, parsed again only when the settings file changed (the watch asks
-            every 2 seconds)."""
-            try:
-                info = paths.local_config.stat()
-                stamp: object = (info.st_mtime_ns, info.st_size, info.st_ino)
-            except OSError:
-                stamp = None
-            if "stamp" not in seen or seen["stamp"] != stamp:
-                value = LocalConfig.load(paths.local_config).get(CPU_LIMIT)
-                seen.update(stamp=stamp, limit=value if isinstance(value, int) else 5)
-            return int(str(seen["limit"]))
-
         if systemd_running() and os.geteuid() == 0:
-            governor = CpuGovernor(cpu_limit)
+            governor = CpuGovernor(cpu_limit_setting(paths.local_config))
             service = ExtensionService(paths, logger, governor)
             governor.watch(service.stop)
             unenforced = cpu_controller()

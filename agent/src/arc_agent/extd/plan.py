@@ -16,7 +16,8 @@ The rules:
   ``enable``); new settings (a new sequence number, same version) enable again; a deleted one
   is disabled then uninstalled.
 - A sequence number already handled is not run again; its outcome is reported again when the
-  control plane has not had it (after a restart).
+  control plane has not had it (after a restart). A handler still working in the background
+  (its enable returned ``transitioning``) has handled it: the executor follows its status file.
 """
 
 from __future__ import annotations
@@ -118,6 +119,21 @@ class Installed:
     """What the outcome said (the handler's status message, its output, or why it failed)."""
     heartbeat: str = ""
     """The handler's heartbeat last reported (``reportHeartbeat`` handlers): status and message."""
+    following: bool = False
+    """The handler's enable returned with its status file saying ``transitioning``: it finishes in
+    the background, and its status file is followed until it says how that ended."""
+    running_pid: int = 0
+    """The handler command running now (0: none), so that a restarted extd waits for it."""
+    running_since: str = ""
+    """That process's start time (``/proc/<pid>/stat``), which tells it from a later one with
+    the same process id."""
+    running_until: float = 0.0
+    """When that command's time limit ends (seconds since the epoch)."""
+
+    @property
+    def busy(self) -> bool:
+        """A step of this record's sequence number has not finished (a crash left it so)."""
+        return self.status == "transitioning" and not self.following
 
 
 # Steps; each is (verb, details). The executor knows how to run each verb.
@@ -145,7 +161,7 @@ def plan_extension(goal: Goal | None, installed: Installed | None, policy: Polic
         if installed is None:
             return []
         return [Step(REMOVE, {"version": installed.version}), Step(FORGET)]
-    if installed is not None and installed.sequence == goal.sequence and installed.status != "transitioning":
+    if installed is not None and installed.sequence == goal.sequence and not installed.busy:
         return [] if installed.reported else [Step(REPORT)]
     if goal.state == "deleted":
         removal = [Step(REMOVE, {"version": installed.version})] if installed is not None else []
@@ -168,7 +184,7 @@ def plan_extension(goal: Goal | None, installed: Installed | None, policy: Polic
     steps: list[Step] = []
     # A step that was running when the service stopped (crash, power loss) is done again from
     # the start: a fresh install of the wanted version, never a "Succeeded" on a half install.
-    if installed is None or installed.status == "transitioning" or installed.handler_state == "NotInstalled":
+    if installed is None or installed.busy or installed.handler_state == "NotInstalled":
         steps += [Step(DOWNLOAD, {"package": dict(goal.package)}), Step(INSTALL, {"version": version})]
     elif installed.version != version:
         steps += [

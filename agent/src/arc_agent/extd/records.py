@@ -6,7 +6,6 @@ heard (docs/extensions.md)."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -15,7 +14,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from arc_agent.extd.plan import Installed
-from arc_agent.fsutil import remove_if_present, write_json_atomic
+from arc_agent.fsutil import flock_within, remove_if_present, write_json_atomic
 
 _SAFE = re.compile(r"[^a-z0-9._-]")
 
@@ -69,10 +68,8 @@ def exclusive(state_dir: Path) -> Iterator[None]:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy(str(state_dir / LOCK_FILE)) from None
+        if not flock_within(fd, 0):
+            raise Busy(str(state_dir / LOCK_FILE))
         yield
     finally:
         os.close(fd)

@@ -27,6 +27,7 @@ from arc_agent.identity.signer import load_machine_signer
 from arc_agent.paths import AgentPaths
 
 WAIT_SECONDS = 60
+FOLLOW_SECONDS = 2
 NOT_CONNECTED_POLL_SECONDS = 5
 """How often a machine that is not connected looks at its connection state (a file read)."""
 RETRY_SECONDS = (2, 5, 15, 30, 60)
@@ -57,6 +58,8 @@ class ExtensionService:
         self.wrapper = wrapper
         self.stop = threading.Event()
         self.generation = -1
+        self.following = False
+        """Whether a handler works on in the background (its status file is followed)."""
         self._client: HttpsClient | None = None
         self.registered = threading.Event()
         """Set once the control plane has the extension certificate (it can encrypt to it)."""
@@ -90,30 +93,42 @@ class ExtensionService:
         write_json_atomic(path, keys, mode=0o600)
         return keys
 
-    def converge(self, api: MachineApi) -> int:
-        """One round: the goal state brought about; its generation."""
-        document = api.extension_goal_state()
-        goals = [Goal.from_wire(entry) for entry in document.get("extensions", [])]
-        records = Records(self.paths.extension_state_dir / "records")
-        installed = records.load()
-        executor = Executor(
+    def _executor(self, api: MachineApi) -> Executor:
+        return Executor(
             api,
-            records,
+            Records(self.paths.extension_state_dir / "records"),
             self.signing_keys(api),
             lib_dir=self.paths.waagent_dir,
             log_root=self.paths.extension_logs_dir,
             wrapper=self.wrapper,
             logger=self.logger,
         )
+
+    def converge(self, api: MachineApi) -> int:
+        """One round: the goal state brought about; its generation."""
+        document = api.extension_goal_state()
+        goals = [Goal.from_wire(entry) for entry in document.get("extensions", [])]
+        executor = self._executor(api)
+        records = executor.records
+        installed = records.load()
         policy = policy_of(LocalConfig.load(self.paths.local_config))
         by_name = {goal.name.lower(): goal for goal in goals}
         for name, steps in plan(goals, installed, policy).items():
             self.logger.info("%s: %s", name, ", ".join(step.verb for step in steps))
             executor.apply(by_name.get(name), installed.get(name), steps)
-        now = time.time()
-        for record in records.load().values():  # at least every WAIT_SECONDS (the long-poll's end)
-            executor.heartbeat(record, now)
+        self.look(executor)
         return int(document.get("generation", 0))
+
+    def look(self, executor: Executor) -> None:
+        """What handlers say on their own: the status files of those working in the background,
+        and heartbeats."""
+        now = time.time()
+        following = False
+        for record in executor.records.load().values():
+            record = executor.follow(record)
+            executor.heartbeat(record, now)
+            following = following or record.following
+        self.following = following
 
     def run(self) -> None:
         failures = 0
@@ -135,10 +150,19 @@ class ExtensionService:
                 self.registered.set()
                 self.logger.info("extension certificate %s registered", thumbprint)
                 # Until the machine is disconnected or connected elsewhere (the state file says so).
+                due, last = True, 0.0
                 while not self.stop.is_set() and self._connection_key() == key:
-                    self.generation = self.converge(api)
-                    failures = 0
-                    api.wait_for_notification(self.generation, WAIT_SECONDS)
+                    if due:
+                        self.generation = self.converge(api)
+                        failures, last = 0, time.monotonic()
+                    # While a handler works in the background, its status file is looked at
+                    # every FOLLOW_SECONDS (a file read); the goal state when notified, and at
+                    # least every WAIT_SECONDS.
+                    wait = FOLLOW_SECONDS if self.following else WAIT_SECONDS
+                    notified = api.wait_for_notification(self.generation, wait) is not None
+                    due = notified or time.monotonic() - last >= WAIT_SECONDS - 1
+                    if not due:
+                        self.look(self._executor(api))
             except CredentialExpired as exc:
                 self.logger.error("the machine's credential has expired; waiting for a reconnect: %s", exc)
                 self.stop.wait(RETRY_SECONDS[-1])
