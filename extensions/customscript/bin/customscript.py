@@ -4,7 +4,7 @@ extension's settings (docs/reference/customscript.md). Python 3.9+ standard libr
 ``openssl`` for the protected settings, as the real extension uses it.
 
 Commands (HandlerManifest.json, through the ``bin/custom-script`` shim): install, enable, disable,
-uninstall, update; ``run <seq>`` is the process ``enable`` leaves running in the background.
+uninstall, update (``enable`` leaves the command running in a process of its own).
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +220,10 @@ def dos2unix(path: Path) -> None:
 def download(uri: str, folder: Path) -> Path:
     """``uri`` into ``folder`` under its last path segment, with the machine's trusted CAs;
     tried three times."""
+    import ssl  # noqa: PLC0415 - only a download needs these (each handler command starts Python)
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
     name = Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path)).name
     if not name or name in (".", ".."):
         raise SettingsError(f"the file URI {uri!r} does not end in a file name")
@@ -368,24 +369,36 @@ def enable() -> int:
     write_text(STATE / LAST_DIGEST, digest)
     write_status(sequence, "transitioning", "Enable in progress")
     # The command runs in the background, as the real extension runs it: enable returns now, and
-    # the agent follows the status file until it says how the command ended.
-    worker = subprocess.Popen(  # noqa: S603 - this same handler
-        [sys.executable, str(Path(__file__).resolve()), "run", sequence],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True,
-    )  # fmt: skip
-    write_text(STATE / WORKER, f"{worker.pid} {process_start(worker.pid) or '0'} {sequence}")
-    log(f"the command runs in the background (process {worker.pid})")
+    # the agent follows the status file until it says how the command ended. A fork: the settings
+    # are not read (nor decrypted) again, and no interpreter starts again.
+    ready, go = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(go)
+            os.read(ready, 1)  # until the parent has named this process in STATE/worker
+            os.close(ready)
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            code = run_in_background(sequence, settings)
+        finally:
+            os._exit(code)
+    os.close(ready)
+    write_text(STATE / WORKER, f"{pid} {process_start(pid) or '0'} {sequence}")
+    os.close(go)
+    log(f"the command runs in the background (process {pid})")
     return 0
 
 
-def run_in_background(sequence: str) -> int:
-    """The command of ``sequence``, run by the process ``enable`` started; its status at the end."""
+def run_in_background(sequence: str, settings: dict[str, Any]) -> int:
+    """The command of ``sequence``, in the process ``enable`` forked; its status at the end."""
     folder = STATE / "download" / sequence
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o700, parents=True)
     try:
-        settings = merge(*read_settings(sequence))
         log("running the " + ("script" if settings.get("script") else "command"))
         code, output = run(settings, folder)
     except SettingsError as exc:
@@ -393,7 +406,8 @@ def run_in_background(sequence: str) -> int:
         write_status(sequence, "error", f"Enable failed: {exc}")
         return 1
     finally:
-        (STATE / WORKER).unlink(missing_ok=True)
+        if read_text(STATE / WORKER).split()[:1] == [str(os.getpid())]:
+            (STATE / WORKER).unlink(missing_ok=True)
     if code != 0:
         log(f"the command exited {code}")
         write_status(
@@ -416,8 +430,6 @@ def main(argv: list[str]) -> int:
     if verb == "enable":
         STATE.mkdir(mode=0o700, parents=True, exist_ok=True)
         return enable()
-    if verb == "run" and len(argv) > 2:
-        return run_in_background(argv[2])
     if verb == "disable":
         stop_worker("the extension is disabled")
         log("disabled")

@@ -113,7 +113,7 @@ class Executor:
     """The command a handler's commands run under (a systemd scope in its slice), per handler."""
     timeouts: Mapping[str, float] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("extd"))
-    settle_seconds: float = 1.0
+    settle_seconds: float = 5.0
     """How long an enable that left its work to the background is looked at before that work
     is followed between long-polls (most such work ends within it)."""
 
