@@ -13,6 +13,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
+    clears_plan,
     connected_as_requested,
     credential_problems,
     given_credentials,
@@ -229,7 +230,12 @@ def arc_agent_plan(
     ca_content = _read(ca).decode("utf-8") if ca else ""
     ca_drifted = bool(ca) and host_sums.get(ca_dest, "") != _sha256(ca_content)
     config_set, config_clear = _config_wanted(wanted, ca_dest)
-    config_drifted = ca_drifted or bool(config_clear) or settings_differ(now.get("config") or {}, config_set)
+    config_drifted = (
+        ca_drifted
+        or bool(clears_plan(now.get("config") or {}, now.get("config_defaults") or {}, config_clear))
+        or (bool(config_clear) and "config_defaults" not in now)  # defaults not read: let the module see
+        or settings_differ(now.get("config") or {}, config_set)
+    )
     connection, tags_managed = _connection_args(wanted, show, state)
     tags_drifted = tags_managed and tags_differ(
         show.get("tags") or {}, wanted.get("tags"), wanted.get("purge_tags")

@@ -76,6 +76,11 @@ class Azcmagent:
         document = self.run_json("config list", ["config", "list"])
         return dict((item["key"], item["value"]) for item in document.get("localsettings", []))
 
+    def config_defaults(self):
+        """Every local setting's default, ``{key: default}`` (``config info -j``)."""
+        document = self.run_json("config info", ["config", "info"])
+        return dict((item["key"], item.get("default")) for item in document.get("properties", []))
+
     def _write_config(self, secrets):
         # mkstemp creates the file with mode 0600 before anything is written to it.
         fd, path = tempfile.mkstemp(

@@ -151,6 +151,11 @@ def settings_plan(current, wanted):
     return plan
 
 
+def clears_plan(current, defaults, names):
+    """The settings among ``names`` that are not at their default (``defaults``: ``config info``)."""
+    return [key for key in names if key in defaults and not same(key, current.get(key), defaults[key])]
+
+
 def settings_differ(current, wanted):
     """Whether the agent_config module would change something for ``wanted`` (given with any
     letter case). A setting it would refuse counts as a difference: the module then says why."""

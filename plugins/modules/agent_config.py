@@ -173,6 +173,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
 from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
     SettingError,
+    clears_plan,
     normalise_settings,
     same,
     settings_plan,
@@ -253,13 +254,10 @@ class AgentConfig:
     def plan_absent(self, current, names):
         if not names:
             return []
-        document = self.agent.run_json("config info", ["config", "info"])
-        defaults = dict((item["key"], item.get("default")) for item in document.get("properties", []))
-        plan = []
-        for key in names:
-            if key in defaults and not same(key, current[key], defaults[key]):
-                plan.append((key, ["config", "clear", key], defaults[key]))
-        return plan
+        defaults = self.agent.config_defaults()
+        return [
+            (key, ["config", "clear", key], defaults[key]) for key in clears_plan(current, defaults, names)
+        ]
 
     def restore(self, before):
         """After a refused setting: set back every setting that differs from ``before``.

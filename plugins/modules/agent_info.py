@@ -29,6 +29,13 @@ options:
     type: list
     elements: path
     default: []
+  config_defaults:
+    description:
+      - Also return every local setting's default (C(azcmagent config info -j)) in
+        RV(arc_agent.config_defaults), so that a caller can tell whether putting a setting back to its default
+        would change anything.
+    type: bool
+    default: false
 notes:
   - The information is returned as RV(arc_agent), not as facts, following Ansible's rule that C(_info) modules
     do not return facts. Register the result to use it.
@@ -88,6 +95,11 @@ arc_agent:
       type: dict
       returned: when installed
       sample: {"config.mode": "full", "incomingconnections.ports": ["22"], "proxy.url": ""}
+    config_defaults:
+      description: Every local setting's default, from C(azcmagent config info -j).
+      type: dict
+      returned: when installed and O(config_defaults=true)
+      sample: {"config.mode": "full", "incomingconnections.ports": [], "proxy.url": ""}
     services:
       description:
         - The agent's services (C(agentService), C(arcProxy), C(extensionService), C(gcService)) and their
@@ -139,7 +151,7 @@ from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Az
 from ansible_collections.hybridops.arc.plugins.module_utils._errors import AzcmagentError, error_message
 
 
-def agent_state(agent):
+def agent_state(agent, defaults=False):
     if not agent.installed:
         return dict(installed=False)
     shown = agent.run_json("show", ["show"])
@@ -152,6 +164,7 @@ def agent_state(agent):
         show=shown,
         config=agent.config_list(),
         services=shown.get("dependentServiceStatus") or {},
+        **(dict(config_defaults=agent.config_defaults()) if defaults else {}),
     )
 
 
@@ -211,10 +224,14 @@ def checksums(module, paths):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(checksums=dict(type="list", elements="path", default=[])), supports_check_mode=True
+        argument_spec=dict(
+            checksums=dict(type="list", elements="path", default=[]),
+            config_defaults=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
     )
     try:
-        state = agent_state(Azcmagent(module))
+        state = agent_state(Azcmagent(module), module.params["config_defaults"])
     except AzcmagentError as error:
         module.fail_json(msg=error_message(error, "this machine"), code=error.code)
     module.exit_json(

@@ -175,7 +175,15 @@ def test_configured_state_takes_the_connected_resource_and_refuses_a_host_not_on
 def test_a_null_setting_is_cleared_by_the_config_step():
     plan = arc_agent_plan(probe(shown()), wanted(config={"proxy.url": None, "config.mode": "full"}), CA_DEST)
     assert plan["config"] == {"proxy.url": None, "config.mode": "full"}
-    assert "config" in plan["steps"]
+    assert "config" in plan["steps"], "the defaults were not read: the module decides"
+    # with the defaults read (agent_info config_defaults=true), as the module decides
+    role = wanted(config={"proxy.url": None, "config.mode": "full"})
+    at_default = probe(shown())
+    at_default["arc_agent"]["config_defaults"] = dict(DEFAULTS)
+    assert arc_agent_plan(at_default, role, CA_DEST)["steps"] == [], "already at its default: nothing to do"
+    set_before = probe(shown(), {"proxy.url": "http://proxy:3128"})
+    set_before["arc_agent"]["config_defaults"] = dict(DEFAULTS)
+    assert arc_agent_plan(set_before, role, CA_DEST)["steps"] == ["config"]
 
 
 # Before an install the plan refuses, from what agent_info read of the host, what a preflight

@@ -50,6 +50,16 @@ def test_connected_agent(agent, run_module):
     assert all(call["env"]["LC_ALL"] == "C" for call in agent.calls)
 
 
+def test_the_defaults_of_the_settings_when_asked(agent, run_module):
+    expect_reads(agent, SHOW)
+    mode = {"key": "config.mode", "type": "string", "default": "full", "allowed": "", "description": ""}
+    info = {"properties": [mode]}
+    agent.expect(["config", "info"], info)
+    out = run_module(agent_info, {"config_defaults": True})
+    assert out.result["arc_agent"]["config_defaults"] == {"config.mode": "full"}
+    assert agent.commands()[-1] == ["config", "info"]
+
+
 def test_disconnected_agent_in_check_mode(agent, run_module):
     expect_reads(agent, dict(SHOW, resourceId="", status="Disconnected"))
     out = run_module(agent_info, {}, check_mode=True)
