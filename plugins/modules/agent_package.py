@@ -12,12 +12,15 @@ description:
     a virtual environment of C(/usr/bin/python3)) from one archive of the agent bundle (built by C(make
     wheelhouse), see C(docs/agent-packages.md)), which the task copies from the controller to the host.
   - In one run, under a lock that keeps concurrent runs apart, it verifies the archive's SHA-256, unpacks it
-    next to O(prefix), byte-compiles it with the host's Python, checks that the new runtime answers
-    C(azcmagent version), then puts it in place of the old one (two renames) and links O(link) to its
-    C(azcmagent). The task's temporary copy of the archive is removed with Ansible's temporary folder; an
+    into its own folder C(versions/<version>-<sha>) under O(prefix), next to the version in use, byte-compiles
+    it with the host's Python, checks that the new runtime answers C(azcmagent version), then makes it current
+    (the link C(current), switched in one rename; C(bin), C(lib), C(pyvenv.cfg) and C(package.json) of O(prefix)
+    lead through it) and links O(link) to its C(azcmagent). The version it replaces stays as C(previous) (for
+    a rollback); older ones are removed. A runtime of the former layout (O(prefix) itself a runtime) becomes
+    the previous version. The task's temporary copy of the archive is removed with Ansible's temporary folder; an
     archive given with O(remote_src=true) is left where it is.
-  - Any failure before the renames leaves the host as it was (the runtime in use is not touched); what an
-    interrupted run left next to O(prefix) is removed by the next run.
+  - Any failure before the switch leaves the host as it was (the runtime in use is not touched); what an
+    interrupted run left next to O(prefix) or in its C(versions) is removed by the next run.
   - Does nothing when the runtime at O(prefix) was installed from an archive with this SHA-256 (and the link
     is right). It does not start or restart the agent's services.
 extends_documentation_fragment:
@@ -133,6 +136,11 @@ RECORD = "package.json"
 STAGING = ".azcmagent-"
 
 
+VERSIONS = "versions"
+CURRENT = "current"
+PREVIOUS = "previous"
+
+
 def installed_from(prefix):
     try:
         with open(os.path.join(prefix, RECORD)) as stream:
@@ -146,6 +154,7 @@ def link_is_right(link, target):
 
 
 def set_link(link, target):
+    """Point ``link`` at ``target`` in one rename (a reader sees the old link or the new one)."""
     if link_is_right(link, target):
         return False
     temporary = link + ".hybridops-new"
@@ -156,9 +165,16 @@ def set_link(link, target):
     return True
 
 
-def remove_leftovers(parent):
-    """What an interrupted run left next to the prefix (unpacked runtimes, old ones)."""
-    for path in glob.glob(os.path.join(parent, STAGING + "*")):
+def side_by_side(prefix):
+    """Whether the runtime at ``prefix`` has the side-by-side layout (a ``current`` link)."""
+    return os.path.islink(os.path.join(prefix, CURRENT))
+
+
+def remove_leftovers(parent, prefix):
+    """What an interrupted run left: unpacked runtimes next to the prefix or in its versions."""
+    for path in glob.glob(os.path.join(parent, STAGING + "*")) + glob.glob(
+        os.path.join(prefix, VERSIONS, STAGING + "*")
+    ):
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -169,7 +185,7 @@ def sha256(module, path):
 
 
 def unpack(module, src, parent, prefix):
-    """The runtime, unpacked, compiled and answering, in a new folder next to the prefix."""
+    """The runtime, unpacked, compiled and answering, in a new folder in ``parent``."""
     staging = tempfile.mkdtemp(prefix=STAGING, dir=parent)
     python, cli = os.path.join(staging, "bin", "python3"), os.path.join(staging, "bin", "azcmagent")
     steps = [
@@ -197,29 +213,109 @@ def unpack(module, src, parent, prefix):
         raise
 
 
+def version_name(record):
+    """The folder of a version under ``versions/``: ``<version>-<first 12 of its archive's SHA-256>``."""
+    return "%s-%s" % (record.get("version") or "unknown", (record.get("sha256") or "unrecorded")[:12])
+
+
+def read_record(folder):
+    try:
+        with open(os.path.join(folder, RECORD)) as stream:
+            record = json.load(stream)
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def link_entries(root):
+    """The top-level links (``bin``, ``lib``, ``pyvenv.cfg``, ``package.json``...) through ``current``:
+    every path of the runtime stays ``<prefix>/<entry>``, whichever version is current; links of
+    entries the current version lacks are removed."""
+    current = os.path.join(root, CURRENT)
+    entries = set(os.listdir(current))
+    for name in sorted(entries):
+        set_link(os.path.join(root, name), os.path.join(CURRENT, name))
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if name not in entries and os.path.islink(path) and os.readlink(path).startswith(CURRENT + os.sep):
+            os.remove(path)
+
+
+def prune(root):
+    """Every version but the current and the previous one."""
+    kept = set(
+        os.path.basename(os.readlink(os.path.join(root, link)))
+        for link in (CURRENT, PREVIOUS)
+        if os.path.islink(os.path.join(root, link))
+    )
+    for name in os.listdir(os.path.join(root, VERSIONS)):
+        if name not in kept:
+            shutil.rmtree(os.path.join(root, VERSIONS, name), ignore_errors=True)
+
+
+def switch(root, name):
+    """Make ``versions/<name>`` current (one rename), the version it replaces previous."""
+    current = os.path.join(root, CURRENT)
+    wanted = os.path.join(VERSIONS, name)
+    if os.path.islink(current) and os.readlink(current) != wanted:
+        set_link(os.path.join(root, PREVIOUS), os.readlink(current))
+    set_link(current, wanted)
+    link_entries(root)
+    prune(root)
+
+
 def install(module, src, checksum, prefix):
+    """Put the archive's runtime in ``<prefix>/versions/`` next to the one in use and make it current
+    (docs/agent-packages.md, "Versions side by side"). A runtime of the former layout (the prefix
+    itself a runtime) becomes the previous version, in two renames."""
     parent = os.path.dirname(prefix.rstrip("/"))
     if not os.path.isdir(parent):
         module.fail_json(
             msg="prefix %s: its folder %s does not exist. Nothing was changed." % (prefix, parent)
         )
-    remove_leftovers(parent)
+    remove_leftovers(parent, prefix)
     found = sha256(module, src)
     if found != checksum:
         module.fail_json(
             msg="the agent archive %s does not match its checksum (SHA-256 %s, wanted %s): it was damaged or"
             " replaced on its way. Copy it again. Nothing was changed." % (src, found, checksum)
         )
-    staging, version = unpack(module, src, parent, prefix)
-    with open(os.path.join(staging, RECORD), "w") as stream:
-        json.dump(dict(archive=os.path.basename(src), sha256=checksum, version=version), stream)
-    if os.path.lexists(prefix):
-        old = staging + ".old"
-        os.rename(prefix, old)
-        os.rename(staging, prefix)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, prefix)
+    laid_out = side_by_side(prefix)
+    root = prefix if laid_out else tempfile.mkdtemp(prefix=STAGING, dir=parent)
+    moved = None
+    try:
+        versions = os.path.join(root, VERSIONS)
+        if not os.path.isdir(versions):
+            os.mkdir(versions)
+        for folder in (root, versions):
+            os.chmod(folder, 0o755)  # noqa: S103 - the runtime is readable by all
+        staging, version = unpack(module, src, versions, prefix)
+        record = dict(archive=os.path.basename(src), sha256=checksum, version=version)
+        with open(os.path.join(staging, RECORD), "w") as stream:
+            json.dump(record, stream)
+        name = version_name(record)
+        target = os.path.join(versions, name)
+        if os.path.lexists(target):  # this version again (after a failed switch): the new copy
+            shutil.rmtree(target)
+        os.rename(staging, target)
+        if laid_out:
+            switch(root, name)
+            return version
+        if os.path.isdir(prefix):
+            # the former layout: the runtime in use becomes the previous version
+            old = version_name(read_record(prefix))
+            old = old if old != name else old + "-former"
+            moved = os.path.join(versions, old)
+            os.rename(prefix, moved)
+            set_link(os.path.join(root, CURRENT), os.path.join(VERSIONS, old))
+        switch(root, name)
+        os.rename(root, prefix)
+    except BaseException:
+        if not laid_out:
+            if moved is not None and os.path.isdir(moved) and not os.path.lexists(prefix):
+                os.rename(moved, prefix)  # the runtime in use back where it was
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     return version
 
 

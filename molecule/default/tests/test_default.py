@@ -50,9 +50,19 @@ def test_runtime_is_its_own_virtual_environment(host):
 def test_cli_is_linked_and_answers(host):
     link = host.file("/usr/bin/azcmagent")
     assert link.is_symlink
-    assert link.linked_to == "/opt/azcmagent/bin/azcmagent"
+    # (linked_to would resolve the whole chain, through /opt/azcmagent/current)
+    assert host.check_output("readlink /usr/bin/azcmagent") == "/opt/azcmagent/bin/azcmagent"
     assert host.check_output("azcmagent version") == f"azcmagent version {WANTED_VERSION}"
     assert json.loads(host.check_output("azcmagent version --json")) == {"version": WANTED_VERSION}
+
+
+def test_the_version_is_in_its_own_folder_and_current_says_which(host):
+    record = json.loads(host.check_output("cat /opt/azcmagent/package.json"))
+    name = f"{WANTED_VERSION}-{record['sha256'][:12]}"
+    assert host.check_output("readlink /opt/azcmagent/current") == f"versions/{name}"
+    assert host.check_output("ls /opt/azcmagent/versions") == name
+    for entry in ("bin", "lib", "pyvenv.cfg", "package.json"):
+        assert host.check_output(f"readlink /opt/azcmagent/{entry}") == f"current/{entry}"
 
 
 def test_himds_program_is_installed(host):
