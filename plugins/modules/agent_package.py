@@ -12,13 +12,13 @@ description:
     a virtual environment of C(/usr/bin/python3)) from one archive of the agent bundle (built by C(make
     wheelhouse), see C(docs/agent-packages.md)), which the task copies from the controller to the host.
   - In one run, under a lock that keeps concurrent runs apart, it verifies the archive's SHA-256, unpacks it
-    into its own folder C(versions/<version>-<sha>) under O(prefix), next to the version in use, byte-compiles
-    it with the host's Python, checks that the new runtime answers C(azcmagent version), then makes it current
-    (the link C(current), switched in one rename; C(bin), C(lib), C(pyvenv.cfg) and C(package.json) of O(prefix)
-    lead through it) and links O(link) to its C(azcmagent). The version it replaces stays as C(previous) (for
-    a rollback); older ones are removed. A runtime of the former layout (O(prefix) itself a runtime) becomes
-    the previous version. The task's temporary copy of the archive is removed with Ansible's temporary folder; an
-    archive given with O(remote_src=true) is left where it is.
+    into its own folder C(versions/<version>-<sha>) under O(prefix), next to the version in use,
+    byte-compiles it with the host's Python, checks that the new runtime answers C(azcmagent version), then
+    makes it current (the link C(current), switched in one rename; C(bin), C(lib), C(pyvenv.cfg) and
+    C(package.json) of O(prefix) lead through it) and links O(link) to its C(azcmagent). The version it
+    replaces stays as C(previous) (for a rollback); older ones are removed. A runtime of the former layout
+    (O(prefix) itself a runtime) becomes the previous version. The task's temporary copy of the archive is
+    removed with Ansible's temporary folder; an archive given with O(remote_src=true) is left where it is.
   - Any failure before the switch leaves the host as it was (the runtime in use is not touched); what an
     interrupted run left next to O(prefix) or in its C(versions) is removed by the next run.
   - Does nothing when the runtime at O(prefix) was installed from an archive with this SHA-256 (and the link

@@ -207,7 +207,7 @@ def test_a_prefix_whose_folder_does_not_exist_is_refused(host, run_module):
 def test_back_and_forth_keeps_the_other_as_previous(host, run_module):
     first = archive(host / "cache" / "a.tar.gz", "1.2.3")
     second = archive(host / "cache" / "b.tar.gz", "1.3.0")
-    for name, checksum in (("a.tar.gz", first), ("b.tar.gz", second), ("a.tar.gz", first), ("b.tar.gz", second)):
+    for name, checksum in [("a.tar.gz", first), ("b.tar.gz", second)] * 2:
         out = run_module(agent_package, args(host, name, checksum))
         assert not out.failed, out.result
     prefix = host / "opt" / "azcmagent"
