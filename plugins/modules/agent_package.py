@@ -137,6 +137,7 @@ STAGING = ".azcmagent-"
 
 
 VERSIONS = "versions"
+RECOVER_SOURCE = ("arc_agent", "upgrade", "recover.sh")
 CURRENT = "current"
 PREVIOUS = "previous"
 
@@ -253,10 +254,23 @@ def prune(root):
             shutil.rmtree(os.path.join(root, VERSIONS, name), ignore_errors=True)
 
 
+def install_recover(root, name):
+    """``<prefix>/recover``: the agent's recovery script for upgrades cut short, outside every
+    version (the units run it before they start; docs/agent-upgrade.md), from the new version."""
+    found = glob.glob(os.path.join(root, VERSIONS, name, "lib", "python3*", "site-packages", *RECOVER_SOURCE))
+    if not found:
+        return
+    temporary = os.path.join(root, ".recover.new")
+    shutil.copyfile(found[0], temporary)
+    os.chmod(temporary, 0o755)  # noqa: S103 - a root-owned script, run by root
+    os.rename(temporary, os.path.join(root, "recover"))
+
+
 def switch(root, name):
     """Make ``versions/<name>`` current (one rename), the version it replaces previous."""
     current = os.path.join(root, CURRENT)
     wanted = os.path.join(VERSIONS, name)
+    install_recover(root, name)
     if os.path.islink(current) and os.readlink(current) != wanted:
         set_link(os.path.join(root, PREVIOUS), os.readlink(current))
     set_link(current, wanted)

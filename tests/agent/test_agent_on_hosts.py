@@ -17,6 +17,7 @@ wheels (`make agent-hosts` makes them all).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import pathlib
 import stat
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from arc_lab import TOP, ControlPlane, Host, Lab
+from arc_lab import TESTHOSTS, TOP, ControlPlane, Host, Lab
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -507,3 +508,120 @@ def test_customscript_runs_a_protected_command_with_files_from_an_https_server(
             "rm -f /usr/local/share/ca-certificates/files-ca.crt && update-ca-certificates --fresh",
             check=False,
         )
+
+
+def package_for(host: Host, bundle: pathlib.Path) -> pathlib.Path:
+    """The bundle's archive for the host's Python."""
+    minor = host.sh("python3 -c 'import sys; print(sys.version_info[1])'").stdout.strip()
+    targets = json.loads((bundle / "targets.json").read_text())["targets"]
+    return bundle / targets[f"cp3{minor}-x86_64"]["archive"]
+
+
+def broken_copy(archive: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
+    """The same runtime, but its himds exits at once (a bad release)."""
+    tree = target.with_suffix(".d")
+    tree.mkdir()
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(tree)], check=True)
+    (tree / "bin" / "himds").write_text("#!/bin/sh\necho 'this himds is broken' >&2\nexit 3\n")
+    subprocess.run(["tar", "-czf", str(target), "-C", str(tree), "."], check=True)
+    return target
+
+
+def test_an_upgrade_is_checked_and_a_bad_or_interrupted_one_rolled_back(
+    fleet: tuple[list[Host], ControlPlane], tmp_path: pathlib.Path
+) -> None:
+    """`azcmagent upgrade` on a connected host (docs/agent-upgrade.md): the new version side by side,
+    switched, healthy (himds answers as it, a heartbeat is accepted); a version whose himds does not
+    start is rolled back by its health check; an upgrade killed in the middle is undone by the
+    recovery script. Identity and settings never change."""
+    h1, plane = fleet[0][0], fleet[1]
+    assert h1.json("show", "status") == {"status": "Connected"}
+    kept = "/var/opt/azcmagent/certs/identity.key /var/opt/azcmagent/{localconfig,agentconfig}.json"
+    before = h1.sh(f"readlink /opt/azcmagent/current; sha256sum {kept}").stdout
+    old_version = h1.json("version")["version"]
+    vm_id = h1.json("show", "vmId")["vmId"]
+    alt = tmp_path / "alt"
+    subprocess.run([str(TOP / "tools/alt-wheelhouse.sh"), str(alt), "1.65.3500.100"], check=True,
+                   capture_output=True)  # fmt: skip
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    good = package_for(h1, alt)
+    (packages / good.name).write_bytes(good.read_bytes())
+    broken = broken_copy(good, packages / "broken.tar.gz")
+    h1.put_tree(packages, "/root/packages")
+
+    def upgrade(archive: pathlib.Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+        return h1.azcmagent(
+            "upgrade", "--package", f"/root/packages/{archive.name}", "--sha256", sha, *extra, "-j"
+        )
+
+    # A good version: switched, healthy, the control plane hears it; the old one kept as previous.
+    done = upgrade(good)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"changed": True, "from": old_version, "to": "1.65.3500.100"}
+    assert h1.json("version") == {"version": "1.65.3500.100"}
+    assert h1.json("show", "status", "vmId") == {"status": "Connected", "vmId": vm_id}
+    wait_for(
+        lambda: (plane.machine("h1") or {}).get("properties", {}).get("agentVersion") == "1.65.3500.100",
+        30, "the control plane hears the new version",
+    )  # fmt: skip
+    assert h1.sh("readlink /opt/azcmagent/previous").stdout.strip() == before.splitlines()[0]
+    current = h1.sh("readlink /opt/azcmagent/current").stdout.strip()
+    assert h1.sh("systemctl is-active himdsd extd").stdout.split() == ["active", "active"]
+
+    # A version whose himds does not start: rolled back by its health check, the failure named.
+    failed = upgrade(broken, "--timeout", "10")
+    assert failed.returncode == 80, (failed.stdout, failed.stderr)
+    said = failed.stdout + failed.stderr  # (with -j the error is JSON on stdout)
+    assert "failed its health check" in said and "1.65.3500.100 runs again" in said, said
+    assert h1.sh("readlink /opt/azcmagent/current").stdout.strip() == current
+    assert h1.sh("ls /opt/azcmagent/versions").stdout.split() == sorted(
+        [current.split("/")[1], before.splitlines()[0].split("/")[1]]
+    )
+    status = json.loads(h1.sh("cat /var/opt/azcmagent/upgrade-status.json").stdout)
+    assert status["lastAttemptStatus"] == "Failed" and "himds" in status["lastAttemptMessage"]
+    wait_for(lambda: h1.json("show", "status") == {"status": "Connected"}, 30, "Connected again")
+
+    # Killed in the middle (after the switch, during the health check): the recovery script, run
+    # as the upgrade's unit ends, puts the version back and starts the services.
+    sha = hashlib.sha256(broken.read_bytes()).hexdigest()
+    h1.sh(f"nohup azcmagent upgrade --package /root/packages/{broken.name} --sha256 {sha} --timeout 300 "
+          "> /root/upgrade.out 2>&1 &")  # fmt: skip
+    wait_for(
+        lambda: h1.sh("readlink /opt/azcmagent/current").stdout.strip() != current
+        and h1.sh("test -f /opt/azcmagent/upgrade.pending", check=False).returncode == 0,
+        60, "the switch",
+    )  # fmt: skip
+    h1.sh("systemctl kill -s KILL azcmagent-upgrade.service")
+    wait_for(
+        lambda: h1.sh("readlink /opt/azcmagent/current").stdout.strip() == current, 30, "the version back"
+    )
+    wait_for(lambda: h1.json("show", "status") == {"status": "Connected"}, 60, "Connected again")
+    assert h1.json("version") == {"version": "1.65.3500.100"}
+    status = json.loads(h1.sh("cat /var/opt/azcmagent/upgrade-status.json").stdout)
+    assert status["lastAttemptStatus"] == "Failed" and "was cut short" in status["lastAttemptMessage"]
+    assert h1.sh("test -e /opt/azcmagent/upgrade.pending", check=False).returncode != 0
+
+    # The power cut in the middle (the host's init killed, then booted): himds's unit runs the
+    # recovery script before it starts (ExecStartPre), and the machine is Connected on 1.65 again.
+    h1.sh(f"nohup azcmagent upgrade --package /root/packages/{broken.name} --sha256 {sha} --timeout 300 "
+          "> /root/upgrade.out 2>&1 &")  # fmt: skip
+    wait_for(
+        lambda: h1.sh("readlink /opt/azcmagent/current").stdout.strip() != current
+        and h1.sh("test -f /opt/azcmagent/upgrade.pending", check=False).returncode == 0,
+        60, "the switch",
+    )  # fmt: skip
+    subprocess.run(
+        [str(TESTHOSTS), "reboot", h1.name.removeprefix("h"), "crash"], check=True, capture_output=True
+    )
+    wait_for(
+        lambda: h1.json("show", "status") == {"status": "Connected"}, 90, "Connected after the power cut"
+    )
+    assert h1.sh("readlink /opt/azcmagent/current").stdout.strip() == current
+    assert h1.json("version") == {"version": "1.65.3500.100"}
+    assert "was cut short" in h1.sh("cat /var/opt/azcmagent/upgrade-status.json").stdout
+
+    after = h1.sh(f"sha256sum {kept}").stdout
+    assert after.splitlines() == before.splitlines()[1:], "identity and settings untouched"
+    assert h1.json("show", "vmId") == {"vmId": vm_id}

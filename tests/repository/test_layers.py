@@ -55,7 +55,7 @@ AGENT = (
         {"config", "metadata"},
         {"identity"},
         {"cpclient"},
-        {"himds", "extd"},
+        {"himds", "extd", "upgrade"},
         {"cli"},
     ],
 )

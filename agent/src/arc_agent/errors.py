@@ -44,6 +44,7 @@ class ErrorCode(enum.IntEnum):
     LOCAL_CONFIG_UPDATE_FAILED = 69
     HIMDS_UNREACHABLE = 70
     EXTENSION_TOOL = 72  # azcmagent extension: the extension service runs, or a handler failed
+    UPGRADE_FAILED = 80  # azcmagent upgrade: a package that does not match, or a failed health check (ours)
     CLOUD_CONFIGURATION_UNAVAILABLE = 75
     COMMAND_EXECUTION_ERROR = 101
     RESOURCE_NAME_FROM_HOSTNAME_FAILED = 102

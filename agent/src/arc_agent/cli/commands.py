@@ -84,14 +84,20 @@ TABLE: tuple[tuple[str, str, str, str | None], ...] = (
     ("check", "Check that the control plane endpoints are reachable", "check.check", "add_arguments"),
     ("logs", "Collect the agent's logs into a ZIP archive", "logs.logs", "add_arguments"),
     ("extension", "Manage the extensions installed on this machine", "extension_cmd.run", "add_arguments"),
+    (
+        "upgrade",
+        "Upgrade the agent to another version, checked, rolled back on failure",
+        "upgrade.upgrade",
+        "add_arguments",
+    ),
 )
 
 
 def available_commands() -> tuple[Command, ...]:
     """The commands this implementation has built so far.
 
-    The real agent's ``upgrade`` and ``genkey`` (docs/reference/azcmagent.md) are added here
-    as they are written; until then they are unknown commands (AZCM0023).
+    The real agent's ``genkey`` (docs/reference/azcmagent.md) is added here when it is written;
+    until then it is an unknown command (AZCM0023).
     """
     commands = []
     for name, summary, target, arguments in TABLE:

@@ -26,6 +26,7 @@ def archive(path, version, rc=0):
         "pyvenv.cfg": "home = %s\ninclude-system-site-packages = false\n" % os.path.dirname(PYTHON),
         "bin/azcmagent": CLI % (version, rc),
         "lib/python3/site-packages/arc_agent/__init__.py": "__version__ = %r\n" % version,
+        "lib/python3/site-packages/arc_agent/upgrade/recover.sh": "#!/bin/sh\n# recover %s\n" % version,
     }
     with tarfile.open(str(path), "w:gz") as tar:
         for name, text in files.items():
@@ -73,6 +74,9 @@ def test_installs_verifies_compiles_links_and_removes_the_archive(host, run_modu
     assert sorted(os.listdir(str(prefix / "versions"))) == ["1.2.3-" + checksum[:12]]
     assert os.readlink(str(prefix / "bin")) == "current/bin"
     assert not os.path.lexists(str(prefix / "previous"))
+    # the recovery script of upgrades cut short, outside every version (the units run it)
+    assert (prefix / "recover").read_text() == "#!/bin/sh\n# recover 1.2.3\n"
+    assert oct((prefix / "recover").stat().st_mode & 0o777) == "0o755"
     assert os.readlink(str(host / "usr/bin/azcmagent")) == str(prefix / "bin" / "azcmagent")
     for folder in (prefix, prefix / "versions", prefix / "versions" / ("1.2.3-" + checksum[:12])):
         assert oct(folder.stat().st_mode & 0o777) == "0o755"

@@ -1,0 +1,208 @@
+"""One upgrade of the agent on this host (docs/agent-upgrade.md): the new version staged next to
+the running one (``layout.py``), then
+
+1. the upgrade is written down (``<prefix>/upgrade.pending``: where it comes from, where it goes,
+   which services ran, and this process, so that ``recover.sh`` can tell a live upgrade from a
+   cut one);
+2. the services that run are stopped, ``current`` is switched, they are started again;
+3. the health checks, until they pass or the time is up: every service that ran runs, himds
+   answers ``/agentstatus`` with the new version, and (on a connected machine) the control plane
+   has accepted a heartbeat of it;
+4. passed: the pending record goes, older versions are pruned; failed: the services are stopped,
+   the version it came from is current again, they are started, the new version's folder goes,
+   and the failure is recorded and raised.
+
+Identity, keys, settings and extensions are not touched. What happened last is written to
+``/var/opt/azcmagent/upgrade-status.json`` in the ARM contract's ``agentUpgrade.lastAttempt*``
+names, for himds to report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.fsutil import remove_if_present, write_atomic, write_json_atomic
+from arc_agent.systemd import unit_states, which
+from arc_agent.upgrade.layout import RECOVER, Layout
+
+UNITS = ("himdsd.service", "extd.service", "arcproxyd.service", "gcad.service")
+PENDING = "upgrade.pending"
+HIMDS_PORT = 40342
+STATUS_API_VERSION = "2019-08-15"
+
+
+class Services(Protocol):
+    """The services of the agent as systemd runs them (``Systemd``; tests script it)."""
+
+    def running(self, units: Sequence[str]) -> list[str]: ...
+
+    def stop(self, units: Sequence[str]) -> None: ...
+
+    def start(self, units: Sequence[str]) -> None: ...
+
+
+class Systemd:
+    def running(self, units: Sequence[str]) -> list[str]:
+        return [unit for unit, state in unit_states(units).items() if state.running]
+
+    def _systemctl(self, verb: str, units: Sequence[str]) -> None:
+        systemctl = which("systemctl")
+        if units and systemctl is not None:
+            subprocess.run(  # noqa: S603 - systemctl with the agent's unit names
+                [systemctl, verb, *units], capture_output=True, timeout=120, check=False
+            )
+
+    def stop(self, units: Sequence[str]) -> None:
+        self._systemctl("stop", units)
+
+    def start(self, units: Sequence[str]) -> None:
+        self._systemctl("start", units)
+
+
+def agent_status(port: int = HIMDS_PORT, timeout: float = 2.0) -> dict[str, Any] | None:
+    """himds's ``/agentstatus`` (None when it does not answer)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(
+            "GET", f"/agentstatus?api-version={STATUS_API_VERSION}", headers={"Metadata": "true"}
+        )
+        reply = connection.getresponse()
+        body = json.loads(reply.read(65536) or b"{}")
+        return body if reply.status == 200 and isinstance(body, dict) else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def process_start(pid: int) -> str:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    return fields[fields.rfind(")") + 2 :].split()[19]
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Upgrade:
+    layout: Layout
+    status_file: Path
+    connected: bool
+    """Whether the machine is connected (then a heartbeat of the new version must be accepted)."""
+    services: Services = field(default_factory=Systemd)
+    status: Callable[[], dict[str, Any] | None] = agent_status
+    recover_script: Path = field(default_factory=lambda: Path(__file__).with_name("recover.sh"))
+    poll: float = 0.5
+
+    def install_recover(self) -> Path:
+        """``<prefix>/recover``, outside every version (a copy, refreshed by every upgrade)."""
+        target = self.layout.prefix / RECOVER
+        write_atomic(target, self.recover_script.read_bytes(), mode=0o755)
+        return target
+
+    def health(self, running: Sequence[str], version: str, since: str, timeout: float) -> str:
+        """ "" when the new version is healthy within ``timeout`` seconds, else what is wrong."""
+        deadline = time.monotonic() + timeout
+        while True:
+            problems = [
+                f"{unit} does not run" for unit in running if unit not in self.services.running([unit])
+            ]
+            if "himdsd.service" in running:
+                status = self.status()
+                if status is None:
+                    problems.append("himds does not answer /agentstatus")
+                elif status.get("agentVersion") != version:
+                    problems.append(f"himds answers as version {status.get('agentVersion')}, not {version}")
+                elif self.connected and str(status.get("lastHeartBeat") or "") < since:
+                    problems.append("the control plane has not accepted a heartbeat of the new version")
+            if not problems:
+                return ""
+            if time.monotonic() >= deadline:
+                return "; ".join(problems) + f" (within {timeout:g} s)"
+            time.sleep(self.poll)
+
+    def record(self, version: str, status: str, message: str) -> dict[str, Any]:
+        document = {
+            "lastAttemptDesiredVersion": version,
+            "lastAttemptStatus": status,
+            "lastAttemptMessage": message,
+            "lastAttemptTimestamp": utc_now(),
+        }
+        write_json_atomic(self.status_file, document, mode=0o644)
+        return document
+
+    def last_attempt(self) -> dict[str, Any]:
+        try:
+            found = json.loads(self.status_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def run(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Make the staged version ``name`` current, checked; what happened (as recorded)."""
+        layout = self.layout
+        source, kept = layout.current(), layout.previous()
+        if not source:
+            raise AzcmError(
+                ErrorCode.UPGRADE_FAILED,
+                f"{layout.prefix} does not hold versions side by side; install the agent with the"
+                " collection's arc_agent role (or agent_package) first",
+            )
+        version, before = (
+            layout.record(name).get("version", name),
+            layout.record(source).get("version", source),
+        )
+        if name == source:
+            return {"changed": False, "from": before, "to": version}
+        running = self.services.running(UNITS)
+        self.install_recover()
+        pending = {
+            "from": source, "to": name, "previous": kept, "version": version, "services": " ".join(running),
+            "pid": str(os.getpid()), "pidstart": process_start(os.getpid()), "boot": boot_id(),
+        }  # fmt: skip
+        write_atomic(
+            layout.prefix / PENDING, "".join(f"{k}={v}\n" for k, v in pending.items()).encode(), mode=0o644
+        )
+        since = utc_now()
+        try:
+            self.services.stop(running)
+            layout.point(name, source)
+            self.services.start(running)
+            problem = self.health(running, version, since, timeout)
+        except (OSError, subprocess.SubprocessError) as exc:
+            problem = f"the switch failed: {exc}"
+        if problem:
+            self.services.stop(running)
+            layout.point(source, kept)
+            if name not in (source, kept):
+                shutil.rmtree(layout.versions / name, ignore_errors=True)
+            self.services.start(running)
+            message = f"the upgrade to {version} failed its health check: {problem}; {before} runs again"
+            self.record(version, "Failed", message)
+            remove_if_present(layout.prefix / PENDING)
+            raise AzcmError(ErrorCode.UPGRADE_FAILED, message)
+        remove_if_present(layout.prefix / PENDING)
+        layout.prune()
+        self.record(version, "Success", f"upgraded from {before} to {version}")
+        return {"changed": True, "from": before, "to": version}

@@ -1,0 +1,194 @@
+"""Agent upgrades on the host (arc_agent.upgrade, docs/agent-upgrade.md) with real archives, a real
+tar and a real Python (each archive's azcmagent prints its version), real folders and links, and
+the real recovery script; systemd and himds's answer are the scripted boundary."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.upgrade.layout import Layout
+from arc_agent.upgrade.transaction import PENDING, Upgrade, boot_id, process_start
+
+PYTHON = os.path.realpath(sys.executable)
+CLI = "import sys\nprint('azcmagent version %s')\n"
+RECOVER = Path(__file__).resolve().parents[1] / "src" / "arc_agent" / "upgrade" / "recover.sh"
+
+
+def archive(path: Path, version: str) -> str:
+    files = {
+        "pyvenv.cfg": f"home = {os.path.dirname(PYTHON)}\ninclude-system-site-packages = false\n",
+        "bin/azcmagent": CLI % version,
+        "lib/python3/site-packages/arc_agent/__init__.py": f"__version__ = {version!r}\n",
+    }
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo("./" + name)
+            info.size, info.mode = len(data), 0o755 if name.startswith("bin/") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("./bin/python3")
+        link.type, link.linkname = tarfile.SYMTYPE, PYTHON
+        tar.addfile(link)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class ScriptedServices:
+    """systemd as the transaction sees it: which units run; a unit may be set to fail to start."""
+
+    def __init__(self, running: Sequence[str]) -> None:
+        self.active = set(running)
+        self.failing: set[str] = set()
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def running(self, units: Sequence[str]) -> list[str]:
+        return [unit for unit in units if unit in self.active]
+
+    def stop(self, units: Sequence[str]) -> None:
+        self.calls.append(("stop", tuple(units)))
+        self.active -= set(units)
+
+    def start(self, units: Sequence[str]) -> None:
+        self.calls.append(("start", tuple(units)))
+        self.active |= set(units) - self.failing
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> tuple[Layout, str, str]:
+    """/opt/azcmagent with 1.0 installed, and a 2.0 package."""
+    layout = Layout(tmp_path / "opt" / "azcmagent")
+    layout.prefix.mkdir(parents=True)
+    first = archive(tmp_path / "a.tar.gz", "1.0")
+    name = layout.stage(tmp_path / "a.tar.gz", first)
+    layout.point(name, "")
+    second = archive(tmp_path / "b.tar.gz", "2.0")
+    return layout, name, second
+
+
+def transaction(layout: Layout, services: ScriptedServices, answers: dict[str, Any]) -> Upgrade:
+    return Upgrade(
+        layout, layout.prefix.parent / "upgrade-status.json", connected=True, services=services,
+        status=lambda: dict(answers) if answers else None, poll=0.01,
+    )  # fmt: skip
+
+
+def runs(layout: Layout) -> str:
+    python, cli = layout.prefix / "bin" / "python3", layout.prefix / "bin" / "azcmagent"
+    return subprocess.run([python, cli], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_healthy_upgrade_switches_and_keeps_the_previous_version(host: Any, tmp_path: Path) -> None:
+    layout, first, sha = host
+    name = layout.stage(tmp_path / "b.tar.gz", sha)
+    services = ScriptedServices(["himdsd.service", "extd.service"])
+    upgrade = transaction(layout, services, {"agentVersion": "2.0", "lastHeartBeat": "2999-01-01T00:00:00Z"})
+    assert upgrade.run(name, timeout=5) == {"changed": True, "from": "1.0", "to": "2.0"}
+    assert (layout.current(), layout.previous()) == (name, first)
+    assert runs(layout) == "azcmagent version 2.0"
+    assert services.calls == [
+        ("stop", ("himdsd.service", "extd.service")),
+        ("start", ("himdsd.service", "extd.service")),
+    ]
+    assert not (layout.prefix / PENDING).exists()
+    assert upgrade.last_attempt()["lastAttemptStatus"] == "Success"
+    assert (layout.prefix / "recover").read_bytes() == RECOVER.read_bytes()
+    assert os.access(layout.prefix / "recover", os.X_OK)
+
+
+@pytest.mark.parametrize(
+    "answers, failing, problem",
+    [
+        pytest.param({}, (), "himds does not answer /agentstatus", id="himds-silent"),
+        pytest.param({"agentVersion": "1.0"}, (), "himds answers as version 1.0, not 2.0", id="old-himds"),
+        pytest.param({"agentVersion": "2.0", "lastHeartBeat": "2000-01-01T00:00:00Z"}, (),
+                     "has not accepted a heartbeat", id="no-heartbeat"),
+        pytest.param({"agentVersion": "2.0", "lastHeartBeat": "2999-01-01T00:00:00Z"}, ("extd.service",),
+                     "extd.service does not run", id="a-service-down"),
+    ],
+)  # fmt: skip
+def test_an_unhealthy_version_is_rolled_back_and_the_failure_recorded(
+    host: Any, tmp_path: Path, answers: dict[str, Any], failing: tuple[str, ...], problem: str
+) -> None:
+    layout, first, sha = host
+    name = layout.stage(tmp_path / "b.tar.gz", sha)
+    services = ScriptedServices(["himdsd.service", "extd.service"])
+    services.failing = set(failing)
+    upgrade = transaction(layout, services, answers)
+    with pytest.raises(AzcmError) as raised:
+        upgrade.run(name, timeout=0.2)
+    assert raised.value.code == ErrorCode.UPGRADE_FAILED
+    assert problem in raised.value.message and "1.0 runs again" in raised.value.message
+    assert (layout.current(), layout.previous()) == (first, "")
+    assert runs(layout) == "azcmagent version 1.0"
+    assert os.listdir(layout.versions) == [first], "the failed version's folder is gone"
+    assert services.calls[-1] == ("start", ("himdsd.service", "extd.service"))
+    recorded = upgrade.last_attempt()
+    assert recorded["lastAttemptStatus"] == "Failed" and problem in recorded["lastAttemptMessage"]
+    assert recorded["lastAttemptDesiredVersion"] == "2.0"
+    assert not (layout.prefix / PENDING).exists()
+
+
+def test_a_package_that_does_not_match_changes_nothing(host: Any, tmp_path: Path) -> None:
+    layout, first, _ = host
+    with pytest.raises(AzcmError) as raised:
+        layout.stage(tmp_path / "b.tar.gz", "0" * 64)
+    assert (
+        raised.value.code == ErrorCode.UPGRADE_FAILED and "does not match its SHA-256" in raised.value.message
+    )
+    assert os.listdir(layout.versions) == [first]
+
+
+def recover(layout: Layout, status: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AZCMAGENT_PREFIX": str(layout.prefix), "AZCMAGENT_UPGRADE_STATUS": str(status),
+           "AZCMAGENT_RECOVER_NO_START": "1"}  # fmt: skip
+    return subprocess.run(["sh", str(RECOVER)], env=env, capture_output=True, text=True, check=False)
+
+
+def test_an_upgrade_cut_short_is_undone_by_the_recovery_script(host: Any, tmp_path: Path) -> None:
+    layout, first, sha = host
+    name = layout.stage(tmp_path / "b.tar.gz", sha)
+    # as a kill -9 after the switch leaves it: 2.0 current, the pending record naming a process
+    # that is gone
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    layout.point(name, first)
+    pending = {"from": first, "to": name, "previous": "", "version": "2.0", "services": "himdsd.service",
+               "pid": str(gone.pid), "pidstart": "1", "boot": boot_id()}  # fmt: skip
+    (layout.prefix / PENDING).write_text("".join(f"{k}={v}\n" for k, v in pending.items()))
+    status = tmp_path / "upgrade-status.json"
+    done = recover(layout, status)
+    assert done.returncode == 0, done.stderr
+    assert (layout.current(), layout.previous()) == (first, "")
+    assert runs(layout) == "azcmagent version 1.0"
+    assert os.listdir(layout.versions) == [first]
+    recorded = json.loads(status.read_text())
+    assert recorded["lastAttemptStatus"] == "Failed" and "was cut short" in recorded["lastAttemptMessage"]
+    assert not (layout.prefix / PENDING).exists()
+    assert recover(layout, status).returncode == 0, "nothing pending: nothing to do"
+
+
+def test_the_recovery_script_leaves_a_live_upgrade_alone(host: Any, tmp_path: Path) -> None:
+    layout, first, sha = host
+    name = layout.stage(tmp_path / "b.tar.gz", sha)
+    layout.point(name, first)
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        pending = {"from": first, "to": name, "pid": str(live.pid), "pidstart": process_start(live.pid),
+                   "boot": boot_id()}  # fmt: skip
+        (layout.prefix / PENDING).write_text("".join(f"{k}={v}\n" for k, v in pending.items()))
+        assert recover(layout, tmp_path / "status.json").returncode == 0
+        assert layout.current() == name and (layout.prefix / PENDING).exists()
+    finally:
+        live.kill()
+        live.wait()
