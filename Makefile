@@ -114,7 +114,7 @@ lint-repository: venv ## Layers, import circles, citations, naming, no sys.path 
 	$(STEP) pytest -q -p no:cacheprovider tests/repository
 
 lint-shell: deps
-	$(STEP) shellcheck tests/hosts/*.sh tools/*.sh .ci/run
+	$(STEP) shellcheck tests/hosts/*.sh tools/*.sh .ci/run agent/src/arc_agent/upgrade/recover.sh
 
 unit: venv azure-cli ## pytest for agent/ and controlplane/ (the control plane's with the Azure CLI)
 	$(STEP) sh -c 'cd agent && pytest -q'

@@ -21,17 +21,13 @@ import argparse
 import json
 import os
 import pathlib
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from statistics import median
 from typing import Any
 
-from arc_lab import TESTHOSTS, TOP, Lab, run
-
-BIN = TOP / ".venv" / "bin"
+from arc_lab import Lab
 
 
 def process_cpu(pid: int) -> float:
@@ -43,23 +39,6 @@ def process_cpu(pid: int) -> float:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
-
-
-def onboard(lab: Lab) -> None:
-    inventory = run(str(TESTHOSTS), "inventory").strip()
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(TOP / "build/collections"),
-        "ANSIBLE_FORKS": "50",
-        "ANSIBLE_HOST_KEY_CHECKING": "false",
-        "ANSIBLE_PIPELINING": "true",
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        extra = Lab.write_secret_json(pathlib.Path(tmp) / "onboard.json", lab.onboard_vars())
-        subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", inventory, "hybridops.arc.onboard", "-e", f"@{extra}"],
-            env=env, check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
 
 
 def one_machine(lab: Lab, name: str, command: str, times: dict[str, Any]) -> None:
@@ -137,7 +116,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     lab = Lab.start(args.hosts, install=False)
     try:
-        onboard(lab)
+        lab.onboard()
         lab.publish_extensions()
         for number in range(1, args.rounds + 1):
             print(json.dumps(round_of(lab, number)), flush=True)

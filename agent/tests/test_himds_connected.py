@@ -324,3 +324,33 @@ def test_himds_stops_at_once_whichever_thread_the_sigterm_reaches(machine: Machi
     assert machine.himds.returncode == 0, output
     assert "received SIGTERM, stopping" in output and "himds stopped" in output
     machine.himds = None
+
+
+def test_the_last_upgrade_attempt_reaches_the_machines_agent_upgrade(
+    plane: ControlPlane, admin: Principal, machine: Machine, tmp_path: Path
+) -> None:
+    """docs/agent-upgrade.md: what `azcmagent upgrade` recorded goes with the next heartbeat (the
+    first after himds starts: an upgrade restarts it) into ``agentUpgrade.lastAttempt*``, beside
+    what the operator asked."""
+    name = f"himds-{uuid.uuid4().hex[:8]}"
+    machine.start_himds()
+    connect(plane, machine, tmp_path, name)
+    plane.patch_machine(name, {"properties": {"agentUpgrade": {"desiredVersion": "1.65"}}}, admin)
+    attempt = {
+        "lastAttemptDesiredVersion": "1.65.3500.100", "lastAttemptStatus": "Failed",
+        "lastAttemptMessage": "the upgrade to 1.65.3500.100 failed its health check: himds does not answer",
+        "lastAttemptTimestamp": "2026-12-04T20:00:00Z",
+    }  # fmt: skip
+    machine.stop_himds()
+    machine.paths.upgrade_status.write_text(json.dumps(attempt))
+    machine.start_himds()
+
+    def reported() -> bool:
+        upgrade = ((plane.machine(name, admin) or {}).get("properties") or {}).get("agentUpgrade") or {}
+        return bool(upgrade.get("lastAttemptStatus") == "Failed")
+
+    wait_for(reported, 20, "the attempt in the machine's agentUpgrade")
+    upgrade = (plane.machine(name, admin) or {})["properties"]["agentUpgrade"]
+    assert upgrade["desiredVersion"] == "1.65"
+    assert {key: upgrade[key] for key in attempt} == attempt
+    assert "Traceback" not in machine.stop_himds()

@@ -337,3 +337,30 @@ def test_concurrent_heartbeats_of_many_machines_and_a_clone(agent_api: AgentApiE
         assert machine is not None and machine.last_heartbeat is not None and machine.last_heartbeat >= since
     assert agent_api.status(original.vm_id).status_reason == "Cloned"
     assert agent_api.status(agents[1].vm_id).status_reason is None
+
+
+def test_the_last_upgrade_attempt_is_merged_beside_what_was_asked(agent_api: AgentApiEnv) -> None:
+    """docs/agent-upgrade.md: the agent reports ``agentUpgrade.lastAttempt*``; what the operator asked
+    (``desiredVersion``, ``enableAutomaticUpgrade``) stays, and the agent cannot remove it."""
+    agent = agent_api.connected_agent()
+    asked = {"desiredVersion": "1.65", "enableAutomaticUpgrade": False}
+    machine = agent_api.machine(agent.vm_id)
+    assert machine is not None
+    agent_api.update_machine(agent.vm_id, properties={**machine.properties, "agentUpgrade": asked})
+    attempt = {
+        "lastAttemptDesiredVersion": "1.65.3500.100", "lastAttemptStatus": "Failed",
+        "lastAttemptMessage": "the upgrade to 1.65.3500.100 failed its health check: himds does not answer",
+        "lastAttemptTimestamp": "2026-12-04T20:00:00Z",
+    }  # fmt: skip
+    assert agent.heartbeat(agentUpgrade=attempt).status_code == 200
+    machine = agent_api.machine(agent.vm_id)
+    assert machine is not None and machine.properties["agentUpgrade"] == {**asked, **attempt}
+    assert agent.heartbeat(agentUpgrade=None).status_code == 200, "null: nothing new"
+    machine = agent_api.machine(agent.vm_id)
+    assert machine is not None and machine.properties["agentUpgrade"] == {**asked, **attempt}
+    bad = agent.heartbeat(agentUpgrade={"lastAttemptStatus": "Maybe"})
+    assert bad.status_code == 400, bad.text
+    assert agent.heartbeat(agentUpgrade={"desiredVersion": "9.9"}).status_code == 400, (
+        "only the lastAttempt* fields are the agent's"
+    )
+    assert agent.heartbeat(changes={"agentUpgrade": {}}).status_code == 400, "not an inventory property"

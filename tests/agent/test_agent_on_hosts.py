@@ -582,6 +582,12 @@ def test_an_upgrade_is_checked_and_a_bad_or_interrupted_one_rolled_back(
     status = json.loads(h1.sh("cat /var/opt/azcmagent/upgrade-status.json").stdout)
     assert status["lastAttemptStatus"] == "Failed" and "himds" in status["lastAttemptMessage"]
     wait_for(lambda: h1.json("show", "status") == {"status": "Connected"}, 30, "Connected again")
+    # reported with the first heartbeat of the version back: the machine's agentUpgrade.lastAttempt*
+    wait_for(
+        lambda: ((plane.machine("h1") or {}).get("properties", {}).get("agentUpgrade") or {}).get(
+            "lastAttemptMessage") == status["lastAttemptMessage"],
+        30, "the failed attempt in the machine's agentUpgrade",
+    )  # fmt: skip
 
     # Killed in the middle (after the switch, during the health check): the recovery script, run
     # as the upgrade's unit ends, puts the version back and starts the services.

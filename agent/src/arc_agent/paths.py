@@ -54,6 +54,8 @@ class AgentPaths:
     """Where earlier releases of this agent kept that copy, in a directory himds controls: never
     trusted, removed by root (``statedir.secure``)."""
     himds_status: Path
+    upgrade_status: Path
+    """The last upgrade attempt (``azcmagent upgrade``, docs/agent-upgrade.md); root's, 0644."""
     """What himds last learnt (heartbeat, status, errors), written by himds, read by ``show``."""
     systemd_env_file: Path
     waagent_dir: Path
@@ -93,6 +95,7 @@ class AgentPaths:
             control_plane_ca=state_dir / "connection-ca.pem",
             legacy_control_plane_ca=certs_dir / "controlplane-ca.pem",
             himds_status=status_dir / "himds-status.json",
+            upgrade_status=state_dir / "upgrade-status.json",
             systemd_env_file=root / "lib" / "systemd" / "system.conf.d" / "azcmagent.conf",
             waagent_dir=root / "var" / "lib" / "waagent",
             extension_logs_dir=root / "var" / "log" / "azure",

@@ -13,20 +13,24 @@ part."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 from arc_agent.config.connection import load_state
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.fsutil import flock_within
 from arc_agent.systemd import which
 from arc_agent.upgrade.layout import Layout
-from arc_agent.upgrade.transaction import Upgrade
+from arc_agent.upgrade.transaction import Upgrade, utc_now
 
 UNIT = "azcmagent-upgrade"
-STATUS_FILE = "upgrade-status.json"
+LOCK = Path("/run/lock/hybridops-arc-agent-install.lock")
+LOCK_WAIT_SECONDS = 60
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,9 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _upgrade(ctx: Context, layout: Layout) -> Upgrade:
-    return Upgrade(
-        layout, ctx.paths.state_dir / STATUS_FILE, connected=load_state(ctx.paths.agent_config) is not None
-    )
+    return Upgrade(layout, ctx.paths.upgrade_status, connected=load_state(ctx.paths.agent_config) is not None)
 
 
 def upgrade(ctx: Context) -> CommandResult:
@@ -62,6 +64,28 @@ def upgrade(ctx: Context) -> CommandResult:
             ErrorCode.MISSING_MANDATORY_PARAMETER,
             "'azcmagent upgrade' needs --package FILE and --sha256 HEX (the package's line in SHA256SUMS)",
         )
+    with install_lock():
+        return _stage_and_switch(ctx, layout)
+
+
+@contextlib.contextmanager
+def install_lock() -> Iterator[None]:
+    """The lock the collection's agent_package module takes too: one install or upgrade at a time."""
+    path = LOCK if LOCK.parent.is_dir() else Path("/run") / LOCK.name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        if not flock_within(fd, LOCK_WAIT_SECONDS, 0.2):
+            raise AzcmError(
+                ErrorCode.UPGRADE_FAILED,
+                f"another install or upgrade of the agent runs (it holds {path}); let it finish",
+            )
+        yield
+    finally:
+        os.close(fd)
+
+
+def _stage_and_switch(ctx: Context, layout: Layout) -> CommandResult:
+    args = ctx.args
     source = layout.current()
     if not source:
         raise AzcmError(
@@ -89,17 +113,16 @@ def upgrade(ctx: Context) -> CommandResult:
         str(runtime / "bin" / "python3"), str(runtime / "bin" / "azcmagent"), "upgrade",
         "--apply", name, "--timeout", f"{args.timeout:g}",
     ]  # fmt: skip
+    started = utc_now()
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)  # noqa: S603
     recorded = transaction.last_attempt()
+    if recorded.get("lastAttemptTimestamp", "") < started:
+        recorded = {}  # an earlier attempt's: this one recorded nothing
     if done.returncode != 0 or recorded.get("lastAttemptStatus") != "Success":
-        raise AzcmError(
-            ErrorCode.UPGRADE_FAILED,
-            str(
-                recorded.get("lastAttemptMessage")
-                or f"the upgrade did not complete (exit code {done.returncode})"
-            )
-            + f" ('journalctl -u {UNIT}' has its log)",
+        said = recorded.get("lastAttemptMessage") or (
+            f"the upgrade did not complete (exit code {done.returncode}): {done.stderr.strip()[-500:]}"
         )
+        raise AzcmError(ErrorCode.UPGRADE_FAILED, f"{said} ('journalctl -u {UNIT}' has its log)")
     return _result({"changed": True, "from": before, "to": recorded.get("lastAttemptDesiredVersion")})
 
 

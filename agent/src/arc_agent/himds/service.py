@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import random
 import threading
@@ -130,6 +131,7 @@ class Connection:
         self.interval = DEFAULT_INTERVAL
         self.generation = -1
         self._reported_services: Mapping[str, Any] | None = None
+        self._reported_upgrade: Mapping[str, Any] = {}
         ca = paths.control_plane_ca if paths.control_plane_ca.exists() else None
         self.client = HttpsClient(state.control_plane_url, ca, timeout=30)
         signer = load_machine_signer(paths.identity_key)
@@ -209,8 +211,12 @@ class Connection:
             body["serviceStatuses"] = dict(services)
         if self._unreported:
             body["changes"] = self._unreported
+        upgrade = last_upgrade_attempt(self.paths.upgrade_status)
+        if upgrade and upgrade != self._reported_upgrade:
+            body["agentUpgrade"] = upgrade
         answer = self.api.heartbeat(body)
         self._reported_services = services
+        self._reported_upgrade = upgrade
         self._unreported = {}
         interval = answer.get("heartbeatIntervalSeconds")
         if isinstance(interval, int) and interval > 0:
@@ -272,6 +278,26 @@ class Connection:
         self.api.signer.use(signer)
         self.status.update(credentialExpiry=not_after)
         self.logger.info("credential renewed, valid until %s", not_after)
+
+
+UPGRADE_FIELDS = (
+    "lastAttemptDesiredVersion",
+    "lastAttemptStatus",
+    "lastAttemptMessage",
+    "lastAttemptTimestamp",
+)
+
+
+def last_upgrade_attempt(path: Path) -> dict[str, Any]:
+    """The last upgrade attempt as ``azcmagent upgrade`` recorded it (``agentUpgrade.lastAttempt*``),
+    reported with the next heartbeat when it changed; {} when there is none or it is unreadable."""
+    try:
+        document = json.loads(path.read_bytes()[:65536])
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    return {key: str(document[key])[:1024] for key in UPGRADE_FIELDS if document.get(key)}
 
 
 def resource_tags(machine: Mapping[str, Any]) -> dict[str, Any]:

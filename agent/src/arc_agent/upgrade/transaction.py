@@ -197,10 +197,10 @@ class Upgrade:
             layout.point(source, kept)
             if name not in (source, kept):
                 shutil.rmtree(layout.versions / name, ignore_errors=True)
-            self.services.start(running)
             message = f"the upgrade to {version} failed its health check: {problem}; {before} runs again"
-            self.record(version, "Failed", message)
+            self.record(version, "Failed", message)  # before the start: the first heartbeat reports it
             remove_if_present(layout.prefix / PENDING)
+            self.services.start(running)
             raise AzcmError(ErrorCode.UPGRADE_FAILED, message)
         remove_if_present(layout.prefix / PENDING)
         layout.prune()

@@ -25,6 +25,7 @@ from arc_controlplane.api.agent.snapshot import MachineSnapshot, machines_query
 from arc_controlplane.db.batching import BatchedWrites
 from arc_controlplane.db.tables import Machine
 from arc_controlplane.errors import ArmError
+from arc_controlplane.machines.lifecycle import changed_properties
 from arc_controlplane.machines.status import RENEW_WHEN_LEFT, machine_status
 from arc_controlplane.timing import Timing
 
@@ -45,13 +46,11 @@ def apply_heartbeat(machine: Machine, body: HeartbeatRequest, now: dt.datetime, 
         changes["serviceStatuses"] = body.service_statuses.model_dump(
             mode="json", by_alias=True, exclude_none=True
         )
+    if body.agent_upgrade is not None:
+        # merged: the agent's lastAttempt* beside what the operator asked of it (desiredVersion...)
+        changes["agentUpgrade"] = body.agent_upgrade.model_dump(mode="json", by_alias=True, exclude_none=True)
     if changes:
-        merged = dict(machine.properties)
-        for key, value in changes.items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
+        merged = changed_properties(machine.properties, changes)
         if merged != machine.properties:
             machine.properties = merged
             machine.updated_at = now
@@ -65,7 +64,7 @@ def apply_heartbeat(machine: Machine, body: HeartbeatRequest, now: dt.datetime, 
 
 def reports(body: HeartbeatRequest) -> bool:
     """Whether the heartbeat reports something that lives in ``properties``."""
-    return body.changes is not None or body.service_statuses is not None
+    return body.changes is not None or body.service_statuses is not None or body.agent_upgrade is not None
 
 
 def renewal_due(machine: Machine, now: dt.datetime) -> bool:

@@ -154,6 +154,16 @@ class AgentConfiguration(AgentModel):
     config_mode: ShortText | None = None
 
 
+class AgentUpgradeReport(AgentModel):
+    """How the agent's last upgrade attempt ended (``agentUpgrade.lastAttempt*``, read-only in
+    ARM; docs/agent-upgrade.md): merged into the machine's ``agentUpgrade``."""
+
+    last_attempt_desired_version: ShortText | None = None
+    last_attempt_status: Literal["Success", "Failed"] | None = None
+    last_attempt_message: Text | None = None
+    last_attempt_timestamp: ShortText | None = None
+
+
 class MachineReport(AgentModel):
     """What the agent detected about its machine: the whitelisted ARM property keys.
 
@@ -239,6 +249,8 @@ class HeartbeatRequest(AgentModel):
     service_statuses: ServiceStatuses | None = None
     error_details: list[ErrorDetail] = Field(default_factory=list, max_length=16)
     changes: MachineReport | None = None
+    agent_upgrade: AgentUpgradeReport | None = None
+    """The last upgrade attempt, when it changed (merged into ``agentUpgrade``)."""
 
 
 class RenewCredentialRequest(AgentModel):
