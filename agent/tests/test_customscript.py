@@ -22,9 +22,9 @@ from controlplane_env import ControlPlane, Principal, start_control_plane
 from himds_helpers import wait_for
 from machine_helpers import Machine, connect
 
-from arc_agent.extd.handler import process_start
 from arc_agent.extd.service import ExtensionService
 from arc_agent.logsetup import configure_logging
+from arc_agent.processes import process_start
 
 TOP = Path(__file__).resolve().parents[2]
 ADMIN_ROLE = "Azure Connected Machine Resource Administrator"

@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from extd_helpers import jwks
 
 from arc_agent.extd.executor import Executor
-from arc_agent.extd.handler import process_start
 from arc_agent.extd.package import SIGNATURE_TYPE
 from arc_agent.extd.plan import Goal, Policy, plan
 from arc_agent.extd.records import Records
+from arc_agent.processes import process_start
 
 BASE = "https://cp:8443/agent/v1/extensionPackages/Microsoft.Azure.Extensions/CustomScript"
 KEY = ec.generate_private_key(ec.SECP256R1())

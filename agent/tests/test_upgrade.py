@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from arc_agent.cli.main import main
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.processes import boot_id, process_start
 from arc_agent.upgrade.layout import Layout
-from arc_agent.upgrade.transaction import PENDING, Upgrade, boot_id, process_start
+from arc_agent.upgrade.transaction import PENDING, Upgrade
 
 PYTHON = os.path.realpath(sys.executable)
 CLI = "import sys\nprint('azcmagent version %s')\n"
@@ -192,3 +194,20 @@ def test_the_recovery_script_leaves_a_live_upgrade_alone(host: Any, tmp_path: Pa
     finally:
         live.kill()
         live.wait()
+
+
+@pytest.mark.parametrize(
+    "args, code, said",
+    [
+        (["--package", "p", "--sha256", "s", "--timeout", "-5"], 23, "--timeout -5: give the seconds"),
+        (["--package", "p"], 16, "needs --package FILE and --sha256 HEX"),
+    ],
+)
+def test_bad_upgrade_arguments_get_their_code(
+    capsys: pytest.CaptureFixture[str], args: list[str], code: int, said: str
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("azcmagent upgrade checks for root first")
+    assert main(["upgrade", *args]) == code
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err, err

@@ -48,6 +48,7 @@ AGENT = (
             "ipc",
             "logsetup",
             "systemd",
+            "processes",
             "hostid",
             "argparser",
             "__main__",

@@ -31,6 +31,7 @@ from arc_agent.upgrade.transaction import Upgrade, utc_now
 UNIT = "azcmagent-upgrade"
 LOCK = Path("/run/lock/hybridops-arc-agent-install.lock")
 LOCK_WAIT_SECONDS = 60
+MAX_TIMEOUT_SECONDS = 3600
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +60,12 @@ def upgrade(ctx: Context) -> CommandResult:
     if args.apply:  # inside the transient unit
         result = _upgrade(ctx, layout).run(args.apply, args.timeout)
         return _result(result)
+    if not 0 < args.timeout <= MAX_TIMEOUT_SECONDS:
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"--timeout {args.timeout:g}: give the seconds the new version has to pass its health checks,"
+            f" more than 0 and at most {MAX_TIMEOUT_SECONDS} (default 60)",
+        )
     if not args.package or not args.sha256:
         raise AzcmError(
             ErrorCode.MISSING_MANDATORY_PARAMETER,

@@ -20,7 +20,6 @@ from arc_agent.extd.handler import (
     TIMEOUTS,
     Handler,
     HandlerError,
-    process_start,
     stop_group,
 )
 from arc_agent.extd.package import PackageRefused, verify
@@ -39,6 +38,7 @@ from arc_agent.extd.plan import (
     Step,
 )
 from arc_agent.extd.records import Records
+from arc_agent.processes import process_start
 
 MAX_SIGNATURE_BYTES = 16 * 1024
 OPERATIONS = {INSTALL: "Install", UPDATE: "Update", ENABLE: "Enable", REMOVE: "Uninstall", REFUSE: "Enable"}

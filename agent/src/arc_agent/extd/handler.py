@@ -43,17 +43,6 @@ def _tail(output: IO[bytes]) -> str:
     return output.read().decode("utf-8", "replace").strip()
 
 
-def process_start(pid: int) -> str:
-    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat``); "" when
-    there is no such process (or it has ended and waits to be reaped)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return ""
-    rest = fields[fields.rfind(")") + 2 :].split()
-    return "" if not rest or rest[0] == "Z" else rest[19]
-
-
 def stop_group(pid: int) -> None:
     """Kill the process group ``pid`` leads (a handler command and its children)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import remove_if_present, write_atomic, write_json_atomic
+from arc_agent.processes import boot_id, process_start
 from arc_agent.systemd import unit_states, which
 from arc_agent.upgrade.layout import RECOVER, Layout
 
@@ -83,21 +84,6 @@ def agent_status(port: int = HIMDS_PORT, timeout: float = 2.0) -> dict[str, Any]
         return None
     finally:
         connection.close()
-
-
-def process_start(pid: int) -> str:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return ""
-    return fields[fields.rfind(")") + 2 :].split()[19]
-
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
-    except OSError:
-        return ""
 
 
 def utc_now() -> str:
