@@ -621,10 +621,15 @@ def test_an_upgrade_is_checked_and_a_bad_or_interrupted_one_rolled_back(
     subprocess.run(
         [str(TESTHOSTS), "reboot", h1.name.removeprefix("h"), "crash"], check=True, capture_output=True
     )
+    # (show may still say Connected from before the cut: the version back is the sign to wait for)
+    wait_for(
+        lambda: h1.sh("readlink /opt/azcmagent/current", check=False).stdout.strip() == current,
+        90, "the version back after the power cut",
+    )  # fmt: skip
+    wait_for(lambda: h1.sh("systemctl is-active himdsd", check=False).stdout.strip() == "active", 60, "himds")
     wait_for(
         lambda: h1.json("show", "status") == {"status": "Connected"}, 90, "Connected after the power cut"
     )
-    assert h1.sh("readlink /opt/azcmagent/current").stdout.strip() == current
     assert h1.json("version") == {"version": "1.65.3500.100"}
     assert "was cut short" in h1.sh("cat /var/opt/azcmagent/upgrade-status.json").stdout
 
