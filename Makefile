@@ -195,7 +195,7 @@ agent-hosts: deps venv wheelhouse extensions collection $(AZURE_IDENTITY_WHEELS)
 integration: deps venv wheelhouse extensions collection ## Module integration targets on real test hosts (tests/integration/run.py)
 	$(STEP) $(BIN)/python tests/integration/run.py
 
-awx: deps venv wheelhouse collection ## The onboard, configure and offboard playbooks run as AWX job templates (ansible-runner) on real test hosts
+awx: deps venv wheelhouse collection ## The onboard, configure, upgrade and offboard playbooks run as AWX job templates (ansible-runner) on real test hosts
 	$(STEP) pytest -q -p no:cacheprovider tests/awx
 
 molecule: deps venv wheelhouse extensions collection ## Molecule scenarios on real test hosts

@@ -2,16 +2,19 @@
 """A rolling agent upgrade of a fleet: `azcmagent upgrade` on N connected test hosts, a batch at a
 time.
 
-    benchmarks/upgrade.py [--hosts 20] [--batch 5]
+    benchmarks/upgrade.py [--hosts 20] [--batch 5] [--source store|package]
 
 Brings up N bare test hosts and the control plane, onboards them with ``hybridops.arc.onboard``
-(not measured), builds the agent as another version (``tools/alt-wheelhouse.sh``) and copies the
-package for the hosts' Python to each. Then, a batch of hosts at a time (in parallel within the
-batch), runs on each host ``azcmagent upgrade`` while a probe on the host asks himds's
-``/agentstatus`` every 20 ms, and measures per host: the longest time ``/agentstatus`` did not
-answer (the agent's downtime), and the upgrade's own duration (staging, switch, health checks).
-Prints one JSON object: the rolling upgrade's wall time, downtime and duration p50/p99/max, and
-the hosts that failed. Budget (issue 15): downtime <= 2 s per host (a restart, no reinstall).
+(not measured), builds the agent as another version (``tools/alt-wheelhouse.sh``) and publishes it
+in the control plane's agent package store (``--source store``, the default: each host downloads
+it and checks its signature, ``azcmagent upgrade --version``) or copies the package for the
+hosts' Python to each (``--source package``: ``azcmagent upgrade --package``). Then, a batch of
+hosts at a time (in parallel within the batch), runs on each host the upgrade while a probe on
+the host asks himds's ``/agentstatus`` every 20 ms, and measures per host: the longest time
+``/agentstatus`` did not answer (the agent's downtime), and the upgrade's own duration (download,
+staging, switch, health checks). Prints one JSON object: the rolling upgrade's wall time,
+downtime and duration p50/p99/max, and the hosts that failed. Budget (issue 15): downtime
+<= 2 s per host (a restart, no reinstall).
 """
 
 from __future__ import annotations
@@ -66,8 +69,8 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
 
 
-def upgrade_one(host: Host, archive: str, sha: str, results: dict[str, Any]) -> None:
-    command = f"python3 - azcmagent upgrade --package /root/packages/{archive} --sha256 {sha}"
+def upgrade_one(host: Host, upgrade: str, results: dict[str, Any]) -> None:
+    command = f"python3 - azcmagent upgrade {upgrade}"
     done = host.sh(command, stdin=PROBE, check=False, timeout=400)
     try:
         results[host.name] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -79,6 +82,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--batch", type=int, default=5)
+    parser.add_argument("--source", choices=["store", "package"], default="store")
     args = parser.parse_args(argv)
     lab = Lab.start(args.hosts, install=False)
     try:
@@ -93,13 +97,18 @@ def main(argv: list[str]) -> int:
             packages.mkdir()
             (packages / chosen["archive"]).write_bytes((bundle / chosen["archive"]).read_bytes())
             sha = hashlib.sha256((packages / chosen["archive"]).read_bytes()).hexdigest()
-            for host in lab.hosts:
-                host.put_tree(packages, "/root/packages")
+            if args.source == "store":
+                lab.publish_agent(bundle)
+                upgrade = f"--version {VERSION}"
+            else:
+                for host in lab.hosts:
+                    host.put_tree(packages, "/root/packages")
+                upgrade = f"--package /root/packages/{chosen['archive']} --sha256 {sha}"
         results: dict[str, Any] = {}
         wall = time.monotonic()
         for first in range(0, len(lab.hosts), args.batch):
             threads = [
-                threading.Thread(target=upgrade_one, args=(host, chosen["archive"], sha, results))
+                threading.Thread(target=upgrade_one, args=(host, upgrade, results))
                 for host in lab.hosts[first : first + args.batch]
             ]
             for thread in threads:
@@ -111,7 +120,7 @@ def main(argv: list[str]) -> int:
         downtime = [entry["downtime_s"] for entry in good]
         duration = [entry["upgrade_s"] for entry in good]
         print(json.dumps({
-            "hosts": len(lab.hosts), "batch": args.batch, "upgraded": len(good),
+            "hosts": len(lab.hosts), "batch": args.batch, "source": args.source, "upgraded": len(good),
             "failed": {name: entry for name, entry in results.items() if entry.get("rc") != 0},
             "rolling_wall_s": round(wall, 2),
             "downtime_p50_s": round(median(downtime), 2) if downtime else None,

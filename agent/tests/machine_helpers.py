@@ -82,13 +82,13 @@ class Machine:
             conn.close()
 
 
-def connect(plane: ControlPlane, machine: Machine, tmp_path: Path, name: str) -> dict[str, Any]:
+def connect(plane: ControlPlane, machine: Machine, tmp_path: Path, name: str, *extra: str) -> dict[str, Any]:
     secrets = tmp_path / "secret.json"
     secrets.write_text(json.dumps({"service-principal-secret": plane.onboarding.client_secret}))
     result = machine.cli(
         "connect", "-s", plane.subscription_id, "-g", plane.resource_group, "-l", plane.location,
         "-t", plane.tenant_id, "-n", name, "-i", plane.onboarding.client_id, "--config", str(secrets),
-        "--control-plane-url", plane.url, "--control-plane-ca", str(plane.ca_file), "-j",
+        "--control-plane-url", plane.url, "--control-plane-ca", str(plane.ca_file), "-j", *extra,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     shown: dict[str, Any] = json.loads(result.stdout)

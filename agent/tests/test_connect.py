@@ -291,3 +291,52 @@ def test_an_unknown_subscription_name_is_refused_with_azcm0068(plane: ControlPla
     assert refused.stderr.startswith("AZCM0068: ")
     assert "'Production'" in refused.stderr and "hybridops.arc" in refused.stderr  # what it can see
     assert not (root / "var" / "opt" / "azcmagent" / "agentconfig.json").exists()
+
+
+def test_a_reconnect_keeps_the_connection_until_the_new_one_is_made(
+    plane: ControlPlane, admin: Principal, root: Path, tmp_path: Path
+) -> None:
+    """docs/agent-cli.md, "Reconnect": ``connect --reconnect`` (the collection's reconnects) leaves
+    the machine connected as it was when it fails, re-onboards the same resource with a new key,
+    or moves the machine to another resource and deletes the old one."""
+    name = new_name()
+    first = connect_with_secret(plane, root, tmp_path, name)
+    paths = root / "var" / "opt" / "azcmagent"
+    key = paths / "certs" / "identity.key"
+
+    def files() -> dict[str, str]:
+        return {p.name: p.read_text() for p in (key, paths / "agentconfig.json")}
+
+    before = files()
+    # refused credentials: nothing changes, locally or in the control plane
+    wrong = secrets_file(
+        tmp_path, {"service-principal-id": plane.onboarding.client_id, "service-principal-secret": "wrong"}
+    )
+    failed = azcmagent(root, *connect_args(plane, name + "-moved", "--config", str(wrong), "--reconnect"))
+    assert failed.returncode == 41, failed.stderr
+    assert files() == before
+    assert not (paths / "certs" / "identity.key.pending").exists()
+    assert json.loads(azcmagent(root, "show", "status", "vmId", "-j").stdout) == {
+        "status": "Connected", "vmId": first["vmId"]
+    }  # fmt: skip
+    assert plane.machine(name, admin) is not None
+    # the same resource again: re-onboarded, same vmId, a new key
+    same = connect_with_secret(plane, root, tmp_path, name, "--reconnect")
+    assert same["vmId"] == first["vmId"] and same["status"] == "Connected"
+    assert files()["identity.key"] != before["identity.key"]
+    # another resource: connected to it, the old one deleted (the onboarding role may not delete:
+    # the new connection stands and the result says so)
+    moved = connect_with_secret(plane, root, tmp_path, name + "-moved", "--reconnect")
+    assert moved["resourceId"].endswith(f"/machines/{name}-moved") and moved["vmId"] != first["vmId"]
+    assert "could not be deleted" in moved["previousResource"]["note"], moved
+    assert plane.machine(name + "-moved", admin) is not None
+    config = secrets_file(
+        tmp_path, {"service-principal-id": admin.client_id, "service-principal-secret": admin.client_secret}
+    )
+    back = azcmagent(root, *connect_args(plane, name, "--config", str(config), "--reconnect", "-j"))
+    assert back.returncode == 0, back.stderr
+    assert "was deleted" in json.loads(back.stdout)["previousResource"]["note"]
+    assert plane.machine(name + "-moved", admin) is None
+    assert json.loads(azcmagent(root, "show", "resourceName", "status", "-j").stdout) == {
+        "resourceName": name, "status": "Connected"
+    }  # fmt: skip

@@ -6,6 +6,7 @@ local policy, and removal."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import stat
 import subprocess
@@ -21,9 +22,13 @@ import pytest
 from controlplane_env import ControlPlane, Principal, start_control_plane
 from himds_helpers import wait_for
 from machine_helpers import Machine, connect
+from upgrade_helpers import agent_bundle
 
+from arc_agent.cpclient.machine import open_machine_api
+from arc_agent.errors import AzcmError
 from arc_agent.extd.service import ExtensionService
 from arc_agent.logsetup import configure_logging
+from arc_agent.upgrade import store
 
 ADMIN_ROLE = "Azure Connected Machine Resource Administrator"
 SCRIPT = """#!/bin/sh
@@ -151,3 +156,87 @@ def test_local_policy_wins_and_the_refusal_names_the_setting(
     assert done["properties"]["provisioningState"] == "Failed"
     assert "extensions.blocklist" in done["properties"]["instanceView"]["status"]["message"]
     assert not list(machine.paths.waagent_dir.glob("Microsoft.Azure.Extensions.CustomScript-*"))
+
+
+def test_the_desired_version_is_fetched_checked_and_started_once(
+    extd: tuple[Machine, ExtensionService, str], plane: ControlPlane, admin: Principal, tmp_path: Path
+) -> None:
+    """docs/agent-upgrade.md: ``agentUpgrade.desiredVersion`` set through the management API wakes
+    extd, which starts ``azcmagent upgrade --version V --background`` with the correlation id,
+    once; the package the store serves downloads and verifies with the control plane's signature."""
+    machine, service, name = extd
+    published = plane.cli("agent", "publish", str(agent_bundle(tmp_path / "bundle", "9.1.0.7")))
+    assert published.returncode == 0, published.stderr
+    # the agent's CLI is the boundary here: a script that records how it is called
+    calls = tmp_path / "calls"
+    cli = machine.paths.install_dir / "bin" / "azcmagent"
+    cli.parent.mkdir(parents=True, exist_ok=True)
+    cli.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho started\n')
+    cli.chmod(0o755)
+    unknown = {"properties": {"agentUpgrade": {"desiredVersion": "9.2.0.0"}}}
+    status, refused = plane.manage("PATCH", f"machines/{name}", admin, unknown)
+    assert status == 400 and refused["error"]["code"] == "InvalidAgentVersion", refused
+    correlation = str(uuid.uuid4())
+    body = {"properties": {"agentUpgrade": {"desiredVersion": "9.1.0.7", "correlationId": correlation}}}
+    plane.patch_machine(name, body, admin)
+    wait_for(calls.exists, 30, "extd starts the upgrade")
+    time.sleep(2)
+    assert calls.read_text().split("\n") == [
+        f"upgrade --version 9.1.0.7 --background --correlation-id {correlation}",
+        "",
+    ]
+    # the same request answered (the attempt recorded with its correlation id) is not started again
+    (machine.paths.upgrade_status).write_text(
+        json.dumps(
+            {
+                "lastAttemptDesiredVersion": "9.1.0.7",
+                "lastAttemptStatus": "Failed",
+                "correlationId": correlation,
+            }
+        )
+    )
+    service.upgrade_started = None
+    plane.patch_machine(name, {"tags": {"poke": "1"}}, admin)
+    time.sleep(3)
+    assert calls.read_text().count("upgrade") == 1
+
+    opened = open_machine_api(machine.paths)
+    assert opened is not None
+    client, api = opened
+    try:
+        downloaded = store.download(api, "9.1", tmp_path / "downloads")
+        assert downloaded.version == "9.1.0.7"
+        assert hashlib.sha256(downloaded.path.read_bytes()).hexdigest() == downloaded.sha256
+        with pytest.raises(
+            AzcmError, match=r"publishes no agent 9\.3 for this machine .*published: 9\.1\.0\.7"
+        ):
+            store.download(api, "9.3", tmp_path / "downloads")
+    finally:
+        client.close()
+
+
+def test_an_automatic_upgrade_is_taken_when_the_rollout_offers_it(
+    extd: tuple[Machine, ExtensionService, str], plane: ControlPlane, admin: Principal, tmp_path: Path
+) -> None:
+    """docs/agent-upgrade.md, "Automatic upgrades": ``enableAutomaticUpgrade`` (through the
+    management API, or ``connect --enable-automatic-upgrade``) makes the machine take the version
+    the rollout offers it."""
+    machine, _, name = extd
+    published = plane.cli("agent", "publish", str(agent_bundle(tmp_path / "bundle", "9.5.0.1")))
+    assert published.returncode == 0, published.stderr
+    calls = tmp_path / "calls"
+    cli = machine.paths.install_dir / "bin" / "azcmagent"
+    cli.parent.mkdir(parents=True, exist_ok=True)
+    cli.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    cli.chmod(0o755)
+    plane.patch_machine(name, {"properties": {"agentUpgrade": {"enableAutomaticUpgrade": True}}}, admin)
+    wait_for(calls.exists, 60, "extd takes the offered version")
+    assert calls.read_text().splitlines()[0].startswith("upgrade --version 9.5.0.1 --background")
+
+    other = Machine(tmp_path / "other")
+    other.paths.state_dir.mkdir(parents=True)
+    connect(plane, other, tmp_path, f"auto-{uuid.uuid4().hex[:8]}", "--enable-automatic-upgrade")
+    shown = json.loads(other.cli("show", "resourceName", "-j").stdout)["resourceName"]
+    resource = plane.machine(shown, admin)
+    assert resource is not None
+    assert resource["properties"]["agentUpgrade"] == {"enableAutomaticUpgrade": True}

@@ -21,8 +21,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from extd_helpers import jwks
 
+from arc_agent.cpclient.packages import SIGNATURE_TYPE
 from arc_agent.extd.executor import Executor
-from arc_agent.extd.package import SIGNATURE_TYPE
 from arc_agent.extd.plan import Goal, Policy, plan
 from arc_agent.extd.records import Records
 from arc_agent.processes import process_start

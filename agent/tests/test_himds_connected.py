@@ -23,6 +23,7 @@ import pytest
 from controlplane_env import ControlPlane, Principal, start_control_plane
 from himds_helpers import wait_for
 from machine_helpers import Machine, connect
+from upgrade_helpers import agent_bundle
 
 from arc_agent import ipc
 from arc_agent.himds.service import idle_step
@@ -34,7 +35,11 @@ FLOOD = int(os.environ.get("FLOOD", "1100"))
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    server = start_control_plane(tmp_path_factory.mktemp("cp-fast"), ["--heartbeat-interval", "5"])
+    base = tmp_path_factory.mktemp("cp-fast")
+    server = start_control_plane(base, ["--heartbeat-interval", "5"])
+    # desiredVersion must name a version of the agent package store
+    published = server.cli("agent", "publish", str(agent_bundle(base / "bundle", "1.65.3500.100")))
+    assert published.returncode == 0, published.stderr
     yield server
     server.stop()
 

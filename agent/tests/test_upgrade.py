@@ -5,45 +5,30 @@ the real recovery script; systemd and himds's answer are the scripted boundary."
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
-import sys
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from extd_helpers import jwks
+from upgrade_helpers import archive
 
 from arc_agent.cli.main import main
+from arc_agent.cpclient.packages import AGENT_SIGNATURE_TYPE
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.extd import agent_upgrade
 from arc_agent.processes import boot_id, process_start
+from arc_agent.upgrade import store
 from arc_agent.upgrade.layout import Layout
+from arc_agent.upgrade.store import runtime_target
 from arc_agent.upgrade.transaction import PENDING, Upgrade
 
-PYTHON = os.path.realpath(sys.executable)
-CLI = "import sys\nprint('azcmagent version %s')\n"
 RECOVER = Path(__file__).resolve().parents[1] / "src" / "arc_agent" / "upgrade" / "recover.sh"
-
-
-def archive(path: Path, version: str) -> str:
-    files = {
-        "pyvenv.cfg": f"home = {os.path.dirname(PYTHON)}\ninclude-system-site-packages = false\n",
-        "bin/azcmagent": CLI % version,
-        "lib/python3/site-packages/arc_agent/__init__.py": f"__version__ = {version!r}\n",
-    }
-    with tarfile.open(path, "w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo("./" + name)
-            info.size, info.mode = len(data), 0o755 if name.startswith("bin/") else 0o644
-            tar.addfile(info, io.BytesIO(data))
-        link = tarfile.TarInfo("./bin/python3")
-        link.type, link.linkname = tarfile.SYMTYPE, PYTHON
-        tar.addfile(link)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class ScriptedServices:
@@ -200,7 +185,8 @@ def test_the_recovery_script_leaves_a_live_upgrade_alone(host: Any, tmp_path: Pa
     "args, code, said",
     [
         (["--package", "p", "--sha256", "s", "--timeout", "-5"], 23, "--timeout -5: give the seconds"),
-        (["--package", "p"], 16, "needs --package FILE and --sha256 HEX"),
+        (["--package", "p"], 16, "or --package FILE and --sha256 HEX"),
+        (["--version", "1.70", "--package", "p"], 23, "not both"),
     ],
 )
 def test_bad_upgrade_arguments_get_their_code(
@@ -211,3 +197,108 @@ def test_bad_upgrade_arguments_get_their_code(
     assert main(["upgrade", *args]) == code
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "asked, running, last, started",
+    [
+        ({"desiredVersion": "2.0.0.1", "correlationId": "C"}, "1.0", {}, ("2.0.0.1", "c")),
+        ({"desiredVersion": "1.64.03414.2961"}, "1.64.3414.2961", {}, None),  # running already
+        ({"desiredVersion": "1.64"}, "1.64.3414.2961", {}, None),  # a 1.64.x runs
+        ({"desiredVersion": "1.65"}, "1.64.3414.2961", {}, ("1.65", "")),
+        ({"enableAutomaticUpgrade": True}, "1.0", {}, None),
+        (None, "1.0", {}, None),
+        (
+            {"desiredVersion": "2.0.0.1", "correlationId": "c"}, "1.0",
+            {"lastAttemptDesiredVersion": "2.0.0.1", "lastAttemptStatus": "Failed", "correlationId": "C"},
+            None,
+        ),
+        (  # asked again with a new correlation id: tried again
+            {"desiredVersion": "2.0.0.1", "correlationId": "d"}, "1.0",
+            {"lastAttemptDesiredVersion": "2.0.0.1", "lastAttemptStatus": "Failed", "correlationId": "c"},
+            ("2.0.0.1", "d"),
+        ),
+        ({"desiredVersion": "2.0.0.1"}, "1.0", {"lastAttemptDesiredVersion": "2.0.00000.1"}, None),
+        ({"desiredVersion": "two"}, "1.0", {}, None),
+    ],
+)  # fmt: skip
+def test_a_desired_version_is_started_when_it_is_new_work(
+    asked: Any, running: str, last: dict[str, Any], started: tuple[str, str] | None
+) -> None:
+    request = agent_upgrade.wanted(asked, running, last)
+    assert (None if request is None else (request.version, request.correlation_id)) == started
+
+
+@pytest.mark.parametrize(
+    "asked, offered, last, started",
+    [
+        ({"enableAutomaticUpgrade": True}, "2.0.0.0", {}, ("2.0.0.0", "")),
+        ({"enableAutomaticUpgrade": True}, "1.0.0.0", {}, None),  # not newer
+        ({"enableAutomaticUpgrade": True}, None, {}, None),
+        ({"enableAutomaticUpgrade": True}, "2.0.0.0", {"lastAttemptDesiredVersion": "2.0.0.0"}, None),
+        ({"desiredVersion": "1.5.0.0", "enableAutomaticUpgrade": True}, "2.0.0.0", {}, ("1.5.0.0", "")),
+        ({"desiredVersion": "1.1", "enableAutomaticUpgrade": True}, "2.0.0.0", {}, None),  # pinned: waits
+    ],
+)
+def test_an_offered_version_is_taken_unless_the_operator_names_one(
+    asked: Any, offered: Any, last: dict[str, Any], started: tuple[str, str] | None
+) -> None:
+    request = agent_upgrade.wanted(asked, "1.1.0.0", last, offered)
+    assert (None if request is None else (request.version, request.correlation_id)) == started
+
+
+class ScriptedStore:
+    """The agent API's package routes as the store sees them, signing as the control plane does."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, packages: dict[str, bytes], target: str) -> None:
+        self.key, self.data, self.target = key, packages, target
+        self.tamper: dict[str, Any] = {}
+
+    def agent_packages(self, target: str) -> list[dict[str, Any]]:
+        entries = []
+        for version, data in self.data.items():
+            claims = {"version": version, "target": target, "sha256": hashlib.sha256(data).hexdigest(),
+                      "size": len(data)}  # fmt: skip
+            signature = jwt.encode(
+                {**claims, **self.tamper}, self.key, algorithm="ES256",
+                headers={"kid": "k1", "typ": AGENT_SIGNATURE_TYPE},
+            )  # fmt: skip
+            entries.append(
+                {**claims, "signature": signature, "uri": f"https://cp/agent/v1/agentPackages/{version}"}
+            )
+        return entries if target == self.target else []
+
+    def package_signing_keys(self) -> dict[str, Any]:
+        return jwks(self.key)
+
+    def fetch(self, uri: str, limit: int) -> bytes:
+        return self.data[uri.rsplit("/", 1)[1]][:limit]
+
+
+def test_packages_from_the_store_are_resolved_and_checked(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    source = ScriptedStore(
+        key, {"1.70.1.0": b"old", "1.70.10.0": b"newer", "1.71.0.0": b"newest"}, runtime_target()
+    )
+    for wanted, version in (("1.70", "1.70.10.0"), ("latest", "1.71.0.0"), ("1.70.00001.0", "1.70.1.0")):
+        got = store.download(source, wanted, tmp_path / "d")
+        assert got.version == version and got.path.read_bytes() == source.data[version]
+        assert got.sha256 == hashlib.sha256(source.data[version]).hexdigest()
+    for wanted, code, says in (
+        ("1.72", ErrorCode.UPGRADE_FAILED, "publishes no agent 1.72"),
+        ("one", ErrorCode.INVALID_ARGUMENT, "is not a version"),
+    ):
+        with pytest.raises(AzcmError, match=says) as refused:
+            store.download(source, wanted, tmp_path / "d")
+        assert refused.value.code == code
+    source.tamper = {"target": "cp27-vax"}  # signed for another target
+    with pytest.raises(AzcmError, match=r"refused: .*target differ.*Nothing was changed"):
+        store.download(source, "1.71", tmp_path / "d")
+    source.tamper = {}
+    other = ScriptedStore(ec.generate_private_key(ec.SECP256R1()), source.data, runtime_target())
+    other.package_signing_keys = lambda: jwks(key)  # type: ignore[method-assign]
+    with pytest.raises(AzcmError, match="does not verify"):
+        store.download(other, "1.71", tmp_path / "d")
+    assert (
+        sorted(p.name for p in (tmp_path / "d").iterdir() if p.read_bytes() not in source.data.values()) == []
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from agent_bundles import publish_versions
 from agent_client import AgentClient
 from arc_lab.postgres import PostgresServer
 from auditwait import audit_entries
@@ -53,6 +54,10 @@ class AgentApiEnv:
     timing: Timing = DEFAULT_TIMING
     """The server's (``serve --heartbeat-interval``): what ``status`` derives with."""
     _tokens: dict[tuple[str | None, str | None, str | None], str] = field(default_factory=dict)
+
+    def publish_agent(self, *versions: str) -> None:
+        """Publish small bundles of these agent versions in the server's agent package store."""
+        publish_versions(self.db, self.server.data_dir, self.server.data_dir.parent / "bundles", *versions)
 
     @property
     def public_url(self) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from agent_bundles import publish_versions
 from arc_lab.postgres import PostgresServer
 from auditwait import audit_entries
 from conftest import Server, ca_context, start_server
@@ -58,6 +59,10 @@ class ArmEnv:
     callers: dict[str, Caller] = field(default_factory=dict)
 
     # -- HTTP -------------------------------------------------------------------------------
+    def publish_agent(self, *versions: str) -> None:
+        """Publish small bundles of these agent versions in the server's agent package store."""
+        publish_versions(self.db, self.server.data_dir, self.server.data_dir.parent / "bundles", *versions)
+
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.server.url(""), verify=ca_context(self.server.ca_file), timeout=20)
 

@@ -157,6 +157,7 @@ def test_patch_changes_tags_and_settable_properties(arm: ArmEnv) -> None:
 def test_patching_agent_upgrade_bumps_the_generation(arm: ArmEnv) -> None:
     path = arm.machine(GROUP, "upgrade-me")
     arm.call("PUT", path, json={"location": "eastus"})
+    arm.publish_agent("1.46.2880.1961")
     before = arm.machine_row(GROUP, "upgrade-me")
     assert before is not None
     correlation = str(uuid.uuid4())

@@ -72,6 +72,7 @@ def test_patching_agent_upgrade_wakes_the_agent_at_once(env: AgentApiEnv) -> Non
     assert machine is not None
     poll, replies = poll_in_background(agent, machine.generation)
     started = time.monotonic()
+    env.publish_agent("1.51.0.0")
     body = {"properties": {"agentUpgrade": {"desiredVersion": "1.51.0.0"}}}
     patched = manage(env, "PATCH", env.machine_id(machine.name), "Resource Administrator", body)
     assert patched.status_code == 200, patched.text

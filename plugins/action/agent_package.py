@@ -15,6 +15,7 @@ import shlex
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible_collections.hybridops.arc.plugins.module_utils._bundle import choose
+from ansible_collections.hybridops.arc.plugins.plugin_utils._transfer import run_with_file
 
 MODULE = "hybridops.arc.agent_package"
 
@@ -76,13 +77,5 @@ class ActionModule(ActionBase):
             # The module decides (and changes nothing in check mode) without reading the archive.
             result.update(self._execute_module(MODULE, module_args=args, task_vars=task_vars))
             return result
-        tmpdir = self._make_tmp_path()
-        try:
-            remote = self._connection._shell.join_path(tmpdir, os.path.basename(source))
-            self._transfer_file(source, remote)
-            self._fixup_perms2((tmpdir, remote))
-            args["src"] = remote
-            result.update(self._execute_module(MODULE, module_args=args, task_vars=task_vars))
-        finally:
-            self._remove_tmp_path(tmpdir)
+        result.update(run_with_file(self, MODULE, args, source, task_vars))
         return result

@@ -286,6 +286,14 @@ def arc_agent_plan(
         installed=installed,
         installed_version=installed_version,
         downgrade=is_downgrade(installed_version, version),
+        # A running agent whose versions are side by side changes version through its own upgrade
+        # (hybridops.arc.agent_upgrade: health-checked, rolled back by itself); others are installed.
+        upgrade_in_place=bool(
+            needs_install
+            and installed_version
+            and now.get("side_by_side")
+            and services.get("agentService") == "running"
+        ),
         connected=connected,
         # The units uninstall stops (systemd names; those agent_info found installed).
         services_installed=[

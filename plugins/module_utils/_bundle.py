@@ -52,12 +52,17 @@ def file_sha256(path):
 
 def read_sums(path):
     """SHA256SUMS (the output of sha256sum) as {file name: SHA-256}."""
-    sums = {}
     with open(path) as stream:
-        for line in stream:
-            digest, _sep, name = line.strip().partition(" ")
-            if name:
-                sums[name.strip().lstrip("*")] = digest.lower()
+        return parse_sums(stream.read())
+
+
+def parse_sums(text):
+    """The text of a SHA256SUMS file as {file name: SHA-256}."""
+    sums = {}
+    for line in text.splitlines():
+        digest, _sep, name = line.strip().partition(" ")
+        if name:
+            sums[name.strip().lstrip("*")] = digest.lower()
     return sums
 
 
@@ -138,5 +143,6 @@ def choose(source, facts, version, name=""):
         target=target,
         archive=os.path.join(source, chosen["archive"]),
         sha256=_text(chosen["sha256"]).lower(),
+        version=_text(bundle.get("version")),
         refusal="",
     )

@@ -100,6 +100,13 @@ arc_agent:
       type: dict
       returned: when installed and O(config_defaults=true)
       sample: {"config.mode": "full", "incomingconnections.ports": [], "proxy.url": ""}
+    side_by_side:
+      description:
+        - Whether the runtime holds its versions side by side (C(/opt/azcmagent/current)), so that
+          M(hybridops.arc.agent_upgrade) can change its version with a health check and rollback.
+      type: bool
+      returned: when installed
+      sample: true
     services:
       description:
         - The agent's services (C(agentService), C(arcProxy), C(extensionService), C(gcService)) and their
@@ -150,6 +157,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
 from ansible_collections.hybridops.arc.plugins.module_utils._errors import AzcmagentError, error_message
 
+PREFIX = "/opt/azcmagent"
+
 
 def agent_state(agent, defaults=False):
     if not agent.installed:
@@ -164,6 +173,7 @@ def agent_state(agent, defaults=False):
         show=shown,
         config=agent.config_list(),
         services=shown.get("dependentServiceStatus") or {},
+        side_by_side=os.path.islink(os.path.join(PREFIX, "current")),
         **(dict(config_defaults=agent.config_defaults()) if defaults else {}),
     )
 

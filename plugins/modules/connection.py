@@ -96,8 +96,10 @@ options:
       - What to do when the machine is connected to another resource than the requested one (another resource
         name, resource group, subscription, tenant or location).
       - V(fail) fails and names each difference.
-      - V(reconnect) disconnects (deleting the old resource with the given credentials, which needs the
-        I(Azure Connected Machine Resource Administrator) role) and connects to the requested resource.
+      - V(reconnect) connects the machine to the requested resource, keeping the old connection until the new
+        one is made (a failure leaves the machine connected as it was), then deletes the old resource with the
+        given credentials (which needs the I(Azure Connected Machine Resource Administrator) role; without
+        it the old resource stays and the module warns).
     type: str
     choices: [fail, reconnect]
     default: fail
@@ -105,8 +107,9 @@ options:
     description:
       - Re-create the machine's identity even when it is connected to the requested resource, for example
         after the credential expired or the machine was cloned.
-      - The local state is reset (C(azcmagent disconnect --force-local-only)), then the machine connects
-        again; the control plane re-onboards it into the same resource (same VM ID) with a new key.
+      - The machine connects again, keeping its identity until the new one is accepted (a failure leaves it
+        connected as it was); the control plane re-onboards it into the same resource (same VM ID) with a
+        new key.
       - Reports a change on every run.
     type: bool
     default: false
@@ -295,7 +298,9 @@ class Connection:
         requested = self.requested()
         return "resource %s in resource group %s" % (requested["resource_name"], requested["resource_group"])
 
-    def connect(self):
+    def connect(self, reconnect=False):
+        """``azcmagent connect``; with ``reconnect`` the connection in place is kept until the new
+        one is made (the agent's ``--reconnect``), so that a failure leaves the machine as it was."""
         params = self.params
         flags, secrets = self.module.credential_flags()
         args = [
@@ -315,6 +320,8 @@ class Connection:
             args += ["--correlation-id", params["correlation_id"]]
         if params["tags"]:
             args += ["--tags", encode_tags(params["tags"])]
+        if reconnect:
+            args.append("--reconnect")
         args += flags + self.module.control_plane_flags()
         return self.agent.run_json("connect", args, secrets=secrets)
 
@@ -386,12 +393,12 @@ class Connection:
                 before, resourceId=resource_id, vmId=vm_id, status="Connected", tags=params["tags"] or {}
             )
         elif action:
-            if action in ("reconnect", "force_reconnect"):
-                self.disconnect(local_only=action == "force_reconnect")
-                self.acted = True
             try:
-                after = self.connect()
+                after = self.connect(reconnect=action in ("reconnect", "force_reconnect"))
                 self.acted = True
+                note = (after.get("previousResource") or {}).get("note", "")
+                if "could not be deleted" in note:
+                    self.module.warn(note)
             except AzcmagentError as error:
                 # Another run (a second job on the same host) connected it meanwhile: if that is
                 # the requested resource, there is nothing left to do.

@@ -636,3 +636,67 @@ def test_an_upgrade_is_checked_and_a_bad_or_interrupted_one_rolled_back(
     after = h1.sh(f"sha256sum {kept}").stdout
     assert after.splitlines() == before.splitlines()[1:], "identity and settings untouched"
     assert h1.json("show", "vmId") == {"vmId": vm_id}
+
+
+def test_upgrades_come_from_the_control_planes_store_and_its_desired_version(
+    lab: Lab, tmp_path: pathlib.Path
+) -> None:
+    """docs/agent-upgrade.md, "From the control plane": versions published with `arc-controlplane
+    agent publish`; `azcmagent upgrade --version MAJOR.MINOR` takes one from the store (checked
+    against its signature); `agentUpgrade.desiredVersion` set through the management API upgrades
+    the machine by itself (extd, woken by the long-poll) and the attempt is reported in ARM."""
+    h1, plane = lab.hosts[0], lab.plane
+    vm_id = h1.json("show", "vmId")["vmId"]
+    alt = tmp_path / "alt"
+    subprocess.run([str(TOP / "tools/alt-wheelhouse.sh"), str(alt), "1.66.3600.1"], check=True,
+                   capture_output=True)  # fmt: skip
+    original = json.loads((TOP / "build/wheelhouse/targets.json").read_text())["version"]
+    for bundle in (TOP / "build/wheelhouse", alt):
+        published = lab.env.controlplane_cli("agent", "publish", str(bundle), *lab.database)
+        assert {p["version"] for p in published["packages"]} in ({original}, {"1.66.3600.1"}), published
+    before = h1.json("version")["version"]
+    assert before != "1.66.3600.1"
+
+    # what would happen (the collection's check mode): nothing changes
+    check = h1.azcmagent("upgrade", "--version", "1.66", "--check", "-j")
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout) == {"changed": True, "from": before, "to": "1.66.3600.1"}
+    assert h1.json("version") == {"version": before}
+    # the operator's way: a MAJOR.MINOR from the store
+    done = h1.azcmagent("upgrade", "--version", "1.66", "-j")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"changed": True, "from": before, "to": "1.66.3600.1"}
+    missing = h1.azcmagent("upgrade", "--version", "1.99")
+    assert missing.returncode == 80 and "publishes no agent 1.99" in missing.stderr, missing.stderr
+    assert h1.json("version") == {"version": "1.66.3600.1"}
+    assert h1.sh("ls /var/opt/azcmagent/upgrade-downloads").stdout.strip() == "", "downloads go"
+
+    # the control plane's way: desiredVersion (here back to the version first installed)
+    below_group = plane.machine_path("h1")[plane.machine_path("h1").index("/providers/") :]
+    unknown = {"properties": {"agentUpgrade": {"desiredVersion": "1.99.0.0"}}}
+    status, refused = plane.arm("PATCH", below_group, unknown)
+    assert status == 400 and refused["error"]["code"] == "InvalidAgentVersion", refused
+    correlation = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    plane.patch_machine(
+        "h1", {"properties": {"agentUpgrade": {"desiredVersion": original, "correlationId": correlation}}}
+    )
+
+    def reported() -> dict[str, Any]:
+        return (plane.machine("h1") or {}).get("properties", {})
+
+    wait_for(
+        lambda: reported().get("agentVersion") == original
+        and (reported().get("agentUpgrade") or {}).get("lastAttemptDesiredVersion") == original,
+        120, "the machine upgraded itself to its desiredVersion and reported it",
+    )  # fmt: skip
+    upgrade = reported()["agentUpgrade"]
+    assert upgrade["lastAttemptStatus"] == "Success", upgrade
+    assert upgrade["desiredVersion"] == original and upgrade["correlationId"] == correlation
+    assert h1.json("version") == {"version": original}
+    wait_for(lambda: h1.json("show", "status", "vmId") == {"status": "Connected", "vmId": vm_id}, 60,
+             "Connected on the version asked for")  # fmt: skip
+    assert h1.sh("systemctl is-active himdsd extd").stdout.split() == ["active", "active"]
+    # answered once: extd (now of the new version) does not start it again
+    time.sleep(5)
+    runs = h1.sh("journalctl -u extd --no-pager | grep -c 'the control plane asks for agent'", check=False)
+    assert runs.stdout.strip() == "1", runs.stdout

@@ -18,6 +18,7 @@ from typing import Any
 import ansible_runner
 import pytest
 from arc_lab import TESTHOSTS, TOP, Lab, run
+from arc_lab.bundles import alt_bundle, broken_bundle, wheelhouse_version
 
 PROJECT_PLAYBOOK = """\
 # A job template's project: the collection's playbook, imported.
@@ -123,6 +124,52 @@ def test_configure_changes_settings_and_tags_without_reconnecting(lab: Lab, tmp_
     job, events = launch(tmp_path, "configure", extravars)
     assert (job.status, job.rc) == ("successful", 0)
     assert not stats(events)["changed"]
+
+
+def summary_of(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The upgrade playbook's summary, as the job's artifacts (set_stats) hold it."""
+    final = [e for e in events if e["event"] == "playbook_on_stats"][-1]["event_data"]
+    return dict(final["artifact_data"]["arc_upgrade_summary"])
+
+
+def test_upgrade_rolls_a_fleet_forward_and_stops_a_bad_version_at_the_canary(
+    lab: Lab, tmp_path: pathlib.Path
+) -> None:
+    """docs/playbooks.md, "upgrade": the playbook as a job template, from the control plane's store:
+    a good version reaches every host, batch by batch; a version whose himds does not start fails on
+    the canary (rolled back there by its health check), the rollout stops, and the summary names the
+    failure and the host it did not reach."""
+    names = sorted(h.name for h in lab.hosts)
+    original = wheelhouse_version()
+    good = alt_bundle(tmp_path / "good", "1.66.3600.1")
+    bad = broken_bundle(alt_bundle(tmp_path / "bad-src", "1.67.3700.1"), tmp_path / "bad")
+    for bundle in (good, bad):
+        lab.publish_agent(bundle)
+    vm_ids = {host.name: host.json("show")["vmId"] for host in lab.hosts}
+    common = {"arc_upgrade_canary": 1, "arc_upgrade_batch": 1}
+
+    job, events = launch(tmp_path, "upgrade", {"arc_upgrade_version": "1.66", **common})
+    assert (job.status, job.rc) == ("successful", 0), job.stdout.read()[-3000:]
+    assert sorted(stats(events)["changed"]) == names
+    assert summary_of(events) == {
+        "before": {original: 2}, "after": {"1.66.3600.1": 2}, "failed": {}, "not_reached": [], "halted": "",
+    }  # fmt: skip
+    for host in lab.hosts:
+        assert host.json("version") == {"version": "1.66.3600.1"}
+        assert host.json("show", "status", "vmId") == {"status": "Connected", "vmId": vm_ids[host.name]}
+    again, events = launch(tmp_path, "upgrade", {"arc_upgrade_version": "1.66", **common})
+    assert (again.status, again.rc) == ("successful", 0) and not stats(events)["changed"]
+
+    job, events = launch(tmp_path, "upgrade", {"arc_upgrade_version": "1.67", **common})
+    assert job.status == "failed"
+    summary = summary_of(events)
+    (canary,) = summary["failed"]
+    assert "failed its health check" in summary["failed"][canary], summary
+    assert summary["not_reached"] == [n for n in names if n != canary]
+    assert summary["after"] == {"1.66.3600.1": 2} and canary in summary["halted"], summary
+    for host in lab.hosts:
+        assert host.json("version") == {"version": "1.66.3600.1"}
+        assert host.json("show", "status", "vmId") == {"status": "Connected", "vmId": vm_ids[host.name]}
 
 
 def test_offboard_deletes_the_machines_and_removes_the_agent(lab: Lab, tmp_path: pathlib.Path) -> None:

@@ -25,13 +25,20 @@ from typing import Any
 
 from arc_agent import __version__, ipc
 from arc_agent.cli.context import Context
+from arc_agent.cli.local_state import forget_cached
 from arc_agent.cli.output import CommandResult
 from arc_agent.cli.show import machine_view
 from arc_agent.cli.tags import parse_tags
 from arc_agent.config.connection import ConnectionState, load_state, save_state
 from arc_agent.config.settings import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
 from arc_agent.config.statedir import secure, state_lock
-from arc_agent.cpclient.onboarding import Credentials, management_token, register, subscription_id_by_name
+from arc_agent.cpclient.onboarding import (
+    Credentials,
+    delete_machine,
+    management_token,
+    register,
+    subscription_id_by_name,
+)
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import remove_if_present, write_atomic
@@ -87,6 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tags", metavar="TAGS", help="k=v,k2=v2; quote names and values with spaces with '")
     parser.add_argument("--cloud", metavar="CLOUD", help=f"one of {', '.join(CLOUDS)} (default AzureCloud)")
     parser.add_argument("--correlation-id", metavar="GUID", help="written to the control plane's audit log")
+    parser.add_argument(
+        "--enable-automatic-upgrade", action="store_true",
+        help="let the control plane keep the agent on its newest published version (agentUpgrade)",
+    )  # fmt: skip
+    # ours, for the collection's reconnects: the connection in place is kept until the new one is
+    # made, then replaced (docs/agent-cli.md, "Reconnect")
+    parser.add_argument("--reconnect", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--private-link-scope", metavar="ID", help="not offered by this control plane")
     parser.add_argument("--gateway-id", metavar="ID", help="not offered by this control plane")
     parser.add_argument(
@@ -210,8 +224,9 @@ def connect(ctx: Context) -> CommandResult:
             ErrorCode.NOT_SUPPORTED,
             "private link scopes and Arc gateways are not offered by this control plane",
         )
+    replacing = bool(getattr(args, "reconnect", False))
     existing = load_state(paths.agent_config)
-    if existing is not None:
+    if existing is not None and not replacing:
         raise AzcmError(
             ErrorCode.ALREADY_CONNECTED,
             f"this machine is already connected as {existing.resource_id}; run 'azcmagent disconnect' first",
@@ -224,14 +239,16 @@ def connect(ctx: Context) -> CommandResult:
     try:
         secure(paths)
         with state_lock(paths, code=ErrorCode.CONNECT_FAILED):
-            if load_state(paths.agent_config) is not None:  # another connect won the race
+            current = load_state(paths.agent_config)
+            if current is not None and not replacing:  # another connect won the race
                 raise AzcmError(ErrorCode.ALREADY_CONNECTED, "this machine was connected meanwhile")
             token = management_token(client, creds)
             if not _GUID.fullmatch(request.subscription):  # a name, as Microsoft's examples give it
                 request = replace(
                     request, subscription=subscription_id_by_name(client, token, request.subscription)
                 )
-            return _register(ctx, client, token, creds, request, ca_pem)
+            result = _register(ctx, client, token, creds, request, ca_pem, replaced=current is not None)
+            return result if current is None else _retire(client, token, creds, current, result)
     finally:
         client.close()
 
@@ -248,6 +265,7 @@ class Registration:
     tags: dict[str, str]
     cloud: str
     correlation: str
+    automatic_upgrade: bool = False
 
 
 def _request(args: argparse.Namespace) -> Registration:
@@ -270,6 +288,7 @@ def _request(args: argparse.Namespace) -> Registration:
         tags=parse_tags(_given(args, "tags")),
         cloud=_cloud(args),
         correlation=correlation.lower(),
+        automatic_upgrade=bool(getattr(args, "enable_automatic_upgrade", False)),
     )
 
 
@@ -280,7 +299,10 @@ def _register(
     creds: Credentials,
     request: Registration,
     ca_pem: bytes | None,
+    replaced: bool = False,
 ) -> CommandResult:
+    """Register this machine and write its connection state, last. With ``replaced``, the
+    connection in place stays untouched until the control plane has accepted the new one."""
     paths = ctx.paths
     this_host = host_id()
     system = collect_system_info()
@@ -302,6 +324,8 @@ def _register(
     }
     if request.correlation:
         body["correlationId"] = request.correlation
+    if request.automatic_upgrade:
+        body["enableAutomaticUpgrade"] = True
     try:
         answer = register(client, token, body, access_token_given=bool(creds.access_token))
         state = ConnectionState(
@@ -331,6 +355,8 @@ def _register(
             remove_if_present(paths.control_plane_ca)
         identity.install_pending_key()
         save_state(paths.agent_config, state)  # last: from here on the machine is connected
+        if replaced:
+            forget_cached(paths)  # himds's status and token keys were the old identity's
     except (KeyError, TypeError) as exc:
         remove_if_present(pending)
         raise AzcmError(
@@ -346,6 +372,25 @@ def _register(
     return CommandResult(
         text=f"Connected machine to the control plane. Resource Id: {state.resource_id}{note}",
         data=view,
+    )
+
+
+def _retire(
+    client: HttpsClient, token: str, creds: Credentials, old: ConnectionState, result: CommandResult
+) -> CommandResult:
+    """After a reconnect to another resource, delete the one it was connected to (as ``disconnect``
+    would have); when that fails, the new connection stands and the result says so."""
+    new_id = str(result.data.get("resourceId") or "")
+    if new_id.lower() == old.resource_id.lower():
+        return result  # the same resource, re-onboarded
+    try:
+        gone = delete_machine(client, token, old.vm_id, access_token_given=bool(creds.access_token))
+        note = f"the previous resource {old.resource_id} {'was deleted' if gone else 'was already gone'}"
+    except AzcmError as error:
+        note = f"the previous resource {old.resource_id} could not be deleted ({error}); delete it yourself"
+    return CommandResult(
+        text=f"{result.text}\n{note[0].upper()}{note[1:]}",
+        data={**result.data, "previousResource": {"resourceId": old.resource_id, "note": note}},
     )
 
 

@@ -11,20 +11,16 @@ tells himds.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 
-from arc_agent import ipc
 from arc_agent.cli.connect import add_auth_arguments, control_plane, credentials
 from arc_agent.cli.context import Context
+from arc_agent.cli.local_state import reset_local_state
 from arc_agent.cli.output import CommandResult
-from arc_agent.config.connection import clear_state, load_state
+from arc_agent.config.connection import load_state
 from arc_agent.config.statedir import secure, state_lock
 from arc_agent.cpclient.onboarding import delete_machine, management_token
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.fsutil import Directory, remove_if_present
-from arc_agent.identity.store import MachineIdentity
-from arc_agent.paths import AgentPaths
 from arc_agent.privileges import require_root
 
 
@@ -37,23 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--user-tenant-id", metavar="GUID", help="accepted for compatibility; not needed")
     add_auth_arguments(parser)
-
-
-def reset_local_state(paths: AgentPaths) -> bool:
-    """Forget the identity; whether there was a connection state. (Hold the state lock.)"""
-    had_state = clear_state(paths.agent_config)
-    MachineIdentity(paths).forget()
-    remove_if_present(paths.control_plane_ca)
-    for directory, pattern in ((paths.status_dir, paths.himds_status.name), (paths.tokens_dir, "*.key")):
-        try:
-            with Directory(directory) as entries:
-                for name in entries.names():
-                    if fnmatch.fnmatchcase(name, pattern):
-                        entries.remove(name)
-        except OSError:
-            continue  # not there (or not a directory: secure() mends that)
-    ipc.ask(paths.himds_socket, {"op": "reload"})
-    return had_state
 
 
 def disconnect(ctx: Context) -> CommandResult:

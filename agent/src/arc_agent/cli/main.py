@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parsers=parsers,
         )
         handler: Handler
-        if namespace.version:
+        if namespace.show_version:
             handler = about.version
         elif namespace.command is None:
             handler = about.help_text

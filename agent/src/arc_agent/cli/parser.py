@@ -105,7 +105,9 @@ def build_parsers(commands: Sequence[Command]) -> dict[str, argparse.ArgumentPar
     """The top-level parser under ``""`` and one sub-parser per command under its name."""
     common = common_flags_parser()
     root = AzcmArgumentParser(prog=PROG, description=DESCRIPTION, parents=[common], allow_abbrev=False)
-    root.add_argument("--version", action="store_true", help="print the agent version and exit")
+    root.add_argument(
+        "--version", dest="show_version", action="store_true", help="print the agent version and exit"
+    )
     sub = root.add_subparsers(
         dest="command",
         title="commands",

@@ -116,6 +116,15 @@ class MachineApi:
     def package_signing_keys(self) -> dict[str, Any]:
         return self._document(self._send("GET", "/packageSigningKey", None, None, base=API_BASE))
 
+    # --- agent packages (docs/agent-protocol.md, 5.9) ------------------------------------------
+
+    def agent_packages(self, target: str) -> list[dict[str, Any]]:
+        """The published agent versions for ``target`` (e.g. ``cp311-x86_64``), oldest first."""
+        query = urllib.parse.urlencode({"target": target})
+        reply = self._send("GET", f"/agentPackages?{query}", None, None, base=API_BASE)
+        packages = self._document(reply).get("packages")
+        return [p for p in packages if isinstance(p, dict)] if isinstance(packages, list) else []
+
     def fetch(self, uri: str, limit: int) -> bytes:
         """A package or signature the goal state names (on this control plane only), at most
         ``limit`` bytes."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from arc_agent.cpclient.agentapi import ForeignLocation, RequestRefused
+from arc_agent.cpclient.packages import PackageRefused, verify
 from arc_agent.extd.handler import (
     LIB_DIR,
     LOG_DIR,
@@ -22,7 +23,6 @@ from arc_agent.extd.handler import (
     HandlerError,
     stop_group,
 )
-from arc_agent.extd.package import PackageRefused, verify
 from arc_agent.extd.plan import (
     DOWNLOAD,
     ENABLE,

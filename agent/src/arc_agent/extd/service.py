@@ -11,19 +11,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from arc_agent import __version__
 from arc_agent.config.connection import load_state
 from arc_agent.config.settings import EXTENSIONS_ALLOWLIST, EXTENSIONS_BLOCKLIST, LocalConfig
 from arc_agent.cpclient.agentapi import AgentApiError, CredentialExpired, MachineApi
+from arc_agent.cpclient.machine import open_machine_api
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError
-from arc_agent.extd import certificate
+from arc_agent.extd import agent_upgrade, certificate
 from arc_agent.extd.executor import Executor
 from arc_agent.extd.handler import Handler
 from arc_agent.extd.plan import Goal, Policy, plan
 from arc_agent.extd.records import Records
 from arc_agent.fsutil import write_json_atomic
-from arc_agent.identity.jws import AssertionSigner
-from arc_agent.identity.signer import load_machine_signer
 from arc_agent.paths import AgentPaths
 
 WAIT_SECONDS = 60
@@ -61,6 +61,8 @@ class ExtensionService:
         self.following = False
         """Whether a handler works on in the background (its status file is followed)."""
         self._client: HttpsClient | None = None
+        self.upgrade_started: agent_upgrade.Request | None = None
+        """The upgrade this process started (it is not started twice)."""
         self.registered = threading.Event()
         """Set once the control plane has the extension certificate (it can encrypt to it)."""
 
@@ -69,15 +71,7 @@ class ExtensionService:
         return None if state is None else (state.vm_id, state.control_plane_url)
 
     def _api(self) -> tuple[HttpsClient, MachineApi] | None:
-        state = load_state(self.paths.agent_config)
-        if state is None:
-            return None
-        ca = self.paths.control_plane_ca if self.paths.control_plane_ca.exists() else None
-        client = HttpsClient(state.control_plane_url, ca, timeout=30)
-        signer = AssertionSigner(
-            load_machine_signer(self.paths.identity_key), state.vm_id, state.assertion_audience
-        )
-        return client, MachineApi(client, signer)
+        return open_machine_api(self.paths)
 
     def signing_keys(self, api: MachineApi) -> dict[str, Any]:
         """The package-signing key, fetched once (over the control plane's pinned TLS) and kept."""
@@ -117,7 +111,28 @@ class ExtensionService:
             self.logger.info("%s: %s", name, ", ".join(step.verb for step in steps))
             executor.apply(by_name.get(name), installed.get(name), steps)
         self.look(executor)
+        self.upgrade_if_asked(api)
         return int(document.get("generation", 0))
+
+    def upgrade_if_asked(self, api: MachineApi) -> None:
+        """Start the upgrade the machine's ``agentUpgrade.desiredVersion``, or the automatic
+        rollout, asks for, once."""
+        machine = api.read()
+        request = agent_upgrade.wanted(
+            machine.get("agentUpgrade"),
+            __version__,
+            agent_upgrade.last_attempt(self.paths.upgrade_status),
+            machine.get("offeredAgentVersion"),
+        )
+        if request is None or request == self.upgrade_started:
+            return
+        self.upgrade_started = request
+        desired = (machine.get("agentUpgrade") or {}).get("desiredVersion")
+        why = "asks for" if desired else "offers (automatic upgrade)"
+        self.logger.info("the control plane %s agent %s: upgrading", why, request.version)
+        done = agent_upgrade.start(self.paths.install_dir / "bin" / "azcmagent", request)
+        if done.returncode != 0:
+            self.logger.error("the upgrade to %s failed: %s", request.version, done.stderr.strip()[-1000:])
 
     def look(self, executor: Executor) -> None:
         """What handlers say on their own: the status files of those working in the background,

@@ -31,9 +31,11 @@ fi
 case "$to" in '' | */* | .*) ;; *) [ "$to" = "$from" ] || [ "$to" = "$previous" ] || rm -rf "$prefix/versions/$to" ;; esac
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 mkdir -p "$(dirname "$status_file")"
-printf '{"lastAttemptDesiredVersion": "%s", "lastAttemptStatus": "Failed", "lastAttemptMessage": "%s", "lastAttemptTimestamp": "%s"}\n' \
+# the correlation id is a GUID (the CLI checks it); anything else is left out
+correlation=$(value correlation | tr -cd '0-9a-fA-F-' | cut -c1-36)
+printf '{"lastAttemptDesiredVersion": "%s", "lastAttemptStatus": "Failed", "lastAttemptMessage": "%s", "lastAttemptTimestamp": "%s", "correlationId": "%s"}\n' \
     "$(value version)" "the upgrade to $(value version) was cut short (the machine stopped or the upgrade was killed); $from was put back" \
-    "$now" > "$status_file.new" && mv "$status_file.new" "$status_file"
+    "$now" "$correlation" > "$status_file.new" && mv "$status_file.new" "$status_file"
 services=$(value services)
 rm -f "$pending"
 sync

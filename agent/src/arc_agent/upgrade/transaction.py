@@ -128,12 +128,15 @@ class Upgrade:
                 return "; ".join(problems) + f" (within {timeout:g} s)"
             time.sleep(self.poll)
 
-    def record(self, version: str, status: str, message: str) -> dict[str, Any]:
+    def record(self, version: str, status: str, message: str, correlation_id: str = "") -> dict[str, Any]:
+        """The attempt as ARM has it (``lastAttempt*``), with the ``correlationId`` it answered
+        (kept on the machine: extd does not start an answered request again)."""
         document = {
             "lastAttemptDesiredVersion": version,
             "lastAttemptStatus": status,
             "lastAttemptMessage": message,
             "lastAttemptTimestamp": utc_now(),
+            **({"correlationId": correlation_id} if correlation_id else {}),
         }
         write_json_atomic(self.status_file, document, mode=0o644)
         return document
@@ -145,7 +148,7 @@ class Upgrade:
             return {}
         return found if isinstance(found, dict) else {}
 
-    def run(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+    def run(self, name: str, timeout: float = 60.0, correlation_id: str = "") -> dict[str, Any]:
         """Make the staged version ``name`` current, checked; what happened (as recorded)."""
         layout = self.layout
         source, kept = layout.current(), layout.previous()
@@ -166,6 +169,7 @@ class Upgrade:
         pending = {
             "from": source, "to": name, "previous": kept, "version": version, "services": " ".join(running),
             "pid": str(os.getpid()), "pidstart": process_start(os.getpid()), "boot": boot_id(),
+            "correlation": correlation_id,
         }  # fmt: skip
         write_atomic(
             layout.prefix / PENDING, "".join(f"{k}={v}\n" for k, v in pending.items()).encode(), mode=0o644
@@ -184,11 +188,13 @@ class Upgrade:
             if name not in (source, kept):
                 shutil.rmtree(layout.versions / name, ignore_errors=True)
             message = f"the upgrade to {version} failed its health check: {problem}; {before} runs again"
-            self.record(version, "Failed", message)  # before the start: the first heartbeat reports it
+            self.record(
+                version, "Failed", message, correlation_id
+            )  # before the start: the first heartbeat reports it
             remove_if_present(layout.prefix / PENDING)
             self.services.start(running)
             raise AzcmError(ErrorCode.UPGRADE_FAILED, message)
         remove_if_present(layout.prefix / PENDING)
         layout.prune()
-        self.record(version, "Success", f"upgraded from {before} to {version}")
+        self.record(version, "Success", f"upgraded from {before} to {version}", correlation_id)
         return {"changed": True, "from": before, "to": version}

@@ -34,7 +34,7 @@ from arc_controlplane.auth.keys import load_or_create_package_key
 from arc_controlplane.auth.principals import PrincipalError
 from arc_controlplane.clock import utcnow
 from arc_controlplane.errors import ControlPlaneError
-from arc_controlplane.machines import catalog
+from arc_controlplane.machines import agent_packages, catalog, rollout
 from arc_controlplane.pki import PkiFiles
 from arc_controlplane.settings import DEFAULT_BIND, DEFAULT_PORT, ServerSettings, current_default_data_dir
 from arc_controlplane.timing import Timing
@@ -213,6 +213,39 @@ def run_extension_remove(args: argparse.Namespace) -> None:
     _print(args, lambda: output.package_json(row), lambda: output.packages_text([row], "Removed"))
 
 
+def run_agent_publish(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    key = load_or_create_package_key(settings.keys_dir)
+    with _session(settings) as session:
+        published = agent_packages.publish(session, settings.packages_dir, key, args.bundle, utcnow())
+        rows = output.agent_package_rows(published)
+    _print(
+        args, lambda: output.agent_packages_json(rows), lambda: output.agent_packages_text(rows, "Published")
+    )
+
+
+def run_agent_list(args: argparse.Namespace) -> None:
+    with _session(_settings(args)) as session:
+        rows = output.agent_package_rows(agent_packages.list_packages(session))
+    _print(args, lambda: output.agent_packages_json(rows), lambda: output.agent_packages_text(rows))
+
+
+def run_agent_remove(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    with _session(settings) as session:
+        rows = output.agent_package_rows(agent_packages.remove(session, settings.packages_dir, args.version))
+    _print(
+        args, lambda: output.agent_packages_json(rows), lambda: output.agent_packages_text(rows, "Removed")
+    )
+
+
+def run_agent_rollout(args: argparse.Namespace) -> None:
+    timing = Timing.every(args.heartbeat_interval)
+    with _session(_settings(args)) as session:
+        current = rollout.current_plan(session, utcnow(), timing)
+    _print(args, lambda: output.rollout_json(current), lambda: output.rollout_text(current))
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "init": run_init,
     "sp_create": run_sp_create,
@@ -225,6 +258,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "extension_publish": run_extension_publish,
     "extension_list": run_extension_list,
     "extension_remove": run_extension_remove,
+    "agent_publish": run_agent_publish,
+    "agent_list": run_agent_list,
+    "agent_remove": run_agent_remove,
+    "agent_rollout": run_agent_rollout,
 }
 
 

@@ -18,7 +18,8 @@ from arc_controlplane.admin.audit_log import AuditRow
 from arc_controlplane.admin.fleet import Fleet, MachineRow
 from arc_controlplane.admin.initialise import InitResult
 from arc_controlplane.admin.principals import Assignment, CreatedPrincipal, PrincipalInfo
-from arc_controlplane.db.tables import ExtensionPackage
+from arc_controlplane.db.tables import AgentPackage, ExtensionPackage
+from arc_controlplane.machines.rollout import Plan, finished
 
 SECRET_NOTICE = "The client secret is shown only this once: store it now (it is kept only as a hash)."  # noqa: S105 - a notice
 
@@ -311,3 +312,91 @@ def packages_text(rows: Sequence[PackageRow], done: str = "") -> str:
         [[r.publisher, r.type, r.version, r.sha256, str(r.size), timestamp(r.published_at)] for r in rows],
     )
     return f"{done}:\n{listed}" if done else listed
+
+
+@dataclass(frozen=True)
+class AgentPackageRow:
+    version: str
+    target: str
+    archive: str
+    sha256: str
+    size: int
+    published_at: dt.datetime
+
+
+def agent_package_rows(packages: Sequence[AgentPackage]) -> list[AgentPackageRow]:
+    """What the commands print of agent packages (read inside the session)."""
+    return [
+        AgentPackageRow(p.version, p.target, p.archive, p.sha256, p.size, p.published_at) for p in packages
+    ]
+
+
+def agent_packages_json(rows: Sequence[AgentPackageRow]) -> dict[str, Any]:
+    return {
+        "packages": [
+            {
+                "version": row.version,
+                "target": row.target,
+                "archive": row.archive,
+                "sha256": row.sha256,
+                "size": row.size,
+                "publishedAt": timestamp(row.published_at),
+            }
+            for row in rows
+        ]
+    }
+
+
+def agent_packages_text(rows: Sequence[AgentPackageRow], done: str = "") -> str:
+    if not rows:
+        return "No agent packages are published ('arc-controlplane agent publish BUNDLE_DIR').\n"
+    listed = table(
+        ["VERSION", "TARGET", "SHA-256", "SIZE", "PUBLISHED"],
+        [[r.version, r.target, r.sha256, str(r.size), timestamp(r.published_at)] for r in rows],
+    )
+    return f"{done}:\n{listed}" if done else listed
+
+
+def rollout_json(plan: Plan) -> dict[str, Any]:
+    version = plan.version or ""
+    return {
+        "version": plan.version,
+        "batches": [
+            {
+                "offered": batch.offered,
+                "machines": [
+                    {"name": m.name, "version": m.version, "done": finished(m, version)}
+                    for m in batch.machines
+                ],
+            }
+            for batch in plan.batches
+        ],
+        "halted": [{"version": v, "reason": why} for v, why in plan.halted.items()],
+    }
+
+
+def rollout_text(plan: Plan) -> str:
+    lines = []
+    for version, why in plan.halted.items():
+        lines.append(f"Halted: {version}: {why}")
+    if plan.version is None:
+        lines.append(
+            "No version is rolled out: "
+            + ("every published version is halted." if plan.halted else "no agent version is published.")
+        )
+        return "\n".join(lines) + "\n"
+    if not plan.batches:
+        lines.append(f"Rolling out {plan.version}: no machine has automatic upgrades.")
+        return "\n".join(lines) + "\n"
+    lines.append(f"Rolling out {plan.version}:")
+    rows = []
+    for number, batch in enumerate(plan.batches, 1):
+        done = batch.done(plan.version)
+        rows.append([
+            str(number) + (" (canary)" if number == 1 else ""),
+            "offered" if batch.offered else "waiting",
+            f"{len(done)}/{len(batch.machines)}",
+            ", ".join(m.name for m in batch.machines[:5]) + (" ..." if len(batch.machines) > 5 else ""),
+        ])  # fmt: skip
+    lines.append(table(["BATCH", "STATE", "DONE", "MACHINES"], rows).rstrip("\n"))
+    return "\n".join(lines) + "\n"

@@ -243,20 +243,11 @@ def add_admin_commands(
     machine_list.add_argument(
         "--subscription-id", type=_guid, metavar="ID", help="only the machines of this subscription"
     )
-    machine_list.add_argument(
-        "--heartbeat-interval",
-        type=interval_type,
-        default=DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
-        metavar="SECONDS",
-        help=(
-            f"the --heartbeat-interval that serve runs with, {MIN_HEARTBEAT_INTERVAL_SECONDS}-"
-            f"{MAX_HEARTBEAT_INTERVAL_SECONDS} (default {DEFAULT_HEARTBEAT_INTERVAL_SECONDS}); a machine "
-            f"shows Disconnected after {DISCONNECTED_AFTER_INTERVALS} intervals without a heartbeat"
-        ),
-    )
+    _heartbeat_interval(machine_list, interval_type)
     _json_flag(machine_list)
     machine_list.set_defaults(admin_command="machine_list")
     _add_extension_commands(commands, store)
+    _add_agent_commands(commands, store, interval_type)
 
 
 def _extension_identity(parser: argparse.ArgumentParser) -> None:
@@ -301,6 +292,70 @@ def _add_extension_commands(
     _extension_identity(remove)
     _json_flag(remove)
     remove.set_defaults(admin_command="extension_remove")
+
+
+def _heartbeat_interval(parser: argparse.ArgumentParser, interval_type: Callable[[str], int]) -> None:
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=interval_type,
+        default=DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help=(
+            f"the --heartbeat-interval that serve runs with, {MIN_HEARTBEAT_INTERVAL_SECONDS}-"
+            f"{MAX_HEARTBEAT_INTERVAL_SECONDS} (default {DEFAULT_HEARTBEAT_INTERVAL_SECONDS}); a machine "
+            f"shows Disconnected after {DISCONNECTED_AFTER_INTERVALS} intervals without a heartbeat"
+        ),
+    )
+
+
+def _add_agent_commands(
+    commands: argparse._SubParsersAction[Any],
+    store: argparse.ArgumentParser,
+    interval_type: Callable[[str], int],
+) -> None:
+    agent = commands.add_parser(
+        "agent", help="the agent package store: agent versions machines may upgrade to", allow_abbrev=False
+    )
+    agent_commands = agent.add_subparsers(dest="agent_command", metavar="COMMAND", required=True)
+    publish = agent_commands.add_parser(
+        "publish",
+        parents=[store],
+        help="publish an agent version (an agent bundle: targets.json, SHA256SUMS, one archive per target)",
+        description=(
+            "Check every archive of the bundle against targets.json and SHA256SUMS, keep it in "
+            "DATA_DIR/packages/agent, and sign its SHA-256 with the control plane's package-signing key; "
+            "agents check both before they upgrade to it (docs/agent-upgrade.md)."
+        ),
+        allow_abbrev=False,
+    )
+    publish.add_argument(
+        "bundle", type=Path, metavar="BUNDLE_DIR", help="the bundle ('make wheelhouse' builds one)"
+    )
+    _json_flag(publish)
+    publish.set_defaults(admin_command="agent_publish")
+    listing = agent_commands.add_parser(
+        "list", parents=[store], help="list the published agent packages", allow_abbrev=False
+    )
+    _json_flag(listing)
+    listing.set_defaults(admin_command="agent_list")
+    remove = agent_commands.add_parser(
+        "remove",
+        parents=[store],
+        help="remove a published agent version (every target; machines running it are not touched)",
+        allow_abbrev=False,
+    )
+    remove.add_argument("--version", required=True, metavar="VERSION", help="e.g. 1.64.3414.2961")
+    _json_flag(remove)
+    remove.set_defaults(admin_command="agent_remove")
+    rollout = agent_commands.add_parser(
+        "rollout",
+        parents=[store],
+        help="the automatic upgrade rollout: the version offered, its batches, halted versions and why",
+        allow_abbrev=False,
+    )
+    _heartbeat_interval(rollout, interval_type)
+    _json_flag(rollout)
+    rollout.set_defaults(admin_command="agent_rollout")
 
 
 def _role_and_scope(parser: argparse.ArgumentParser) -> None:

@@ -211,6 +211,27 @@ class ExtensionPackage(Base):
     published_at: Mapped[dt.datetime]
 
 
+class AgentPackage(Base):
+    """A published agent package (``arc-controlplane agent publish``): the runtime of one agent
+    version for one target (CPython version and machine, e.g. ``cp311-x86_64``); its file is
+    ``DATA_DIR/packages/agent/<sha256>.tar.gz``; agents check its SHA-256 and ``signature``."""
+
+    __tablename__ = "agent_packages"
+    __table_args__ = (UniqueConstraint("version", "target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
+    archive: Mapped[str] = mapped_column(String(256))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[str] = mapped_column(Text)
+    """A JWS (ES256) by the package-signing key over version, target, sha256 and size."""
+    published_at: Mapped[dt.datetime]
+    halted: Mapped[str | None] = mapped_column(Text, default=None)
+    """Why automatic upgrades no longer offer this version (a machine failed to upgrade to it)."""
+
+
 class Operation(Base):
     """An asynchronous ARM operation (``Azure-AsyncOperation`` / ``Location`` targets)."""
 

@@ -114,13 +114,39 @@ def file_digest(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def sign(key: PackageSigningKey, claims: dict[str, Any], typ: str) -> str:
+    """A JWS (ES256) over ``claims`` by the package-signing key; ``typ`` says what it signs."""
+    return jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, "typ": typ})
+
+
 def signature(
     key: PackageSigningKey, publisher: str, type_: str, version: str, sha256: str, size: int
 ) -> str:
     claims = {"publisher": publisher, "type": type_, "version": version, "sha256": sha256, "size": size}
-    return jwt.encode(
-        claims, key.private_key, algorithm="ES256", headers={"kid": key.kid, "typ": SIGNATURE_TYPE}
-    )
+    return sign(key, claims, SIGNATURE_TYPE)
+
+
+def keep(packages_dir: Path, path: Path, sha256: str, suffix: str) -> Path:
+    """A private copy of ``path`` as ``<packages_dir>/<sha256><suffix>``, written atomically and
+    checked against ``sha256`` once written (PackageError when the source changed meanwhile)."""
+    ensure_private_dir(packages_dir)
+    kept = packages_dir / f"{sha256}{suffix}"
+    if not kept.exists():
+        handle, temporary = tempfile.mkstemp(dir=packages_dir, prefix=".publish-")
+        try:
+            with os.fdopen(handle, "wb") as target, path.open("rb") as source:
+                shutil.copyfileobj(source, target)
+                target.flush()
+                os.fsync(target.fileno())
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, kept)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    if file_digest(kept)[0] != sha256:
+        kept.unlink(missing_ok=True)
+        raise PackageError(f"{path} changed while it was being published: publish it again")
+    return kept
 
 
 def find_package(session: Session, publisher: str, type_: str, version: str) -> ExtensionPackage | None:
@@ -192,22 +218,7 @@ def publish(
             f" extension remove --publisher {publisher} --type {type_} --version {version}')"
         )
     sha256, size = file_digest(path)
-    ensure_private_dir(packages_dir)
-    kept = packages_dir / f"{sha256}.zip"
-    if not kept.exists():
-        handle, temporary = tempfile.mkstemp(dir=packages_dir, prefix=".publish-")
-        try:
-            with os.fdopen(handle, "wb") as target, path.open("rb") as source:
-                shutil.copyfileobj(source, target)
-                target.flush()
-                os.fsync(target.fileno())
-            os.chmod(temporary, 0o600)
-            os.replace(temporary, kept)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    if file_digest(kept)[0] != sha256:
-        raise PackageError(f"{path} changed while it was being published: publish it again")
+    keep(packages_dir, path, sha256, ".zip")
     row = ExtensionPackage(
         publisher=publisher,
         publisher_lower=publisher.lower(),

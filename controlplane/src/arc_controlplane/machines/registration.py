@@ -85,6 +85,8 @@ class Registration:
     agent_version: str
     reported: dict[str, Any]
     """Whitelisted properties (``REPORTED_PROPERTIES``) in ARM shape."""
+    automatic_upgrade: bool | None = None
+    """``agentUpgrade.enableAutomaticUpgrade`` to set (``connect --enable-automatic-upgrade``)."""
 
     @property
     def resource_id(self) -> str:
@@ -181,6 +183,13 @@ def _connect(
 ) -> None:
     kept = {key: value for key, value in machine.properties.items() if key not in REPORTED_PROPERTIES}
     machine.properties = {**kept, **registration.reported}
+    if registration.automatic_upgrade is not None:
+        upgrade = machine.properties.get("agentUpgrade")
+        upgrade = dict(upgrade) if isinstance(upgrade, dict) else {}
+        machine.properties = {
+            **machine.properties,
+            "agentUpgrade": {**upgrade, "enableAutomaticUpgrade": registration.automatic_upgrade},
+        }
     machine.connected = True
     machine.public_key_pem = public_key_pem(registration.public_key)
     machine.credential_not_after = credential.not_after

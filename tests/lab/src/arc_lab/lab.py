@@ -131,6 +131,10 @@ class Lab:
         """Serve again, same data, same options (after :meth:`kill_controlplane`, or a stop)."""
         self._serve(self.serve_options)
 
+    def publish_agent(self, bundle: pathlib.Path) -> dict[str, Any]:
+        """An agent bundle published into the lab's control plane (its agent package store)."""
+        return self.env.controlplane_cli("agent", "publish", str(bundle), *self.database)
+
     def onboard_vars(self, **extra: Any) -> dict[str, Any]:
         """The `hybridops.arc.onboard` playbook's variables for this lab (a job template's
         extra variables): control plane, where the machines go, the onboarding principal."""

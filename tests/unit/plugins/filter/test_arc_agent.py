@@ -255,6 +255,29 @@ def test_a_downgrade_is_refused_unless_allowed():
     assert arc_agent_plan(newer, wanted(allow_downgrade="false"), CA_DEST, name="h1")["steps"] == ["refuse"]
 
 
+def test_a_running_agent_with_versions_side_by_side_is_upgraded_in_place():
+    """tasks/install.yml: hybridops.arc.agent_upgrade (health check, rollback) for a running agent
+    whose versions are side by side; agent_package for a bare host or the former layout."""
+    older = bare()
+    older["arc_agent"] = dict(probe(shown())["arc_agent"], version="1.63.0.0", side_by_side=True)
+    plan = arc_agent_plan(older, wanted(), CA_DEST, name="h1")
+    assert plan["upgrade_in_place"] is True and "install" in plan["steps"]
+    older["arc_agent"]["side_by_side"] = False
+    assert arc_agent_plan(older, wanted(), CA_DEST, name="h1")["upgrade_in_place"] is False
+    stopped = bare()
+    stopped["arc_agent"] = dict(
+        probe(shown())["arc_agent"],
+        version="1.63.0.0",
+        side_by_side=True,
+        services={"agentService": "stopped"},
+    )
+    assert arc_agent_plan(stopped, wanted(), CA_DEST, name="h1")["upgrade_in_place"] is False
+    assert arc_agent_plan(bare(), wanted(), CA_DEST, name="h1")["upgrade_in_place"] is False
+    same = bare()
+    same["arc_agent"] = dict(probe(shown())["arc_agent"], side_by_side=True)
+    assert arc_agent_plan(same, wanted(), CA_DEST, name="h1")["upgrade_in_place"] is False
+
+
 def test_an_older_ansible_core_is_the_only_problem_named():
     incomplete = wanted(subscription_id="", service_principal_secret="")
     assert arc_agent_problems(incomplete, "2.16.14", "2.17.0") == [

@@ -45,6 +45,7 @@ def test_connected_agent(agent, run_module):
         "show": SHOW,
         "config": {"config.mode": "full", "incomingconnections.ports": ["22"]},
         "services": SERVICES,
+        "side_by_side": False,  # (no /opt/azcmagent/current on the machine running the tests)
     }
     assert "ansible_facts" not in out.result
     assert all(call["env"]["LC_ALL"] == "C" for call in agent.calls)

@@ -6,6 +6,7 @@ import json
 import socket
 
 import pytest
+from ansible.module_utils.common.warnings import get_warning_messages
 from ansible_collections.hybridops.arc.plugins.modules import connection
 from ansible_collections.hybridops.arc.tests.unit.plugins.control_plane_standin import (
     ACCESS_TOKEN,
@@ -51,6 +52,7 @@ CONNECT = [
     "--control-plane-ca",
     "/root/controlplane-ca.pem",
 ]
+RECONNECT = CONNECT[:11] + ["--reconnect"] + CONNECT[11:]
 DISCONNECT = [
     "disconnect",
     "--tenant-id",
@@ -212,14 +214,30 @@ def test_each_identity_field_is_compared(agent, run_module, field, current, opti
     assert agent.commands() == [["show"]]
 
 
-def test_on_mismatch_reconnect_disconnects_then_connects(agent, run_module):
-    agent.expect(["show"], shown(group="other-group")).expect(DISCONNECT, {"status": "Disconnected"})
-    agent.expect(CONNECT, shown(vm_id=NEW_VM_ID))
+def test_on_mismatch_reconnect_replaces_the_connection_in_one_step(agent, run_module):
+    """The agent keeps the connection in place until the new one is made (``--reconnect``), then
+    deletes the old resource: no disconnect first, which would leave the machine disconnected
+    when the connect then fails."""
+    agent.expect(["show"], shown(group="other-group"))
+    note = "the previous resource /subscriptions/x was deleted"
+    agent.expect(RECONNECT, dict(shown(vm_id=NEW_VM_ID), previousResource={"resourceId": "x", "note": note}))
     out = run_module(connection, dict(BASE, on_mismatch="reconnect"))
-    assert agent.commands() == [["show"], DISCONNECT, CONNECT]
+    assert agent.commands() == [["show"], RECONNECT]
     assert agent.calls[1]["config"]["content"] == {"service-principal-secret": CLIENT_SECRET}
     assert out.result["changed"] is True
     assert out.result["vm_id"] == NEW_VM_ID
+    assert note not in get_warning_messages()
+
+
+def test_a_reconnect_that_cannot_delete_the_old_resource_warns(agent, run_module):
+    agent.expect(["show"], shown(group="other-group"))
+    note = (
+        "the previous resource /subscriptions/x could not be deleted (AZCM0041: refused); delete it yourself"
+    )
+    agent.expect(RECONNECT, dict(shown(vm_id=NEW_VM_ID), previousResource={"resourceId": "x", "note": note}))
+    out = run_module(connection, dict(BASE, on_mismatch="reconnect"))
+    assert out.result["changed"] is True
+    assert note in get_warning_messages()
 
 
 def test_on_mismatch_reconnect_in_check_mode_runs_only_show(agent, run_module):
@@ -230,12 +248,10 @@ def test_on_mismatch_reconnect_in_check_mode_runs_only_show(agent, run_module):
     assert out.result["resource_id"] == shown()["resourceId"]
 
 
-def test_force_reconnect_resets_locally_then_connects(agent, run_module):
-    agent.expect(["show"], shown()).expect(["disconnect", "--force-local-only"], {"status": "Disconnected"})
-    agent.expect(CONNECT, shown())
+def test_force_reconnect_replaces_the_identity_in_one_step(agent, run_module):
+    agent.expect(["show"], shown()).expect(RECONNECT, shown())
     out = run_module(connection, dict(BASE, force_reconnect=True))
-    assert agent.commands() == [["show"], ["disconnect", "--force-local-only"], CONNECT]
-    assert agent.calls[1]["config"] is None
+    assert agent.commands() == [["show"], RECONNECT]
     assert out.result["changed"] is True
     assert out.result["vm_id"] == VM_ID
 
@@ -294,13 +310,14 @@ def test_agent_error_fails_with_its_code(agent, run_module):
     assert_no_secret(agent, out.result, CLIENT_SECRET)
 
 
-def test_failure_after_a_change_reports_changed(agent, run_module):
-    agent.expect(["show"], shown()).expect(["disconnect", "--force-local-only"], {"status": "Disconnected"})
-    agent.fail(CONNECT, "AZCM0026", "cannot reach the control plane")
+def test_a_failed_reconnect_changes_nothing(agent, run_module):
+    agent.expect(["show"], shown())
+    agent.fail(RECONNECT, "AZCM0026", "cannot reach the control plane")
     out = run_module(connection, dict(BASE, force_reconnect=True))
     assert out.failed
     assert out.result["code"] == "AZCM0026"
-    assert out.result["changed"] is True
+    assert out.result["changed"] is False
+    assert agent.commands() == [["show"], RECONNECT]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from arc_controlplane.api.agent import (
+    agent_packages,
     credential,
     disconnect,
     extensions,
@@ -24,7 +25,7 @@ from arc_controlplane.api.agent.services import BASE_PATH, AgentServices
 def create_router(services: AgentServices, heartbeats: heartbeat.Heartbeats) -> APIRouter:
     """The agent API's routes over ``services`` (one per application; the caller closes it)."""
     router = APIRouter(prefix=BASE_PATH, tags=["agent"])
-    for module in (register, credential, notifications, tokens, machine, extensions):
+    for module in (register, credential, notifications, tokens, machine, extensions, agent_packages):
         router.include_router(module.create_router(services))
     router.include_router(heartbeat.create_router(heartbeats))
     router.include_router(disconnect.create_router())

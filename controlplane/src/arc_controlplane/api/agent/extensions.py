@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import jwt
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from sqlalchemy.orm import Session
 
-from arc_controlplane.api.agent.assertions import assertion_of
 from arc_controlplane.api.agent.schema import (
     ExtensionCertificateRequest,
     ExtensionCertificateResponse,
@@ -141,16 +139,6 @@ def create_router(services: AgentServices) -> APIRouter:
                 end_operation(session, outcome.operation_id, now, outcome.error, last=last)
         return Response(status_code=204)
 
-    def any_machine(request: Request, ctx: AppContext) -> None:
-        """401 unless the request carries a valid assertion of a machine (its ``sub`` claim)."""
-        token = assertion_of(request)
-        try:
-            vm_id = str(jwt.decode(token, options={"verify_signature": False}).get("sub", ""))
-        except jwt.PyJWTError:
-            vm_id = ""
-        with ctx.db.engine.connect() as connection:
-            services.authenticate(connection, request, ctx, vm_id or "-", ctx.clock())
-
     def published(ctx: AppContext, publisher: str, type_: str, version: str) -> ExtensionPackage:
         with ctx.db.session() as session:
             package = catalog.find_package(session, publisher, type_, version)
@@ -175,7 +163,7 @@ def create_router(services: AgentServices) -> APIRouter:
         ctx: AgentCtx,
     ) -> FileResponse:
         """The package's zip; check its SHA-256 and signature before using it."""
-        any_machine(request, ctx)
+        services.authenticate_any(request, ctx)
         package = published(ctx, publisher, type_, version)
         path = catalog.package_file(ctx.settings.packages_dir, package)
         return FileResponse(path, media_type="application/zip", headers={"X-Content-SHA256": package.sha256})
@@ -194,7 +182,7 @@ def create_router(services: AgentServices) -> APIRouter:
         ctx: AgentCtx,
     ) -> PlainTextResponse:
         """A JWS (ES256) over publisher, type, version, sha256 and size."""
-        any_machine(request, ctx)
+        services.authenticate_any(request, ctx)
         return PlainTextResponse(published(ctx, publisher, type_, version).signature)
 
     @router.get(
@@ -204,7 +192,7 @@ def create_router(services: AgentServices) -> APIRouter:
         responses=error_responses(401),
     )
     def get_signing_key(request: Request, ctx: AgentCtx) -> PackageKeys:
-        any_machine(request, ctx)
+        services.authenticate_any(request, ctx)
         if ctx.package_key is None:
             raise ArmError(503, "ServiceUnavailable", "This server has no package-signing key.")
         return PackageKeys(keys=[ctx.package_key.jwk()])

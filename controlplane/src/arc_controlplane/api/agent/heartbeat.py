@@ -25,6 +25,7 @@ from arc_controlplane.api.agent.snapshot import MachineSnapshot, machines_query
 from arc_controlplane.db.batching import BatchedWrites
 from arc_controlplane.db.tables import Machine
 from arc_controlplane.errors import ArmError
+from arc_controlplane.machines import agent_packages
 from arc_controlplane.machines.lifecycle import changed_properties
 from arc_controlplane.machines.status import RENEW_WHEN_LEFT, machine_status
 from arc_controlplane.timing import Timing
@@ -60,6 +61,16 @@ def apply_heartbeat(machine: Machine, body: HeartbeatRequest, now: dt.datetime, 
     after = machine_status(machine, now, timing)
     if (after.status, after.status_reason) != (before.status, before.status_reason):
         machine.last_status_change = now
+
+
+def failed_upgrade(machine: Machine, body: HeartbeatRequest) -> list[tuple[str, str]]:
+    """A failed upgrade attempt the heartbeat reports: its version halts automatic upgrades to it
+    (docs/agent-upgrade.md, "Automatic upgrades")."""
+    report = body.agent_upgrade
+    if report is None or report.last_attempt_status != "Failed" or not report.last_attempt_desired_version:
+        return []
+    said = report.last_attempt_message or "no message"
+    return [(report.last_attempt_desired_version, f"{machine.name} failed to upgrade to it: {said}")]
 
 
 def reports(body: HeartbeatRequest) -> bool:
@@ -108,6 +119,7 @@ class Heartbeats:
                 connection, with_properties if reported else plain, sorted({v for v in vm_ids if v})
             )
             results: list[Recorded | ArmError] = []
+            failed_upgrades: list[tuple[str, str]] = []
             for heartbeat, vm_id in zip(heartbeats, vm_ids, strict=True):
                 try:
                     snapshot = services.check_assertion(
@@ -128,8 +140,11 @@ class Heartbeats:
                     mark_cloned(machine, heartbeat.received, timing)  # kept: 429 is answered after the commit
                 else:
                     apply_heartbeat(machine, heartbeat.body, heartbeat.received, timing)
+                    failed_upgrades += failed_upgrade(machine, heartbeat.body)
                 results.append(Recorded(machine, cloned))
             MachineSnapshot.save_many(connection, list(snapshots.values()), services.update)
+            for version, reason in failed_upgrades:
+                agent_packages.halt(connection, version, reason)
             return results
 
         sqlite = ctx.db.engine.dialect.name == "sqlite"

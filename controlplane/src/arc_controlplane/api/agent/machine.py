@@ -21,18 +21,24 @@ def create_router(services: AgentServices) -> APIRouter:
         responses=error_responses(401),
     )
     def read_machine(vm_id: VmId, request: Request, ctx: AgentCtx) -> MachineView:
-        """The machine's resource id, generation, tags and the work asked of it (agentUpgrade)."""
+        """The machine's resource id, generation, tags and the work asked of it: ``agentUpgrade``
+        and, with automatic upgrades, the version the rollout offers it now."""
         now = ctx.clock()
         with ctx.db.engine.connect() as connection:
             snapshot = services.authenticate(connection, request, ctx, vm_id, now, query)
             machine = snapshot.machine
-            upgrade = machine.properties.get("agentUpgrade")
-            return MachineView(
-                resource_id=machine.resource_id,
-                vm_id=machine.vm_id,
-                generation=machine.generation,
-                tags=dict(machine.tags),
-                agent_upgrade=upgrade if isinstance(upgrade, dict) else None,
-            )
+        upgrade = machine.properties.get("agentUpgrade")
+        offered = None
+        if isinstance(upgrade, dict) and upgrade.get("enableAutomaticUpgrade") is True:
+            with ctx.db.session() as session:
+                offered = services.rollout.get(session, now, ctx.timing).offers.get(machine.vm_id)
+        return MachineView(
+            resource_id=machine.resource_id,
+            vm_id=machine.vm_id,
+            generation=machine.generation,
+            tags=dict(machine.tags),
+            agent_upgrade=upgrade if isinstance(upgrade, dict) else None,
+            offered_agent_version=offered,
+        )
 
     return router

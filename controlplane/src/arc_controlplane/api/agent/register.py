@@ -126,6 +126,7 @@ def create_router(services: AgentServices) -> APIRouter:
                     host_id=body.host_id,
                     agent_version=body.agent_version,
                     reported=body.properties.arm_properties(),
+                    automatic_upgrade=body.enable_automatic_upgrade,
                 )
                 registered = register_machine(session, registration, ca, now, ctx.timing)
                 answer = registration_answer(registered, ctx)

@@ -241,6 +241,8 @@ class RegisterRequest(AgentModel):
     host_id: HostId
     agent_version: AgentVersion
     properties: MachineReport = Field(default_factory=MachineReport)
+    enable_automatic_upgrade: StrictBool | None = None
+    """``azcmagent connect --enable-automatic-upgrade``: sets ``agentUpgrade.enableAutomaticUpgrade``."""
 
 
 class HeartbeatRequest(AgentModel):
@@ -302,6 +304,9 @@ class MachineView(AgentResponse):
     generation: int
     tags: dict[str, Any]
     agent_upgrade: dict[str, Any] | None
+    offered_agent_version: str | None = None
+    """With ``agentUpgrade.enableAutomaticUpgrade``: the version the rollout offers the machine now
+    (docs/agent-upgrade.md, "Automatic upgrades"); None when it has nothing to do."""
 
 
 class ExtensionCertificateRequest(AgentModel):
@@ -339,6 +344,20 @@ class ExtensionGoal(AgentResponse):
     settings: dict[str, Any]
     protected_settings: str
     protected_settings_cert_thumbprint: str
+
+
+class AgentPackageInfo(AgentResponse):
+    version: str
+    target: str
+    sha256: str
+    size: int
+    signature: str
+    """A JWS (ES256) by the package-signing key over version, target, sha256 and size."""
+    uri: str
+
+
+class AgentPackageList(AgentResponse):
+    packages: list[AgentPackageInfo]
 
 
 class PackageKeys(BaseModel):

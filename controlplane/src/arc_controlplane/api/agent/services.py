@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import jwt
 from fastapi import Depends, Path, Request
 from sqlalchemy import Connection, Select, Update
 
@@ -25,6 +26,7 @@ from arc_controlplane.api.agent.snapshot import MachineSnapshot, machine_query, 
 from arc_controlplane.db.tables import Machine
 from arc_controlplane.http.context import AppContext, get_context
 from arc_controlplane.machines.credentials import CaLoader
+from arc_controlplane.machines.rollout import PlanCache
 
 BASE_PATH = "/agent/v1"
 
@@ -44,6 +46,8 @@ class AgentServices:
     update: Update
     """Writes a snapshot's changes (``MachineSnapshot.save``)."""
     sqlite_writer: threading.Lock
+    rollout: PlanCache = field(default_factory=PlanCache)
+    """Automatic agent upgrades: the plan every machine's self-read takes its offer from."""
     closers: list[Callable[[], None]] = field(default_factory=list)
     """What ``close`` stops (the routes' writer threads)."""
 
@@ -94,6 +98,17 @@ class AgentServices:
         snapshot = self.authenticate_assertion(connection, assertion_of(request), ctx, vm_id, now, query)
         name_actor(request, snapshot.machine)
         return snapshot
+
+    def authenticate_any(self, request: Request, ctx: AppContext) -> None:
+        """401 unless the request carries a valid assertion of some machine (its ``sub`` claim
+        names it): for what every machine may read (packages, the package-signing key)."""
+        token = assertion_of(request)
+        try:
+            vm_id = str(jwt.decode(token, options={"verify_signature": False}).get("sub", ""))
+        except jwt.PyJWTError:
+            vm_id = ""
+        with ctx.db.engine.connect() as connection:
+            self.authenticate(connection, request, ctx, vm_id or "-", ctx.clock())
 
     def authenticate_assertion(
         self,

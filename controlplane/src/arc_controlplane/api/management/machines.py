@@ -12,6 +12,7 @@ with the asynchronous-operation headers (see :mod:`arc_controlplane.api.manageme
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -44,6 +45,7 @@ from arc_controlplane.http.operations import finish_operation, prune_operations
 from arc_controlplane.http.paging import PAGE_SIZE, SkipTokenParameter, decode_skip_token, next_link
 from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import HYBRID_COMPUTE
+from arc_controlplane.machines import agent_packages
 from arc_controlplane.machines.lifecycle import MachineChanges, apply_changes, create_machine, delete_machine
 from arc_controlplane.machines.view import machine_version, machine_view
 from arc_controlplane.resource_ids import PROVIDER
@@ -111,6 +113,7 @@ def put_machine(
             session, granted.subscription.id, ref.resource_group, ref.name, for_update=True
         )
         check_conditions(request.headers, None if machine is None else etag_of(machine_version(machine)))
+        _require_published_version(session, stored)
         if machine is None:
             if vm_id is not None:
                 _require_unused_vm_id(session, vm_id)
@@ -138,6 +141,22 @@ def put_machine(
         ctx.notifier.notify(vm)
     set_audit_detail(request, "created" if created else "updated")
     return JsonResponse(view, headers={"ETag": etag})
+
+
+def _require_published_version(session: Session, properties: Mapping[str, Any] | None) -> None:
+    """400 when ``agentUpgrade.desiredVersion`` names a version the agent package store lacks
+    (the agent could not act on it)."""
+    upgrade = (properties or {}).get("agentUpgrade") or {}
+    wanted = upgrade.get("desiredVersion")
+    if wanted and agent_packages.published_version(session, wanted) is None:
+        known = agent_packages.versions(session)
+        raise ArmError(
+            400,
+            "InvalidAgentVersion",
+            f"The agent version '{wanted}' is not published in this control plane's agent package store"
+            f" ({'published: ' + ', '.join(known[-5:]) if known else 'nothing is published'}); publish it"
+            " with 'arc-controlplane agent publish BUNDLE_DIR' or choose a published version.",
+        )
 
 
 def _require_unused_vm_id(session: Session, vm_id: str) -> None:
@@ -183,6 +202,7 @@ def patch_machine(
             session, granted.subscription.id, ref.resource_group, ref.name, for_update=True
         )
         check_conditions(request.headers, etag_of(machine_version(machine)))
+        _require_published_version(session, changes.properties)
         work = apply_changes(machine, changes, now)
         session.flush()
         vm, view, etag = (

@@ -1,4 +1,4 @@
-"""Checking extension packages before they run (arc_agent.extd.package): size, SHA-256 and the
+"""Checking extension and agent packages before they run (arc_agent.cpclient.packages): size, SHA-256 and the
 control plane's ES256 signature, made here as the control plane makes it (a JWS with PyJWT)."""
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from extd_helpers import jwks
 
-from arc_agent.extd.package import SIGNATURE_TYPE, PackageRefused, verify
+from arc_agent.cpclient.packages import (
+    AGENT_SIGNATURE_TYPE,
+    SIGNATURE_TYPE,
+    PackageRefused,
+    verify,
+    verify_agent,
+)
 
 DATA = b"PK\x03\x04 a handler package"
 PUBLISHER, TYPE = "Microsoft.Azure.Extensions", "CustomScript"
@@ -61,3 +67,23 @@ def test_anything_else_is_refused_naming_the_check(
 ) -> None:
     with pytest.raises(PackageRefused, match=re.escape(says)):
         verify(data, EXPECTED, signature, keys, publisher=PUBLISHER, type_=TYPE)
+
+
+def test_agent_packages_are_checked_alike_with_their_own_signature_type() -> None:
+    expected = {**EXPECTED, "version": "1.70.1.2", "target": "cp311-x86_64"}
+    claims = {k: expected[k] for k in ("version", "target", "sha256", "size")}
+    good = jwt.encode(claims, KEY, algorithm="ES256", headers={"kid": "k1", "typ": AGENT_SIGNATURE_TYPE})
+    verify_agent(DATA, expected, good, jwks(KEY))
+    other_target = jwt.encode(
+        {**claims, "target": "cp39-x86_64"},
+        KEY,
+        algorithm="ES256",
+        headers={"kid": "k1", "typ": AGENT_SIGNATURE_TYPE},
+    )
+    with pytest.raises(PackageRefused, match=re.escape("for another package (target differ)")):
+        verify_agent(DATA, expected, other_target, jwks(KEY))
+    # an extension's signature does not pass for an agent package, even over the same bytes
+    with pytest.raises(PackageRefused, match="not an ES256 package signature"):
+        verify_agent(DATA, expected, sign(KEY, version="1.70.1.2"), jwks(KEY))
+    with pytest.raises(PackageRefused, match="SHA-256 is"):
+        verify_agent(DATA[:-1] + b"?", expected, good, jwks(KEY))

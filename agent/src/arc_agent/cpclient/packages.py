@@ -1,7 +1,8 @@
-"""Checking an extension package before anything of it runs (docs/extensions.md): its size and
-SHA-256 against the goal state, and the control plane's signature over them (a JWS, ES256, with
-the package-signing key the agent keeps; docs/agent-protocol.md, 5.8). Pure: bytes in, a verdict
-out."""
+"""Checking a package from the control plane before anything of it runs: its size and SHA-256
+against what the control plane announced, and the control plane's signature over them (a JWS,
+ES256, with its package-signing key; docs/agent-protocol.md, 5.8 and 5.9). Extension handler
+packages (docs/extensions.md) and agent packages (docs/agent-upgrade.md) are signed alike, each
+with its own ``typ``. Pure: bytes in, a verdict out."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 SIGNATURE_TYPE = "hybridops-arc-extension-package+jws"
+AGENT_SIGNATURE_TYPE = "hybridops-arc-agent-package+jws"
 
 
 class PackageRefused(ValueError):
@@ -36,9 +38,9 @@ def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
     return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
 
 
-def signed_claims(signature: str, keys: Mapping[str, Any]) -> dict[str, Any]:
-    """The claims of ``signature`` (a compact JWS) once verified with one of ``keys`` (a JWKS);
-    PackageRefused otherwise."""
+def signed_claims(signature: str, keys: Mapping[str, Any], typ: str = SIGNATURE_TYPE) -> dict[str, Any]:
+    """The claims of ``signature`` (a compact JWS of type ``typ``) once verified with one of
+    ``keys`` (a JWKS); PackageRefused otherwise."""
     try:
         header_part, payload_part, signature_part = signature.strip().split(".")
         header = json.loads(_b64url(header_part))
@@ -46,7 +48,7 @@ def signed_claims(signature: str, keys: Mapping[str, Any]) -> dict[str, Any]:
         raw = _b64url(signature_part)
     except (ValueError, binascii.Error):
         raise PackageRefused("the package's signature is not a JWS") from None
-    if header.get("alg") != "ES256" or header.get("typ") != SIGNATURE_TYPE or len(raw) != 64:
+    if header.get("alg") != "ES256" or header.get("typ") != typ or len(raw) != 64:
         raise PackageRefused("the package's signature is not an ES256 package signature")
     candidates = [k for k in keys.get("keys", []) if k.get("kid") == header.get("kid")]
     if not candidates:
@@ -63,6 +65,39 @@ def signed_claims(signature: str, keys: Mapping[str, Any]) -> dict[str, Any]:
     return claims
 
 
+def _check(
+    data: bytes,
+    expected: Mapping[str, Any],
+    signature: str,
+    keys: Mapping[str, Any],
+    typ: str,
+    wanted: Mapping[str, Any],
+    any_case: tuple[str, ...] = (),
+) -> None:
+    """PackageRefused unless ``data`` has the size and SHA-256 ``expected`` announces and the
+    signature signs exactly ``wanted`` with them (``any_case`` claims compare without case)."""
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != int(expected.get("size", -1)):
+        raise PackageRefused(f"the package has {len(data)} bytes, not the {expected.get('size')} announced")
+    if digest != str(expected.get("sha256", "")).lower():
+        raise PackageRefused(f"the package's SHA-256 is {digest}, not the {expected.get('sha256')} announced")
+    claims = signed_claims(signature, keys, typ)
+    signed = {**wanted, "sha256": digest, "size": len(data)}
+    differing = sorted(
+        key
+        for key, value in signed.items()
+        if (
+            str(claims.get(key)).lower() != str(value).lower()
+            if key in any_case
+            else claims.get(key) != value
+        )
+    )
+    if differing:
+        raise PackageRefused(
+            f"the package's signature is for another package ({', '.join(differing)} differ)"
+        )
+
+
 def verify(
     data: bytes,
     expected: Mapping[str, Any],
@@ -72,32 +107,15 @@ def verify(
     publisher: str,
     type_: str,
 ) -> None:
-    """PackageRefused unless ``data`` is the package the goal state names (``expected``: version,
-    sha256, size) and the control plane signed exactly that."""
-    digest = hashlib.sha256(data).hexdigest()
-    if len(data) != int(expected.get("size", -1)):
-        raise PackageRefused(f"the package has {len(data)} bytes, not the {expected.get('size')} announced")
-    if digest != str(expected.get("sha256", "")).lower():
-        raise PackageRefused(f"the package's SHA-256 is {digest}, not the {expected.get('sha256')} announced")
-    claims = signed_claims(signature, keys)
-    wanted = {
-        "publisher": publisher,
-        "type": type_,
-        "version": str(expected.get("version")),
-        "sha256": digest,
-        "size": len(data),
-    }
+    """PackageRefused unless ``data`` is the extension package the goal state names
+    (``expected``: version, sha256, size) and the control plane signed exactly that."""
+    wanted = {"publisher": publisher, "type": type_, "version": str(expected.get("version"))}
     # Publisher and type compare without regard to case, as ARM names do.
-    differing = sorted(
-        key
-        for key, value in wanted.items()
-        if (
-            str(claims.get(key)).lower() != str(value).lower()
-            if key in ("publisher", "type")
-            else claims.get(key) != value
-        )
-    )
-    if differing:
-        raise PackageRefused(
-            f"the package's signature is for another package ({', '.join(differing)} differ)"
-        )
+    _check(data, expected, signature, keys, SIGNATURE_TYPE, wanted, ("publisher", "type"))
+
+
+def verify_agent(data: bytes, expected: Mapping[str, Any], signature: str, keys: Mapping[str, Any]) -> None:
+    """PackageRefused unless ``data`` is the agent package the store lists (``expected``:
+    version, target, sha256, size) and the control plane signed exactly that."""
+    wanted = {"version": str(expected.get("version")), "target": str(expected.get("target"))}
+    _check(data, expected, signature, keys, AGENT_SIGNATURE_TYPE, wanted)

@@ -1,0 +1,23 @@
+"""The agent API as this machine: its connection state, the control plane's CA and the machine's
+own key, put together (for the services and for the CLI's commands that talk as the machine)."""
+
+from __future__ import annotations
+
+from arc_agent.config.connection import load_state
+from arc_agent.cpclient.agentapi import MachineApi
+from arc_agent.cpclient.transport import HttpsClient
+from arc_agent.identity.jws import AssertionSigner
+from arc_agent.identity.signer import load_machine_signer
+from arc_agent.paths import AgentPaths
+
+
+def open_machine_api(paths: AgentPaths, timeout: float = 30) -> tuple[HttpsClient, MachineApi] | None:
+    """A client (the caller closes it) and the machine's API; None when the machine is not
+    connected."""
+    state = load_state(paths.agent_config)
+    if state is None:
+        return None
+    ca = paths.control_plane_ca if paths.control_plane_ca.exists() else None
+    client = HttpsClient(state.control_plane_url, ca, timeout=timeout)
+    signer = AssertionSigner(load_machine_signer(paths.identity_key), state.vm_id, state.assertion_audience)
+    return client, MachineApi(client, signer)
