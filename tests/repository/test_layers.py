@@ -50,6 +50,7 @@ AGENT = (
             "systemd",
             "processes",
             "hostid",
+            "versions",
             "argparser",
             "__main__",
         },

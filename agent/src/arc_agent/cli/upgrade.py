@@ -34,6 +34,7 @@ from arc_agent.systemd import which
 from arc_agent.upgrade import store
 from arc_agent.upgrade.layout import Layout
 from arc_agent.upgrade.transaction import Upgrade, utc_now
+from arc_agent.versions import version_key
 
 UNIT = "azcmagent-upgrade"
 LOCK = Path("/run/lock/hybridops-arc-agent-install.lock")
@@ -130,7 +131,7 @@ def _from_store(ctx: Context, layout: Layout) -> CommandResult:
         if ctx.args.check:
             chosen = str(store.choose(api, ctx.args.version)["version"])
             running = __version__
-            same = store.version_key(chosen) == store.version_key(running)
+            same = version_key(chosen) == version_key(running)
             data = {"changed": not same, "from": running, "to": running if same else chosen}
             if same:
                 return _result(data)

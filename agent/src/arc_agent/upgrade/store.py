@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from arc_agent.cpclient.packages import PackageRefused, verify_agent
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.versions import version_key
 
 MAX_PACKAGE_BYTES = 512 * 1024 * 1024
 
@@ -33,13 +34,6 @@ class PackageSource(Protocol):
 def runtime_target() -> str:
     """This machine's target as agent bundles name it: ``cp<major><minor>-<machine>``."""
     return f"cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
-
-
-def version_key(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError:
-        return ()
 
 
 def resolve(published: list[dict[str, Any]], wanted: str) -> dict[str, Any] | None:

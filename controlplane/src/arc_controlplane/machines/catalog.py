@@ -49,7 +49,11 @@ class PackageError(ValueError):
 
 
 def version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
+    """The version's numbers (compared as numbers); () when it is not a version."""
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return ()
 
 
 def check_name(value: str, what: str) -> str:

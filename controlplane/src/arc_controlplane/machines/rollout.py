@@ -28,17 +28,11 @@ from sqlalchemy.orm import Session
 
 from arc_controlplane.db.tables import Machine
 from arc_controlplane.machines import agent_packages
+from arc_controlplane.machines.catalog import version_key
 from arc_controlplane.machines.status import CONNECTED, ERROR, machine_status
 from arc_controlplane.timing import Timing
 
 CANARY_SHARE = 0.1
-
-
-def version_key(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError:
-        return ()
 
 
 @dataclass(frozen=True)
