@@ -6,10 +6,11 @@ Starts the lab (``arc_lab``): two test hosts, the control plane, an onboarding a
 administrator service principal. The agent runtime is installed on h1 only, so that h2 is a real
 host without the agent (agent_info's case). A second resource group is made for the mismatch and
 reconnect cases, and the extensions shipped with the repository are published (the extension
-target's CustomScript). The control plane's URL, the CA's path on the hosts, the ids and the
-credentials go into a 0600 vars file; each target then runs with ansible-playbook (a small
-playbook on h1 that includes the target's tasks/main.yml) against the lab's inventory. Exits
-non-zero when any target fails; the lab is torn down in every case.
+target's CustomScript). The agent built as another version is served over HTTP from the lab's
+controller side (the agent_upgrade target's ``source: url``). The control plane's URL, the CA's
+path on the hosts, the ids and the credentials go into a 0600 vars file; each target then runs
+with ansible-playbook (a small playbook on h1 that includes the target's tasks/main.yml) against
+the lab's inventory. Exits non-zero when any target fails; the lab is torn down in every case.
 
 ansible-test integration is not used: it would need an inventory of its own for hosts it does
 not manage (docs/development.md).
@@ -20,16 +21,20 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
-from arc_lab import CA_ON_HOSTS, TOP, Lab
+from arc_lab import CA_ON_HOSTS, TESTHOSTS, TOP, Lab
+from arc_lab.bundles import alt_bundle
 
 TARGETS_DIR = TOP / "tests" / "integration" / "targets"
 OTHER_GROUP = "arc-servers-2"
+ALT_VERSION = "1.65.3500.100"
 PLAYBOOK = """---
 - name: Integration target {target}
   hosts: h1
@@ -65,7 +70,20 @@ def make_resource_group(lab: Lab, name: str) -> None:
     lab.plane.open(request).close()
 
 
-def write_vars(path: pathlib.Path, lab: Lab) -> None:
+def serve_bundle(lab: Lab, bundle: pathlib.Path) -> tuple[subprocess.Popen[bytes], str]:
+    """An HTTP server for ``bundle`` on the controller side of the lab's network (where the hosts
+    reach the control plane); the server and the bundle's URL."""
+    host = urllib.parse.urlsplit(lab.env.url).hostname or ""
+    port = 8700 + int(os.environ.get("ARC_TESTHOSTS_LAB", "0") or 0)
+    server = subprocess.Popen(  # noqa: S603 - the lab's own tool
+        [str(TESTHOSTS), "ctl", "python3", "-m", "http.server", str(port), "--bind", host,
+         "--directory", str(bundle)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    return server, f"http://{host}:{port}"
+
+
+def write_vars(path: pathlib.Path, lab: Lab, bundle_url: str) -> None:
     init, onboarding, admin = lab.plane.init, lab.plane.onboarding, lab.plane.admin
     document = {
         "arc_url": lab.env.url,
@@ -79,6 +97,9 @@ def write_vars(path: pathlib.Path, lab: Lab) -> None:
         "arc_onboarding_secret": onboarding["clientSecret"],
         "arc_admin_id": admin["clientId"],
         "arc_admin_secret": admin["clientSecret"],
+        "arc_alt_version": ALT_VERSION,
+        "arc_alt_bundle_url": bundle_url,
+        "arc_bundle": str(TOP / "build" / "wheelhouse"),
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -94,15 +115,17 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     lab = Lab.start(2, install=False)
     failed: list[str] = []
+    server = None
     try:
         env = ansible_env()
         lab.install_runtime(limit="h1")
         make_resource_group(lab, OTHER_GROUP)
         lab.publish_extensions()  # the CustomScript packages `make extensions` built
-        print(f"lab ready in {time.monotonic() - started:.0f} s", flush=True)
         with tempfile.TemporaryDirectory(prefix="arc-integration-") as tmp:
+            server, bundle_url = serve_bundle(lab, alt_bundle(pathlib.Path(tmp) / "alt", ALT_VERSION))
+            print(f"lab ready in {time.monotonic() - started:.0f} s", flush=True)
             variables = pathlib.Path(tmp) / "vars.json"
-            write_vars(variables, lab)
+            write_vars(variables, lab, bundle_url)
             for target in targets:
                 book = pathlib.Path(tmp) / f"{target}.yml"
                 tasks = TARGETS_DIR / target / "tasks" / "main.yml"
@@ -122,6 +145,9 @@ def main(argv: list[str]) -> int:
                 if result.returncode != 0:
                     failed.append(target)
     finally:
+        if server is not None:  # with what it started in the lab's namespace
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(10)
         Lab.stop()
     if failed:
         print(f"integration: failed: {', '.join(failed)}", file=sys.stderr)
