@@ -19,7 +19,9 @@ from extd_helpers import jwks
 from upgrade_helpers import archive
 
 from arc_agent.cli.main import main
+from arc_agent.cpclient.agentapi import CredentialExpired
 from arc_agent.cpclient.packages import AGENT_SIGNATURE_TYPE
+from arc_agent.cpclient.transport import Reply
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.extd import agent_upgrade
 from arc_agent.processes import boot_id, process_start
@@ -302,3 +304,18 @@ def test_packages_from_the_store_are_resolved_and_checked(tmp_path: Path) -> Non
     assert (
         sorted(p.name for p in (tmp_path / "d").iterdir() if p.read_bytes() not in source.data.values()) == []
     )
+
+
+def test_a_refusal_of_the_control_plane_is_named_with_the_upgrade_code(tmp_path: Path) -> None:
+    class Refusing(ScriptedStore):
+        def agent_packages(self, target: str) -> list[dict[str, Any]]:
+            raise CredentialExpired(
+                Reply(401, {}, b"", {"error": {"code": "CredentialExpired", "message": "old"}})
+            )
+
+    source = Refusing(ec.generate_private_key(ec.SECP256R1()), {}, runtime_target())
+    with pytest.raises(
+        AzcmError, match=r"refused this machine's request .*CredentialExpired: old"
+    ) as refused:
+        store.download(source, "1.70", tmp_path / "d")
+    assert refused.value.code == ErrorCode.UPGRADE_FAILED

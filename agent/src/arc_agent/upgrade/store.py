@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from arc_agent.cpclient.agentapi import AgentApiError
 from arc_agent.cpclient.packages import PackageRefused, verify_agent
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.versions import version_key
@@ -57,6 +58,14 @@ class Downloaded:
     sha256: str
 
 
+def refused_by_control_plane(exc: AgentApiError) -> AzcmError:
+    return AzcmError(
+        ErrorCode.UPGRADE_FAILED,
+        f"the control plane refused this machine's request for an agent package ({exc})."
+        " Nothing was changed.",
+    )
+
+
 def choose(source: PackageSource, wanted: str) -> dict[str, Any]:
     """The store's entry for the version ``wanted`` names, for this machine's target; AzcmError
     naming what is wrong otherwise (nothing downloaded)."""
@@ -67,7 +76,10 @@ def choose(source: PackageSource, wanted: str) -> dict[str, Any]:
             " or latest",
         )
     target = runtime_target()
-    published = source.agent_packages(target)
+    try:
+        published = source.agent_packages(target)
+    except AgentApiError as exc:
+        raise refused_by_control_plane(exc) from None
     chosen = resolve(published, wanted)
     if chosen is None:
         known = ", ".join(str(p.get("version")) for p in published[-5:]) or "none"
@@ -90,6 +102,8 @@ def download(source: PackageSource, wanted: str, directory: Path) -> Downloaded:
             raise PackageRefused(f"the announced size {size} is out of range")
         data = source.fetch(str(expected.get("uri", "")), size + 1)
         verify_agent(data, expected, str(expected.get("signature", "")), source.package_signing_keys())
+    except AgentApiError as exc:
+        raise refused_by_control_plane(exc) from None
     except PackageRefused as exc:
         raise AzcmError(
             ErrorCode.UPGRADE_FAILED,
