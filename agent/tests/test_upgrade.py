@@ -189,6 +189,7 @@ def test_the_recovery_script_leaves_a_live_upgrade_alone(host: Any, tmp_path: Pa
         (["--package", "p", "--sha256", "s", "--timeout", "-5"], 23, "--timeout -5: give the seconds"),
         (["--package", "p"], 16, "or --package FILE and --sha256 HEX"),
         (["--version", "1.70", "--package", "p"], 23, "not both"),
+        (["--package", "p", "--sha256", "s", "--check"], 23, "--check goes with --version"),
     ],
 )
 def test_bad_upgrade_arguments_get_their_code(

@@ -70,6 +70,14 @@ options:
     description: With O(source=url), whether the server's certificate is checked.
     type: bool
     default: true
+  url_username:
+    description:
+      - With O(source=url), the user name for the server's basic authentication (not in O(bundle_url), where
+        it would show in the task's arguments).
+    type: str
+  url_password:
+    description: With O(source=url), the password for the server's basic authentication.
+    type: str
   allow_downgrade:
     description: Whether a version older than the one the host runs may be installed.
     type: bool
@@ -145,6 +153,7 @@ health:
 import os
 import shutil
 import tempfile
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hybridops.arc.plugins.module_utils._azcmagent import Azcmagent
@@ -196,6 +205,11 @@ class Upgrade:
         url = (self.params["bundle_url"] or "").rstrip("/")
         if not url:
             self.fail("source=url needs bundle_url, the URL of the folder that serves the agent bundle")
+        if urlsplit(url).password is not None:
+            self.fail(
+                "bundle_url must not hold a password (it would show in the task's arguments and logs);"
+                " give it in url_username and url_password"
+            )
         rc, out, err = self.module.run_command([AGENT_PYTHON, "-c", TARGET_PROBE])
         if rc != 0:
             self.fail("cannot tell this host's target with %s: %s" % (AGENT_PYTHON, (err or out).strip()))
@@ -303,6 +317,8 @@ def main():
             facts=dict(type="dict"),
             bundle_url=dict(type="str"),
             validate_certs=dict(type="bool", default=True),
+            url_username=dict(type="str"),
+            url_password=dict(type="str", no_log=True),
             allow_downgrade=dict(type="bool", default=False),
             wait=dict(type="bool", default=True),
             timeout=dict(type="int", default=60),

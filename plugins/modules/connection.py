@@ -397,7 +397,7 @@ class Connection:
                 after = self.connect(reconnect=action in ("reconnect", "force_reconnect"))
                 self.acted = True
                 note = (after.get("previousResource") or {}).get("note", "")
-                if "could not be deleted" in note:
+                if "delete it" in note:  # the old resource stays: the user must act
                     self.module.warn(note)
             except AzcmagentError as error:
                 # Another run (a second job on the same host) connected it meanwhile: if that is

@@ -381,13 +381,23 @@ def _retire(
     """After a reconnect to another resource, delete the one it was connected to (as ``disconnect``
     would have); when that fails, the new connection stands and the result says so."""
     new_id = str(result.data.get("resourceId") or "")
-    if new_id.lower() == old.resource_id.lower():
+    if new_id.lower() == old.resource_id.lower() and old.control_plane_url == client.base_url:
         return result  # the same resource, re-onboarded
+    if old.control_plane_url != client.base_url:
+        note = (
+            f"the previous resource {old.resource_id} is in another control plane ({old.control_plane_url});"
+            " delete it there"
+        )
+        return _with_note(result, old, note)
     try:
         gone = delete_machine(client, token, old.vm_id, access_token_given=bool(creds.access_token))
         note = f"the previous resource {old.resource_id} {'was deleted' if gone else 'was already gone'}"
     except AzcmError as error:
         note = f"the previous resource {old.resource_id} could not be deleted ({error}); delete it yourself"
+    return _with_note(result, old, note)
+
+
+def _with_note(result: CommandResult, old: ConnectionState, note: str) -> CommandResult:
     return CommandResult(
         text=f"{result.text}\n{note[0].upper()}{note[1:]}",
         data={**result.data, "previousResource": {"resourceId": old.resource_id, "note": note}},

@@ -96,6 +96,10 @@ def upgrade(ctx: Context) -> CommandResult:
             f"--timeout {args.timeout:g}: give the seconds the new version has to pass its health checks,"
             f" more than 0 and at most {MAX_TIMEOUT_SECONDS} (default 60)",
         )
+    if args.check and not args.version:
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT, "--check goes with --version (it asks the control plane's store)"
+        )
     if args.version and (args.package or args.sha256):
         raise AzcmError(
             ErrorCode.INVALID_ARGUMENT,

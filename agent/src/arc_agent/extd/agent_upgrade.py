@@ -9,7 +9,6 @@ failed; the operator asks again with a new ``correlationId``."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,14 +57,6 @@ def _new_work(
     if attempted == key and str(last_attempt.get("correlationId") or "").lower() == correlation:
         return None
     return Request(version, correlation)
-
-
-def last_attempt(path: Path) -> dict[str, Any]:
-    try:
-        found = json.loads(path.read_bytes()[:65536])
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
 
 
 def start(azcmagent: Path, request: Request, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 from arc_agent import __version__
 from arc_agent.config.connection import load_state
 from arc_agent.config.settings import EXTENSIONS_ALLOWLIST, EXTENSIONS_BLOCKLIST, LocalConfig
+from arc_agent.config.upgrade_status import read_last_attempt
 from arc_agent.cpclient.agentapi import AgentApiError, CredentialExpired, MachineApi
 from arc_agent.cpclient.machine import open_machine_api
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
@@ -121,7 +123,7 @@ class ExtensionService:
         request = agent_upgrade.wanted(
             machine.get("agentUpgrade"),
             __version__,
-            agent_upgrade.last_attempt(self.paths.upgrade_status),
+            read_last_attempt(self.paths.upgrade_status),
             machine.get("offeredAgentVersion"),
         )
         if request is None or request == self.upgrade_started:
@@ -130,7 +132,11 @@ class ExtensionService:
         desired = (machine.get("agentUpgrade") or {}).get("desiredVersion")
         why = "asks for" if desired else "offers (automatic upgrade)"
         self.logger.info("the control plane %s agent %s: upgrading", why, request.version)
-        done = agent_upgrade.start(self.paths.install_dir / "bin" / "azcmagent", request)
+        try:
+            done = agent_upgrade.start(self.paths.install_dir / "bin" / "azcmagent", request)
+        except subprocess.SubprocessError as exc:  # its time limit; the extension loop goes on
+            self.logger.error("the upgrade to %s did not start: %s", request.version, exc)
+            return
         if done.returncode != 0:
             self.logger.error("the upgrade to %s failed: %s", request.version, done.stderr.strip()[-1000:])
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import random
 import threading
@@ -38,6 +37,7 @@ from typing import Any
 from arc_agent import __version__
 from arc_agent.config.connection import WAY_OUT, ConnectionState, load_state
 from arc_agent.config.statedir import state_lock
+from arc_agent.config.upgrade_status import read_last_attempt
 from arc_agent.cpclient.agentapi import (
     AgentApiError,
     Cloned,
@@ -291,12 +291,7 @@ UPGRADE_FIELDS = (
 def last_upgrade_attempt(path: Path) -> dict[str, Any]:
     """The last upgrade attempt as ``azcmagent upgrade`` recorded it (``agentUpgrade.lastAttempt*``),
     reported with the next heartbeat when it changed; {} when there is none or it is unreadable."""
-    try:
-        document = json.loads(path.read_bytes()[:65536])
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(document, dict):
-        return {}
+    document = read_last_attempt(path)
     return {key: str(document[key])[:1024] for key in UPGRADE_FIELDS if document.get(key)}
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from arc_agent.config.upgrade_status import read_last_attempt
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import remove_if_present, write_atomic, write_json_atomic
 from arc_agent.processes import boot_id, process_start
@@ -142,11 +143,7 @@ class Upgrade:
         return document
 
     def last_attempt(self) -> dict[str, Any]:
-        try:
-            found = json.loads(self.status_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return found if isinstance(found, dict) else {}
+        return read_last_attempt(self.status_file)
 
     def run(self, name: str, timeout: float = 60.0, correlation_id: str = "") -> dict[str, Any]:
         """Make the staged version ``name`` current, checked; what happened (as recorded)."""

@@ -107,3 +107,10 @@ def test_bad_arguments_fail_before_any_command(agent, run_module):
 def test_a_host_without_the_agent_fails_naming_the_fix(no_agent, run_module):
     out = run_module(agent_upgrade, dict(version="1.66"))
     assert out.failed and "install the agent first" in out.result["msg"]
+
+
+def test_a_password_in_the_bundle_url_is_refused_before_anything_is_fetched(agent, run_module):
+    agent.expect(["version"], {"version": OLD})
+    out = run_module(agent_upgrade, dict(source="url", bundle_url="https://ops:s3cret@files.example/agent/"))
+    assert out.failed and "give it in url_username and url_password" in out.result["msg"]
+    assert "s3cret" not in str(out.result)
