@@ -90,7 +90,10 @@ def test_hosts_boot_systemd_with_their_own_identity(two_hosts):
         inside = [pid for pid, name in processes_rooted_in_hosts().items() if name == host["name"]]
         assert inside
         for pid in inside:
-            cgroups = pathlib.Path(f"/proc/{pid}/cgroup").read_text()
+            try:
+                cgroups = pathlib.Path(f"/proc/{pid}/cgroup").read_text()
+            except FileNotFoundError:
+                continue  # a short-lived process (a command of the boot) ended since it was listed
             assert f"/{LAB['cgroup']}/{host['name']}/payload/" in cgroups, cgroups
     assert len(seen) == 2, "every host needs its own machine id"
 
