@@ -92,6 +92,47 @@ def test_a_bundle_is_published_served_signed_and_removed(env: AgentApiEnv, tmp_p
     assert rc != 0 and "is not published" in err, err
 
 
+def test_a_published_version_downloads_as_a_bundle_without_a_token(env: AgentApiEnv, tmp_path: Path) -> None:
+    """What the role installs a bare host from (arc_agent_package_source: control_plane): the
+    folder ``make wheelhouse`` builds, every file checked against SHA256SUMS as a host does."""
+    bundle = make_bundle(tmp_path / "b", "1.72.5.1")
+    assert agent_cli(env, "publish", str(bundle))[0] == 0
+    versions = env.http.get("/downloads/agent")
+    assert versions.status_code == 200 and "1.72.5.1" in versions.json()["versions"], versions.text
+    base = "/downloads/agent/1.72.5.1"
+    sums_text = env.http.get(f"{base}/SHA256SUMS").text
+    sums = {name: digest for digest, name in (line.split("  ") for line in sums_text.splitlines())}
+    targets = env.http.get(f"{base}/targets.json")
+    assert targets.status_code == 200 and targets.headers["content-type"] == "application/json"
+    assert hashlib.sha256(targets.content).hexdigest() == sums["targets.json"]
+    document = targets.json()
+    assert document["version"] == "1.72.5.1" and document["prefix"] == "/opt/azcmagent"
+    original = json.loads((bundle / "targets.json").read_text())["targets"]
+    assert sorted(document["targets"]) == sorted(original) == sorted(TARGETS)
+    for target, entry in document["targets"].items():
+        assert entry["archive"] == original[target]["archive"] and entry["sha256"] == sums[entry["archive"]]
+        archive = env.http.get(f"{base}/{entry['archive']}")
+        assert archive.status_code == 200 and archive.content == (bundle / entry["archive"]).read_bytes()
+    assert env.http.get(f"{base}/targets.json").content == targets.content  # the same bytes each time
+    # only what the store lists: another version's archive, an unknown version or file, a path
+    other = make_bundle(tmp_path / "other", "1.72.5.2")
+    assert agent_cli(env, "publish", str(other))[0] == 0
+    for path, status in (
+        (f"{base}/arc-agent-1.72.5.2-{TARGETS[0]}.tar.gz", 404),
+        ("/downloads/agent/9.9.9.9/SHA256SUMS", 404),
+        (f"{base}/passwd", 400),
+        (f"{base}/..%2F..%2Fkeys%2Fpackage-signing.pem", 404),
+        ("/downloads/agent/1.72.5.1%2F..%2F..%2Fkeys/SHA256SUMS", 404),
+    ):
+        answer = env.http.get(path)
+        assert answer.status_code == status, (path, answer.status_code, answer.text)
+    missing = env.http.get("/downloads/agent/9.9.9.9/SHA256SUMS")
+    assert missing.json()["error"]["code"] == "AgentPackageNotFound"
+    assert "arc-controlplane agent list" in missing.json()["error"]["message"]
+    assert agent_cli(env, "remove", "--version", "1.72.5.1")[0] == 0
+    assert env.http.get(f"{base}/SHA256SUMS").status_code == 404
+
+
 def test_what_is_not_a_good_bundle_is_refused_and_nothing_is_published(
     env: AgentApiEnv, tmp_path: Path
 ) -> None:
@@ -213,3 +254,9 @@ def test_automatic_upgrades_go_to_a_canary_first_and_stop_at_a_failure(env: Agen
     assert [h["version"] for h in json.loads(agent_cli(env, "rollout", "--json")[1])["halted"]] == [
         "1.81.0.0"
     ]
+    # a failure of a desiredVersion given as a prefix halts the version it named
+    env.publish_agent("1.82.0.0")
+    asked = {**failure, "lastAttemptDesiredVersion": "1.82", "lastAttemptTimestamp": "2026-12-04T23:00:00Z"}
+    assert bad.heartbeat(agentUpgrade=asked).status_code == 200
+    halted_now = [h["version"] for h in json.loads(agent_cli(env, "rollout", "--json")[1])["halted"]]
+    assert halted_now == ["1.81.0.0", "1.82.0.0"], halted_now

@@ -91,6 +91,17 @@ def arc_agent_problems(wanted, ansible_version=None, requires_ansible=None):
         problems += ["arc_agent_tags (arc_agent_state=configured): %s." % p for p in credentials]
     else:
         problems += ["%s." % p for p in credential_problems(wanted, required=False, name=_role_variable)]
+    if wanted.get("package_source") == "control_plane" and wanted.get("state") != "absent":
+        if not wanted.get("control_plane_url"):
+            problems.append(
+                "arc_agent_package_source=control_plane downloads the agent from the control plane, whose"
+                " URL arc_agent_control_plane_url does not give: set it (and arc_agent_control_plane_ca)."
+            )
+        if wanted.get("package_url"):
+            problems.append(
+                "arc_agent_package_source=control_plane and arc_agent_package_url name two sources of the"
+                " agent: leave arc_agent_package_url empty, or arc_agent_package_source at controller."
+            )
     ca = _text(wanted.get("control_plane_ca"))
     if ca and not os.path.isfile(os.path.expanduser(ca)):
         problems.append(
@@ -113,8 +124,20 @@ def _config_wanted(wanted, ca_dest):
     return present, cleared
 
 
+DOWNLOADS_PATH = "/downloads/agent"
+"""Where the control plane serves each published agent version as a bundle (docs/control-plane.md)."""
+
+
+def _package_url(wanted):
+    """Where the controller downloads the bundle from (empty: the folder arc_agent_package_dir)."""
+    if wanted.get("package_source") == "control_plane":
+        base = _text(wanted.get("control_plane_url")).rstrip("/")
+        return "%s%s/%s" % (base, DOWNLOADS_PATH, wanted.get("version")) if base else ""
+    return _text(wanted.get("package_url")).rstrip("/")
+
+
 def _package_source(wanted):
-    url = _text(wanted.get("package_url"))
+    url = _package_url(wanted)
     if not url:
         return _text(wanted.get("package_dir"))
     digest = hashlib.sha1(url.encode("utf-8")).hexdigest()[:12]  # noqa: S324 - a cache folder name, not security
@@ -314,6 +337,10 @@ def arc_agent_plan(
             or wanted.get("service_principal_cert")
         ),
         package_source=_package_source(wanted),
+        # For the download step (empty: nothing to download): the bundle's URL, and the CA that
+        # checks its TLS certificate when it is the control plane's.
+        package_url=_package_url(wanted),
+        package_ca=(os.path.expanduser(ca) if ca and wanted.get("package_source") == "control_plane" else ""),
         # The host as agent_info read it (user, system, distribution, init system, Python), for the
         # install step's choice of archive, under the names of Ansible's facts.
         host=dict((probe or {}).get("host") or {}),

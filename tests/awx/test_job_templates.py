@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import ansible_runner
 import pytest
 from arc_lab import TESTHOSTS, TOP, Lab, run
 from arc_lab.bundles import alt_bundle, broken_bundle, wheelhouse_version
+from arc_lab.plane import in_namespace
 
 PROJECT_PLAYBOOK = """\
 # A job template's project: the collection's playbook, imported.
@@ -34,7 +36,9 @@ def lab() -> Iterator[Lab]:
     started.stop()
 
 
-def private_data_dir(base: pathlib.Path, playbook: str, extravars: dict[str, Any]) -> pathlib.Path:
+def private_data_dir(
+    base: pathlib.Path, playbook: str, extravars: dict[str, Any], collections: pathlib.Path | None = None
+) -> pathlib.Path:
     pdd = base / "pdd"
     shutil.rmtree(pdd, ignore_errors=True)
     for sub in ("inventory", "env", "project"):
@@ -42,16 +46,33 @@ def private_data_dir(base: pathlib.Path, playbook: str, extravars: dict[str, Any
     shutil.copy(run(str(TESTHOSTS), "inventory").strip(), pdd / "inventory" / "hosts")
     (pdd / "project" / f"{playbook}.yml").write_text(PROJECT_PLAYBOOK.format(name=playbook))
     (pdd / "env" / "envvars").write_text(
-        json.dumps({"ANSIBLE_COLLECTIONS_PATH": str(TOP / "build/collections"), "ANSIBLE_FORCE_COLOR": "0"})
+        json.dumps(
+            {
+                "ANSIBLE_COLLECTIONS_PATH": str(collections or TOP / "build/collections"),
+                "ANSIBLE_FORCE_COLOR": "0",
+            }
+        )
     )
     Lab.write_secret_json(pdd / "env" / "extravars", extravars)
     return pdd
 
 
-def launch(tmp: pathlib.Path, playbook: str, extravars: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
-    """One launch of the job template for ``playbook``; a None extra variable is left out."""
-    pdd = private_data_dir(tmp, playbook, {k: v for k, v in extravars.items() if v is not None})
-    job = ansible_runner.run(private_data_dir=str(pdd), playbook=f"{playbook}.yml", quiet=True)
+def launch(
+    tmp: pathlib.Path,
+    playbook: str,
+    extravars: dict[str, Any],
+    collections: pathlib.Path | None = None,
+    namespace: str = "",
+) -> tuple[Any, list[dict[str, Any]]]:
+    """One launch of the job template for ``playbook``; a None extra variable is left out. With
+    ``collections``, the collection is taken from there; with ``namespace``, the job runs in that
+    network namespace (where a controller that reaches the control plane would be)."""
+    pdd = private_data_dir(tmp, playbook, {k: v for k, v in extravars.items() if v is not None}, collections)
+
+    def start() -> Any:
+        return ansible_runner.run(private_data_dir=str(pdd), playbook=f"{playbook}.yml", quiet=True)
+
+    job = in_namespace(namespace, start) if namespace else start()
     return job, list(job.events)
 
 
@@ -196,3 +217,51 @@ def test_offboard_deletes_the_machines_and_removes_the_agent(lab: Lab, tmp_path:
     job, events = launch(tmp_path, "offboard", extravars)
     assert (job.status, job.rc) == ("successful", 0)
     assert not stats(events)["changed"]
+
+
+def test_a_collection_installed_from_its_tarball_onboards_a_bare_fleet_from_the_control_plane_alone(
+    lab: Lab, tmp_path: pathlib.Path
+) -> None:
+    """docs/agent-packages.md, "From the control plane": the collection as Galaxy installs it (no
+    agent bundle of its own) onboards bare hosts with arc_agent_package_source=control_plane; the
+    job runs where the control plane is reachable (the lab's controller namespace), as it would
+    in a deployment. The hosts are bare here: the offboard test removed everything."""
+    dist, collections = tmp_path / "dist", tmp_path / "collections"
+    subprocess.run(
+        ["ansible-galaxy", "collection", "build", "--force", "--output-path", str(dist), str(TOP)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (tarball,) = dist.glob("hybridops-arc-*.tar.gz")
+    subprocess.run(
+        ["ansible-galaxy", "collection", "install", "--offline", "-p", str(collections), str(tarball)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    role = collections / "ansible_collections/hybridops/arc/roles/arc_agent"
+    assert role.is_dir() and not (role / "../../build/wheelhouse").exists()
+    version = "1.68.3800.1"
+    lab.publish_agent(alt_bundle(tmp_path / "bundle", version))
+    cache = tmp_path / "cache"
+    extravars = lab.onboard_vars(
+        arc_agent_package_source="control_plane", arc_agent_version=version,
+        arc_agent_package_cache=str(cache),
+    )  # fmt: skip
+
+    missing, events = launch(
+        tmp_path, "onboard", dict(extravars, arc_agent_version="1.68.3800.9"), collections, lab.env.ctl_ns
+    )
+    assert missing.status == "failed"
+    said = json.dumps([e["event_data"].get("res", {}) for e in events if e["event"] == "runner_on_failed"])
+    assert "The control plane has no agent 1.68.3800.9 published" in said, said
+    assert "arc-controlplane agent publish BUNDLE" in said and not stats(events)["changed"]
+
+    job, events = launch(tmp_path, "onboard", extravars, collections, lab.env.ctl_ns)
+    assert (job.status, job.rc) == ("successful", 0), job.stdout.read()[-3000:]
+    assert sorted(stats(events)["changed"]) == sorted(h.name for h in lab.hosts)
+    for host in lab.hosts:
+        assert host.json("version") == {"version": version}
+        assert lab.plane.status(host.name) == "Connected"
+    (downloaded,) = cache.glob(f"*-{version}")
+    assert (downloaded / "targets.json").is_file() and (downloaded / "SHA256SUMS").is_file()
+
+    again, events = launch(tmp_path, "onboard", extravars, collections, lab.env.ctl_ns)
+    assert (again.status, again.rc) == ("successful", 0) and not stats(events)["changed"]

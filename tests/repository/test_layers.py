@@ -27,7 +27,7 @@ CONTROL_PLANE = (
         {"auth"},
         {"machines"},
         {"http"},
-        {"api.health", "api.management", "api.agent", "api.tokens", "api"},
+        {"api.health", "api.downloads", "api.management", "api.agent", "api.tokens", "api"},
         {"app"},
         {"server"},
         {"admin"},

@@ -10,7 +10,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from arc_controlplane import __version__
-from arc_controlplane.api import agent, health, management, tokens
+from arc_controlplane.api import agent, downloads, health, management, tokens
 from arc_controlplane.api.agent.fastpath import HeartbeatFastPath
 from arc_controlplane.api.agent.heartbeat import Heartbeats
 from arc_controlplane.api.agent.services import AgentServices
@@ -56,6 +56,7 @@ def create_app(ctx: AppContext) -> ASGIApp:
     app.include_router(tokens.create_router())
     app.include_router(management.create_router())
     app.include_router(agent.create_router(agent_services, heartbeats))
+    app.include_router(downloads.create_router())
     audit_writer = AuditWriter(ctx.db, ctx.clock, ctx.settings.audit_retention)
     app.add_middleware(AuditMiddleware, writer=audit_writer, clock=ctx.clock)
     app.add_middleware(BodyLimitMiddleware)

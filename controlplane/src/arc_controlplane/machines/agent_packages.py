@@ -11,6 +11,7 @@ its SHA-256 and signature before anything of it runs.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import tarfile
@@ -38,6 +39,8 @@ MAX_ARCHIVE_BYTES = 512 * 1024 * 1024
 REQUIRED_MEMBER = "bin/azcmagent"
 PACKAGES_PATH = "/agent/v1/agentPackages"
 """Where the agent API serves packages (api/agent/agent_packages.py; docs/agent-protocol.md, 5.9)."""
+RUNTIME_PREFIX = "/opt/azcmagent"
+"""Where the runtime goes on a host (the real agent's path; the bundle's ``prefix``)."""
 
 
 def package_uri(public_url: str, package: AgentPackage) -> str:
@@ -162,10 +165,15 @@ def halted(session: Session) -> dict[str, str]:
 
 def halt(connection: Connection, version: str, reason: str) -> None:
     """Halt ``version`` (every target), unless it is halted already: a machine failed to upgrade
-    to it. It stays halted until it is removed (and published again)."""
+    to it. ``version`` may be what a ``desiredVersion`` asked (``1.66``): the version it names then
+    halts. It stays halted until it is removed (and published again)."""
+    known = sorted(set(connection.scalars(select(AgentPackage.version))), key=version_key)
+    named = resolve(known, version)
+    if named is None:
+        return
     connection.execute(
         update(AgentPackage)
-        .where(AgentPackage.version == version, AgentPackage.halted.is_(None))
+        .where(AgentPackage.version == named, AgentPackage.halted.is_(None))
         .values(halted=reason[:1024])
     )
 
@@ -219,3 +227,37 @@ def remove(session: Session, packages_dir: Path, version: str) -> list[AgentPack
         if session.scalars(select(AgentPackage.id).where(AgentPackage.sha256 == row.sha256)).first() is None:
             package_file(packages_dir, row).unlink(missing_ok=True)
     return rows
+
+
+@dataclass(frozen=True)
+class PublishedBundle:
+    """A published version as an agent bundle (docs/agent-packages.md) to download: the files
+    ``targets.json`` and ``SHA256SUMS`` made from the store, and the archives by file name."""
+
+    version: str
+    targets_json: bytes
+    sums: bytes
+    archives: dict[str, AgentPackage]
+
+
+def published_bundle(session: Session, version: str) -> PublishedBundle | None:
+    """The version ``version`` (exactly as published) as a bundle, None when it is not published.
+    The same store always gives the same bytes (sorted keys), so the SHA-256 of targets.json
+    that SHA256SUMS lists holds between downloads."""
+    rows = [row for row in list_packages(session) if row.version == version]
+    if not rows:
+        return None
+    document = {
+        "version": version,
+        "prefix": RUNTIME_PREFIX,
+        "targets": {row.target: {"archive": row.archive, "sha256": row.sha256} for row in rows},
+    }
+    targets_json = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    lines = [f"{hashlib.sha256(targets_json).hexdigest()}  targets.json"]
+    lines += [f"{row.sha256}  {row.archive}" for row in sorted(rows, key=lambda row: row.archive)]
+    return PublishedBundle(
+        version=version,
+        targets_json=targets_json,
+        sums=("\n".join(lines) + "\n").encode("utf-8"),
+        archives={row.archive: row for row in rows},
+    )

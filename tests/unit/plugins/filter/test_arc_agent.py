@@ -27,6 +27,7 @@ def wanted(**changes):
         version=VERSION,
         connection_state="connected",
         package_dir="/build/wheelhouse",
+        package_source="controller",
         package_url="",
         package_cache="~/.cache",
         control_plane_url="",
@@ -209,6 +210,43 @@ def test_a_bare_supported_host_is_installed_and_its_host_is_handed_to_the_instal
     plan = arc_agent_plan(bare(), wanted(), CA_DEST, name="h1")
     assert plan["refusal"] == "" and plan["steps"][:2] == ["install", "service"]
     assert plan["host"] == HOST
+
+
+def test_the_bundle_comes_from_the_folder_a_url_or_the_control_plane(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("PEM")
+    folder = arc_agent_plan(bare(), wanted(), CA_DEST, name="h1")
+    assert (folder["package_url"], folder["package_source"], folder["package_ca"]) == (
+        "",
+        "/build/wheelhouse",
+        "",
+    )
+    served = arc_agent_plan(bare(), wanted(package_url="https://files.example/agent/"), CA_DEST, name="h1")
+    assert served["package_url"] == "https://files.example/agent" and served["package_ca"] == ""
+    assert "/.cache/" in served["package_source"] and served["package_source"].endswith("-%s" % VERSION)
+    store = arc_agent_plan(
+        bare(),
+        wanted(
+            package_source="control_plane", control_plane_url="https://cp:8443/", control_plane_ca=str(ca)
+        ),
+        CA_DEST,
+        name="h1",
+    )
+    assert store["package_url"] == "https://cp:8443/downloads/agent/%s" % VERSION
+    assert store["package_ca"] == str(ca) and store["package_source"].endswith("-%s" % VERSION)
+    assert store["package_source"] != served["package_source"]
+
+
+def test_the_control_plane_as_package_source_needs_its_url_and_no_other_url():
+    assert arc_agent_problems(wanted(package_source="control_plane")) == [
+        "arc_agent_package_source=control_plane downloads the agent from the control plane, whose URL"
+        " arc_agent_control_plane_url does not give: set it (and arc_agent_control_plane_ca)."
+    ]
+    both = arc_agent_problems(
+        wanted(package_source="control_plane", control_plane_url="https://cp", package_url="https://x")
+    )
+    assert len(both) == 1 and "name two sources of the agent" in both[0]
+    assert arc_agent_problems(wanted(package_source="control_plane", state="absent")) == []
 
 
 @pytest.mark.parametrize(
