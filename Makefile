@@ -21,7 +21,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
-.PHONY: help deps venv wheelhouse extensions collection test lint lint-python lint-ansible lint-shell lint-repository unit \
+.PHONY: help deps venv wheelhouse extensions configurations collection test lint lint-python lint-ansible lint-shell lint-repository unit \
 	sanity units lint-supply-chain lock durations-reset azure-cli compat hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule matrix matrix-sanity matrix-hosts build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
@@ -60,6 +60,16 @@ $(EXTENSIONS)/SHA256SUMS: $(VENV)/.stamp $(shell find extensions -type f -not -p
 	$(BIN)/python tools/build-extensions.py $(EXTENSIONS)
 
 extensions: $(EXTENSIONS)/SHA256SUMS ## The extension packages shipped with the repository (CustomScript)
+
+# The machine configuration packages shipped with the repository (configurations/*.json, built with
+# the control plane's own 'configuration build'; docs/machine-configuration.md).
+CONFIGURATIONS := $(CURDIR)/build/configurations
+$(CONFIGURATIONS)/.stamp: $(VENV)/.stamp $(wildcard configurations/*.json)
+	@mkdir -p $(CONFIGURATIONS)
+	@for document in configurations/*.json; do $(BIN)/arc-controlplane configuration build "$$document" --out $(CONFIGURATIONS) || exit 1; done
+	@touch $@
+
+configurations: $(CONFIGURATIONS)/.stamp ## The machine configuration packages shipped with the repository
 
 collection: ## Make this checkout visible to Ansible as hybridops.arc
 	@mkdir -p $(COLLECTIONS)/ansible_collections/hybridops

@@ -8,7 +8,7 @@ rm -rf "$out" && mkdir -p "$out"
 ansible-galaxy collection build --force --output-path "$out" "$top" >/dev/null
 tarball=$(ls "$out"/hybridops-arc-*.tar.gz)
 listing=$(tar -tzf "$tarball")
-bad=$(grep -E '^(agent|controlplane|benchmarks|build|molecule|tools|\.venv|\.ci|\.config|tests/hosts|tests/output)(/|$)|^(Makefile|\.ansible-lint|ruff\.toml|requirements-dev\.txt)$' <<<"$listing" || true)
+bad=$(grep -E '^(agent|configurations|controlplane|benchmarks|build|molecule|tools|\.venv|\.ci|\.config|tests/hosts|tests/output)(/|$)|^(Makefile|\.ansible-lint|ruff\.toml|requirements-dev\.txt)$' <<<"$listing" || true)
 if [ -n "$bad" ]; then
   echo "build-collection: these do not belong in the collection tarball (add them to build_ignore):" >&2
   while read -r line; do printf '  %s\n' "$line" >&2; done <<<"$bad"

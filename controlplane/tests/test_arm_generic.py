@@ -105,7 +105,14 @@ def test_providers_list_the_types_and_versions_the_routes_accept(arm: ArmEnv) ->
         assert arm.call("GET", arm.machine("web", "web-1"), api_version=version).status_code == 200, version
 
     listed = arm.call("GET", f"{arm.sub}/providers", api_version="2024-11-01").json()["value"]
-    assert {p["namespace"] for p in listed} == {"Microsoft.HybridCompute", "Microsoft.Resources"}
+    assert {p["namespace"] for p in listed} == {
+        "Microsoft.GuestConfiguration", "Microsoft.HybridCompute", "Microsoft.Resources"
+    }  # fmt: skip
+    (guest,) = [p for p in listed if p["namespace"] == "Microsoft.GuestConfiguration"]
+    assignments = next(
+        t for t in guest["resourceTypes"] if t["resourceType"] == "guestConfigurationAssignments"
+    )
+    assert assignments["apiVersions"][0] == "2024-04-05"
     tenant_level = arm.call("GET", "/providers/Microsoft.HybridCompute", api_version="2015-01-01")
     assert tenant_level.status_code == 200
     assert tenant_level.json()["id"] == "/providers/Microsoft.HybridCompute"

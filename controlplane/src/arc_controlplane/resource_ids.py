@@ -66,6 +66,22 @@ def check_extension_name(value: str) -> str:
     return value
 
 
+ASSIGNMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
+
+
+def check_assignment_name(value: str) -> str:
+    """``value`` if it is a guest configuration assignment name (up to 256 letters, digits, '.',
+    '-' and '_', starting with a letter or digit); else 400."""
+    if not ASSIGNMENT_NAME.fullmatch(value):
+        raise ArmError(
+            400,
+            "InvalidResourceName",
+            f"The guest configuration assignment name '{value[:64]}' is invalid: use 1-256 letters, digits,"
+            " '-', '_' or '.', starting with a letter or digit.",
+        )
+    return value
+
+
 def subscription_scope(subscription_id: str) -> str:
     return f"/subscriptions/{subscription_id}"
 

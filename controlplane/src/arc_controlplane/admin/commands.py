@@ -34,7 +34,7 @@ from arc_controlplane.auth.keys import load_or_create_package_key
 from arc_controlplane.auth.principals import PrincipalError
 from arc_controlplane.clock import utcnow
 from arc_controlplane.errors import ControlPlaneError
-from arc_controlplane.machines import agent_packages, catalog, rollout
+from arc_controlplane.machines import agent_packages, catalog, configuration_packages, rollout
 from arc_controlplane.pki import PkiFiles
 from arc_controlplane.settings import DEFAULT_BIND, DEFAULT_PORT, ServerSettings, current_default_data_dir
 from arc_controlplane.timing import Timing
@@ -246,6 +246,49 @@ def run_agent_rollout(args: argparse.Namespace) -> None:
     _print(args, lambda: output.rollout_json(current), lambda: output.rollout_text(current))
 
 
+def run_configuration_publish(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    key = load_or_create_package_key(settings.keys_dir)
+    with _session(settings) as session:
+        rows = [configuration_packages.publish(session, settings.packages_dir, key, args.package, utcnow())]
+        _print(
+            args,
+            lambda: output.configuration_packages_json(rows),
+            lambda: output.configuration_packages_text(rows, "Published"),
+        )
+
+
+def run_configuration_list(args: argparse.Namespace) -> None:
+    with _session(_settings(args)) as session:
+        rows = configuration_packages.list_packages(session)
+        _print(
+            args,
+            lambda: output.configuration_packages_json(rows),
+            lambda: output.configuration_packages_text(rows),
+        )
+
+
+def run_configuration_remove(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    with _session(settings) as session:
+        rows = [configuration_packages.remove(session, settings.packages_dir, args.name, args.version)]
+        _print(
+            args,
+            lambda: output.configuration_packages_json(rows),
+            lambda: output.configuration_packages_text(rows, "Removed"),
+        )
+
+
+def run_configuration_build(args: argparse.Namespace) -> None:
+    built = configuration_packages.build(args.document, args.out)
+    sha256, size = catalog.file_digest(built)
+    _print(
+        args,
+        lambda: {"package": str(built), "sha256": sha256, "size": size},
+        lambda: f"Built {built} (SHA-256 {sha256}, {size} bytes)\n",
+    )
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "init": run_init,
     "sp_create": run_sp_create,
@@ -262,6 +305,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "agent_list": run_agent_list,
     "agent_remove": run_agent_remove,
     "agent_rollout": run_agent_rollout,
+    "configuration_publish": run_configuration_publish,
+    "configuration_list": run_configuration_list,
+    "configuration_remove": run_configuration_remove,
+    "configuration_build": run_configuration_build,
 }
 
 

@@ -18,7 +18,8 @@ from arc_controlplane.admin.audit_log import AuditRow
 from arc_controlplane.admin.fleet import Fleet, MachineRow
 from arc_controlplane.admin.initialise import InitResult
 from arc_controlplane.admin.principals import Assignment, CreatedPrincipal, PrincipalInfo
-from arc_controlplane.db.tables import AgentPackage, ExtensionPackage
+from arc_controlplane.db.tables import AgentPackage, ConfigurationPackage, ExtensionPackage
+from arc_controlplane.machines import configuration_packages
 from arc_controlplane.machines.rollout import Plan, finished
 
 SECRET_NOTICE = "The client secret is shown only this once: store it now (it is kept only as a hash)."  # noqa: S105 - a notice
@@ -400,3 +401,20 @@ def rollout_text(plan: Plan) -> str:
         ])  # fmt: skip
     lines.append(table(["BATCH", "STATE", "DONE", "MACHINES"], rows).rstrip("\n"))
     return "\n".join(lines) + "\n"
+
+
+def configuration_packages_json(packages: Sequence[ConfigurationPackage]) -> dict[str, Any]:
+    return {"packages": [configuration_packages.describe(package) for package in packages]}
+
+
+def configuration_packages_text(packages: Sequence[ConfigurationPackage], done: str = "") -> str:
+    if not packages:
+        return "No configuration packages are published ('arc-controlplane configuration publish PKG.zip').\n"
+    listed = table(
+        ["NAME", "VERSION", "TYPE", "SHA-256", "RESOURCES", "PUBLISHED"],
+        [
+            [p.name, p.version, p.package_type, p.sha256, str(len(p.resources)), timestamp(p.published_at)]
+            for p in packages
+        ],
+    )
+    return f"{done}:\n{listed}" if done else listed

@@ -248,6 +248,7 @@ def add_admin_commands(
     machine_list.set_defaults(admin_command="machine_list")
     _add_extension_commands(commands, store)
     _add_agent_commands(commands, store, interval_type)
+    _add_configuration_commands(commands, store)
 
 
 def _extension_identity(parser: argparse.ArgumentParser) -> None:
@@ -356,6 +357,62 @@ def _add_agent_commands(
     _heartbeat_interval(rollout, interval_type)
     _json_flag(rollout)
     rollout.set_defaults(admin_command="agent_rollout")
+
+
+def _add_configuration_commands(
+    commands: argparse._SubParsersAction[Any], store: argparse.ArgumentParser
+) -> None:
+    configuration = commands.add_parser(
+        "configuration",
+        help="the machine configuration package store: packages guest configuration assignments name",
+        allow_abbrev=False,
+    )
+    configuration_commands = configuration.add_subparsers(
+        dest="configuration_command", metavar="COMMAND", required=True
+    )
+    publish = configuration_commands.add_parser(
+        "publish",
+        parents=[store],
+        help="publish a machine configuration package (a zip with <Name>.mof and <Name>.metaconfig.json)",
+        description=(
+            "Check the package (its document parses, its metaconfig gives Type and Version, at most 100 MB "
+            "unpacked), keep it in DATA_DIR/packages/configuration, and sign its SHA-256 with the control "
+            "plane's package-signing key; agents check both before they evaluate it "
+            "(docs/machine-configuration.md)."
+        ),
+        allow_abbrev=False,
+    )
+    publish.add_argument("package", type=Path, metavar="PACKAGE.zip", help="the package")
+    _json_flag(publish)
+    publish.set_defaults(admin_command="configuration_publish")
+    listing = configuration_commands.add_parser(
+        "list", parents=[store], help="list the published machine configuration packages", allow_abbrev=False
+    )
+    _json_flag(listing)
+    listing.set_defaults(admin_command="configuration_list")
+    remove = configuration_commands.add_parser(
+        "remove",
+        parents=[store],
+        help="remove a published package (machines keep evaluating their cached copy)",
+        allow_abbrev=False,
+    )
+    remove.add_argument("--name", required=True, metavar="NAME", help="the configuration's name")
+    remove.add_argument("--version", required=True, metavar="VERSION", help="e.g. 1.0.0")
+    _json_flag(remove)
+    remove.set_defaults(admin_command="configuration_remove")
+    build = configuration_commands.add_parser(
+        "build",
+        help="build a package from a document (JSON: name, version, type, resources)",
+        description=(
+            "Write OUT_DIR/<Name>.zip: the document compiled into <Name>.mof as DSC's compiler writes it, "
+            "and <Name>.metaconfig.json; checked as publish checks it (docs/machine-configuration.md)."
+        ),
+        allow_abbrev=False,
+    )
+    build.add_argument("document", type=Path, metavar="DOCUMENT.json", help="the configuration document")
+    build.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="where the zip goes")
+    _json_flag(build)
+    build.set_defaults(admin_command="configuration_build")
 
 
 def _role_and_scope(parser: argparse.ArgumentParser) -> None:

@@ -232,6 +232,77 @@ class AgentPackage(Base):
     """Why automatic upgrades no longer offer this version (a machine failed to upgrade to it)."""
 
 
+class ConfigurationPackage(Base):
+    """A published machine configuration package (``arc-controlplane configuration publish``): its
+    file is ``DATA_DIR/packages/configuration/<sha256>.zip``; agents check its SHA-256 and
+    ``signature`` (docs/machine-configuration.md)."""
+
+    __tablename__ = "configuration_packages"
+    __table_args__ = (UniqueConstraint("name_lower", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256))
+    name_lower: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(64))
+    package_type: Mapped[str] = mapped_column(String(16))
+    """The metaconfig's ``Type``: ``Audit`` or ``AuditAndSet``."""
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    signature: Mapped[str] = mapped_column(Text)
+    """A JWS (ES256) by the package-signing key over name, version, sha256 and size."""
+    resources: Mapped[list[Any]] = mapped_column(default=list)
+    """The document's resources: ``resourceId``, ``class`` and ``properties`` (names)."""
+    published_at: Mapped[dt.datetime]
+
+
+class GuestConfigurationAssignment(Base):
+    """A ``Microsoft.GuestConfiguration/guestConfigurationAssignments`` resource on a machine: what
+    is asked (``configuration``, the ``guestConfiguration`` object as given and completed) and the
+    compliance the machine's reports gave (docs/machine-configuration.md)."""
+
+    __tablename__ = "guest_configuration_assignments"
+    __table_args__ = (UniqueConstraint("machine_id", "name_lower"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    machine_id: Mapped[int] = mapped_column(ForeignKey("machines.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    name_lower: Mapped[str] = mapped_column(String(256))
+    configuration: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    context: Mapped[str | None] = mapped_column(String(256), default=None)
+    assignment_hash: Mapped[str] = mapped_column(String(64))
+    compliance_status: Mapped[str] = mapped_column(String(16), default="Pending")
+    latest_report_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    last_compliance_status_checked: Mapped[dt.datetime | None] = mapped_column(default=None)
+    provisioning_state: Mapped[str] = mapped_column(String(32), default="Succeeded")
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class GuestConfigurationReport(Base):
+    """One evaluation of an assignment on its machine, as the agent reported it (the newest
+    ``REPORTS_KEPT`` per assignment are kept)."""
+
+    __tablename__ = "guest_configuration_reports"
+    __table_args__ = (Index("ix_gc_reports_assignment", "assignment_id", "end_time"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    """The report id (a GUID the agent chose: a report sent twice is kept once)."""
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("guest_configuration_assignments.id", ondelete="CASCADE")
+    )
+    assignment_hash: Mapped[str] = mapped_column(String(64))
+    compliance_status: Mapped[str] = mapped_column(String(16))
+    operation_type: Mapped[str] = mapped_column(String(16))
+    """``Initial`` (the first evaluation of this assignment) or ``Consistency``."""
+    job_id: Mapped[str] = mapped_column(String(36))
+    configuration_version: Mapped[str] = mapped_column(String(64))
+    start_time: Mapped[dt.datetime]
+    end_time: Mapped[dt.datetime]
+    resources: Mapped[list[Any]] = mapped_column(default=list)
+    """Each resource: ``complianceStatus``, ``resourceId``, ``reasons[{code, phrase}]``, ``properties``."""
+    received_at: Mapped[dt.datetime]
+
+
 class Operation(Base):
     """An asynchronous ARM operation (``Azure-AsyncOperation`` / ``Location`` targets)."""
 

@@ -105,6 +105,21 @@ RESOURCES = ApiVersions(
 client for (its ``resources/v*`` folders; docs/reference/arm.md), and the two older ones Azure Stack
 tools and ``msrestazure`` still send."""
 
+GUEST_CONFIGURATION = ApiVersions(
+    "Microsoft.GuestConfiguration",
+    (
+        "2018-01-20-preview",
+        "2018-06-30-preview",
+        "2018-11-20",
+        "2020-06-25",
+        "2021-01-25",
+        "2022-01-25",
+        "2024-04-05",
+    ),
+)
+"""Guest configuration assignments and reports: every version of the REST specs
+(docs/reference/machine-configuration.md); ``azure-mgmt-guestconfig`` 1.0 sends 2024-04-05."""
+
 SUBSCRIPTIONS = ApiVersions(
     "Microsoft.Resources",
     (

@@ -77,12 +77,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     disable, uninstall and update commands) and no member outside its folder."""
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            unsafe = [n for n in names if n.startswith("/") or ".." in Path(n).parts or "\\" in n]
-            if unsafe:
-                raise PackageError(
-                    f"{path}: the member {unsafe[0]!r} would land outside the handler's folder"
-                )
+            names = safe_members(archive, path, "the handler's folder")
             if HANDLER_MANIFEST not in names:
                 raise PackageError(
                     f"{path} has no {HANDLER_MANIFEST} at its top: it is not a VM extension handler package"
@@ -107,6 +102,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise PackageError(f"{path}: {HANDLER_MANIFEST} lacks {', '.join(missing)}")
     entry: dict[str, Any] = document[0]
     return entry
+
+
+def safe_members(archive: zipfile.ZipFile, path: Path, folder: str) -> list[str]:
+    """The member names of ``archive`` (the zip at ``path``); PackageError naming the first that
+    would land outside ``folder`` where it is unpacked (absolute, ``..``, a backslash)."""
+    names = archive.namelist()
+    unsafe = [n for n in names if n.startswith("/") or ".." in Path(n).parts or "\\" in n]
+    if unsafe:
+        raise PackageError(f"{path}: the member {unsafe[0]!r} would land outside {folder}")
+    return names
 
 
 def file_digest(path: Path) -> tuple[str, int]:

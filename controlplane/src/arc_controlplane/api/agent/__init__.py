@@ -13,6 +13,7 @@ from arc_controlplane.api.agent import (
     credential,
     disconnect,
     extensions,
+    guest_configuration,
     heartbeat,
     machine,
     notifications,
@@ -25,7 +26,16 @@ from arc_controlplane.api.agent.services import BASE_PATH, AgentServices
 def create_router(services: AgentServices, heartbeats: heartbeat.Heartbeats) -> APIRouter:
     """The agent API's routes over ``services`` (one per application; the caller closes it)."""
     router = APIRouter(prefix=BASE_PATH, tags=["agent"])
-    for module in (register, credential, notifications, tokens, machine, extensions, agent_packages):
+    for module in (
+        register,
+        credential,
+        notifications,
+        tokens,
+        machine,
+        extensions,
+        agent_packages,
+        guest_configuration,
+    ):
         router.include_router(module.create_router(services))
     router.include_router(heartbeat.create_router(heartbeats))
     router.include_router(disconnect.create_router())

@@ -54,12 +54,7 @@ def create_router(services: AgentServices) -> APIRouter:
 
     def machine_of(request: Request, ctx: AppContext, vm_id: str, session: Session) -> Machine:
         """The authenticated machine, as a row of ``session`` (locked for a change)."""
-        with ctx.db.engine.connect() as connection:
-            row_id = services.authenticate(connection, request, ctx, vm_id, ctx.clock()).machine.id
-        machine = session.get(Machine, row_id, with_for_update=True)
-        if machine is None:  # deleted between the two reads
-            raise ArmError(401, "InvalidAssertion", f"no machine with vmId {vm_id}")
-        return machine
+        return services.machine_row(session, request, ctx, vm_id, for_update=True)
 
     @router.put(
         "/machines/{vmId}/extensionCertificate",
@@ -97,11 +92,7 @@ def create_router(services: AgentServices) -> APIRouter:
     def get_goal_state(vm_id: VmId, request: Request, ctx: AgentCtx) -> ExtensionGoalState:
         """Every extension of the machine, as its extension service must bring it about."""
         with ctx.db.session() as session:
-            with ctx.db.engine.connect() as connection:
-                row_id = services.authenticate(connection, request, ctx, vm_id, ctx.clock()).machine.id
-            machine = session.get(Machine, row_id)
-            if machine is None:
-                raise ArmError(401, "InvalidAssertion", f"no machine with vmId {vm_id}")
+            machine = services.machine_row(session, request, ctx, vm_id)
             goals = goal_state(session, machine, list_extensions(session, machine), ctx.tokens.public_url)
             return ExtensionGoalState(
                 generation=machine.generation, extensions=[ExtensionGoal(**goal) for goal in goals]

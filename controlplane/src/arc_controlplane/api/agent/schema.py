@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -369,6 +370,54 @@ class PackageKeys(BaseModel):
 class ExtensionGoalState(AgentResponse):
     generation: int
     extensions: list[ExtensionGoal]
+
+
+class GuestConfigurationReason(AgentModel):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    phrase: Annotated[str, StringConstraints(max_length=4096)]
+
+
+class GuestConfigurationResourceReport(AgentModel):
+    """One resource of an evaluation, in the shape of Azure's ``AssignmentReportResource``."""
+
+    compliance_status: Literal["Compliant", "NonCompliant"]
+    resource_id: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    reasons: Annotated[list[GuestConfigurationReason], Field(max_length=64)] = []
+    properties: dict[str, Any] = {}
+
+
+class GuestConfigurationReportBody(AgentModel):
+    """An evaluation of an assignment (docs/agent-protocol.md, 5.10)."""
+
+    report_id: Guid
+    assignment_hash: Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{64}$")]
+    compliance_status: Literal["Compliant", "NonCompliant"]
+    operation_type: Literal["Initial", "Consistency"]
+    job_id: Guid
+    configuration_version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    start_time: AwareDatetime
+    end_time: AwareDatetime
+    resources: Annotated[list[GuestConfigurationResourceReport], Field(max_length=1024)]
+
+
+class GuestConfigurationReportAnswer(AgentResponse):
+    recorded: bool
+    """False when the report was known already (sent again)."""
+    current: bool
+    """Whether it set the assignment's compliance (a report of the current hash, the newest)."""
+
+
+class GuestConfigurationAssignmentGoal(AgentResponse):
+    name: str
+    assignment_hash: str
+    configuration: dict[str, Any]
+    package: dict[str, Any] | None
+    """uri, sha256, size, signature; None when the package was removed from the store."""
+
+
+class GuestConfigurationGoalState(AgentResponse):
+    generation: int
+    assignments: list[GuestConfigurationAssignmentGoal]
 
 
 class IdentityTokenResponse(BaseModel):

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, Path, Request
 from sqlalchemy import Connection, Select, Update
+from sqlalchemy.orm import Session
 
 from arc_controlplane.api.agent.assertions import (
     AUDIENCE_PATH,
@@ -24,6 +25,7 @@ from arc_controlplane.api.agent.assertions import (
 from arc_controlplane.api.agent.schema import ErrorResponse
 from arc_controlplane.api.agent.snapshot import MachineSnapshot, machine_query, machine_update
 from arc_controlplane.db.tables import Machine
+from arc_controlplane.errors import ArmError
 from arc_controlplane.http.context import AppContext, get_context
 from arc_controlplane.machines.credentials import CaLoader
 from arc_controlplane.machines.rollout import PlanCache
@@ -98,6 +100,18 @@ class AgentServices:
         snapshot = self.authenticate_assertion(connection, assertion_of(request), ctx, vm_id, now, query)
         name_actor(request, snapshot.machine)
         return snapshot
+
+    def machine_row(
+        self, session: Session, request: Request, ctx: AppContext, vm_id: str, *, for_update: bool = False
+    ) -> Machine:
+        """The authenticated machine ``vm_id`` as a row of ``session`` (locked with ``for_update``),
+        for routes that read or change more than the machine's own columns; 401 otherwise."""
+        with ctx.db.engine.connect() as connection:
+            row_id = self.authenticate(connection, request, ctx, vm_id, ctx.clock()).machine.id
+        machine = session.get(Machine, row_id, with_for_update=for_update)
+        if machine is None:  # deleted between the two reads
+            raise ArmError(401, "InvalidAssertion", f"no machine with vmId {vm_id}")
+        return machine
 
     def authenticate_any(self, request: Request, ctx: AppContext) -> None:
         """401 unless the request carries a valid assertion of some machine (its ``sub`` claim

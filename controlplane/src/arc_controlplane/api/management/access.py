@@ -34,6 +34,7 @@ from arc_controlplane.http.locations import check_location
 from arc_controlplane.http.versions import ApiVersionParameter, ApiVersions
 from arc_controlplane.resource_ids import (
     PROVIDER,
+    check_assignment_name,
     check_extension_name,
     check_machine_name,
     check_resource_group_name,
@@ -43,6 +44,7 @@ from arc_controlplane.resource_ids import (
     subscription_scope,
 )
 
+GUEST_CONFIGURATION_TYPE = "Microsoft.GuestConfiguration/guestConfigurationAssignments"
 _OPERATION_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -104,6 +106,24 @@ class ExtensionRef:
 
 
 @dataclass(frozen=True)
+class AssignmentRef:
+    """A guest configuration assignment on a machine (an extension resource of the machine)."""
+
+    subscription_id: str
+    resource_group: str
+    machine: str
+    name: str
+
+    @property
+    def machine_ref(self) -> MachineRef:
+        return MachineRef(self.subscription_id, self.resource_group, self.machine)
+
+    @property
+    def id(self) -> str:
+        return f"{self.machine_ref.id}/providers/{GUEST_CONFIGURATION_TYPE}/{self.name}"
+
+
+@dataclass(frozen=True)
 class OperationRef:
     subscription_id: str
     location: str
@@ -139,6 +159,21 @@ def extension_ref(
     machine = machine_ref(subscription_id, resource_group_name, machine_name)
     return ExtensionRef(
         machine.subscription_id, machine.resource_group, machine.name, check_extension_name(extension_name)
+    )
+
+
+def assignment_ref(
+    subscription_id: str,
+    resource_group_name: str,
+    machine_name: str,
+    guest_configuration_assignment_name: str,
+) -> AssignmentRef:
+    machine = machine_ref(subscription_id, resource_group_name, machine_name)
+    return AssignmentRef(
+        machine.subscription_id,
+        machine.resource_group,
+        machine.name,
+        check_assignment_name(guest_configuration_assignment_name),
     )
 
 
@@ -254,6 +289,17 @@ class ExtensionChecks(Checks[ExtensionRef]):
         ctx: Ctx,
         api_version: ApiVersionParameter = None,
     ) -> Access[ExtensionRef]:
+        return self.check(request, ref, api_version, ctx)
+
+
+class AssignmentChecks(Checks[AssignmentRef]):
+    def __call__(
+        self,
+        request: Request,
+        ref: Annotated[AssignmentRef, Depends(assignment_ref)],
+        ctx: Ctx,
+        api_version: ApiVersionParameter = None,
+    ) -> Access[AssignmentRef]:
         return self.check(request, ref, api_version, ctx)
 
 

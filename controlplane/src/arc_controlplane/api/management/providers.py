@@ -37,6 +37,7 @@ from arc_controlplane.http.caller import authenticate
 from arc_controlplane.http.context import Ctx
 from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import (
+    GUEST_CONFIGURATION,
     HYBRID_COMPUTE,
     RESOURCES,
     SUBSCRIPTIONS,
@@ -63,6 +64,10 @@ PROVIDERS: dict[str, tuple[ResourceType, ...]] = {
         ResourceType("locations/publishers/extensionTypes/versions", HYBRID_COMPUTE, located=False),
         ResourceType("locations/operationStatus", HYBRID_COMPUTE),
         ResourceType("locations/operationResults", HYBRID_COMPUTE),
+    ),
+    "Microsoft.GuestConfiguration": (
+        ResourceType("guestConfigurationAssignments", GUEST_CONFIGURATION),
+        ResourceType("guestConfigurationAssignments/reports", GUEST_CONFIGURATION, located=False),
     ),
     "Microsoft.Resources": (
         ResourceType("resourceGroups", RESOURCES),

@@ -349,3 +349,62 @@ class ExtensionUpgradeBody(ArmModel):
     """``POST .../machines/{machine}/upgradeExtensions`` (``MachineExtensionUpgrade``)."""
 
     extension_targets: Annotated[dict[str, ExtensionTarget], Field(min_length=1, max_length=100)]
+
+
+ParameterName = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_no_nul)]
+
+
+class ConfigurationParameter(ArmModel):
+    """``ConfigurationParameter``: a value for one property of one resource of the document."""
+
+    name: ParameterName
+    value: LongText
+
+
+class GuestConfigurationNavigation(ArmModel):
+    """``GuestConfigurationNavigation``: which package, how, with which values."""
+
+    kind: Annotated[str, Field(max_length=16)] | None = None
+    name: Text | None = None
+    version: Annotated[str, Field(max_length=64), AfterValidator(_no_nul)] | None = None
+    content_uri: Annotated[str, Field(max_length=2048), AfterValidator(_no_nul)] | None = None
+    content_hash: Annotated[str, Field(max_length=128), AfterValidator(_no_nul)] | None = None
+    content_managed_identity: Text | None = None
+    assignment_type: Annotated[str, Field(max_length=64), AfterValidator(_no_nul)] | None = None
+    configuration_parameter: Annotated[list[ConfigurationParameter], Field(max_length=256)] | None = None
+    configuration_protected_parameter: (
+        Annotated[list[ConfigurationParameter], Field(max_length=256)] | None
+    ) = None
+    assignment_source: Ignored
+    content_type: Ignored
+    configuration_setting: Ignored
+
+
+class GuestConfigurationAssignmentProperties(ArmModel):
+    """``GuestConfigurationAssignmentProperties`` of a PUT; the read-only ones are ignored."""
+
+    guest_configuration: GuestConfigurationNavigation | None = None
+    context: Text | None = None
+    target_resource_id: Ignored
+    compliance_status: Ignored
+    last_compliance_status_checked: Ignored
+    latest_report_id: Ignored
+    parameter_hash: Ignored
+    latest_assignment_report: Ignored
+    assignment_hash: Ignored
+    provisioning_state: Ignored
+    resource_type: Ignored
+    vmss_vm_list: Annotated[
+        Any, BeforeValidator(_ignored), Field(default=None, exclude=True, alias="vmssVMList")
+    ]
+
+
+class GuestConfigurationAssignmentBody(ArmModel):
+    """``PUT .../guestConfigurationAssignments/{name}`` (GuestConfigurationHCRPAssignments_CreateOrUpdate)."""
+
+    location: Location | None = None
+    properties: GuestConfigurationAssignmentProperties
+    id: Ignored
+    name: Ignored
+    type: Ignored
+    system_data: Ignored
