@@ -124,12 +124,17 @@ class ControlPlane:
             return document
 
     def manage(
-        self, method: str, path: str, principal: Principal, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        principal: Principal,
+        body: dict[str, Any] | None = None,
+        api_version: str = ARM_API_VERSION,
     ) -> tuple[int, Any]:
         """A management API call below the resource group (``path`` after it); status and body."""
         url = (
             f"{self.url}/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.HybridCompute/{path}?api-version={ARM_API_VERSION}"
+            f"/providers/Microsoft.HybridCompute/{path}?api-version={api_version}"
         )
         headers = {"Authorization": f"Bearer {self.token(principal)}"}
         data = None

@@ -57,7 +57,7 @@ AGENT = (
         {"config", "metadata"},
         {"identity"},
         {"cpclient"},
-        {"himds", "extd", "upgrade"},
+        {"himds", "extd", "gcad", "upgrade"},
         {"cli"},
     ],
 )

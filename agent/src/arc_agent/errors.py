@@ -8,6 +8,9 @@ The codes and their rendering (``AZCM0026: Network Error``) follow the public co
 from __future__ import annotations
 
 import enum
+import sys
+import traceback
+from collections.abc import Callable
 
 
 class ErrorCode(enum.IntEnum):
@@ -70,3 +73,18 @@ class AzcmError(Exception):
 
     def __str__(self) -> str:
         return f"{self.error_id}: {self.message}"
+
+
+def service_main(args: list[str], body: Callable[[], int]) -> int:
+    """Run a service's ``main`` body: an AzcmError is its message and code, anything else
+    AZCM0001 'unexpected error' (with the traceback under ``-v``/``--verbose``), never a crash."""
+    try:
+        return body()
+    except AzcmError as error:
+        sys.stderr.write(f"{error}\n")
+        return error.code
+    except Exception as exc:
+        if "-v" in args or "--verbose" in args:
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(f"{AzcmError(ErrorCode.UNKNOWN, f'unexpected error: {exc}')}\n")
+        return int(ErrorCode.UNKNOWN)

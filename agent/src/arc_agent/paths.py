@@ -67,6 +67,12 @@ class AgentPaths:
     """The extension service's records and the package-signing key it trusts; root's, 0700."""
     extension_manager_log: Path
     """The extension service's log (``ext_mgr_logs/gc_ext.log``, as the real agent's)."""
+    guest_config_state_dir: Path
+    """gcad's cached assignments, its records of each and the reports it has yet to send; root's, 0700."""
+    guest_config_packages_dir: Path
+    """The configuration packages gcad downloaded (``<Name>/<sha256>.zip``); root's, 0700."""
+    guest_config_log: Path
+    """gcad's log (``arc_policy_logs/gc_agent.log``, as the real agent's)."""
 
     @classmethod
     def under(cls, root: Path) -> AgentPaths:
@@ -101,6 +107,9 @@ class AgentPaths:
             extension_logs_dir=root / "var" / "log" / "azure",
             extension_state_dir=root / "var" / "lib" / "GuestConfig" / "extension_state",
             extension_manager_log=root / "var" / "lib" / "GuestConfig" / "ext_mgr_logs" / "gc_ext.log",
+            guest_config_state_dir=root / "var" / "lib" / "GuestConfig" / "gc_state",
+            guest_config_packages_dir=root / "var" / "lib" / "GuestConfig" / "Configuration",
+            guest_config_log=root / "var" / "lib" / "GuestConfig" / "arc_policy_logs" / "gc_agent.log",
         )
 
     @classmethod

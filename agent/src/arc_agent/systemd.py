@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 def which(name: str) -> str | None:
@@ -16,6 +17,11 @@ def which(name: str) -> str | None:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+def systemd_running(root: Path = Path("/")) -> bool:
+    """Whether systemd manages this host (it creates /run/systemd/system when it boots)."""
+    return (root / "run" / "systemd" / "system").is_dir()
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,31 @@ import argparse
 import contextlib
 import functools
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 
 from arc_agent.cli.context import Context
 from arc_agent.cli.options import common_flags_parser
 from arc_agent.cli.output import CommandResult
-from arc_agent.config.settings import SETTINGS, LocalConfig, Value, format_value, setting
+from arc_agent.config.settings import (
+    SETTINGS,
+    LocalConfig,
+    Value,
+    format_value,
+    guest_configuration_off,
+    setting,
+)
 from arc_agent.config.statedir import secure, state_lock
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.paths import AgentPaths
+from arc_agent.systemd import systemd_running, unit_states, which
 
 ACTIONS = ("list", "get", "set", "clear", "info")
 SUMMARY = "Change configuration settings for this machine"
 LIST_TITLE = "Local Configuration Settings"
 
 EffectiveUid = Callable[[], int]
+GCAD_UNIT = "gcad.service"
 
 
 def run(ctx: Context) -> CommandResult:
@@ -119,6 +130,7 @@ def set_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
         changes = config.set(key, ctx.args.value, mode)
         config.save(ctx.paths.local_config)
     lines = [f"Config property {changed} set to value {format_value(value)}" for changed, value in changes]
+    _follow_guest_configuration(ctx.paths, geteuid)
     return CommandResult(text="\n".join(lines), data=_pair(*changes[0]))
 
 
@@ -129,9 +141,28 @@ def clear_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
         config = LocalConfig.load(ctx.paths.local_config, ignore_invalid=[key])
         value = config.clear(key)
         config.save(ctx.paths.local_config)
+    _follow_guest_configuration(ctx.paths, geteuid)
     shown = format_value(value)
     text = f"Config property {key} cleared" + (f", back to its default value {shown}" if shown else "")
     return CommandResult(text=text, data=_pair(key, value))
+
+
+def _follow_guest_configuration(paths: AgentPaths, geteuid: EffectiveUid) -> None:
+    """gcad runs while machine configuration is on (``guestconfiguration.enabled`` and not
+    monitor mode) and is stopped while it is off, so that ``show`` says which
+    (docs/machine-configuration.md, "Turning it off")."""
+    if geteuid() != 0 or not systemd_running():
+        return
+    state = unit_states([GCAD_UNIT])[GCAD_UNIT]
+    if not state.installed:
+        return
+    off = guest_configuration_off(LocalConfig.load(paths.local_config))
+    if bool(off) == (not state.running):
+        return
+    systemctl = which("systemctl") or "/usr/bin/systemctl"
+    subprocess.run(  # noqa: S603 - a fixed argv
+        [systemctl, "stop" if off else "start", GCAD_UNIT], capture_output=True, check=False, timeout=60
+    )
 
 
 def info(ctx: Context) -> CommandResult:

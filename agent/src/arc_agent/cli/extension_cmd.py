@@ -18,11 +18,12 @@ from arc_agent.cli.options import common_flags_parser
 from arc_agent.cli.output import CommandResult
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.extd.executor import Commands
-from arc_agent.extd.governance import CpuGovernor, cpu_limit_setting, systemd_running
+from arc_agent.extd.governance import CpuGovernor, cpu_limit_setting
 from arc_agent.extd.handler import Handler, HandlerError
 from arc_agent.extd.plan import Installed
 from arc_agent.extd.records import Busy, Records, exclusive
 from arc_agent.paths import AgentPaths
+from arc_agent.systemd import systemd_running
 
 ACTIONS = ("list", "remove")
 

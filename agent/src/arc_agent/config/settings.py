@@ -594,3 +594,12 @@ def _corrupted(path: Path, problem: str, fix: str) -> AzcmError:
         ErrorCode.HIMDS_LOCAL_CONFIG_UNAVAILABLE,
         f"the local configuration {str(path)!r} is corrupted: {problem}; {fix}",
     )
+
+
+def guest_configuration_off(config: LocalConfig) -> str:
+    """Why machine configuration (gcad) is off now, or "" when it is on."""
+    if config.get(GUEST_CONFIGURATION_ENABLED) is False:
+        return f"{GUEST_CONFIGURATION_ENABLED} is false"
+    if config.get(CONFIG_MODE) == MONITOR:
+        return f"{CONFIG_MODE} is {MONITOR}"
+    return ""

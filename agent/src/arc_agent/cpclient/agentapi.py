@@ -116,6 +116,18 @@ class MachineApi:
     def package_signing_keys(self) -> dict[str, Any]:
         return self._document(self._send("GET", "/packageSigningKey", None, None, base=API_BASE))
 
+    # --- machine configuration (docs/agent-protocol.md, 5.10) ----------------------------------
+
+    def guest_configuration_assignments(self) -> dict[str, Any]:
+        """The machine's assignments and its generation."""
+        return self._call("GET", "/guestConfigurationAssignments", None)
+
+    def report_guest_configuration(self, name: str, report: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one evaluation; NotFound (a RequestRefused) when the assignment is gone."""
+        return self._call(
+            "POST", f"/guestConfigurationAssignments/{urllib.parse.quote(name, safe='')}/reports", report
+        )
+
     # --- agent packages (docs/agent-protocol.md, 5.9) ------------------------------------------
 
     def agent_packages(self, target: str) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Checking a package from the control plane before anything of it runs: its size and SHA-256
 against what the control plane announced, and the control plane's signature over them (a JWS,
 ES256, with its package-signing key; docs/agent-protocol.md, 5.8 and 5.9). Extension handler
-packages (docs/extensions.md) and agent packages (docs/agent-upgrade.md) are signed alike, each
-with its own ``typ``. Pure: bytes in, a verdict out."""
+packages (docs/extensions.md), agent packages (docs/agent-upgrade.md) and machine configuration
+packages (docs/machine-configuration.md) are signed alike, each with its own ``typ``. Pure: bytes
+in, a verdict out."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 SIGNATURE_TYPE = "hybridops-arc-extension-package+jws"
 AGENT_SIGNATURE_TYPE = "hybridops-arc-agent-package+jws"
+CONFIGURATION_SIGNATURE_TYPE = "hybridops-arc-configuration-package+jws"
 
 
 class PackageRefused(ValueError):
@@ -119,3 +121,25 @@ def verify_agent(data: bytes, expected: Mapping[str, Any], signature: str, keys:
     version, target, sha256, size) and the control plane signed exactly that."""
     wanted = {"version": str(expected.get("version")), "target": str(expected.get("target"))}
     _check(data, expected, signature, keys, AGENT_SIGNATURE_TYPE, wanted)
+
+
+def verify_configuration(
+    data: bytes,
+    expected: Mapping[str, Any],
+    signature: str,
+    keys: Mapping[str, Any],
+    *,
+    name: str,
+    version: str,
+) -> None:
+    """PackageRefused unless ``data`` is the machine configuration package an assignment names
+    (``expected``: sha256, size) and the control plane signed exactly that (docs/agent-protocol.md, 5.10)."""
+    _check(
+        data,
+        expected,
+        signature,
+        keys,
+        CONFIGURATION_SIGNATURE_TYPE,
+        {"name": name, "version": version},
+        ("name",),
+    )

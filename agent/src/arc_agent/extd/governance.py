@@ -55,10 +55,6 @@ def quota_of(handler: Handler, default_percent: int) -> int:
     return default_percent
 
 
-def systemd_running(root: Path = Path("/")) -> bool:
-    return (root / "run" / "systemd" / "system").is_dir()
-
-
 def cpu_controller(root: Path = Path("/sys/fs/cgroup")) -> str | None:
     """Why a quota would not be enforced on this host (None when it is): cgroup v2 with the cpu
     controller, or cgroup v1 with a writable cpu hierarchy."""

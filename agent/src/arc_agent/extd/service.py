@@ -4,7 +4,6 @@ local policy, run the steps (``executor.py``), and wait on the long-poll for new
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import threading
@@ -17,7 +16,7 @@ from arc_agent.config.connection import load_state
 from arc_agent.config.settings import EXTENSIONS_ALLOWLIST, EXTENSIONS_BLOCKLIST, LocalConfig
 from arc_agent.config.upgrade_status import read_last_attempt
 from arc_agent.cpclient.agentapi import AgentApiError, CredentialExpired, MachineApi
-from arc_agent.cpclient.machine import open_machine_api
+from arc_agent.cpclient.machine import open_machine_api, package_signing_keys
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError
 from arc_agent.extd import agent_upgrade, certificate
@@ -25,7 +24,6 @@ from arc_agent.extd.executor import Executor
 from arc_agent.extd.handler import Handler
 from arc_agent.extd.plan import Goal, Policy, plan
 from arc_agent.extd.records import Records
-from arc_agent.fsutil import write_json_atomic
 from arc_agent.paths import AgentPaths
 
 WAIT_SECONDS = 60
@@ -77,17 +75,7 @@ class ExtensionService:
 
     def signing_keys(self, api: MachineApi) -> dict[str, Any]:
         """The package-signing key, fetched once (over the control plane's pinned TLS) and kept."""
-        path = self.paths.extension_state_dir / KEYS_FILE
-        try:
-            keys: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            if keys.get("keys"):
-                return keys
-        except (OSError, ValueError):
-            pass
-        keys = api.package_signing_keys()
-        self.paths.extension_state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_json_atomic(path, keys, mode=0o600)
-        return keys
+        return package_signing_keys(api, self.paths.extension_state_dir / KEYS_FILE)
 
     def _executor(self, api: MachineApi) -> Executor:
         return Executor(

@@ -1,0 +1,1 @@
+"""gcad: the machine configuration service (docs/machine-configuration.md)."""

@@ -1,0 +1,229 @@
+"""gcad's loop (docs/machine-configuration.md, "On the host"): read the machine's assignments
+(woken at once by the long-poll when one changes, and at least every 5 minutes), keep them and
+their packages (checked), evaluate each assignment when it is new or changed and then every
+evaluation interval (15 minutes; ``GCAD_EVALUATION_INTERVAL_SECONDS`` for tests), and deliver
+the reports, oldest first. Without the control plane it goes on from what it keeps, for 14 days,
+and delivers the reports when the control plane is back. ``guestconfiguration.enabled false``
+and monitor mode stop every evaluation; a disconnected machine forgets its assignments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from arc_agent.config.connection import load_state
+from arc_agent.config.settings import LocalConfig, guest_configuration_off
+from arc_agent.cpclient.agentapi import AgentApiError, MachineApi, RequestRefused
+from arc_agent.cpclient.machine import open_machine_api, package_signing_keys
+from arc_agent.cpclient.packages import PackageRefused, verify_configuration
+from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
+from arc_agent.errors import AzcmError
+from arc_agent.gcad.evaluate import Package, PackageError, evaluate, read_package
+from arc_agent.gcad.resources import Host, Resource, SystemHost, registry
+from arc_agent.gcad.state import GuestConfigState, Record, remove_delivered
+from arc_agent.paths import AgentPaths
+
+DEFAULT_INTERVAL_SECONDS = 15 * 60
+RETRY_SECONDS = (2, 5, 15, 30, 60)
+DISABLED_POLL_SECONDS = 10
+MAX_PACKAGE_BYTES = 100 * 1024 * 1024
+KEYS_FILE = "package-signing.json"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class GuestConfigService:
+    """One machine's gcad; ``run`` until ``close``."""
+
+    def __init__(
+        self,
+        paths: AgentPaths,
+        logger: logging.Logger,
+        *,
+        interval: float = DEFAULT_INTERVAL_SECONDS,
+        host: Host | None = None,
+        resources: Mapping[str, Resource] | None = None,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        each_round: Callable[[], None] = lambda: None,
+        poll_seconds: int = 60,
+    ) -> None:
+        self.paths = paths
+        self.logger = logger
+        self.interval = interval
+        self.host = host or SystemHost()
+        self.resources = resources if resources is not None else registry()
+        self.clock = clock
+        self.each_round = each_round
+        self.poll_seconds = poll_seconds
+        """The longest long-poll: assignments are read again at least this often."""
+        """Called at the start of every round (main.py keeps gcad's CPU quota there)."""
+        self.state = GuestConfigState(paths.guest_config_state_dir, paths.guest_config_packages_dir)
+        self.stop = threading.Event()
+        self._client: HttpsClient | None = None
+        self.generation = -1
+        self.off = ""
+        """Why gcad evaluates nothing (the setting or monitor mode), or ""."""
+        self.evaluations = 0
+        """How many evaluations ran (for tests and the benchmark)."""
+
+    # --- the control plane ----------------------------------------------------------------------
+
+    def signing_keys(self, api: MachineApi) -> dict[str, Any]:
+        return package_signing_keys(api, self.paths.guest_config_state_dir / KEYS_FILE)
+
+    def refresh(self, api: MachineApi) -> list[dict[str, Any]]:
+        """The machine's assignments, read and kept (with the packages they need); what is gone
+        is forgotten."""
+        document = api.guest_configuration_assignments()
+        assignments = [a for a in document.get("assignments", []) if isinstance(a, dict)]
+        self.generation = int(document.get("generation", 0))
+        for assignment in assignments:
+            self._fetch_package(api, assignment)
+        self.state.save_assignments(assignments, self.clock())
+        names = {str(a["name"]) for a in assignments}
+        self.state.forget(names)
+        self.state.prune_packages({str(a["configuration"]["name"]) for a in assignments})
+        return assignments
+
+    def _fetch_package(self, api: MachineApi, assignment: Mapping[str, Any]) -> None:
+        package = assignment.get("package")
+        configuration = assignment["configuration"]
+        if (
+            not isinstance(package, dict)
+            or self.state.package(configuration["name"], package["sha256"]) is not None
+        ):
+            return
+        data = api.fetch(str(package["uri"]), MAX_PACKAGE_BYTES)
+        try:
+            verify_configuration(
+                data,
+                package,
+                str(package.get("signature", "")),
+                self.signing_keys(api),
+                name=str(configuration["name"]),
+                version=str(configuration["version"]),
+            )
+        except PackageRefused as refused:
+            self.logger.error("%s: the package is refused: %s", assignment["name"], refused)
+            return
+        self.state.keep_package(configuration["name"], package["sha256"], data)
+
+    def deliver(self, api: MachineApi) -> None:
+        """Send the queued reports, oldest first; stop at the first the control plane cannot take."""
+        for path, name, report in self.state.queued_reports():
+            try:
+                api.report_guest_configuration(name, report)
+            except RequestRefused as refused:  # the assignment is gone, or the report is refused
+                self.logger.warning("%s: report %s dropped: %s", name, report.get("reportId"), refused)
+            remove_delivered(path)
+
+    # --- evaluations ----------------------------------------------------------------------------
+
+    def _package(self, assignment: Mapping[str, Any]) -> Package | None:
+        package = assignment.get("package")
+        name = assignment["configuration"]["name"]
+        record = self.state.record(str(assignment["name"]))
+        sha256 = str(package["sha256"]) if isinstance(package, dict) else record.package_sha256
+        data = self.state.package(name, sha256) if sha256 else None
+        return None if data is None else read_package(data)
+
+    def evaluate_due(self, assignments: list[dict[str, Any]], remediate: bool) -> float:
+        """Evaluate every assignment that is due; the seconds until the next one is."""
+        next_due = self.interval
+        for assignment in assignments:
+            if self.stop.is_set():
+                break
+            name = str(assignment["name"])
+            record = self.state.record(name)
+            now = self.clock()
+            initial = record.assignment_hash != assignment["assignmentHash"]
+            age = (now - record.evaluated_at).total_seconds() if record.evaluated_at else None
+            if not initial and age is not None and age < self.interval:
+                next_due = min(next_due, self.interval - age)
+                continue
+            try:
+                package = self._package(assignment)
+                if package is None:
+                    self.logger.warning("%s: its package is not here yet", name)
+                    next_due = min(next_due, RETRY_SECONDS[-1])
+                    continue
+                evaluation = evaluate(
+                    package, assignment, initial=initial, remediate=remediate,
+                    resources=self.resources, host=self.host, clock=self.clock,
+                )  # fmt: skip
+            except PackageError as exc:
+                self.logger.error("%s cannot be evaluated: %s", name, exc)
+                next_due = min(next_due, self.interval)
+                continue
+            self.evaluations += 1
+            report = evaluation.report()
+            self.state.queue_report(name, report)
+            sha256 = (
+                assignment["package"]["sha256"]
+                if isinstance(assignment.get("package"), dict)
+                else record.package_sha256
+            )
+            self.state.save_record(name, Record(str(assignment["assignmentHash"]), evaluation.end, sha256))
+            self.logger.info("%s (%s): %s", name, report["operationType"], report["complianceStatus"])
+        return max(next_due, 1.0)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run_once(self) -> float:
+        """One round; the seconds to wait before the next (a long-poll ends it earlier)."""
+        self.each_round()
+        config = LocalConfig.load(self.paths.local_config)
+        self.off = guest_configuration_off(config)
+        if self.off:
+            self.logger.info("no evaluations: %s", self.off)
+            return DISABLED_POLL_SECONDS
+        if load_state(self.paths.agent_config) is None:
+            self.state.drop_all()  # disconnected: its assignments are no longer this machine's
+            return DISABLED_POLL_SECONDS
+        api = None
+        connection = None
+        try:
+            connection = open_machine_api(self.paths)
+            if connection is not None:
+                self._client, api = connection
+                self.refresh(api)
+                self.deliver(api)
+        except (ControlPlaneUnreachable, AgentApiError, AzcmError, OSError) as exc:
+            self.logger.warning("the control plane cannot be reached (%s): evaluating what is kept", exc)
+            api = None
+        try:
+            assignments, _received = self.state.assignments(self.clock())
+            wait = self.evaluate_due(assignments, remediate=True)
+            if api is not None:
+                try:
+                    self.deliver(api)
+                    api.wait_for_notification(self.generation, int(max(1, min(wait, self.poll_seconds))))
+                    return 0.0
+                except (ControlPlaneUnreachable, AgentApiError, AzcmError, OSError) as exc:
+                    self.logger.warning("the control plane went away (%s)", exc)
+            return min(wait, RETRY_SECONDS[-1])
+        finally:
+            if connection is not None:
+                connection[0].close()
+                self._client = None
+
+    def run(self) -> None:
+        """Until closed, or until machine configuration is turned off: then gcad ends (its unit
+        shows it stopped; ``azcmagent config`` starts it again when it is turned on)."""
+        while not self.stop.is_set():
+            wait = self.run_once()
+            if self.off:
+                return
+            if wait > 0:
+                self.stop.wait(wait)
+
+    def close(self) -> None:
+        self.stop.set()
+        client = self._client
+        if client is not None:
+            client.abort()
