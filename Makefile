@@ -81,7 +81,7 @@ collection: ## Make this checkout visible to Ansible as hybridops.arc
 STEP = $(CURDIR)/tools/timed.sh $@
 DURATIONS := $(CURDIR)/build/durations.log
 
-test: deps venv wheelhouse extensions collection durations-reset lint unit units sanity compat build-collection fuzz-controlplane hosts-check hosts-lanes ## Run every test
+test: deps venv wheelhouse extensions configurations collection durations-reset lint unit units sanity compat build-collection fuzz-controlplane hosts-check hosts-lanes ## Run every test
 	@tools/durations.sh $(DURATIONS)
 	@echo "make test: all passed"
 
@@ -90,7 +90,7 @@ durations-reset:
 
 # Three labs at once (ARC_TESTHOSTS_LAB 1, 2 and 3): the playbook suites in one, the security and
 # chaos suites in another, the support matrix in the third; each line of output says its lane.
-hosts-lanes: deps venv wheelhouse extensions collection $(AZURE_IDENTITY_WHEELS)/.stamp $(foreach v,$(MATRIX_CORES),$(CURDIR)/build/ansible-core-$(v)/.stamp) ## The suites on real hosts, in three labs side by side
+hosts-lanes: deps venv wheelhouse extensions configurations collection $(AZURE_IDENTITY_WHEELS)/.stamp $(foreach v,$(MATRIX_CORES),$(CURDIR)/build/ansible-core-$(v)/.stamp) ## The suites on real hosts, in three labs side by side
 	@( ARC_TESTHOSTS_LAB=1 $(MAKE) --no-print-directory agent-hosts integration awx molecule 2>&1 | sed -u 's/^/[lab 1] /' ) & one=$$!; \
 	( ARC_TESTHOSTS_LAB=2 $(MAKE) --no-print-directory security chaos 2>&1 | sed -u 's/^/[lab 2] /' ) & two=$$!; \
 	( ARC_TESTHOSTS_LAB=3 $(MAKE) --no-print-directory matrix 2>&1 | sed -u 's/^/[lab 3] /' ) & three=$$!; \
@@ -199,7 +199,7 @@ $(AZURE_IDENTITY_WHEELS)/.stamp: requirements-dev.txt | $(VENV)/.stamp
 		"$$(grep -E '^azure-identity==' requirements-dev.txt)" pip
 	touch $@
 
-agent-hosts: deps venv wheelhouse extensions collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The agent runtime on real test hosts against the control plane
+agent-hosts: deps venv wheelhouse extensions configurations collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The agent runtime on real test hosts against the control plane
 	$(STEP) pytest -q -p no:cacheprovider tests/agent
 
 integration: deps venv wheelhouse extensions collection ## Module integration targets on real test hosts (tests/integration/run.py)

@@ -8,7 +8,6 @@ is no longer evaluated. Time is the service's clock, moved by the test."""
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import uuid
 import zipfile

@@ -128,6 +128,21 @@ DOWNLOADS_PATH = "/downloads/agent"
 """Where the control plane serves each published agent version as a bundle (docs/control-plane.md)."""
 
 
+GC_ENABLED = "guestconfiguration.enabled"
+CONFIG_MODE = "config.mode"
+
+
+def _guest_configuration_on(config, config_set, config_clear):
+    """Whether machine configuration is on once the config step has run: the host's settings
+    with the wanted ones (a cleared one back to its default: on, full mode)."""
+    effective = dict(config)
+    effective.update(config_set)
+    for key in config_clear:
+        effective.pop(key, None)
+    enabled = effective.get(GC_ENABLED, True)
+    return str(enabled).lower() not in ("false", "0") and str(effective.get(CONFIG_MODE, "full")) != "monitor"
+
+
 def _package_url(wanted):
     """Where the controller downloads the bundle from (empty: the folder arc_agent_package_dir)."""
     if wanted.get("package_source") == "control_plane":
@@ -241,10 +256,13 @@ def arc_agent_plan(
     host_sums = dict(
         (path, digest) for path, digest in ((probe or {}).get("checksums") or {}).items() if digest
     )
+    config_set, config_clear = _config_wanted(wanted, ca_dest)
+    gc_on = _guest_configuration_on(now.get("config") or {}, config_set, config_clear)
     service_drifted = (
         needs_install
         or services.get("agentService", "") != "running"
         or services.get("extensionService", "") != "running"
+        or (gc_on and services.get("gcService", "") != "running")
         or show.get("stateDirectory", "as expected") != "as expected"
         or any(host_sums.get(path, "") != _sha256(content) for path, content in (files_wanted or {}).items())
     )
@@ -252,7 +270,6 @@ def arc_agent_plan(
     # The certificate as text, byte for byte (a PEM file is ASCII).
     ca_content = _read(ca).decode("utf-8") if ca else ""
     ca_drifted = bool(ca) and host_sums.get(ca_dest, "") != _sha256(ca_content)
-    config_set, config_clear = _config_wanted(wanted, ca_dest)
     config_drifted = (
         ca_drifted
         or bool(clears_plan(now.get("config") or {}, now.get("config_defaults") or {}, config_clear))
@@ -319,9 +336,16 @@ def arc_agent_plan(
         ),
         connected=connected,
         # The units uninstall stops (systemd names; those agent_info found installed).
+        # The units the service step enables and starts: gcad only while machine configuration
+        # is on (it ends by itself while it is off; docs/machine-configuration.md).
+        service_units=["himdsd.service", "extd.service"] + (["gcad.service"] if gc_on else []),
         services_installed=[
             unit
-            for key, unit in (("agentService", "himdsd.service"), ("extensionService", "extd.service"))
+            for key, unit in (
+                ("agentService", "himdsd.service"),
+                ("extensionService", "extd.service"),
+                ("gcService", "gcad.service"),
+            )
             if services.get(key, "not installed") != "not installed"
         ],
         # For the config step: agent_config's settings (null: back to the default) and the

@@ -700,3 +700,102 @@ def test_upgrades_come_from_the_control_planes_store_and_its_desired_version(
     time.sleep(5)
     runs = h1.sh("journalctl -u extd --no-pager | grep -c 'the control plane asks for agent'", check=False)
     assert runs.stdout.strip() == "1", runs.stdout
+
+
+GC_API = "2024-04-05"
+GCAD_DROP_IN = "/etc/systemd/system/gcad.service.d"
+GCAD_EVERY_3_SECONDS = "[Service]\nEnvironment=GCAD_EVALUATION_INTERVAL_SECONDS=3\n"
+
+
+def gc_service(host: Host) -> str:
+    return str(host.json("show", "dependentServiceStatus")["dependentServiceStatus"]["gcService"])
+
+
+def gcad_quota(host: Host) -> str:
+    return host.sh("systemctl show -p CPUQuotaPerSecUSec gcad.service").stdout.strip()
+
+
+def test_machine_configuration_corrects_drift_on_a_real_host_within_its_cpu_share(
+    fleet: tuple[list[Host], ControlPlane],
+) -> None:
+    """gcad on a real host (docs/machine-configuration.md): the role installed and started it; the
+    shipped SshHardening package, assigned with parameters (root keeps its key login, the test
+    needs it), is applied and reported Compliant with the settings changed on the host; a change
+    by hand is corrected at the next evaluation; its unit has the CPU quota of the setting;
+    turned off it stops and `show` says so; removed, nothing is evaluated any more."""
+    h2, plane = fleet[0][1], fleet[1]
+    shown = h2.json("show", "status", "resourceName")
+    name = shown["resourceName"]
+    if shown["status"] != "Connected":
+        h2.azcmagent("disconnect", "--force-local-only")
+        h2.put_secret("/root/onboarding.json", {"service-principal-secret": plane.onboarding["clientSecret"]})
+        name = "h2-gc"
+        h2.json(
+            *connect_args(plane, name, "-t", plane.init["tenantId"], "-i", plane.onboarding["clientId"],
+                          "--config", "/root/onboarding.json", "--control-plane-url", plane.env.url,
+                          "--control-plane-ca", "/root/controlplane-ca.pem")
+        )  # fmt: skip
+    assert h2.sh("systemctl is-active gcad.service").stdout.strip() == "active"
+    plane.env.controlplane_cli("configuration", "publish", str(TOP / "build/configurations/SshHardening.zip"))
+    h2.sh("cp -p /etc/ssh/sshd_config /root/sshd_config.before")
+    h2.sh(f"mkdir -p {GCAD_DROP_IN} && cat > {GCAD_DROP_IN}/interval.conf", stdin=GCAD_EVERY_3_SECONDS)
+    h2.sh("systemctl daemon-reload && systemctl restart gcad.service")
+    path = (
+        f"/providers/Microsoft.HybridCompute/machines/{name}"
+        "/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/SshHardening"
+    )
+    keep_root_keys = [
+        {"name": "[nxFileLine]PermitRootLogin;ContainsLine", "value": "PermitRootLogin prohibit-password"},
+        {
+            "name": "[nxFileLine]PermitRootLogin;DoesNotContainPattern",
+            "value": r"^\s*PermitRootLogin\s+(?!prohibit-password\s*$)",
+        },
+    ]
+    body = {"properties": {"guestConfiguration": {
+        "name": "SshHardening", "version": "1.0.0", "assignmentType": "ApplyAndAutoCorrect",
+        "configurationParameter": keep_root_keys}}}  # fmt: skip
+    try:
+        status, created = plane.arm("PUT", f"{path}?api-version={GC_API}", body)
+        assert status == 201, created
+
+        def compliance() -> dict[str, Any]:
+            answer: dict[str, Any] = plane.arm("GET", f"{path}?api-version={GC_API}")[1]["properties"]
+            return answer
+
+        wait_for(
+            lambda: compliance()["complianceStatus"] == "Compliant", 60, "SshHardening applied and reported"
+        )
+        config = h2.sh("cat /etc/ssh/sshd_config").stdout.splitlines()
+        assert "PermitRootLogin prohibit-password" in config and "MaxAuthTries 4" in config
+        assert h2.sh("stat -c %a /etc/ssh/sshd_config").stdout.strip() == "600"
+
+        first = compliance()["latestReportId"]
+        h2.sh("echo 'X11Forwarding yes' >> /etc/ssh/sshd_config")
+        wait_for(lambda: compliance()["latestReportId"] != first, 60, "a new evaluation")
+        wait_for(
+            lambda: "X11Forwarding yes" not in h2.sh("cat /etc/ssh/sshd_config").stdout, 30, "drift corrected"
+        )
+        assert compliance()["complianceStatus"] == "Compliant"
+        reports = plane.arm("GET", f"{path}/reports?api-version={GC_API}")[1]["value"]
+        assert len(reports) >= 2 and reports[0]["properties"]["details"]["operationType"] == "Consistency"
+
+        # its share: the setting's quota on its unit (5 % of a core: 50 ms per second)
+        assert (
+            h2.sh("systemctl show -p CPUQuotaPerSecUSec gcad.service").stdout.strip()
+            == "CPUQuotaPerSecUSec=50ms"
+        )
+        h2.json("config", "set", "guestconfiguration.agent.cpulimit", "10")
+        wait_for(lambda: gcad_quota(h2) == "CPUQuotaPerSecUSec=100ms", 30, "the new quota on gcad.service")
+        h2.json("config", "clear", "guestconfiguration.agent.cpulimit")
+
+        # off: gcad stops, show says so; on again: it runs
+        h2.json("config", "set", "guestconfiguration.enabled", "false")
+        wait_for(lambda: gc_service(h2) == "stopped", 30, "gcad stopped")
+        h2.json("config", "clear", "guestconfiguration.enabled")
+        wait_for(lambda: gc_service(h2) == "running", 30, "gcad running again")
+    finally:
+        plane.arm("DELETE", f"{path}?api-version={GC_API}")
+        h2.sh(f"rm -rf {GCAD_DROP_IN} && systemctl daemon-reload && systemctl restart gcad.service")
+        h2.sh("cp -p /root/sshd_config.before /etc/ssh/sshd_config")
+    time.sleep(5)
+    assert h2.sh("ls /var/lib/GuestConfig/Configuration").stdout.strip() == "", "its package is gone"

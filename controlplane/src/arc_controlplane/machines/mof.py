@@ -1,5 +1,6 @@
 """The compiled DSC document (``.mof``) of a machine configuration package, read into resources
-(docs/machine-configuration.md, "Packages").
+(docs/machine-configuration.md, "Packages"). The agent reads documents with its own reader (it
+evaluates them); tests/repository/test_mof_readers.py keeps the two in agreement.
 
 A package's document is what PowerShell DSC's compiler writes: ``instance of <Class> as $<alias>
 { Property = value; ... };`` blocks, the resources, then one ``OMI_ConfigurationDocument``

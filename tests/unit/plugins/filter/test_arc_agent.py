@@ -56,7 +56,7 @@ def probe(show, config=None):
             "version": VERSION,
             "show": show,
             "config": dict(DEFAULTS, **(config or {})),
-            "services": {"agentService": "running", "extensionService": "running"},
+            "services": {"agentService": "running", "extensionService": "running", "gcService": "running"},
         }
     }
 
@@ -185,6 +185,28 @@ def test_a_null_setting_is_cleared_by_the_config_step():
     set_before = probe(shown(), {"proxy.url": "http://proxy:3128"})
     set_before["arc_agent"]["config_defaults"] = dict(DEFAULTS)
     assert arc_agent_plan(set_before, role, CA_DEST)["steps"] == ["config"]
+
+
+def test_gcad_runs_while_machine_configuration_is_on():
+    running = arc_agent_plan(probe(shown()), wanted(), CA_DEST)
+    assert running["steps"] == [] and running["service_units"] == [
+        "himdsd.service",
+        "extd.service",
+        "gcad.service",
+    ]
+    stopped = probe(shown())
+    stopped["arc_agent"]["services"]["gcService"] = "stopped"
+    assert arc_agent_plan(stopped, wanted(), CA_DEST)["steps"] == ["service"]
+    for setting in ({"guestconfiguration.enabled": False}, {"config.mode": "monitor"}):
+        off = probe(shown(), setting)
+        off["arc_agent"]["services"]["gcService"] = "stopped"
+        plan = arc_agent_plan(off, wanted(config=setting), CA_DEST)
+        assert plan["steps"] == [] and "gcad.service" not in plan["service_units"], setting
+    turning_on = probe(shown(), {"guestconfiguration.enabled": False})
+    turning_on["arc_agent"]["services"]["gcService"] = "stopped"
+    plan = arc_agent_plan(turning_on, wanted(config={"guestconfiguration.enabled": None}), CA_DEST)
+    assert "service" in plan["steps"] and "gcad.service" in plan["service_units"]
+    assert "gcad.service" in arc_agent_plan(stopped, wanted(state="absent"), CA_DEST)["services_installed"]
 
 
 # Before an install the plan refuses, from what agent_info read of the host, what a preflight
