@@ -202,7 +202,7 @@ $(AZURE_IDENTITY_WHEELS)/.stamp: requirements-dev.txt | $(VENV)/.stamp
 agent-hosts: deps venv wheelhouse extensions configurations collection $(AZURE_IDENTITY_WHEELS)/.stamp ## The agent runtime on real test hosts against the control plane
 	$(STEP) pytest -q -p no:cacheprovider tests/agent
 
-integration: deps venv wheelhouse extensions collection ## Module integration targets on real test hosts (tests/integration/run.py)
+integration: deps venv wheelhouse extensions configurations collection ## Module integration targets on real test hosts (tests/integration/run.py)
 	$(STEP) $(BIN)/python tests/integration/run.py
 
 awx: deps venv wheelhouse collection ## The onboard, configure, upgrade and offboard playbooks run as AWX job templates (ansible-runner) on real test hosts

@@ -320,6 +320,11 @@ def arc_agent_plan(
         # The extension module compares each extension with the resource itself (one read each).
         if wanted.get("extensions") and (connected or connection_state in ("connected", "reconnected")):
             steps.append("extensions")
+        # So does the machine_configuration module with each assignment.
+        if wanted.get("machine_configurations") and (
+            connected or connection_state in ("connected", "reconnected")
+        ):
+            steps.append("machine_configurations")
     return dict(
         steps=steps,
         refusal=refusal,

@@ -17,6 +17,8 @@ import urllib.request
 from ansible_collections.hybridops.arc.plugins.module_utils._errors import ArmError
 
 API_VERSION = "2024-07-10"
+GUEST_CONFIGURATION_API_VERSION = "2024-04-05"
+GUEST_CONFIGURATION = "/providers/microsoft.guestconfiguration/"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 CERTIFICATE_NOT_SUPPORTED = (
     "tags and extensions are managed through the management API, which needs a token; getting one "
@@ -172,8 +174,22 @@ class ArmClient:
                 )  # fmt: skip
             time.sleep(1)
 
+    def put_resource(self, operation, resource_id, body):
+        """A synchronous PUT (a guest configuration assignment): the resource the answer holds."""
+        return self._call(operation, "PUT", resource_id, body)
+
+    def delete_resource(self, operation, resource_id):
+        """A synchronous DELETE; True when there was something to delete (200), False (204) when not."""
+        _answer, _headers, status = self._send(
+            operation, self._request("DELETE", self._resource_url(resource_id)), with_headers=True
+        )
+        return status == 200
+
     def _resource_url(self, resource_id):
-        return "%s%s?api-version=%s" % (self.base_url, urllib.parse.quote(resource_id, safe="/"), API_VERSION)
+        version = (
+            GUEST_CONFIGURATION_API_VERSION if GUEST_CONFIGURATION in resource_id.lower() else API_VERSION
+        )
+        return "%s%s?api-version=%s" % (self.base_url, urllib.parse.quote(resource_id, safe="/"), version)
 
     def _own_url(self, operation, link):
         """``link`` (an operation or next page) when it points at the control plane, never elsewhere

@@ -117,6 +117,15 @@ class Lab:
         """An admin command of ``arc-controlplane`` on this lab's control plane (``--json``)."""
         return self.env.controlplane_cli(*args, *self.database)
 
+    def publish_configurations(self) -> list[dict[str, Any]]:
+        """The machine configuration packages `make configurations` built (build/configurations),
+        published into this lab's control plane (which signs them)."""
+        folder = TOP / "build" / "configurations"
+        return [
+            self.env.controlplane_cli("configuration", "publish", str(package), *self.database)
+            for package in sorted(folder.glob("*.zip"))
+        ]
+
     def publish_extensions(self) -> list[dict[str, Any]]:
         """The extension packages `make extensions` built, published into this lab's control plane."""
         return publish_extensions(self.env, *self.database)

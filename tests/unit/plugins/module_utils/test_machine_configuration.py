@@ -1,0 +1,96 @@
+# Copyright (c) hybridops.arc contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# The machine_configuration modules' decisions (what differs, what is sent, what is shown) and the
+# management API client's guest configuration calls against the scripted control plane.
+
+import json
+
+from ansible_collections.hybridops.arc.plugins.module_utils._machine_configuration import (
+    assignment_id,
+    differences,
+    reasons,
+    view,
+    wanted_navigation,
+)
+from ansible_collections.hybridops.arc.tests.unit.plugins.module_utils.test_arm import MACHINE, secret_client
+
+PARAMS = dict(
+    name="SshHardening",
+    configuration=None,
+    version=None,
+    assignment_type="ApplyAndAutoCorrect",
+    parameters={"[nxFileLine]MaxAuthTries;ContainsLine": "MaxAuthTries 3"},
+)
+CURRENT = {
+    "name": "SshHardening",
+    "properties": {
+        "complianceStatus": "NonCompliant",
+        "guestConfiguration": {
+            "name": "SshHardening",
+            "version": "1.0.0",
+            "assignmentType": "ApplyAndAutoCorrect",
+            "configurationParameter": [
+                {"name": "[nxfileline]maxauthtries;containsline", "value": "MaxAuthTries 3"}
+            ],
+        },
+        "latestAssignmentReport": {
+            "resources": [
+                {"complianceStatus": "Compliant", "resourceId": "[nxFile]sshd_config", "reasons": []},
+                {
+                    "complianceStatus": "NonCompliant",
+                    "resourceId": "[nxFileLine]X11Forwarding",
+                    "reasons": [{"code": "nxFileLine:ContainsLine", "phrase": "no X11Forwarding no"}],
+                },
+            ]
+        },
+    },
+}
+
+
+def test_what_is_sent_and_what_differs():
+    assert wanted_navigation(PARAMS) == {
+        "name": "SshHardening",
+        "assignmentType": "ApplyAndAutoCorrect",
+        "configurationParameter": [
+            {"name": "[nxFileLine]MaxAuthTries;ContainsLine", "value": "MaxAuthTries 3"}
+        ],
+    }
+    assert differences(CURRENT, PARAMS) == [], "parameter names compare without case"
+    assert differences(None, PARAMS) == ["(new)"]
+    assert differences(CURRENT, dict(PARAMS, assignment_type="Audit", version="1.1")) == [
+        "version",
+        "assignmentType",
+    ]
+    assert differences(CURRENT, dict(PARAMS, version="1.0")) == [], "a version prefix matches"
+    assert differences(CURRENT, dict(PARAMS, parameters={})) == ["configurationParameter"]
+    assert differences(CURRENT, dict(PARAMS, configuration="Other")) == ["name"]
+
+
+def test_reasons_and_the_view_of_an_assignment():
+    assert reasons(CURRENT) == [
+        {
+            "resource": "[nxFileLine]X11Forwarding",
+            "code": "nxFileLine:ContainsLine",
+            "phrase": "no X11Forwarding no",
+        }
+    ]
+    assert reasons(None) == [] and view(None) == {}
+    assert view(CURRENT)["configurationParameter"] == [
+        ("[nxfileline]maxauthtries;containsline", "MaxAuthTries 3")
+    ]
+
+
+def test_assignments_are_read_put_and_deleted_with_the_guest_configuration_api_version(control_plane):
+    resource = assignment_id(MACHINE, "SshHardening")
+    control_plane.answer("PUT", resource, 201, {"name": "SshHardening"})
+    control_plane.answer("DELETE", resource, 200, None)
+    control_plane.answer("DELETE", resource, 204, None)
+    client = secret_client(control_plane)
+    assert client.put_resource("PUT assignment", resource, {"properties": {}}) == {"name": "SshHardening"}
+    assert client.delete_resource("DELETE assignment", resource) is True
+    assert client.delete_resource("DELETE assignment", resource) is False
+    sent = [r for r in control_plane.requests if r["path"] == resource]
+    assert [r["query"]["api-version"] for r in sent] == [["2024-04-05"]] * 3
+    assert json.loads(sent[0]["body"]) == {"properties": {}}
