@@ -67,6 +67,10 @@ def test_monitor_mode(host):
     assert settings["config.mode"] == "monitor"
     # the agent turns guest configuration off with monitor mode, and keeps the lists locked
     assert settings["guestconfiguration.enabled"] is False
+    # so gcad does not run (the role installed its unit and left it stopped), and show says so
+    shown = json.loads(host.check_output("azcmagent show -j"))
+    assert shown["dependentServiceStatus"]["gcService"] == "stopped"
+    assert host.file("/etc/systemd/system/gcad.service").exists
     refused = host.run("azcmagent config set extensions.allowlist Vendor/Type")
     assert refused.rc == 27, refused.stdout + refused.stderr
 

@@ -152,6 +152,10 @@ def test_state_directories_and_endpoint_environment(host):
     shown = json.loads(host.check_output("azcmagent show -j"))
     assert shown["dependentServiceStatus"]["agentService"] == "running"
     assert shown["dependentServiceStatus"]["extensionService"] == "running"
+    # gcad, machine configuration: running in its own cgroup, with the quota of its setting
+    assert shown["dependentServiceStatus"]["gcService"] == "running"
+    assert host.service("gcad.service").is_enabled
+    assert host.check_output("systemctl show -p CPUQuotaPerSecUSec gcad.service") == "CPUQuotaPerSecUSec=50ms"
     assert shown["stateDirectory"] == "as expected"
     # extd registered its extension certificate: the key stays root's, beside the certificate
     waagent = host.file("/var/lib/waagent")

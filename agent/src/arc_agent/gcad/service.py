@@ -59,12 +59,13 @@ class GuestConfigService:
         self.resources = resources if resources is not None else registry()
         self.clock = clock
         self.each_round = each_round
+        """Called at the start of every round (main.py keeps gcad's CPU quota there)."""
         self.poll_seconds = poll_seconds
         """The longest long-poll: assignments are read again at least this often."""
-        """Called at the start of every round (main.py keeps gcad's CPU quota there)."""
         self.state = GuestConfigState(paths.guest_config_state_dir, paths.guest_config_packages_dir)
         self.stop = threading.Event()
         self._client: HttpsClient | None = None
+        self._opened: tuple[tuple[str, str] | None, HttpsClient, MachineApi] | None = None
         self.generation = -1
         self.off = ""
         """Why gcad evaluates nothing (the setting or monitor mode), or ""."""
@@ -186,31 +187,47 @@ class GuestConfigService:
             self.state.drop_all()  # disconnected: its assignments are no longer this machine's
             return DISABLED_POLL_SECONDS
         api = None
-        connection = None
         try:
-            connection = open_machine_api(self.paths)
-            if connection is not None:
-                self._client, api = connection
+            api = self._api()
+            if api is not None:
                 self.refresh(api)
                 self.deliver(api)
         except (ControlPlaneUnreachable, AgentApiError, AzcmError, OSError) as exc:
             self.logger.warning("the control plane cannot be reached (%s): evaluating what is kept", exc)
+            self._drop_api()
             api = None
-        try:
-            assignments, _received = self.state.assignments(self.clock())
-            wait = self.evaluate_due(assignments, remediate=True)
-            if api is not None:
-                try:
-                    self.deliver(api)
-                    api.wait_for_notification(self.generation, int(max(1, min(wait, self.poll_seconds))))
-                    return 0.0
-                except (ControlPlaneUnreachable, AgentApiError, AzcmError, OSError) as exc:
-                    self.logger.warning("the control plane went away (%s)", exc)
-            return min(wait, RETRY_SECONDS[-1])
-        finally:
-            if connection is not None:
-                connection[0].close()
-                self._client = None
+        assignments, _received = self.state.assignments(self.clock())
+        wait = self.evaluate_due(assignments, remediate=True)
+        if api is not None:
+            try:
+                self.deliver(api)
+                api.wait_for_notification(self.generation, int(max(1, min(wait, self.poll_seconds))))
+                return 0.0
+            except (ControlPlaneUnreachable, AgentApiError, AzcmError, OSError) as exc:
+                self.logger.warning("the control plane went away (%s)", exc)
+                self._drop_api()
+        return min(wait, RETRY_SECONDS[-1])
+
+    def _api(self) -> MachineApi | None:
+        """The machine's API over one kept connection (TLS set up once, not every round), opened
+        again when the connection state changes (connected elsewhere) or after a failure."""
+        state = load_state(self.paths.agent_config)
+        key = None if state is None else (state.vm_id, state.control_plane_url)
+        if self._opened is not None and self._opened[0] == key:
+            return self._opened[2]
+        self._drop_api()
+        opened = open_machine_api(self.paths) if key is not None else None
+        if opened is None:
+            return None
+        self._client = opened[0]
+        self._opened = (key, opened[0], opened[1])
+        return opened[1]
+
+    def _drop_api(self) -> None:
+        if self._opened is not None:
+            self._opened[1].close()
+        self._opened = None
+        self._client = None
 
     def run(self) -> None:
         """Until closed, or until machine configuration is turned off: then gcad ends (its unit
@@ -223,6 +240,7 @@ class GuestConfigService:
                 self.stop.wait(wait)
 
     def close(self) -> None:
+        """Stop: a long-poll in progress ends at once."""
         self.stop.set()
         client = self._client
         if client is not None:
