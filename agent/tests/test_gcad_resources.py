@@ -260,3 +260,23 @@ def test_a_broken_package_is_not_evaluated(members: dict[str, str], says: str) -
             archive.writestr(name, text)
     with pytest.raises(gc_evaluate.PackageError, match=says):
         gc_evaluate.read_package(buffer.getvalue())
+
+
+def test_a_package_is_checked_in_a_process_of_its_own_and_a_bad_one_refused(tmp_path: Path) -> None:
+    """gcad never loads `cryptography` itself: `python -m arc_agent.gcad.verify` checks a package."""
+    import subprocess
+    import sys
+
+    package = tmp_path / "p.zip"
+    package.write_bytes(b"not the package")
+    request = {
+        "path": str(package), "expected": {"sha256": "0" * 64, "size": 15}, "signature": "x.y.z",
+        "keys": {"keys": []}, "name": "Demo", "version": "1.0.0",
+    }  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "arc_agent.gcad.verify"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and "SHA-256" in done.stderr, done.stderr

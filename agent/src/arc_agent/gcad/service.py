@@ -9,7 +9,10 @@ and monitor mode stop every evaluation; a disconnected machine forgets its assig
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,7 +21,6 @@ from arc_agent.config.connection import load_state
 from arc_agent.config.settings import LocalConfig, guest_configuration_off
 from arc_agent.cpclient.agentapi import AgentApiError, MachineApi, RequestRefused
 from arc_agent.cpclient.machine import open_machine_api, package_signing_keys
-from arc_agent.cpclient.packages import PackageRefused, verify_configuration
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError
 from arc_agent.gcad.evaluate import Package, PackageError, evaluate, read_package
@@ -100,19 +102,27 @@ class GuestConfigService:
         ):
             return
         data = api.fetch(str(package["uri"]), MAX_PACKAGE_BYTES)
+        staged = self.state.stage_package(data)
         try:
-            verify_configuration(
-                data,
-                package,
-                str(package.get("signature", "")),
-                self.signing_keys(api),
-                name=str(configuration["name"]),
-                version=str(configuration["version"]),
-            )
-        except PackageRefused as refused:
-            self.logger.error("%s: the package is refused: %s", assignment["name"], refused)
-            return
-        self.state.keep_package(configuration["name"], package["sha256"], data)
+            request = {
+                "path": str(staged),
+                "expected": {"sha256": package.get("sha256"), "size": package.get("size")},
+                "signature": str(package.get("signature", "")),
+                "keys": self.signing_keys(api),
+                "name": str(configuration["name"]),
+                "version": str(configuration["version"]),
+            }
+            checked = subprocess.run(
+                [sys.executable, "-m", "arc_agent.gcad.verify"],
+                input=json.dumps(request), capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            if checked.returncode != 0:
+                said = checked.stderr.strip()[-500:] or f"the check exited {checked.returncode}"
+                self.logger.error("%s: the package is refused: %s", assignment["name"], said)
+                return
+            self.state.keep_package(configuration["name"], package["sha256"], data)
+        finally:
+            staged.unlink(missing_ok=True)
 
     def deliver(self, api: MachineApi) -> None:
         """Send the queued reports, oldest first; stop at the first the control plane cannot take."""

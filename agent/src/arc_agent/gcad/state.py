@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,13 @@ class GuestConfigState:
             return self.package_path(name, sha256).read_bytes()
         except OSError:
             return None
+
+    def stage_package(self, data: bytes) -> Path:
+        """``data`` in a private file (0600) of its own, to be checked before it is kept."""
+        folder = self._private_dir(self.state_dir / "staging")
+        path = folder / f"{uuid.uuid4().hex}.zip"
+        write_atomic(path, data, 0o600)
+        return path
 
     def keep_package(self, name: str, sha256: str, data: bytes) -> None:
         """Keep a checked package; older packages of the same configuration go."""
