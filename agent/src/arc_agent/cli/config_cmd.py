@@ -148,9 +148,9 @@ def clear_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
 
 
 def _follow_guest_configuration(paths: AgentPaths, geteuid: EffectiveUid) -> None:
-    """gcad runs while machine configuration is on (``guestconfiguration.enabled`` and not
-    monitor mode) and is stopped while it is off, so that ``show`` says which
-    (docs/machine-configuration.md, "Turning it off")."""
+    """gcad runs (and starts at boot) while machine configuration is on
+    (``guestconfiguration.enabled`` and not monitor mode) and is stopped while it is off, so that
+    ``show`` says which (docs/machine-configuration.md, "Turning it off")."""
     if geteuid() != 0 or not systemd_running():
         return
     state = unit_states([GCAD_UNIT])[GCAD_UNIT]
@@ -160,8 +160,10 @@ def _follow_guest_configuration(paths: AgentPaths, geteuid: EffectiveUid) -> Non
     if bool(off) == (not state.running):
         return
     systemctl = which("systemctl") or "/usr/bin/systemctl"
+    # On: started, and enabled at boot (a host set up in monitor mode never had it enabled).
+    action = ["stop"] if off else ["enable", "--now"]
     subprocess.run(  # noqa: S603 - a fixed argv
-        [systemctl, "stop" if off else "start", GCAD_UNIT], capture_output=True, check=False, timeout=60
+        [systemctl, *action, GCAD_UNIT], capture_output=True, check=False, timeout=60
     )
 
 
