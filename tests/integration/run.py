@@ -6,7 +6,8 @@ Starts the lab (``arc_lab``): two test hosts, the control plane, an onboarding a
 administrator service principal. The agent runtime is installed on h1 only, so that h2 is a real
 host without the agent (agent_info's case). A second resource group is made for the mismatch and
 reconnect cases, and the extensions and machine configuration packages shipped with the repository
-are published (the extension target's CustomScript, the machine_configuration target's SshHardening). The agent built as another version is served over HTTP from the lab's
+are published (the extension target's CustomScript, the machine_configuration target's
+SshHardening). The agent built as another version is served over HTTP from the lab's
 controller side (the agent_upgrade target's ``source: url``). The control plane's URL, the CA's
 path on the hosts, the ids and the credentials go into a 0600 vars file; each target then runs
 with ansible-playbook (a small playbook on h1 that includes the target's tasks/main.yml) against
