@@ -10,6 +10,7 @@ Needs root and the tools of `make deps` (real test hosts and the control plane; 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -232,9 +233,11 @@ def test_a_collection_installed_from_its_tarball_onboards_a_bare_fleet_from_the_
         check=True, capture_output=True,
     )  # fmt: skip
     (tarball,) = dist.glob("hybridops-arc-*.tar.gz")
+    # as a user's machine has it: no other hybridops.arc on its collections path (make's has ours)
+    fresh = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections)}
     subprocess.run(
         ["ansible-galaxy", "collection", "install", "--offline", "-p", str(collections), str(tarball)],
-        check=True, capture_output=True,
+        check=True, capture_output=True, env=fresh,
     )  # fmt: skip
     role = collections / "ansible_collections/hybridops/arc/roles/arc_agent"
     assert role.is_dir() and not (role / "../../build/wheelhouse").exists()
