@@ -184,7 +184,7 @@ def evaluate(
     """Evaluate ``assignment`` (the agent API's: name, assignmentHash, configuration) with
     ``package``. ``initial``: the first evaluation of this assignment hash; ``remediate``: False
     when the local policy forbids changes (then every mode only tests)."""
-    now = clock or (lambda: dt.datetime.now(dt.UTC))
+    now = clock or (lambda: dt.datetime.now(dt.timezone.utc))
     configuration = assignment["configuration"]
     mode = str(configuration.get("assignmentType") or "Audit")
     if mode not in MODES:

@@ -36,7 +36,7 @@ KEYS_FILE = "package-signing.json"
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.now(dt.timezone.utc)
 
 
 class GuestConfigService:
