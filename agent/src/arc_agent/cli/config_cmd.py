@@ -22,6 +22,8 @@ from arc_agent.cli.context import Context
 from arc_agent.cli.options import common_flags_parser
 from arc_agent.cli.output import CommandResult
 from arc_agent.config.settings import (
+    CONFIG_MODE,
+    GUEST_CONFIGURATION_ENABLED,
     SETTINGS,
     LocalConfig,
     Value,
@@ -130,7 +132,7 @@ def set_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
         changes = config.set(key, ctx.args.value, mode)
         config.save(ctx.paths.local_config)
     lines = [f"Config property {changed} set to value {format_value(value)}" for changed, value in changes]
-    _follow_guest_configuration(ctx.paths, geteuid)
+    _follow_guest_configuration(ctx.paths, geteuid, [changed for changed, _value in changes])
     return CommandResult(text="\n".join(lines), data=_pair(*changes[0]))
 
 
@@ -141,17 +143,17 @@ def clear_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
         config = LocalConfig.load(ctx.paths.local_config, ignore_invalid=[key])
         value = config.clear(key)
         config.save(ctx.paths.local_config)
-    _follow_guest_configuration(ctx.paths, geteuid)
+    _follow_guest_configuration(ctx.paths, geteuid, [key])
     shown = format_value(value)
     text = f"Config property {key} cleared" + (f", back to its default value {shown}" if shown else "")
     return CommandResult(text=text, data=_pair(key, value))
 
 
-def _follow_guest_configuration(paths: AgentPaths, geteuid: EffectiveUid) -> None:
+def _follow_guest_configuration(paths: AgentPaths, geteuid: EffectiveUid, keys: list[str]) -> None:
     """gcad runs (and starts at boot) while machine configuration is on
     (``guestconfiguration.enabled`` and not monitor mode) and is stopped while it is off, so that
     ``show`` says which (docs/machine-configuration.md, "Turning it off")."""
-    if geteuid() != 0 or not systemd_running():
+    if not {GUEST_CONFIGURATION_ENABLED, CONFIG_MODE} & set(keys) or geteuid() != 0 or not systemd_running():
         return
     state = unit_states([GCAD_UNIT])[GCAD_UNIT]
     if not state.installed:
