@@ -200,8 +200,10 @@ def test_customscript_runs_its_command_in_the_background_and_extd_follows_it(
     """As the real extension: enable starts the command and returns; the status says
     "transitioning" until the command ends (so commands may run longer than enable's 300 s)."""
     machine, name = extd
-    gate, marker = machine.root / "go", machine.root / "ran.txt"
-    waiting = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo finished; echo $$ >> {marker}"
+    gate, marker, shell = machine.root / "go", machine.root / "ran.txt", machine.root / "shell.pid"
+    waiting = (
+        f"echo $$ > {shell}; while [ ! -e {gate} ]; do sleep 0.05; done; echo finished; echo $$ >> {marker}"
+    )
     properties: dict[str, Any] = {"publisher": CSE[0], "type": CSE[1], "typeHandlerVersion": "2.1"}
     body: dict[str, Any] = {
         "location": plane.location,
@@ -228,21 +230,27 @@ def test_customscript_runs_its_command_in_the_background_and_extd_follows_it(
     body["properties"]["settings"] = {"commandToExecute": waiting, "timestamp": 2}
     assert plane.manage("PUT", f"machines/{name}/extensions/cse", admin, body)[0] == 202
     worker = machine.paths.waagent_dir / "custom-script" / "worker"
+    shell.unlink()
     wait_for(worker.exists, 60, "the command of sequence number 2 runs")
-    first = int(worker.read_text().split()[0])
+    wait_for(shell.exists, 60, "the shell of sequence number 2 runs")
+    first, first_shell = int(worker.read_text().split()[0]), int(shell.read_text())
     body["properties"]["settings"] = {"commandToExecute": f"echo replaced >> {marker}", "timestamp": 3}
     assert plane.manage("PUT", f"machines/{name}/extensions/cse", admin, body)[0] == 202
     replaced = settled(plane, admin, name)
     assert replaced["properties"]["provisioningState"] == "Succeeded", replaced
-    assert not process_start(first), "the command of the older configuration was stopped"
+    assert not process_start(first), "the worker of the older configuration was stopped"
+    assert not process_start(first_shell), "the command of the older configuration was stopped"
     assert marker.read_text().splitlines()[1:] == ["replaced"]
 
     # Removal while a command runs: it is stopped, and nothing is left.
     body["properties"]["settings"] = {"commandToExecute": waiting, "timestamp": 4}
     assert plane.manage("PUT", f"machines/{name}/extensions/cse", admin, body)[0] == 202
+    shell.unlink()
     wait_for(worker.exists, 60, "the command of sequence number 4 runs")
-    last = int(worker.read_text().split()[0])
+    wait_for(shell.exists, 60, "the shell of sequence number 4 runs")
+    last, last_shell = int(worker.read_text().split()[0]), int(shell.read_text())
     assert plane.manage("DELETE", f"machines/{name}/extensions/cse", admin)[0] == 202
     wait_for(lambda: plane.manage("GET", f"machines/{name}/extensions/cse", admin)[0] == 404, 60, "removed")
-    assert not process_start(last), "the removal stopped the running command"
+    assert not process_start(last), "the removal stopped the worker"
+    assert not process_start(last_shell), "the removal stopped the running command"
     assert not (machine.paths.waagent_dir / "custom-script").exists()

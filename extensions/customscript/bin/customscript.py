@@ -275,8 +275,10 @@ def run(settings: dict[str, Any], folder: Path) -> tuple[int, str]:
     else:
         argv = ["/bin/sh", "-c", settings["commandToExecute"]]
     with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
+        # Its own process group (so a timeout stops it and what it started) in the worker's
+        # session (so stopping the worker finds it): not a session of its own, which would hide it.
         process = subprocess.Popen(  # noqa: S603 - running the operator's command is the point
-            argv, cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+            argv, cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=os.setpgrp
         )
         try:
             code = process.wait(timeout=COMMAND_LIMIT_SECONDS)
@@ -305,6 +307,22 @@ def stop_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def stop_session(session: int) -> None:
+    """Kill every process of ``session``: the worker, the command and what the command started
+    (all of them, whatever process group they are in, as long as they stayed in the session)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 3 and fields[3] == str(session):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
 def stop_worker(why: str) -> None:
     """Stop the command still running in the background (its status says why)."""
     try:
@@ -314,7 +332,7 @@ def stop_worker(why: str) -> None:
         return
     if process_start(pid) == started:
         log(f"stopping the command of sequence number {sequence} (process {pid}): {why}")
-        stop_group(pid)
+        stop_session(pid)
         write_status(sequence, "error", f"Enable failed: the command was stopped: {why}")
     (STATE / WORKER).unlink(missing_ok=True)
 
