@@ -6,6 +6,9 @@ benchmarks start the control plane with the same code.
 
 ``python -m arc_lab extensions``: publish the extension packages `make extensions` built into
 the lab's control plane (which signs them); the molecule scenario ``extensions`` uses it.
+``python -m arc_lab configurations``: the same for the machine configuration packages `make
+configurations` built; ``python -m arc_lab controlplane stop|start``: stop the lab's control plane
+(its data kept) and serve it again. The molecule scenario ``machine_configuration`` uses them.
 
 ``python -m arc_lab bundle --version V --out DIR [--broken]``: the agent from agent/ as version V,
 bundled (a broken copy, whose himds exits at once, with ``--broken``); ``python -m arc_lab
@@ -23,7 +26,7 @@ import sys
 
 from arc_lab.bundles import alt_bundle, broken_bundle
 from arc_lab.environment import LabEnv
-from arc_lab.lab import Lab, publish_extensions
+from arc_lab.lab import Lab, publish_configurations, publish_extensions
 from arc_lab.plane import ControlPlane
 
 
@@ -34,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     plane.add_argument("--vars", required=True, type=pathlib.Path, help="where to write the variables (0600)")
     plane.add_argument("--prefix", default="lab", help="name prefix of the two service principals")
     commands.add_parser("extensions", help="publish build/extensions into the running control plane")
+    commands.add_parser("configurations", help="publish build/configurations into the running control plane")
+    serving = commands.add_parser("controlplane", help="stop the control plane (data kept) or serve it again")
+    serving.add_argument("action", choices=["stop", "start"])
     bundle = commands.add_parser("bundle", help="build the agent as another version, as a bundle")
     bundle.add_argument("--version", required=True)
     bundle.add_argument("--out", required=True, type=pathlib.Path)
@@ -54,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             alt_bundle(args.out, args.version)
         print(json.dumps({"bundle": str(args.out), "version": args.version}))
         return 0
+    if args.command == "controlplane":
+        if args.action == "stop":
+            Lab.stop_plane()
+        else:
+            Lab.serve()
+        return 0
     env = LabEnv.read()
     if args.command == "publish-agent":
         print(json.dumps(env.controlplane_cli("agent", "publish", str(args.bundle))))
@@ -72,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "extensions":
         for package in publish_extensions(env):
             print(f"published {package['publisher']}.{package['type']} {package['version']}")
+        return 0
+    if args.command == "configurations":
+        for published in publish_configurations(env):
+            for package in published["packages"]:
+                print(f"published {package['name']} {package['version']}")
         return 0
     control_plane = Lab.start_plane(env, prefix=args.prefix)
     lab = Lab(env, [], control_plane)

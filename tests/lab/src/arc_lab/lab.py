@@ -37,6 +37,16 @@ def publish_extensions(env: LabEnv, *database: str) -> list[dict[str, Any]]:
     return published
 
 
+def publish_configurations(env: LabEnv, *database: str) -> list[dict[str, Any]]:
+    """The machine configuration packages `make configurations` built (build/configurations),
+    published into the lab's control plane (which signs them); what it listed for each."""
+    folder = TOP / "build" / "configurations"
+    return [
+        env.controlplane_cli("configuration", "publish", str(package), *database)
+        for package in sorted(folder.glob("*.zip"))
+    ]
+
+
 @dataclass
 class Lab:
     env: LabEnv
@@ -81,7 +91,7 @@ class Lab:
         """The control plane in the controller namespace of hosts that are up, and its
         ``{prefix}-onboarding`` and ``{prefix}-admin`` service principals."""
         init = env.controlplane_cli("init", "--port", str(env.url.rsplit(":", 1)[1]), *database)
-        cls._serve(serve_options)
+        cls.serve(serve_options)
         scope = f"/subscriptions/{init['subscriptionId']}"
         sp = ("sp", "create", "--scope", scope, *database)
         onboarding = env.controlplane_cli(*sp, "--name", f"{prefix}-onboarding", "--role", ONBOARDING_ROLE)
@@ -89,7 +99,8 @@ class Lab:
         return ControlPlane(env, init, onboarding, admin)
 
     @staticmethod
-    def _serve(serve_options: tuple[str, ...] | list[str]) -> None:
+    def serve(serve_options: tuple[str, ...] | list[str] = ()) -> None:
+        """Serve the lab's control plane (on the data it has), with ``serve_options``."""
         binary = {**os.environ, "ARC_CONTROLPLANE_BIN": str(VENV_BIN / "arc-controlplane")}
         run(str(TESTHOSTS), "controlplane", "start", *serve_options, env=binary)
 
@@ -109,8 +120,13 @@ class Lab:
         )
 
     @staticmethod
-    def stop() -> None:
+    def stop_plane() -> None:
+        """Stop serving the control plane; its data stays (:meth:`serve` serves it again)."""
         subprocess.run([str(TESTHOSTS), "controlplane", "stop"], capture_output=True, check=False)
+
+    @classmethod
+    def stop(cls) -> None:
+        cls.stop_plane()
         subprocess.run([str(TESTHOSTS), "down"], capture_output=True, check=False)
 
     def cli(self, *args: str) -> dict[str, Any]:
@@ -118,13 +134,9 @@ class Lab:
         return self.env.controlplane_cli(*args, *self.database)
 
     def publish_configurations(self) -> list[dict[str, Any]]:
-        """The machine configuration packages `make configurations` built (build/configurations),
-        published into this lab's control plane (which signs them)."""
-        folder = TOP / "build" / "configurations"
-        return [
-            self.env.controlplane_cli("configuration", "publish", str(package), *self.database)
-            for package in sorted(folder.glob("*.zip"))
-        ]
+        """The machine configuration packages `make configurations` built, published into this
+        lab's control plane."""
+        return publish_configurations(self.env, *self.database)
 
     def publish_extensions(self) -> list[dict[str, Any]]:
         """The extension packages `make extensions` built, published into this lab's control plane."""
@@ -138,7 +150,7 @@ class Lab:
 
     def restart_controlplane(self) -> None:
         """Serve again, same data, same options (after :meth:`kill_controlplane`, or a stop)."""
-        self._serve(self.serve_options)
+        self.serve(self.serve_options)
 
     def publish_agent(self, bundle: pathlib.Path) -> dict[str, Any]:
         """An agent bundle published into the lab's control plane (its agent package store)."""
