@@ -20,6 +20,8 @@ from controlplane_env import ControlPlane, Principal, start_control_plane
 from machine_helpers import Machine, connect
 
 from arc_agent.config.settings import LocalConfig
+from arc_agent.cpclient.machine import open_machine_api
+from arc_agent.extd.certificate import load_or_create
 from arc_agent.gcad.service import GuestConfigService
 from arc_agent.logsetup import configure_logging
 
@@ -39,7 +41,7 @@ class Clock:
         self.now += dt.timedelta(seconds=seconds)
 
 
-def motd_package(base: Path, target: Path) -> Path:
+def motd_package(base: Path, target: Path, version: str = "1.0.0") -> Path:
     """A package (AuditAndSet) whose one resource is the file ``target`` with "hello" in it, mode 0644."""
     text = (
         f'instance of nxFile as $nxFile1ref\n{{\n    ResourceID = "[nxFile]motd";\n'
@@ -50,7 +52,7 @@ def motd_package(base: Path, target: Path) -> Path:
     path = base / "Motd.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("Motd.mof", text)
-        archive.writestr("Motd.metaconfig.json", json.dumps({"Type": "AuditAndSet", "Version": "1.0.0"}))
+        archive.writestr("Motd.metaconfig.json", json.dumps({"Type": "AuditAndSet", "Version": version}))
     return path
 
 
@@ -212,3 +214,78 @@ def test_after_14_days_without_the_control_plane_assignments_are_dropped(
         assert not (machine.paths.guest_config_state_dir / "assignments.json").exists()
     finally:
         plane.restart()
+
+
+def test_protected_parameters_are_decrypted_applied_and_kept_out_of_reports(
+    tmp_path: Path, plane: ControlPlane, admin: Principal
+) -> None:
+    """``configurationProtectedParameter``: sealed by the control plane to the machine's extension
+    certificate (the one extd registers), decrypted by gcad's child process, applied; the value
+    appears in no report, no file gcad keeps and no log; a machine whose certificate changed
+    since reports NonCompliant saying so, and sets nothing."""
+    target = tmp_path / "managed" / "motd"
+    published = plane.cli("configuration", "publish", str(motd_package(tmp_path, target, "1.0.1")))
+    assert published.returncode == 0, published.stderr
+    machine = Machine(tmp_path / "root")
+    machine.paths.state_dir.mkdir(parents=True)
+    name = f"gcad-{uuid.uuid4().hex[:8]}"
+    connect(plane, machine, tmp_path, name)
+    thumbprint, pem = load_or_create(machine.paths.waagent_dir)
+    opened = open_machine_api(machine.paths)
+    assert opened is not None
+    client, api = opened
+    try:
+        assert api.register_extension_certificate(pem) == thumbprint
+    finally:
+        client.close()
+    log = tmp_path / "gcad.log"
+    clock = Clock()
+    service = GuestConfigService(
+        machine.paths,
+        configure_logging(verbose=True, stream=None, log_file=log),
+        interval=INTERVAL,
+        clock=clock,
+        poll_seconds=1,
+    )
+    secret = "token=" + uuid.uuid4().hex
+    body = {
+        "properties": {
+            "guestConfiguration": {
+                "name": "Motd", "version": "1.0.1", "assignmentType": "ApplyAndAutoCorrect",
+                "configurationProtectedParameter": [{"name": "[nxFile]motd;Contents", "value": secret}],
+            }
+        }
+    }  # fmt: skip
+    path = f"machines/{name}/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/Motd"
+    status, created = plane.manage("PUT", path, admin, body, api_version=GC_API)
+    assert status == 201, created
+    assert secret not in json.dumps(created)
+
+    service.run_once()
+    assert target.read_text() == secret, "the protected value was applied"
+    properties = assignment(plane, admin, name)["properties"]
+    assert properties["complianceStatus"] == "Compliant", properties
+    target.write_text("drifted")
+    clock.advance(INTERVAL + 1)
+    service.run_once()
+    assert target.read_text() == secret
+    reports = assignment(plane, admin, name, "/reports")
+    assert len(reports["value"]) == 2 and secret not in json.dumps(reports)
+    kept = "".join(
+        p.read_text(errors="replace") for p in machine.paths.guest_config_state_dir.rglob("*") if p.is_file()
+    )
+    assert "protectedParameters" in kept and secret not in kept, "kept encrypted only"
+    assert secret not in log.read_text()
+
+    # a new extension certificate (the old key gone): reported, nothing set
+    for old in machine.paths.waagent_dir.glob(f"{thumbprint}.*"):
+        old.unlink()
+    target.write_text("drifted again")
+    clock.advance(INTERVAL + 1)
+    service.run_once()
+    assert target.read_text() == "drifted again"
+    latest = assignment(plane, admin, name)["properties"]["latestAssignmentReport"]
+    assert latest["complianceStatus"] == "NonCompliant"
+    (reason,) = latest["resources"][0]["reasons"]
+    assert reason["code"] == "GuestConfiguration:ProtectedParameters"
+    assert "which this machine does not have" in reason["phrase"] and thumbprint in reason["phrase"]

@@ -239,6 +239,39 @@ def test_parameters_override_the_document_and_an_unknown_resource_is_never_passe
     assert "this agent has no resource MSFT_RegistryResource" in unknown["reasons"][0]["phrase"]
 
 
+def test_protected_values_are_applied_and_replaced_in_the_report(tmp_path: Path) -> None:
+    """A protected parameter counts as a parameter; wherever the report would show its value
+    (here the reason, which quotes the wanted line), ``[protected]`` stands instead."""
+    path = tmp_path / "app.conf"
+    path.write_text("token=old\n")
+    package = _package(
+        f'instance of nxFileLine as $a\n{{\n    ResourceID = "[nxFileLine]token";\n    FilePath = "{path}";\n'
+        f'    ContainsLine = "token=default";\n}};\n'
+    )
+    secret = "token=s3cr3t-value"
+    protected = [{"name": "[nxFileLine]token;ContainsLine", "value": secret}]
+    audit = gc_evaluate.evaluate(
+        package, _assignment("Audit"), initial=True, remediate=True, resources=registry(), host=SystemHost(),
+        protected=protected,
+    )  # fmt: skip
+    report = json.dumps(audit.report())
+    assert not audit.compliant and "does not contain the line '[protected]'" in report
+    assert "s3cr3t" not in report
+    applied = gc_evaluate.evaluate(
+        package, _assignment("ApplyAndAutoCorrect"), initial=True, remediate=True, resources=registry(),
+        host=SystemHost(), protected=protected,
+    )  # fmt: skip
+    assert applied.compliant and secret in path.read_text().splitlines()
+    unreadable = gc_evaluate.evaluate(
+        package, _assignment("ApplyAndAutoCorrect"), initial=True, remediate=True, resources=registry(),
+        host=SystemHost(), unreadable="no key",
+    )  # fmt: skip
+    (resource,) = unreadable.report()["resources"]
+    assert resource["reasons"] == [
+        {"code": "GuestConfiguration:ProtectedParameters", "phrase": "protected parameters: no key"}
+    ]
+
+
 @pytest.mark.parametrize(
     "members, says",
     [

@@ -5,14 +5,20 @@ It speaks the protocol as docs/agent-protocol.md writes it, independently of the
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import json
 import time
 import uuid
 from typing import Any
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import NameOID
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -145,3 +151,37 @@ class AgentClient:
 
     def read(self) -> httpx.Response:
         return self.http.get(f"/agent/v1/machines/{self.vm_id}", headers=self.headers())
+
+
+class ExtensionCertificate:
+    """An agent's extension certificate (self-signed RSA 2048, as extd makes it): what the control
+    plane encrypts protected settings and parameters to."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "extension certificate")])
+        now = dt.datetime.now(dt.UTC)
+        self.certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .sign(self.key, hashes.SHA256())
+        )
+        self.thumbprint = self.certificate.fingerprint(hashes.SHA1()).hex().upper()
+
+    def register(self, http: httpx.Client, agent: AgentClient) -> httpx.Response:
+        pem = self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+        return http.put(
+            f"/agent/v1/machines/{agent.vm_id}/extensionCertificate",
+            json={"certificate": pem},
+            headers=agent.headers(),
+        )
+
+    def decrypt(self, envelope: str) -> dict[str, Any]:
+        clear = pkcs7.pkcs7_decrypt_der(base64.b64decode(envelope), self.certificate, self.key, [])
+        document: dict[str, Any] = json.loads(clear)
+        return document

@@ -5,8 +5,6 @@ never answered and never stored in plain text; roles; bad input."""
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import hashlib
 import json
 import subprocess
@@ -20,7 +18,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from agent_client import AgentClient
+from agent_client import AgentClient, ExtensionCertificate
 from agentapi_env import DATABASES, AgentApiEnv, start_env
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -35,11 +33,7 @@ from azure.mgmt.hybridcompute.models import (
     MachineExtensionUpgrade,
 )
 from conftest import run_cli
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import text
 
 HC = "2026-09-01"
@@ -126,27 +120,11 @@ class ExtensionAgent:
 
     def __init__(self, env: AgentApiEnv, agent: AgentClient) -> None:
         self.env, self.agent = env, agent
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "extension certificate")])
-        now = dt.datetime.now(dt.UTC)
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365))
-            .sign(self.key, hashes.SHA256())
-        )
+        self.own = ExtensionCertificate()
+        self.key, self.certificate = self.own.key, self.own.certificate
 
     def register_certificate(self) -> httpx.Response:
-        pem = self.certificate.public_bytes(serialization.Encoding.PEM).decode()
-        return self.env.http.put(
-            f"/agent/v1/machines/{self.agent.vm_id}/extensionCertificate",
-            json={"certificate": pem},
-            headers=self.agent.headers(),
-        )
+        return self.own.register(self.env.http, self.agent)
 
     def goal_state(self) -> dict[str, Any]:
         reply = self.env.http.get(
@@ -157,9 +135,7 @@ class ExtensionAgent:
         return document
 
     def decrypt(self, protected: str) -> dict[str, Any]:
-        clear = pkcs7.pkcs7_decrypt_der(base64.b64decode(protected), self.certificate, self.key, [])
-        document: dict[str, Any] = json.loads(clear)
-        return document
+        return self.own.decrypt(protected)
 
     def report(
         self, name: str, sequence: int, status: str, message: str = "", code: int = 0

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from agent_client import AgentClient
+from agent_client import AgentClient, ExtensionCertificate
 from agentapi_env import RESOURCE_GROUP, AgentApiEnv, new_name, start_env
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -402,8 +402,12 @@ def _put(env: AgentApiEnv, machine: str, name: str, navigation: dict[str, Any]) 
         ("AuditTmp", {"assignmentType": "ApplyAndAutoCorrect"}, "InvalidAssignmentType",
          "is an Audit package"),
         ("SshHardening",
-         {"configurationProtectedParameter": [{"name": "[nxFile]sshd_config;Mode", "value": "1"}]},
-         "ProtectedParametersNotSupported", "configurationProtectedParameter is not supported"),
+         {"configurationProtectedParameter": [{"name": "[nxFile]sshd_config;Colour", "value": "1"}]},
+         "InvalidConfigurationParameter", "[nxFile]sshd_config has no property Colour"),
+        ("SshHardening",
+         {"configurationParameter": [{"name": "[nxFile]sshd_config;Mode", "value": "0600"}],
+          "configurationProtectedParameter": [{"name": "[nxFile]sshd_config;Mode", "value": "0640"}]},
+         "InvalidConfigurationParameter", "or in configurationProtectedParameter, once"),
     ],
 )  # fmt: skip
 def test_a_bad_assignment_is_refused_and_nothing_is_assigned(
@@ -456,3 +460,71 @@ def test_the_sdk_sees_a_refusal_and_roles_decide_who_may_assign(
         bad_version.status_code == 400 and bad_version.json()["error"]["code"] == "InvalidApiVersionParameter"
     )
     assert manage(env, "DELETE", path).status_code == 200
+
+
+def test_protected_parameters_are_sealed_to_the_machine_and_never_shown(
+    env: AgentApiEnv, sdk: GuestConfigurationClient, packages: dict[str, dict[str, Any]]
+) -> None:
+    """``configurationProtectedParameter`` as Azure's SDK sends it: kept only encrypted to the
+    machine's extension certificate, given to the agent so, never in a read (names only); the
+    same values again are no change, new ones are; a machine without a certificate is refused."""
+    machine = new_name()
+    agent = env.connected_agent(machine)
+    secret = "PermitRootLogin prohibit-password # s3cr3t-" + uuid.uuid4().hex
+    protected = [ConfigurationParameter(name="[nxFileLine]PermitRootLogin;ContainsLine", value=secret)]
+    wanted = assignment("SshHardening", "1.0.0", "Audit", configuration_protected_parameter=protected)
+
+    with pytest.raises(HttpResponseError) as refused:
+        sdk.guest_configuration_hcrp_assignments.create_or_update(
+            "SshHardening", RESOURCE_GROUP, machine, wanted
+        )
+    assert refused.value.status_code == 409 and "MachineNotReadyForProtectedParameters" in str(refused.value)
+    assert goal(agent)["assignments"] == []
+
+    certificate = ExtensionCertificate()
+    assert certificate.register(env.http, agent).status_code == 200
+    created = sdk.guest_configuration_hcrp_assignments.create_or_update(
+        "SshHardening", RESOURCE_GROUP, machine, wanted
+    )
+    navigation = props(created).guest_configuration
+    assert [(p.name, p.value) for p in navigation.configuration_protected_parameter] == [
+        ("[nxFileLine]PermitRootLogin;ContainsLine", None)
+    ]
+    path = f"{assignments_path(env, machine)}/SshHardening"
+    for read in (manage(env, "GET", path), manage(env, "GET", assignments_path(env, machine))):
+        assert read.status_code == 200 and "s3cr3t" not in read.text
+
+    (seen,) = goal(agent)["assignments"]
+    assert "s3cr3t" not in json.dumps(seen)
+    assert seen["configuration"]["protectedParametersCertThumbprint"] == certificate.thumbprint
+    assert certificate.decrypt(seen["configuration"]["protectedParameters"]) == {
+        "configurationProtectedParameter": [
+            {"name": "[nxFileLine]PermitRootLogin;ContainsLine", "value": secret}
+        ]
+    }
+    with env.db.engine.connect() as connection:
+        stored = connection.exec_driver_sql("SELECT * FROM guest_configuration_assignments").fetchall()
+    assert "s3cr3t" not in repr(stored), "never stored in plain text"
+
+    again = sdk.guest_configuration_hcrp_assignments.create_or_update(
+        "SshHardening", RESOURCE_GROUP, machine, wanted
+    )
+    assert props(again).assignment_hash == props(created).assignment_hash
+    assert (
+        goal(agent)["assignments"][0]["configuration"]["protectedParameters"]
+        == (seen["configuration"]["protectedParameters"])
+    ), "the same values: no change, not sealed again"
+    protected[0].value = secret + "-new"
+    changed = sdk.guest_configuration_hcrp_assignments.create_or_update(
+        "SshHardening", RESOURCE_GROUP, machine, wanted
+    )
+    assert props(changed).assignment_hash != props(created).assignment_hash
+    assert props(changed).compliance_status == "Pending"
+    envelope = goal(agent)["assignments"][0]["configuration"]["protectedParameters"]
+    assert certificate.decrypt(envelope)["configurationProtectedParameter"][0]["value"] == secret + "-new"
+
+    without = sdk.guest_configuration_hcrp_assignments.create_or_update(
+        "SshHardening", RESOURCE_GROUP, machine, assignment("SshHardening", "1.0.0", "Audit")
+    )
+    assert props(without).guest_configuration.configuration_protected_parameter in (None, [])
+    assert "protectedParameters" not in goal(agent)["assignments"][0]["configuration"]

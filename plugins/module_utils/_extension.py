@@ -99,7 +99,16 @@ def machine_protected_settings(run_command, publisher, type_, lib_dir=LIB_DIR):
         handler = json.loads(read_text(path))["runtimeSettings"][0]["handlerSettings"]
     except (TypeError, ValueError, KeyError, IndexError):
         return None
-    blob, thumbprint = handler.get("protectedSettings"), handler.get("protectedSettingsCertThumbprint")
+    return decrypt_envelope(
+        run_command, handler.get("protectedSettings"), handler.get("protectedSettingsCertThumbprint"), lib_dir
+    )
+
+
+def decrypt_envelope(run_command, blob, thumbprint, lib_dir=LIB_DIR):
+    """A JSON object the control plane encrypted to the machine's extension certificate
+    (``blob``: base64 of a CMS envelope; ``thumbprint``: the certificate's), decrypted with
+    ``openssl smime`` and the certificate's key in ``lib_dir``: {} when there is no blob, None
+    when it cannot be read (not root, no key, no openssl)."""
     if not blob:
         return {}
     if not thumbprint or not str(thumbprint).isalnum():

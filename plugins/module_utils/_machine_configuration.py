@@ -3,9 +3,18 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # Private to this collection: guest configuration assignments (docs/machine-configuration.md) as
-# the machine_configuration modules compare, request and show them.
+# the machine_configuration modules compare, request and show them, and the one place that can read
+# protected parameters back: the machine, whose gcad keeps its assignments (the protected ones
+# encrypted to the machine's extension certificate).
+
+import json
+
+from ansible_collections.hybridops.arc.plugins.module_utils._extension import LIB_DIR, decrypt_envelope
+from ansible_collections.hybridops.arc.plugins.module_utils._files import read_text
 
 TYPE = "Microsoft.GuestConfiguration/guestConfigurationAssignments"
+GC_ASSIGNMENTS = "/var/lib/GuestConfig/gc_state/assignments.json"
+HIDDEN = "(hidden: protected parameters are write-only)"
 
 
 def assignment_id(machine_id, name):
@@ -27,11 +36,46 @@ def wanted_navigation(params):
     )
     if params["version"]:
         navigation["version"] = params["version"]
+    if params.get("protected_parameters"):
+        navigation["configurationProtectedParameter"] = [
+            dict(name=name, value=str(value))
+            for name, value in sorted(params["protected_parameters"].items())
+        ]
     return navigation
 
 
-def differences(current, params):
-    """The properties of the assignment ``current`` (None: there is none) that differ from the options."""
+def machine_protected_parameters(
+    run_command, name, assignment_hash, state_file=GC_ASSIGNMENTS, lib_dir=LIB_DIR
+):
+    """The protected parameters of assignment ``name`` as this machine's gcad got them
+    ({lower-case name: value}; {} when it has none), decrypted with the machine's key; None when
+    they cannot be read, or gcad's copy is not of ``assignment_hash`` (not read since the change)."""
+    try:
+        cached = json.loads(read_text(state_file)).get("assignments") or []
+    except (OSError, TypeError, ValueError, AttributeError):
+        return None
+    for assignment in cached:
+        if not isinstance(assignment, dict) or str(assignment.get("name", "")).lower() != name.lower():
+            continue
+        if str(assignment.get("assignmentHash", "")).upper() != str(assignment_hash or "").upper():
+            return None
+        configuration = assignment.get("configuration") or {}
+        sealed = decrypt_envelope(
+            run_command,
+            configuration.get("protectedParameters"),
+            configuration.get("protectedParametersCertThumbprint"),
+            lib_dir,
+        )
+        if sealed is None:
+            return None
+        return _parameters(sealed.get("configurationProtectedParameter"))
+    return None
+
+
+def differences(current, params, machine_protected=None):
+    """The properties of the assignment ``current`` (None: there is none) that differ from the options.
+    Protected parameters, which the API shows by name only, are compared by name, and by value with
+    ``machine_protected`` (the machine's copy, None when it cannot be read: then they differ)."""
     if current is None:
         return ["(new)"]
     navigation = (current.get("properties") or {}).get("guestConfiguration") or {}
@@ -45,6 +89,10 @@ def differences(current, params):
         changes.append("assignmentType")
     if _parameters(navigation.get("configurationParameter")) != _parameters(wanted["configurationParameter"]):
         changes.append("configurationParameter")
+    have = sorted(_parameters(navigation.get("configurationProtectedParameter")))
+    given = _parameters(wanted.get("configurationProtectedParameter"))
+    if have != sorted(given) or (given and machine_protected != given):
+        changes.append("configurationProtectedParameter")
     return changes
 
 
@@ -78,5 +126,8 @@ def view(assignment):
         assignmentType=navigation.get("assignmentType", ""),
         configurationParameter=sorted(
             (p.get("name", ""), p.get("value", "")) for p in navigation.get("configurationParameter") or []
+        ),
+        configurationProtectedParameter=sorted(
+            (p.get("name", ""), HIDDEN) for p in navigation.get("configurationProtectedParameter") or []
         ),
     )

@@ -61,6 +61,17 @@ options:
         C([nxFileLine]MaxAuthTries;ContainsLine).
     type: dict
     default: {}
+  protected_parameters:
+    description:
+      - Secret values for the document's properties, by C([Class]Name;Property)
+        (C(configurationProtectedParameter)). The control plane keeps them only encrypted to the machine's
+        extension certificate and never shows them; the machine's gcad decrypts them and keeps them out of
+        its reports.
+      - Compared with the machine's own copy (the module runs as root on the machine and decrypts it with
+        C(openssl)); when that cannot be read they count as changed and are sent again.
+      - The machine needs its extension certificate (the extension service registers it when it starts).
+    type: dict
+    default: {}
   wait:
     description:
       - Wait for the machine's first report of the assignment (as it is after this run) and return its
@@ -101,6 +112,15 @@ EXAMPLES = r"""
     service_principal_id: "{{ arc_admin_client_id }}"
     service_principal_secret: "{{ arc_admin_secret }}"
   register: ssh
+
+- name: A value that must not be shown (a package of your own whose nxFile resource "token" writes it)
+  hybridops.arc.machine_configuration:
+    name: AppToken
+    assignment_type: ApplyAndAutoCorrect
+    protected_parameters:
+      "[nxFile]token;Contents": "{{ vault_service_token }}"
+    service_principal_id: "{{ arc_admin_client_id }}"
+    service_principal_secret: "{{ arc_admin_secret }}"
 
 - name: Show what is not compliant
   ansible.builtin.debug:
@@ -171,6 +191,7 @@ from ansible_collections.hybridops.arc.plugins.module_utils._files import readab
 from ansible_collections.hybridops.arc.plugins.module_utils._machine_configuration import (
     assignment_id,
     differences,
+    machine_protected_parameters,
     reasons,
     view,
     wanted_navigation,
@@ -190,6 +211,10 @@ class MachineConfiguration:
         self.acted = False
         self.machine = None
 
+    def run_openssl(self, argv, data):
+        rc, out, _err = self.module.run_command(argv, data=data, binary_data=True, encoding=None)
+        return rc, out
+
     def target(self):
         return "machine configuration %s of %s" % (self.params["name"], self.machine or "this machine")
 
@@ -206,7 +231,11 @@ class MachineConfiguration:
                 arm.delete_resource("DELETE assignment", resource_id)
                 self.acted = True
             return self.result(current is not None, current, None, ["(removed)"] if current else [])
-        changes = differences(current, self.params)
+        protected = None
+        if self.params["protected_parameters"] and current is not None:
+            digest = (current.get("properties") or {}).get("assignmentHash")
+            protected = machine_protected_parameters(self.run_openssl, self.params["name"], digest)
+        changes = differences(current, self.params, protected)
         after = current
         if changes and not self.module.check_mode:
             body = {"properties": {"guestConfiguration": wanted_navigation(self.params)}}
@@ -275,6 +304,7 @@ def main():
                 type="str", choices=["Audit", "ApplyAndMonitor", "ApplyAndAutoCorrect"], default="Audit"
             ),
             parameters=dict(type="dict", default={}),
+            protected_parameters=dict(type="dict", default={}, no_log=True),
             wait=dict(type="bool", default=True),
             timeout=dict(type="int", default=300),
             fail_on_noncompliant=dict(type="bool", default=False),

@@ -4,7 +4,9 @@ tested again. Modes, exactly as the reference has them (case-sensitive): ``Audit
 ``ApplyAndMonitor`` sets on the first evaluation of an assignment (its hash), then only tests,
 so drift is reported and left; ``ApplyAndAutoCorrect`` (and ``DeployAndAutoCorrect``, which
 Azure's client still lists) sets at every evaluation. A resource the agent lacks, or whose
-properties it cannot use, is NonCompliant with a reason naming it, never passed.
+properties it cannot use, is NonCompliant with a reason naming it, never passed. Protected
+parameters (decrypted by the caller) count as parameters, and their values are replaced by
+``[protected]`` wherever the report would show them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from arc_agent.gcad.resources import SUCCESS, Host, Outcome, Reason, Resource, R
 MODES = ("Audit", "ApplyAndMonitor", "ApplyAndAutoCorrect", "DeployAndAutoCorrect")
 CORRECTING = ("ApplyAndAutoCorrect", "DeployAndAutoCorrect")
 MAX_UNPACKED_BYTES = 100 * 1024 * 1024
+PROTECTED = "[protected]"
 
 
 class PackageError(ValueError):
@@ -124,6 +127,8 @@ class Evaluation:
     start: dt.datetime
     end: dt.datetime
     resources: list[ResourceResult] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+    """The protected parameters' values, kept out of the report."""
 
     @property
     def compliant(self) -> bool:
@@ -140,8 +145,23 @@ class Evaluation:
             "configurationVersion": self.configuration_version,
             "startTime": self.start.isoformat(),
             "endTime": self.end.isoformat(),
-            "resources": [result.to_wire() for result in self.resources[:1024]],
+            "resources": _redacted([result.to_wire() for result in self.resources[:1024]], self.secrets),
         }
+
+
+def _redacted(value: Any, secrets: Sequence[str]) -> Any:
+    """``value`` with every protected value in its strings replaced by ``[protected]``."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, PROTECTED)
+        return value
+    if isinstance(value, list):
+        return [_redacted(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {key: _redacted(item, secrets) for key, item in value.items()}
+    return value
 
 
 def _one(
@@ -180,17 +200,22 @@ def evaluate(
     resources: Mapping[str, Resource],
     host: Host,
     clock: Any = None,
+    protected: Sequence[Mapping[str, str]] = (),
+    unreadable: str = "",
 ) -> Evaluation:
     """Evaluate ``assignment`` (the agent API's: name, assignmentHash, configuration) with
     ``package``. ``initial``: the first evaluation of this assignment hash; ``remediate``: False
-    when the local policy forbids changes (then every mode only tests)."""
+    when the local policy forbids changes (then every mode only tests). ``protected``: the
+    decrypted protected parameters; ``unreadable``: why they could not be decrypted (then
+    nothing is set and every resource is NonCompliant saying so)."""
     now = clock or (lambda: dt.datetime.now(dt.timezone.utc))
     configuration = assignment["configuration"]
     mode = str(configuration.get("assignmentType") or "Audit")
     if mode not in MODES:
         raise PackageError(f"the assignmentType {mode!r} is not one of {', '.join(MODES[:3])}")
     apply = remediate and (mode in CORRECTING or (mode == "ApplyAndMonitor" and initial))
-    merged = with_parameters(package.document, configuration.get("configurationParameter") or [])
+    given = [*(configuration.get("configurationParameter") or []), *protected]
+    merged = with_parameters(package.document, given)
     evaluation = Evaluation(
         assignment=str(assignment["name"]),
         assignment_hash=str(assignment["assignmentHash"]),
@@ -198,8 +223,13 @@ def evaluate(
         operation_type="Initial" if initial else "Consistency",
         start=now(),
         end=now(),
+        secrets=[str(p.get("value", "")) for p in protected if p.get("value")],
     )
     for declared in package.document.resources:
+        if unreadable:
+            reason = Reason("GuestConfiguration:ProtectedParameters", f"protected parameters: {unreadable}")
+            evaluation.resources.append(ResourceResult(declared.resource_id, False, [reason], {}))
+            continue
         props = {
             k: v
             for k, v in merged[declared.resource_id.lower()].items()

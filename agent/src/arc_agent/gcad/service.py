@@ -143,6 +143,28 @@ class GuestConfigService:
         data = self.state.package(name, sha256) if sha256 else None
         return None if data is None else read_package(data)
 
+    def _protected(self, assignment: Mapping[str, Any]) -> tuple[list[dict[str, str]], str]:
+        """The assignment's protected parameters, decrypted in a child process (gcad itself
+        never loads ``cryptography``); or why they cannot be."""
+        configuration = assignment["configuration"]
+        envelope = configuration.get("protectedParameters")
+        if not envelope:
+            return [], ""
+        request = {
+            "envelope": str(envelope),
+            "thumbprint": str(configuration.get("protectedParametersCertThumbprint") or ""),
+            "folder": str(self.paths.waagent_dir),
+        }
+        unsealed = subprocess.run(
+            [sys.executable, "-m", "arc_agent.gcad.unseal"],
+            input=json.dumps(request), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if unsealed.returncode != 0:
+            said = unsealed.stderr.strip()[-500:] or f"the decryption exited {unsealed.returncode}"
+            self.logger.error("%s: protected parameters not decrypted: %s", assignment["name"], said)
+            return [], said
+        return list(json.loads(unsealed.stdout)), ""
+
     def evaluate_due(self, assignments: list[dict[str, Any]], remediate: bool) -> float:
         """Evaluate every assignment that is due; the seconds until the next one is."""
         next_due = self.interval
@@ -163,9 +185,11 @@ class GuestConfigService:
                     self.logger.warning("%s: its package is not here yet", name)
                     next_due = min(next_due, RETRY_SECONDS[-1])
                     continue
+                protected, unreadable = self._protected(assignment)
                 evaluation = evaluate(
                     package, assignment, initial=initial, remediate=remediate,
                     resources=self.resources, host=self.host, clock=self.clock,
+                    protected=protected, unreadable=unreadable,
                 )  # fmt: skip
             except PackageError as exc:
                 self.logger.error("%s cannot be evaluated: %s", name, exc)

@@ -274,6 +274,12 @@ class GuestConfigurationAssignment(Base):
     latest_report_id: Mapped[str | None] = mapped_column(String(36), default=None)
     last_compliance_status_checked: Mapped[dt.datetime | None] = mapped_column(default=None)
     provisioning_state: Mapped[str] = mapped_column(String(32), default="Succeeded")
+    protected_parameters: Mapped[str | None] = mapped_column(Text, default=None)
+    """``configurationProtectedParameter`` as a CMS enveloped message to the machine's extension
+    certificate (base64 of DER), as protected settings are kept; never plain text."""
+    protected_parameters_thumbprint: Mapped[str | None] = mapped_column(String(40), default=None)
+    protected_parameters_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    """HMAC-SHA-256 of them with the control plane's own key: a PUT of the same ones is no change."""
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 

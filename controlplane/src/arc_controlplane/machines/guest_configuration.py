@@ -5,10 +5,13 @@ An assignment names a published configuration package (``guestConfiguration.name
 use it (``assignmentType``: ``Audit``, ``ApplyAndMonitor`` or ``ApplyAndAutoCorrect``,
 case-sensitive; ``DeployAndAutoCorrect``, which Azure's clients still list, is taken as
 ``ApplyAndAutoCorrect``) and values for the document's properties (``configurationParameter``,
-``[Class]Name;Property``), each checked against the package's document. Its ``assignmentHash``
-covers all of that: a change makes the assignment ``Pending`` again and bumps the machine's
-generation, which wakes the agent's long-poll. The agent reports each evaluation; the newest
-report of the current hash sets ``complianceStatus``.
+``[Class]Name;Property``), each checked against the package's document. Secret values go in
+``configurationProtectedParameter``: checked the same way, kept only encrypted to the machine's
+extension certificate (as extensions' protected settings), never returned (a read shows their
+names). Its ``assignmentHash`` covers all of that (the protected values through an HMAC): a
+change makes the assignment ``Pending`` again and bumps the machine's generation, which wakes
+the agent's long-poll. The agent reports each evaluation; the newest report of the current hash
+sets ``complianceStatus``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -30,7 +33,7 @@ from arc_controlplane.db.tables import (
     Machine,
 )
 from arc_controlplane.errors import ArmError
-from arc_controlplane.machines import configuration_packages
+from arc_controlplane.machines import configuration_packages, protected_settings
 from arc_controlplane.machines.catalog import version_key
 
 NAMESPACE = "Microsoft.GuestConfiguration"
@@ -57,6 +60,8 @@ class AssignmentRequest:
     assignment_type: str | None
     parameters: list[tuple[str, str]]
     context: str | None
+    protected: list[tuple[str, str]] = field(default_factory=list)
+    """``configurationProtectedParameter``: secret values, never stored in plain text."""
 
 
 def assignment_id(machine: Machine, name: str) -> str:
@@ -135,12 +140,16 @@ def _package(session: Session, request: AssignmentRequest, public_url: str) -> C
     return package
 
 
-def _parameters(package: ConfigurationPackage, parameters: list[tuple[str, str]]) -> list[dict[str, str]]:
-    """The parameters, each naming a resource of the document and one of its properties."""
+def _parameters(
+    package: ConfigurationPackage, parameters: list[tuple[str, str]], seen: set[str] | None = None
+) -> list[dict[str, str]]:
+    """The parameters, each naming a resource of the document and one of its properties (and
+    none named in ``seen``, the names already given)."""
     if len(parameters) > MAX_PARAMETERS:
         raise _invalid("InvalidConfigurationParameter", f"At most {MAX_PARAMETERS} configuration parameters.")
     resources = {str(r["resourceId"]).lower(): r for r in package.resources}
-    checked, seen = [], set()
+    checked: list[dict[str, str]] = []
+    seen = set() if seen is None else seen
     for name, value in parameters:
         match = PARAMETER.fullmatch(name)
         if match is None:
@@ -165,7 +174,9 @@ def _parameters(package: ConfigurationPackage, parameters: list[tuple[str, str]]
             )
         if name.lower() in seen:
             raise _invalid(
-                "InvalidConfigurationParameter", f"The configuration parameter '{name}' is given twice."
+                "InvalidConfigurationParameter",
+                f"The configuration parameter '{name}' is given twice (a name is either in"
+                " configurationParameter or in configurationProtectedParameter, once).",
             )
         seen.add(name.lower())
         checked.append({"name": name, "value": value})
@@ -174,7 +185,7 @@ def _parameters(package: ConfigurationPackage, parameters: list[tuple[str, str]]
 
 def resolve(session: Session, request: AssignmentRequest, public_url: str) -> dict[str, Any]:
     """The ``guestConfiguration`` to store: the package and parameters checked, the content's URI
-    and hash filled in. ArmError 400 naming what is wrong."""
+    and hash filled in, the protected parameters' names only. ArmError 400 naming what is wrong."""
     assignment_type = request.assignment_type or "Audit"
     if assignment_type not in ASSIGNMENT_TYPES:
         raise _invalid(
@@ -189,23 +200,32 @@ def resolve(session: Session, request: AssignmentRequest, public_url: str) -> di
             f"{package.name} {package.version} is an Audit package (its metaconfig's Type): it can only be"
             f" assigned with assignmentType Audit, not {assignment_type}.",
         )
-    return {
+    seen: set[str] = set()
+    parameters = _parameters(package, request.parameters, seen)
+    protected = _parameters(package, request.protected, seen)
+    configuration = {
         "name": package.name,
         "version": package.version,
         "contentUri": configuration_packages.package_uri(public_url, package.name, package.version),
         "contentHash": package.sha256.upper(),
         "assignmentType": assignment_type,
-        "configurationParameter": _parameters(package, request.parameters),
+        "configurationParameter": parameters,
         "kind": "DSC",
     }
+    if protected:
+        configuration["configurationProtectedParameter"] = [{"name": p["name"]} for p in protected]
+    return configuration
 
 
-def hash_of(configuration: dict[str, Any]) -> str:
-    """``assignmentHash``: SHA-256 (upper-case hex) of what the machine must evaluate."""
+def hash_of(configuration: dict[str, Any], protected_digest: str | None = None) -> str:
+    """``assignmentHash``: SHA-256 (upper-case hex) of what the machine must evaluate (the
+    protected values through their HMAC, ``protected_digest``)."""
     covered = {key: configuration[key] for key in ("name", "version", "contentHash", "assignmentType")}
     covered["configurationParameter"] = sorted(
         (p["name"].lower(), p["value"]) for p in configuration["configurationParameter"]
     )
+    if protected_digest:
+        covered["configurationProtectedParameter"] = protected_digest
     return hashlib.sha256(json.dumps(covered, sort_keys=True).encode("utf-8")).hexdigest().upper()
 
 
@@ -216,6 +236,42 @@ class Put:
     changed: bool
 
 
+def _not_ready(machine: Machine) -> ArmError:
+    return ArmError(
+        409,
+        "MachineNotReadyForProtectedParameters",
+        f"The machine '{machine.name}' has no extension certificate yet, so protected configuration"
+        " parameters cannot be encrypted for it (they are never kept in plain text). Connect the machine"
+        " with an agent whose extension service runs (it registers the certificate), then send the"
+        " request again, or give the values in configurationParameter if they are not secret.",
+    )
+
+
+def _seal(
+    machine: Machine,
+    existing: GuestConfigurationAssignment | None,
+    protected: list[tuple[str, str]],
+    digest_key: bytes,
+) -> tuple[str | None, str | None, str | None]:
+    """(envelope, thumbprint, HMAC) of the protected parameters: the existing envelope when the
+    same values were sealed to the machine's current certificate, else a new one."""
+    if not protected:
+        return None, None, None
+    values = {"configurationProtectedParameter": sorted([name.lower(), value] for name, value in protected)}
+    digest = protected_settings.digest(values, digest_key)
+    if (
+        existing is not None
+        and existing.protected_parameters_digest == digest
+        and existing.protected_parameters_thumbprint == machine.extension_certificate_thumbprint
+    ):
+        return existing.protected_parameters, existing.protected_parameters_thumbprint, digest
+    if not machine.extension_certificate_pem:
+        raise _not_ready(machine)
+    certificate = protected_settings.load_extension_certificate(machine.extension_certificate_pem)
+    sealed = {"configurationProtectedParameter": [{"name": n, "value": v} for n, v in protected]}
+    return protected_settings.encrypt(sealed, certificate), machine.extension_certificate_thumbprint, digest
+
+
 def put_assignment(
     session: Session,
     machine: Machine,
@@ -223,12 +279,15 @@ def put_assignment(
     request: AssignmentRequest,
     public_url: str,
     now: dt.datetime,
+    digest_key: bytes = b"",
 ) -> Put:
     """Create or replace the assignment ``name``; a change of what the machine evaluates makes it
-    Pending and bumps the machine's generation (the caller wakes the agent)."""
+    Pending and bumps the machine's generation (the caller wakes the agent). ``digest_key``: the
+    HMAC key of protected parameters (protected_settings.digest_key)."""
     configuration = resolve(session, request, public_url)
-    digest = hash_of(configuration)
     existing = find_assignment(session, machine, name, for_update=True)
+    envelope, thumbprint, protected_digest = _seal(machine, existing, request.protected, digest_key)
+    digest = hash_of(configuration, protected_digest)
     if existing is None:
         existing = GuestConfigurationAssignment(
             machine_id=machine.id,
@@ -239,17 +298,23 @@ def put_assignment(
             assignment_hash=digest,
             compliance_status="Pending",
             provisioning_state="Succeeded",
+            protected_parameters=envelope,
+            protected_parameters_thumbprint=thumbprint,
+            protected_parameters_digest=protected_digest,
             created_at=now,
             updated_at=now,
         )
         session.add(existing)
         machine.generation += 1
         return Put(existing, created=True, changed=True)
-    changed = existing.assignment_hash != digest
+    changed = existing.assignment_hash != digest or existing.protected_parameters != envelope
     if changed:
         existing.configuration = configuration
         existing.assignment_hash = digest
         existing.compliance_status = "Pending"
+        existing.protected_parameters = envelope
+        existing.protected_parameters_thumbprint = thumbprint
+        existing.protected_parameters_digest = protected_digest
         machine.generation += 1
     if changed or existing.context != request.context:
         existing.context = request.context
@@ -449,6 +514,11 @@ def agent_assignment(
         },
         "package": None,
     }
+    if assignment.protected_parameters:
+        described["configuration"]["protectedParameters"] = assignment.protected_parameters
+        described["configuration"]["protectedParametersCertThumbprint"] = (
+            assignment.protected_parameters_thumbprint
+        )
     if package is not None:
         described["package"] = {
             "uri": configuration_packages.package_uri(public_url, package.name, package.version),

@@ -37,6 +37,7 @@ from arc_controlplane.http.context import Ctx
 from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import GUEST_CONFIGURATION
 from arc_controlplane.machines import guest_configuration as gc
+from arc_controlplane.machines import protected_settings
 
 ASSIGNMENTS = MACHINE + "/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments"
 ASSIGNMENT = ASSIGNMENTS + "/{guest_configuration_assignment_name}"
@@ -78,13 +79,6 @@ def _request(body: GuestConfigurationAssignmentBody) -> gc.AssignmentRequest:
             "InvalidGuestConfiguration",
             "properties.guestConfiguration is required: the package (name, version) and the assignmentType.",
         )
-    if navigation.configuration_protected_parameter:
-        raise ArmError(
-            400,
-            "ProtectedParametersNotSupported",
-            "properties.guestConfiguration.configurationProtectedParameter is not supported by this control"
-            " plane yet (docs/machine-configuration.md); give non-secret values in configurationParameter.",
-        )
     if navigation.kind is not None and navigation.kind != "DSC":
         raise ArmError(400, "InvalidGuestConfiguration", "properties.guestConfiguration.kind must be DSC.")
     return gc.AssignmentRequest(
@@ -95,6 +89,7 @@ def _request(body: GuestConfigurationAssignmentBody) -> gc.AssignmentRequest:
         assignment_type=navigation.assignment_type,
         parameters=[(p.name, p.value) for p in navigation.configuration_parameter or []],
         context=body.properties.context,
+        protected=[(p.name, p.value) for p in navigation.configuration_protected_parameter or []],
     )
 
 
@@ -118,11 +113,14 @@ def put_assignment(
 ) -> JsonResponse:
     """GuestConfigurationHCRPAssignments_CreateOrUpdate: 201 created, 200 replaced."""
     ref, wanted = granted.ref, _request(body)
+    key = protected_settings.digest_key(ctx.tokens.key.private_key) if wanted.protected else b""
     with ctx.writes.hold(ref.machine_ref.id), ctx.db.session() as session:
         machine = require_machine(
             session, granted.subscription.id, ref.resource_group, ref.machine, for_update=True
         )
-        put = gc.put_assignment(session, machine, ref.name, wanted, ctx.tokens.public_url, ctx.clock())
+        put = gc.put_assignment(
+            session, machine, ref.name, wanted, ctx.tokens.public_url, ctx.clock(), digest_key=key
+        )
         session.flush()
         view = gc.assignment_view(machine, put.assignment, gc.latest_report(session, put.assignment))
         vm = machine.vm_id
