@@ -47,9 +47,11 @@ def azcmagent(root: Path, *args: str, timeout: float = 60) -> Any:
 
 
 def check_json(root: Path, *args: str) -> dict[str, Any]:
+    """``check -j``: exit code 0 when every endpoint is reachable, 26 (AZCM0026) when one is not,
+    the JSON either way."""
     result = azcmagent(root, "check", "-j", *args)
-    assert result.returncode == 0, result.stdout + result.stderr
     document: dict[str, Any] = json.loads(result.stdout)
+    assert result.returncode == (0 if document["allReachable"] else 26), result.stdout + result.stderr
     return document
 
 
@@ -76,9 +78,10 @@ def test_every_endpoint_of_a_running_control_plane_is_reachable(plane: ControlPl
             "httpStatus",
             "address",
             "private",
+            "proxy",
             "error",
         }
-        assert row["reachable"] is True and row["error"] == ""
+        assert row["reachable"] is True and row["error"] == "" and row["proxy"] == ""
         assert row["tls"] in ("TLSv1.2", "TLSv1.3")
         assert row["address"] == "127.0.0.1" and row["private"] is True
         assert 0 <= row["timeMs"] < 5000
@@ -88,14 +91,15 @@ def test_the_text_is_an_aligned_table_with_a_summary(plane: ControlPlane, root: 
     result = azcmagent(root, "check", *plane_flags(plane))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert re.fullmatch(r"ENDPOINT +REACHABLE +TLS +TIME +NOTE", lines[0])
-    columns = [lines[0].index(name) for name in ("REACHABLE", "TLS", "TIME", "NOTE")]
+    assert re.fullmatch(r"ENDPOINT +REACHABLE +TLS +PROXY +TIME +NOTE", lines[0])
+    columns = [lines[0].index(name) for name in ("REACHABLE", "TLS", "PROXY", "TIME", "NOTE")]
     for line in lines[1:3]:
         assert line.startswith(f"{plane.url}/")
-        assert [line[at - 2 : at] for at in columns] == ["  "] * 4, line  # each cell starts at its column
+        assert [line[at - 2 : at] for at in columns] == ["  "] * 5, line  # each cell starts at its column
         assert line[columns[0] :].startswith("true ")
-        assert re.match(r"\d+ ms ", line[columns[2] :])
-    assert lines[1][columns[3] :] == "HTTP 200 from 127.0.0.1"
+        assert line[columns[2] :].startswith("- "), "direct"
+        assert re.match(r"\d+ ms ", line[columns[3] :])
+    assert lines[1][columns[4] :] == "HTTP 200 from 127.0.0.1"
     assert lines[3] == "All 2 endpoints are reachable."
 
 
@@ -131,7 +135,7 @@ def test_the_configured_control_plane_is_checked(plane: ControlPlane, root: Path
     assert document["allReachable"] is True
 
 
-def test_a_closed_port_is_unreachable_and_the_rest_not_tried_with_exit_code_0(root: Path) -> None:
+def test_a_closed_port_is_unreachable_and_the_rest_not_tried_with_exit_code_26(root: Path) -> None:
     started = time.monotonic()
     document = check_json(root, "--control-plane-url", "https://127.0.0.1:9")
     assert time.monotonic() - started < 15
@@ -147,7 +151,7 @@ def test_a_closed_port_is_unreachable_and_the_rest_not_tried_with_exit_code_0(ro
 
 def test_the_text_names_the_failure_and_counts_the_unreachable(root: Path) -> None:
     result = azcmagent(root, "check", "--control-plane-url", "https://127.0.0.1:9")
-    assert result.returncode == 0
+    assert result.returncode == 26, "AZCM0026: an endpoint is not reachable"
     lines = result.stdout.splitlines()
     assert "false" in lines[1] and "Connection refused" in lines[1]
     assert lines[-1] == "2 of 2 endpoints are not reachable."
@@ -253,8 +257,8 @@ def tls_server(tmp_path: Path) -> Iterator[Callable[[Behaviour], tuple[int, Path
 def run_check(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     code = main(["check", "-j", *args])
     out, err = capsys.readouterr()
-    assert code == 0, out + err
     document: dict[str, Any] = json.loads(out)
+    assert code == (0 if document["allReachable"] else 26), out + err
     return document
 
 

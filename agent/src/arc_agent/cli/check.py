@@ -6,16 +6,20 @@ one control plane, so ``check`` probes that control plane's endpoints: its healt
 OIDC discovery document of the machine's tenant (when connected) and the agent API. Each probe
 takes its own connection through four steps, each bounded by ``STEP_TIMEOUT``: DNS resolution
 of the host, TCP connect, TLS handshake (the server's certificate verified against the
-control plane's CA) and one HTTP request. A probe is reachable when the endpoint answers with
-the status it should; the agent API is asked without credentials, so its 401/400 counts as an
-answer. When a probe fails before HTTP (DNS, TCP, TLS), the later ones share its host and port
-and are not tried, so the whole check stays within a few steps' time.
+control plane's CA) and one HTTP request. An endpoint whose group goes through a proxy
+(``proxy.url`` or ``HTTPS_PROXY``, less ``proxy.bypass``: docs/proxy.md, as every other request
+of the agent) is probed through it: DNS and TCP to the proxy, then a ``PROXY`` step (its answer
+to ``CONNECT``), then TLS and HTTP inside the tunnel; the row names the proxy. A probe is
+reachable when the endpoint answers with the status it should; the agent API is asked without
+credentials, so its 401/400 counts as an answer. When a probe fails before HTTP (DNS, TCP,
+PROXY, TLS), the later ones that go the same way are not tried, so the whole check stays within
+a few steps' time.
 
-Output: a table (``ENDPOINT REACHABLE TLS TIME NOTE``; the real agent's columns are
+Output: a table (``ENDPOINT REACHABLE TLS PROXY TIME NOTE``; the real agent's columns are
 ``ENDPOINT REACHABLE PRIVATE TLS PROXY``), or with ``-j``
-``{"controlPlaneUrl", "caFile", "endpoints": [...], "allReachable"}``. The exit code is 0 even
-when an endpoint is unreachable: the table is the result (the collection reads
-``allReachable``). Proxies (``proxy.url``) are not used by check yet. Needs no root.
+``{"controlPlaneUrl", "caFile", "endpoints": [...], "allReachable"}``. The exit code is 0 when
+every endpoint is reachable and 26 (AZCM0026, a network error) when one is not, with the table
+(or the JSON) all the same. Needs no root.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 from arc_agent.config.connection import load_state
 from arc_agent.config.settings import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
+from arc_agent.cpclient.machine import proxy_policy
+from arc_agent.cpclient.proxy import Proxy, ProxyPolicy, category_of
 from arc_agent.cpclient.transport import USER_AGENT, parse_base_url, tls_context
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.paths import AgentPaths
@@ -47,9 +53,9 @@ STEP_TIMEOUT = 5.0
 """Seconds allowed to each step of a probe (DNS, TCP, TLS, HTTP)."""
 MAX_BODY_BYTES = 64 * 1024
 EXTENSIONS = ("all", "sql")
-CONNECTION_STEPS = ("DNS", "TCP", "TLS")
+CONNECTION_STEPS = ("DNS", "TCP", "PROXY", "TLS")
 """A failure at one of these fails every endpoint of the host alike: the rest are not tried."""
-HEADER = ("ENDPOINT", "REACHABLE", "TLS", "TIME", "NOTE")
+HEADER = ("ENDPOINT", "REACHABLE", "TLS", "PROXY", "TIME", "NOTE")
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,9 @@ class Row:
     address: str = ""
     error: str = ""
     failed_step: str = ""
-    """``DNS``, ``TCP``, ``TLS`` or ``HTTP`` when the probe failed there (not in the JSON)."""
+    """``DNS``, ``TCP``, ``PROXY``, ``TLS`` or ``HTTP`` when the probe failed there (not in the JSON)."""
+    proxy: str = ""
+    """The proxy the probe went through (``http://host:port``), or "" (direct)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +102,7 @@ class Row:
             "httpStatus": self.http_status,
             "address": self.address,
             "private": _is_private(self.address),
+            "proxy": self.proxy,
             "error": self.error,
         }
 
@@ -144,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check(ctx: Context) -> CommandResult:
     _check_cloud(ctx.args)
     target = resolve_target(ctx.args, ctx.paths)
-    rows = probe_all(target, extensions=bool(ctx.args.extensions))
+    rows = probe_all(target, extensions=bool(ctx.args.extensions), proxies=proxy_policy(ctx.paths))
     all_reachable = all(row.reachable for row in rows)
     data = {
         "controlPlaneUrl": target.url,
@@ -152,7 +161,9 @@ def check(ctx: Context) -> CommandResult:
         "endpoints": [row.to_json() for row in rows],
         "allReachable": all_reachable,
     }
-    return CommandResult(text=render(rows), data=data)
+    return CommandResult(
+        text=render(rows), data=data, exit_code=0 if all_reachable else int(ErrorCode.NETWORK_ERROR)
+    )
 
 
 def _given(args: argparse.Namespace, name: str) -> str:
@@ -228,45 +239,95 @@ def endpoints(tenant_id: str, extensions: bool = False) -> list[Endpoint]:
     return found
 
 
-def probe_all(target: Target, extensions: bool = False) -> list[Row]:
+def probe_all(target: Target, extensions: bool = False, proxies: ProxyPolicy | None = None) -> list[Row]:
     parts = parse_base_url(target.url)
     base = f"https://{parts.netloc}"
     host, port = parts.hostname or "", parts.port or 443
     context = tls_context(target.ca_file)
+    policy = proxies or ProxyPolicy(None)
     rows: list[Row] = []
-    network_failure = ""
+    failures: dict[Proxy | None, str] = {}
     for endpoint in endpoints(target.tenant_id, extensions):
         url = base + endpoint.path
-        if network_failure:
-            rows.append(Row(url, endpoint.purpose, False, error=f"not tried: {network_failure}"))
+        proxy = policy.route(category_of(endpoint.path), host)
+        if proxy in failures:  # the same way failed before: it fails alike
+            rows.append(
+                Row(url, endpoint.purpose, False, error=f"not tried: {failures[proxy]}", proxy=_shown(proxy))
+            )
             continue
-        row = probe(url, endpoint, host, port, context)
+        row = probe(url, endpoint, host, port, context, proxy)
         if row.failed_step in CONNECTION_STEPS:
-            network_failure = f"the connection to {parts.netloc} failed at {row.failed_step} (see above)"
+            way = f" through {proxy.display}" if proxy else ""
+            failures[proxy] = f"the connection to {parts.netloc}{way} failed at {row.failed_step} (see above)"
         rows.append(row)
     return rows
 
 
-def probe(url: str, endpoint: Endpoint, host: str, port: int, context: ssl.SSLContext) -> Row:
+def _shown(proxy: Proxy | None) -> str:
+    return proxy.display if proxy else ""
+
+
+def probe(
+    url: str, endpoint: Endpoint, host: str, port: int, context: ssl.SSLContext, proxy: Proxy | None = None
+) -> Row:
     started = time.monotonic()
     tls = address = ""
     try:
-        addresses = resolve(host, port, STEP_TIMEOUT)
-        sock, address = connect_tcp(addresses, STEP_TIMEOUT)
+        if proxy is None:
+            sock, address = connect_tcp(resolve(host, port, STEP_TIMEOUT), STEP_TIMEOUT)
+        else:
+            sock, address = connect_tcp(resolve(proxy.host, proxy.port, STEP_TIMEOUT), STEP_TIMEOUT, proxy)
+            tunnel(sock, host, port, proxy, STEP_TIMEOUT, address)
         tls_sock = handshake(sock, host, context, STEP_TIMEOUT, address)
         tls = tls_sock.version() or ""
         status, detail = http_request(tls_sock, host, port, context, endpoint, STEP_TIMEOUT, address)
     except StepFailed as failed:
         return Row(
-            url, endpoint.purpose, False, tls, _ms(started), None, failed.address, str(failed), failed.step
-        )
+            url, endpoint.purpose, False, tls, _ms(started), None, failed.address, str(failed), failed.step,
+            _shown(proxy),
+        )  # fmt: skip
     reachable = status in endpoint.expected
     error = ""
     if not reachable:
         error = f"HTTP: answered {status}, expected {endpoint.expected_text}" + (
             f": {detail}" if detail else ""
         )
-    return Row(url, endpoint.purpose, reachable, tls, _ms(started), status, address, error)
+    return Row(
+        url, endpoint.purpose, reachable, tls, _ms(started), status, address, error, proxy=_shown(proxy)
+    )
+
+
+def tunnel(sock: socket.socket, host: str, port: int, proxy: Proxy, timeout: float, address: str) -> None:
+    """Ask the proxy for a tunnel to ``host:port`` (``CONNECT``); StepFailed ``PROXY`` unless it
+    answers 2xx."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}", f"User-Agent: {USER_AGENT}"]
+    if proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    with _deadline(sock, timeout) as expired:
+        try:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+            answer = b""
+            while b"\r\n\r\n" not in answer and len(answer) < 16384:
+                chunk = sock.recv(1)  # byte by byte: nothing of the tunnel may be read here
+                if not chunk:
+                    break
+                answer += chunk
+        except OSError as exc:
+            sock.close()
+            reason = f"no answer within {timeout:g} s" if expired.is_set() else _os_reason(exc, timeout)
+            raise StepFailed("PROXY", f"{proxy.display} ({proxy.source}): {reason}", address) from None
+    status_line = answer.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].startswith("2"):
+        sock.close()
+        said = status_line or "the connection was closed"
+        raise StepFailed(
+            "PROXY",
+            f"{proxy.display} ({proxy.source}) refused the tunnel to {authority}: {said}; check that it"
+            " lets this machine CONNECT to the control plane (and its credentials, if it asks for some)",
+            address,
+        )
 
 
 def _ms(started: float) -> int:
@@ -300,8 +361,11 @@ def resolve(host: str, port: int, timeout: float) -> list[tuple[int, Any]]:
     return found
 
 
-def connect_tcp(addresses: Sequence[tuple[int, Any]], timeout: float) -> tuple[socket.socket, str]:
-    """A TCP connection to the first address that accepts, all of them within ``timeout``."""
+def connect_tcp(
+    addresses: Sequence[tuple[int, Any]], timeout: float, proxy: Proxy | None = None
+) -> tuple[socket.socket, str]:
+    """A TCP connection to the first address that accepts (of the control plane, or of
+    ``proxy``), all of them within ``timeout``."""
     deadline = time.monotonic() + timeout
     failures: list[str] = []
     for family, sockaddr in addresses:
@@ -319,6 +383,10 @@ def connect_tcp(addresses: Sequence[tuple[int, Any]], timeout: float) -> tuple[s
         return sock, str(sockaddr[0])
     reason = "; ".join(failures) or f"timed out after {timeout:g} s"
     address = str(addresses[0][1][0]) if addresses else ""
+    if proxy is not None:
+        raise StepFailed(
+            "TCP", f"the proxy {proxy.display} ({proxy.source}): {reason}; check that it runs", address
+        )
     raise StepFailed("TCP", f"{reason}; check that the control plane runs and the firewall", address)
 
 
@@ -449,6 +517,7 @@ def render(rows: Sequence[Row]) -> str:
             row.endpoint,
             "true" if row.reachable else "false",
             row.tls or "-",
+            row.proxy or "-",
             f"{row.time_ms} ms",
             row.error or f"HTTP {row.http_status} from {row.address}",
         )

@@ -42,6 +42,8 @@ LIST_TITLE = "Local Configuration Settings"
 
 EffectiveUid = Callable[[], int]
 GCAD_UNIT = "gcad.service"
+PROXY_SETTINGS = frozenset({"proxy.url", "proxy.bypass"})
+PROXIED_UNITS = ("himdsd.service", "extd.service", GCAD_UNIT)
 
 
 def run(ctx: Context) -> CommandResult:
@@ -133,6 +135,7 @@ def set_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
         config.save(ctx.paths.local_config)
     lines = [f"Config property {changed} set to value {format_value(value)}" for changed, value in changes]
     _follow_guest_configuration(ctx.paths, geteuid, [changed for changed, _value in changes])
+    lines += _follow_proxy(geteuid, [changed for changed, _value in changes])
     return CommandResult(text="\n".join(lines), data=_pair(*changes[0]))
 
 
@@ -146,7 +149,25 @@ def clear_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
     _follow_guest_configuration(ctx.paths, geteuid, [key])
     shown = format_value(value)
     text = f"Config property {key} cleared" + (f", back to its default value {shown}" if shown else "")
+    text = "\n".join([text, *_follow_proxy(geteuid, [key])])
     return CommandResult(text=text, data=_pair(key, value))
+
+
+def _follow_proxy(geteuid: EffectiveUid, keys: list[str]) -> list[str]:
+    """The running services take a new proxy setting at once: each builds its connections from
+    the settings when it starts, so those that run are restarted (docs/proxy.md)."""
+    if not PROXY_SETTINGS & set(keys) or geteuid() != 0 or not systemd_running():
+        return []
+    running = [unit for unit, state in unit_states(list(PROXIED_UNITS)).items() if state.running]
+    if not running:
+        return []
+    systemctl = which("systemctl") or "/usr/bin/systemctl"
+    subprocess.run(  # noqa: S603 - a fixed argv
+        [systemctl, "try-restart", *running], capture_output=True, check=False, timeout=120
+    )
+    return [
+        f"INFO Updating service configuration: {', '.join(unit.removesuffix('.service') for unit in running)}"
+    ]
 
 
 def _follow_guest_configuration(paths: AgentPaths, geteuid: EffectiveUid, keys: list[str]) -> None:

@@ -32,6 +32,7 @@ from arc_agent.cli.tags import parse_tags
 from arc_agent.config.connection import ConnectionState, load_state, save_state
 from arc_agent.config.settings import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
 from arc_agent.config.statedir import secure, state_lock
+from arc_agent.cpclient.machine import proxy_policy
 from arc_agent.cpclient.onboarding import (
     Credentials,
     delete_machine,
@@ -235,7 +236,7 @@ def connect(ctx: Context) -> CommandResult:
     creds = credentials(args)
     url, ca_file = control_plane(args, ctx)
     ca_pem = _read_ca(ca_file) if ca_file is not None else None  # before anything is registered
-    client = HttpsClient(url, ca_file)
+    client = HttpsClient(url, ca_file, proxies=proxy_policy(paths))
     try:
         secure(paths)
         with state_lock(paths, code=ErrorCode.CONNECT_FAILED):

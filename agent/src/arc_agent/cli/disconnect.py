@@ -18,6 +18,7 @@ from arc_agent.cli.local_state import reset_local_state
 from arc_agent.cli.output import CommandResult
 from arc_agent.config.connection import load_state
 from arc_agent.config.statedir import secure, state_lock
+from arc_agent.cpclient.machine import proxy_policy
 from arc_agent.cpclient.onboarding import delete_machine, management_token
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
@@ -70,7 +71,7 @@ def _disconnect(ctx: Context) -> CommandResult:
     url, ca_file = control_plane(args, ctx, known_url=state.control_plane_url)
     if ca_file is None and paths.control_plane_ca.exists():
         ca_file = paths.control_plane_ca  # root's copy, in root's directory (statedir.py)
-    client = HttpsClient(url, ca_file)
+    client = HttpsClient(url, ca_file, proxies=proxy_policy(paths))
     try:
         token = management_token(client, creds)
         deleted = delete_machine(client, token, state.vm_id, access_token_given=bool(creds.access_token))

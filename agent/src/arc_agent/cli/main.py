@@ -57,8 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             handler = namespace.handler
         logger.info("azcmagent %s: running %s", __version__, namespace.command or "help")
-        write_result(handler(ctx), as_json=options.json, stdout=stdout)
-        return 0
+        result = handler(ctx)
+        write_result(result, as_json=options.json, stdout=stdout)
+        return result.exit_code
     except AzcmError as error:
         if logger is not None:
             logger.error("Exit Code: %s", error)

@@ -16,6 +16,8 @@ class CommandResult:
 
     text: str
     data: Mapping[str, object] = field(default_factory=dict)
+    exit_code: int = 0
+    """Non-zero for a result that is also a failure (``check`` with an unreachable endpoint)."""
 
 
 def write_result(result: CommandResult, *, as_json: bool, stdout: TextIO) -> None:

@@ -19,7 +19,9 @@ from arc_agent import __version__
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 from arc_agent.config.connection import ConnectionState, load_state
+from arc_agent.config.settings import LocalConfig
 from arc_agent.config.statedir import problems
+from arc_agent.cpclient.proxy import ProxyError, parse_proxy
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import read_no_follow
 from arc_agent.identity.store import MachineIdentity
@@ -117,6 +119,23 @@ def service_statuses() -> dict[str, str]:
     return shown
 
 
+def _proxy_view(paths: AgentPaths, runtime: Mapping[str, Any]) -> dict[str, Any]:
+    """``Using HTTPS Proxy`` (``proxy.url``, else the HTTPS_PROXY of himds's environment; never
+    with credentials) and ``Proxy Bypass List``."""
+    settings = LocalConfig.load(paths.local_config, ignore_invalid=("proxy.url", "proxy.bypass"))
+    url = str(settings.get("proxy.url") or "")
+    shown = ""
+    if url:
+        try:
+            shown = parse_proxy(url, "proxy.url").display
+        except ProxyError:
+            shown = ""
+    elif isinstance(runtime.get("environmentProxy"), str):
+        shown = runtime["environmentProxy"]
+    bypass = settings.get("proxy.bypass")
+    return {"httpsProxy": shown, "proxyBypassList": list(bypass) if isinstance(bypass, list) else []}
+
+
 def machine_view(paths: AgentPaths, with_services: bool = True) -> dict[str, Any]:
     """Every property of ``show``, by JSON key."""
     state: ConnectionState | None = load_state(paths.agent_config)
@@ -165,6 +184,7 @@ def machine_view(paths: AgentPaths, with_services: bool = True) -> dict[str, Any
     for key in ("cloudProvider", "manufacturer", "model"):
         if isinstance(runtime.get(key), str):
             view[key] = runtime[key]
+    view.update(_proxy_view(paths, runtime))
     if with_services:
         view["dependentServiceStatus"] = service_statuses()
     return view
@@ -176,6 +196,8 @@ def _text_value(key: str, value: Any) -> str:
         return "".join(f"\n    {names.get(k, k)}: {v}" for k, v in value.items())
     if key == "tags" and isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
     return str(value)
 
 

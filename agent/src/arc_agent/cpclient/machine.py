@@ -4,16 +4,37 @@ own key, put together (for the services and for the CLI's commands that talk as 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from arc_agent.config.connection import load_state
+from arc_agent.config.settings import LocalConfig
 from arc_agent.cpclient.agentapi import MachineApi
+from arc_agent.cpclient.proxy import ProxyError, ProxyPolicy, policy
 from arc_agent.cpclient.transport import HttpsClient
+from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import write_json_atomic
 from arc_agent.identity.jws import AssertionSigner
 from arc_agent.identity.signer import load_machine_signer
 from arc_agent.paths import AgentPaths
+
+
+def proxy_policy(paths: AgentPaths, environ: Mapping[str, str] | None = None) -> ProxyPolicy:
+    """How this machine's requests go out (docs/proxy.md): ``proxy.url`` and ``proxy.bypass``
+    from the local settings, else ``HTTPS_PROXY`` of the environment (``environ``, default this
+    process's). A proxy URL that cannot be used is AZCM0023, naming where it came from."""
+    settings = LocalConfig.load(paths.local_config, ignore_invalid=("proxy.url", "proxy.bypass"))
+    bypass = settings.get("proxy.bypass")
+    try:
+        return policy(
+            str(settings.get("proxy.url") or ""),
+            [str(item) for item in bypass] if isinstance(bypass, list) else [],
+            os.environ if environ is None else environ,
+        )
+    except ProxyError as exc:
+        raise AzcmError(ErrorCode.INVALID_ARGUMENT, f"{exc}; correct it or clear it") from None
 
 
 def open_machine_api(paths: AgentPaths, timeout: float = 30) -> tuple[HttpsClient, MachineApi] | None:
@@ -23,7 +44,7 @@ def open_machine_api(paths: AgentPaths, timeout: float = 30) -> tuple[HttpsClien
     if state is None:
         return None
     ca = paths.control_plane_ca if paths.control_plane_ca.exists() else None
-    client = HttpsClient(state.control_plane_url, ca, timeout=timeout)
+    client = HttpsClient(state.control_plane_url, ca, timeout=timeout, proxies=proxy_policy(paths))
     signer = AssertionSigner(load_machine_signer(paths.identity_key), state.vm_id, state.assertion_audience)
     return client, MachineApi(client, signer)
 

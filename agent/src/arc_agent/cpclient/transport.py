@@ -3,7 +3,9 @@
 Standard library only (``http.client`` and ``ssl``): the agent's memory budget has no room for
 an HTTP library. A connection is reused while the server keeps it open and opened again
 (once, at once) when it was closed; a failure to reach the server is ``ControlPlaneUnreachable``
-(the CLI reports AZCM0026, himds backs off and retries).
+(the CLI reports AZCM0026, himds backs off and retries). With a proxy policy (cpclient/proxy.py,
+docs/proxy.md) each request goes direct or through its group's proxy with ``CONNECT``, one kept
+connection per way.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from arc_agent import __version__
+from arc_agent.cpclient.proxy import Proxy, ProxyPolicy, category_of
 from arc_agent.errors import AzcmError, ErrorCode
 
 USER_AGENT = f"azcmagent/{__version__} (hybridops.arc)"
@@ -30,13 +33,22 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 class ControlPlaneUnreachable(AzcmError):
     """The control plane could not be reached (DNS, connection, TLS, timeout)."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(
-            ErrorCode.NETWORK_ERROR,
-            f"cannot reach the control plane at {url}: {reason}; check the URL "
-            "(azcmagent config get controlplane.url), the network, and that the control plane runs",
-        )
+    def __init__(self, url: str, reason: str, proxy: Proxy | None = None) -> None:
+        if proxy is None:
+            super().__init__(
+                ErrorCode.NETWORK_ERROR,
+                f"cannot reach the control plane at {url}: {reason}; check the URL "
+                "(azcmagent config get controlplane.url), the network, and that the control plane runs",
+            )
+        else:
+            super().__init__(
+                ErrorCode.NETWORK_ERROR,
+                f"cannot reach the control plane at {url} through the proxy {proxy.display} (from"
+                f" {proxy.source}): {reason}; check the proxy (azcmagent config get proxy.url), that it"
+                " runs and lets this machine CONNECT to the control plane",
+            )
         self.reason = reason
+        self.proxy = proxy
 
 
 @dataclass(frozen=True)
@@ -106,30 +118,46 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
 class HttpsClient:
     """Requests to one control plane; not thread-safe (give each thread its own)."""
 
-    def __init__(self, base_url: str, ca_file: Path | None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        ca_file: Path | None,
+        timeout: float = DEFAULT_TIMEOUT,
+        proxies: ProxyPolicy | None = None,
+    ) -> None:
         parts = parse_base_url(base_url)
         self.base_url = f"https://{parts.netloc}"
         self._host = parts.hostname or ""
         self._port = parts.port or 443
         self._context = tls_context(ca_file)
         self._timeout = timeout
-        self._connection: http.client.HTTPSConnection | None = None
+        self.proxies = proxies or ProxyPolicy(None)
+        self._connections: dict[Proxy | None, http.client.HTTPSConnection] = {}
         self._aborted = False
 
     def abort(self) -> None:
         """Wake a call blocked in another thread: it fails with ``ControlPlaneUnreachable``, and
         so does every later call (the client is being closed: no retry, no new connection)."""
         self._aborted = True
-        connection = self._connection
-        sock = connection.sock if connection is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        for connection in list(self._connections.values()):
+            sock = connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        for connection in list(self._connections.values()):
+            connection.close()
+        self._connections.clear()
+
+    def _drop(self, proxy: Proxy | None) -> None:
+        connection = self._connections.pop(proxy, None)
+        if connection is not None:
+            connection.close()
+
+    def route(self, path: str) -> Proxy | None:
+        """The proxy a request for ``path`` goes through, or None (direct)."""
+        return self.proxies.route(category_of(path), self._host)
 
     def json(
         self,
@@ -158,11 +186,12 @@ class HttpsClient:
     ) -> Reply:
         """``limit``: the largest answer taken (a larger one is ``ControlPlaneUnreachable``)."""
         all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **headers}
+        proxy = self.route(path)
         for attempt in (1, 2):
             if self._aborted:
                 self.close()
                 raise ControlPlaneUnreachable(self.base_url, "the client was stopped")
-            connection = self._connect(timeout)
+            connection = self._connect(timeout, proxy)
             try:
                 if connection.sock is None:
                     connection.connect()
@@ -173,33 +202,42 @@ class HttpsClient:
                 response = connection.getresponse()
                 body = response.read(limit + 1)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self.close()
+                self._drop(proxy)
                 if attempt == 1:  # the server closed a kept-alive connection: open a new one once
                     continue
-                raise ControlPlaneUnreachable(self.base_url, _reason(exc)) from None
+                raise ControlPlaneUnreachable(self.base_url, _reason(exc), proxy) from None
             except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                raise ControlPlaneUnreachable(self.base_url, _reason(exc)) from None
+                self._drop(proxy)
+                raise ControlPlaneUnreachable(self.base_url, _reason(exc), proxy) from None
             if len(body) > limit:
-                self.close()
-                raise ControlPlaneUnreachable(self.base_url, "the answer is too large")
+                self._drop(proxy)
+                raise ControlPlaneUnreachable(self.base_url, "the answer is too large", proxy)
             reply_headers = {name.lower(): value for name, value in response.getheaders()}
             if response.will_close:
-                self.close()
+                self._drop(proxy)
             return Reply(response.status, reply_headers, body, _json_or_none(body))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _connect(self, timeout: float | None) -> http.client.HTTPSConnection:
+    def _connect(self, timeout: float | None, proxy: Proxy | None) -> http.client.HTTPSConnection:
         wanted = self._timeout if timeout is None else timeout
-        if self._connection is None:
-            self._connection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=wanted, context=self._context
-            )
+        connection = self._connections.get(proxy)
+        if connection is None:
+            if proxy is None:
+                connection = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=wanted, context=self._context
+                )
+            else:  # TLS to the control plane inside the proxy's CONNECT tunnel
+                connection = http.client.HTTPSConnection(
+                    proxy.host, proxy.port, timeout=wanted, context=self._context
+                )
+                tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+                connection.set_tunnel(self._host, self._port, headers=tunnel)
+            self._connections[proxy] = connection
         else:
-            self._connection.timeout = wanted
-            if self._connection.sock is not None:
-                self._connection.sock.settimeout(wanted)
-        return self._connection
+            connection.timeout = wanted
+            if connection.sock is not None:
+                connection.sock.settimeout(wanted)
+        return connection
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from arc_agent import __version__
 from arc_agent.argparser import AzcmArgumentParser
+from arc_agent.cpclient.proxy import ProxyError, policy
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.himds.api import HimdsApi, constant
 from arc_agent.himds.server import listen, serve
@@ -80,6 +81,12 @@ def run(paths: AgentPaths, bind: str, port: int, logger: logging.Logger) -> None
     system = collect_system_info()
     cloud = detect_cloud(CloudEndpoints.from_env(os.environ))
     facts = {"cloudProvider": cloud.provider, "manufacturer": system.manufacturer, "model": system.model}
+    try:  # what show prints when proxy.url is empty
+        environment_proxy = policy("", [], os.environ).proxy
+    except ProxyError as exc:
+        logger.error("%s; requests go through proxy.url or direct", exc)
+        environment_proxy = None
+    facts["environmentProxy"] = environment_proxy.display if environment_proxy else ""
     service = HimdsService(paths, heartbeat_service_statuses, logger, system.to_arm(cloud), facts)
     api = HimdsApi.for_host(
         __version__,

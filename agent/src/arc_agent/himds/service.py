@@ -45,6 +45,7 @@ from arc_agent.cpclient.agentapi import (
     MachineApi,
     RequestRefused,
 )
+from arc_agent.cpclient.machine import proxy_policy
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import write_json_atomic
@@ -133,7 +134,7 @@ class Connection:
         self._reported_services: Mapping[str, Any] | None = None
         self._reported_upgrade: Mapping[str, Any] = {}
         ca = paths.control_plane_ca if paths.control_plane_ca.exists() else None
-        self.client = HttpsClient(state.control_plane_url, ca, timeout=30)
+        self.client = HttpsClient(state.control_plane_url, ca, timeout=30, proxies=proxy_policy(paths))
         signer = load_machine_signer(paths.identity_key)
         self.api = MachineApi(self.client, AssertionSigner(signer, state.vm_id, state.assertion_audience))
         self.thread = threading.Thread(target=self._run, name="himds-connection", daemon=True)
@@ -393,7 +394,7 @@ class HimdsService:
                 ca = self.paths.control_plane_ca if self.paths.control_plane_ca.exists() else None
                 signer = load_machine_signer(self.paths.identity_key)
                 self._token_api = MachineApi(
-                    HttpsClient(state.control_plane_url, ca),
+                    HttpsClient(state.control_plane_url, ca, proxies=proxy_policy(self.paths)),
                     AssertionSigner(signer, state.vm_id, state.assertion_audience),
                 )
             return self._token_api.identity_token(resource)

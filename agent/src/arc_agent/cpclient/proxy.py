@@ -1,0 +1,116 @@
+"""Which way a request of the agent goes: straight to the control plane or through an HTTP proxy
+(docs/proxy.md). Pure: settings and environment in, a route out.
+
+As the real agent: ``proxy.url`` (``azcmagent config set proxy.url http://HOST:PORT``) takes
+precedence over ``HTTPS_PROXY`` / ``https_proxy`` in the service's environment; ``proxy.bypass``
+names the service groups that go direct although a proxy is set (``AAD``: identity, ``ARM``:
+management, ``Arc``: the agent service, machine configuration, notifications, packages), and
+``NO_PROXY`` / ``no_proxy`` is honoured for a proxy that came from the environment. TLS goes
+through the proxy with ``CONNECT``: the proxy sees host names, never content. Credentials in an
+environment proxy URL (``http://user:pass@host:port``) become ``Proxy-Authorization`` and never
+appear in a message (``Proxy.display``)."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+AAD, ARM, ARC = "AAD", "ARM", "Arc"
+CATEGORIES = (AAD, ARM, ARC)
+
+
+class ProxyError(ValueError):
+    """A proxy URL that cannot be used; the message says why (never with its credentials)."""
+
+
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: str = ""
+    """``Basic ...`` for ``Proxy-Authorization``, or ""."""
+    source: str = "proxy.url"
+    """Where it came from: ``proxy.url`` or the environment variable's name."""
+
+    @property
+    def display(self) -> str:
+        """``http://host:port`` (no credentials): what show, check and messages print."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def category_of(path: str) -> str:
+    """The service group of a request path on the control plane: identity (token and discovery
+    routes), management (ARM routes) or the agent service (everything else)."""
+    lowered = path.lower()
+    if "/oauth2/" in lowered or "/.well-known/" in lowered or lowered.startswith("/common/discovery"):
+        return AAD
+    if lowered.startswith(("/subscriptions", "/providers", "/tenants", "/metadata/")):
+        return ARM
+    return ARC
+
+
+def parse_proxy(url: str, source: str) -> Proxy:
+    """``http://[user:pass@]host[:port]`` (port 80 by default) as a :class:`Proxy`."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ProxyError(f"the proxy URL in {source} is malformed: expected http://HOST[:PORT]") from None
+    if parts.scheme.lower() != "http" or not parts.hostname or parts.path not in ("", "/"):
+        raise ProxyError(f"the proxy URL in {source} is not of the form http://HOST[:PORT]")
+    authorization = ""
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return Proxy(parts.hostname, port or 80, authorization, source)
+
+
+def _bypassed_by_no_proxy(host: str, no_proxy: str) -> bool:
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        entry = entry.split(":", 1)[0] if entry.count(":") == 1 else entry
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                return True
+            continue
+        except ValueError:
+            pass
+        name = entry.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ProxyPolicy:
+    proxy: Proxy | None
+    bypass: tuple[str, ...] = ()
+    no_proxy: str = ""
+    """``NO_PROXY`` of the environment; only for a proxy that came from the environment."""
+
+    def route(self, category: str, host: str) -> Proxy | None:
+        """The proxy a request of ``category`` to ``host`` goes through, or None (direct)."""
+        if self.proxy is None or category in self.bypass:
+            return None
+        if self.proxy.source != "proxy.url" and _bypassed_by_no_proxy(host.lower(), self.no_proxy):
+            return None
+        return self.proxy
+
+
+def policy(proxy_url: str, bypass: Sequence[str], environ: Mapping[str, str]) -> ProxyPolicy:
+    """The policy of the settings ``proxy.url`` and ``proxy.bypass`` and the environment."""
+    if proxy_url:
+        return ProxyPolicy(parse_proxy(proxy_url, "proxy.url"), tuple(bypass))
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        if environ.get(name):
+            no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+            return ProxyPolicy(parse_proxy(environ[name], name), tuple(bypass), no_proxy)
+    return ProxyPolicy(None, tuple(bypass))
