@@ -14,6 +14,7 @@ declare -A pkg_for=(
   [shellcheck]=shellcheck
   [testssl]=testssl.sh      # the security suite checks the control plane's TLS with it
   [openssl]=openssl
+  [tinyproxy]=tinyproxy     # the agent's proxy tests go through a real HTTP proxy
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do
