@@ -91,6 +91,13 @@ def arc_agent_problems(wanted, ansible_version=None, requires_ansible=None):
         problems += ["arc_agent_tags (arc_agent_state=configured): %s." % p for p in credentials]
     else:
         problems += ["%s." % p for p in credential_problems(wanted, required=False, name=_role_variable)]
+    proxy_url = _text(wanted.get("proxy_url"))
+    if "@" in proxy_url.split("//", 1)[-1].split("/", 1)[0]:
+        problems.append(
+            "arc_agent_proxy_url holds credentials: the agent's settings file is readable by every user, so"
+            " proxy.url takes none. Give the proxy's URL without them, and its credentials in the services'"
+            " environment (HTTPS_PROXY, docs/proxy.md)."
+        )
     if wanted.get("package_source") == "control_plane" and wanted.get("state") != "absent":
         if not wanted.get("control_plane_url"):
             problems.append(
@@ -115,6 +122,11 @@ def _config_wanted(wanted, ca_dest):
     """The local settings wanted: arc_agent_config plus the control plane's URL and CA; a
     setting whose value is null is to be put back to its default."""
     settings = dict(wanted.get("config") or {})
+    # arc_agent_proxy_url / arc_agent_proxy_bypass: null leaves the setting alone, "" / [] clears it.
+    if wanted.get("proxy_url") is not None:
+        settings["proxy.url"] = _text(wanted["proxy_url"]) or None
+    if wanted.get("proxy_bypass") is not None:
+        settings["proxy.bypass"] = list(wanted["proxy_bypass"]) or None
     if wanted.get("control_plane_url"):
         settings["controlplane.url"] = wanted["control_plane_url"]
     if wanted.get("control_plane_ca"):

@@ -32,8 +32,11 @@ class Azcmagent:
         """Whether azcmagent was found on this host."""
         return bool(self.binary)
 
-    def run_json(self, operation, args, secrets=None):
+    def run_json(self, operation, args, secrets=None, report_codes=()):
         """Run C(azcmagent <args> --json) and return its parsed JSON output.
+
+        ``report_codes``: exit codes that still come with the command's report rather than an
+        error (``check`` exits 26 when an endpoint is unreachable, with its table all the same).
 
         ``secrets`` maps flag names (as in ``--config`` files, e.g. ``service-principal-secret``)
         to values: they are written to a file of mode 0600 that is passed with ``--config``
@@ -56,6 +59,8 @@ class Azcmagent:
             if config_path:
                 os.unlink(config_path)
         data = self._parse(operation, out, err, rc)
+        if rc in report_codes and isinstance(data, dict) and "error" not in data:
+            return data
         if rc != 0:
             error = data.get("error") if isinstance(data, dict) else None
             if isinstance(error, dict):
@@ -75,6 +80,10 @@ class Azcmagent:
         """Every local setting, ``{key: value}`` with typed values (``config list -j``)."""
         document = self.run_json("config list", ["config", "list"])
         return dict((item["key"], item["value"]) for item in document.get("localsettings", []))
+
+    def check(self):
+        """What C(azcmagent check -j) found: every endpoint, reachable or not, and which way."""
+        return self.run_json("check", ["check"], report_codes=(26,))
 
     def config_defaults(self):
         """Every local setting's default, ``{key: default}`` (``config info -j``)."""

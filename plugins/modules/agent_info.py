@@ -36,6 +36,13 @@ options:
         would change anything.
     type: bool
     default: false
+  check:
+    description:
+      - Also check the endpoints the agent needs (C(azcmagent check -j)) and return what it found in
+        RV(arc_agent.check) (each endpoint, whether it is reachable, through which proxy, its TLS version
+        and time). An unreachable endpoint does not fail the module; read its C(allReachable).
+    type: bool
+    default: false
 notes:
   - The information is returned as RV(arc_agent), not as facts, following Ansible's rule that C(_info) modules
     do not return facts. Register the result to use it.
@@ -100,6 +107,19 @@ arc_agent:
       type: dict
       returned: when installed and O(config_defaults=true)
       sample: {"config.mode": "full", "incomingconnections.ports": [], "proxy.url": ""}
+    check:
+      description:
+        - What C(azcmagent check -j) found (docs/agent-cli.md, "check") - C(controlPlaneUrl),
+          C(allReachable) and C(endpoints), each with C(endpoint), C(purpose), C(reachable), C(proxy) (empty
+          for direct), C(tls), C(timeMs), C(httpStatus), C(error).
+      type: dict
+      returned: when installed and O(check=true)
+      sample:
+        controlPlaneUrl: https://controlplane:8443
+        allReachable: true
+        endpoints:
+          - {endpoint: "https://controlplane:8443/healthz", purpose: control plane health, reachable: true,
+             proxy: "http://proxy.corp:3128", tls: TLSv1.3, timeMs: 9, httpStatus: 200, error: ""}
     side_by_side:
       description:
         - Whether the runtime holds its versions side by side (C(/opt/azcmagent/current)), so that
@@ -160,7 +180,7 @@ from ansible_collections.hybridops.arc.plugins.module_utils._errors import Azcma
 PREFIX = "/opt/azcmagent"
 
 
-def agent_state(agent, defaults=False):
+def agent_state(agent, defaults=False, check=False):
     if not agent.installed:
         return dict(installed=False)
     shown = agent.run_json("show", ["show"])
@@ -175,6 +195,7 @@ def agent_state(agent, defaults=False):
         services=shown.get("dependentServiceStatus") or {},
         side_by_side=os.path.islink(os.path.join(PREFIX, "current")),
         **(dict(config_defaults=agent.config_defaults()) if defaults else {}),
+        **(dict(check=agent.check()) if check else {}),
     )
 
 
@@ -237,11 +258,12 @@ def main():
         argument_spec=dict(
             checksums=dict(type="list", elements="path", default=[]),
             config_defaults=dict(type="bool", default=False),
+            check=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     try:
-        state = agent_state(Azcmagent(module), module.params["config_defaults"])
+        state = agent_state(Azcmagent(module), module.params["config_defaults"], module.params["check"])
     except AzcmagentError as error:
         module.fail_json(msg=error_message(error, "this machine"), code=error.code)
     module.exit_json(

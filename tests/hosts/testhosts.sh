@@ -12,6 +12,12 @@
 #   testhosts.sh hosts-json        print the running hosts as JSON (name, address, key, suite) for tools
 #   testhosts.sh controlplane start|stop|url|ca
 #                                  run arc-controlplane in the controller namespace, on ${NET}.1:8443
+#   testhosts.sh proxy start|stop|url|log
+#                                  an HTTP proxy (Debian's tinyproxy) in the controller namespace, on
+#                                  ${NET}.1:3128, allowed to CONNECT to the control plane; its log
+#   testhosts.sh isolate I|all on|off
+#                                  take away (give back) host I's direct route to the control plane:
+#                                  with the proxy, the proxy layout (docs/development.md)
 #   testhosts.sh ctl CMD...        run CMD in the controller namespace
 #   testhosts.sh env               print this lab's network, namespaces and paths as JSON
 #
@@ -59,6 +65,7 @@ declare -A ROOTFS_EXTRA=()
 ROOTFS_RECIPE=5
 
 CONTROLPLANE_PORT=${ARC_TESTHOSTS_CONTROLPLANE_PORT:-8443}
+PROXY_PORT=3128
 
 suite_of() { local i=$1; ((i <= ${#SUITES[@]})) || i=${#SUITES[@]}; echo "${SUITES[$((i - 1))]}"; }
 rootfs_of() { echo "$CACHE_DIR/rootfs-$1"; }
@@ -384,7 +391,7 @@ cmd_down() {
     ip netns del "$ns" 2>/dev/null || true
   done
   remove_cgroups
-  rm -rf "$INVENTORY" "$STATE_DIR/controlplane"
+  rm -rf "$INVENTORY" "$STATE_DIR/controlplane" "$STATE_DIR/proxy"
   # The blackhole route stays: it is harmless and keeps the range from ever leaving the machine.
   [ -n "$quiet" ] || log "all test hosts stopped"
 }
@@ -469,6 +476,58 @@ cmd_controlplane() {
   esac
 }
 
+# testhosts.sh proxy start|stop|url|log: the lab's HTTP proxy, tinyproxy in the controller
+# namespace on ${NET}.1:3128, for the hosts' network only, allowed to CONNECT to the control
+# plane's port; every request in its log ($STATE_DIR/proxy/access.log).
+cmd_proxy() {
+  need_root
+  local d=$STATE_DIR/proxy
+  case ${1:-} in
+    start)
+      ip netns list | grep -qw "$CTL_NS" || die "no test network; run: testhosts.sh up N"
+      command -v tinyproxy >/dev/null || die "tinyproxy is not installed (apt-get install tinyproxy; make deps does)"
+      cmd_proxy stop
+      mkdir -p "$d"
+      : >"$d/access.log"
+      printf '%s\n' "Port $PROXY_PORT" "Listen $NET.1" "Timeout 600" "LogFile \"$d/access.log\"" "LogLevel Connect" \
+        "MaxClients 200" "Allow $NET.0/24" "Allow 127.0.0.1" "ConnectPort $CONTROLPLANE_PORT" "DisableViaHeader Yes" >"$d/tinyproxy.conf"
+      setsid ip netns exec "$CTL_NS" tinyproxy -d -c "$d/tinyproxy.conf" </dev/null >"$d/tinyproxy.out" 2>&1 &
+      echo $! >"$d/pid"
+      local deadline=$((SECONDS + 20))
+      until ip netns exec "$CTL_NS" bash -c "exec 3<>/dev/tcp/$NET.1/$PROXY_PORT" 2>/dev/null; do
+        kill -0 "$(cat "$d/pid")" 2>/dev/null || die "tinyproxy exited: $(tail -5 "$d/tinyproxy.out" "$d/access.log")"
+        ((SECONDS < deadline)) || die "tinyproxy did not listen on $NET.1:$PROXY_PORT within 20s"
+        sleep 0.1
+      done
+      log "proxy up: http://$NET.1:$PROXY_PORT (log: $d/access.log)"
+      ;;
+    stop)
+      if [ -f "$d/pid" ]; then
+        kill -TERM "$(cat "$d/pid")" 2>/dev/null || true
+        rm -f "$d/pid"
+      fi
+      ;;
+    url) echo "http://$NET.1:$PROXY_PORT" ;;
+    log) cat "$d/access.log" 2>/dev/null || true ;;
+    *) die "usage: testhosts.sh proxy start|stop|url|log" ;;
+  esac
+}
+
+# testhosts.sh isolate I|all on|off: a policy routing rule in host I's namespace makes TCP to
+# the control plane's port 'unreachable' (the host sees "No route to host"); everything else,
+# ssh and the proxy included, is untouched. 'off' removes it.
+cmd_isolate() {
+  need_root
+  local which=${1:-} how=${2:-on} i ns
+  [[ $which =~ ^([0-9]+|all)$ && $how =~ ^(on|off)$ ]] || die "usage: testhosts.sh isolate I|all on|off"
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^${HOST_NS_PREFIX}[0-9]+$" || true); do
+    i=${ns#"$HOST_NS_PREFIX"}
+    [ "$which" = all ] || [ "$which" = "$i" ] || continue
+    ip -n "$ns" rule del to "$NET.1" ipproto tcp dport "$CONTROLPLANE_PORT" unreachable 2>/dev/null || true
+    [ "$how" = off ] || ip -n "$ns" rule add to "$NET.1" ipproto tcp dport "$CONTROLPLANE_PORT" unreachable
+  done
+}
+
 case ${1:-} in
   rootfs) cmd_rootfs ;;
   up) shift; cmd_up "$@" ;;
@@ -478,6 +537,8 @@ case ${1:-} in
   inventory) if [ -f "$INVENTORY" ]; then echo "$INVENTORY"; else die "no test hosts are up; run: testhosts.sh up N"; fi ;;
   hosts-json) cmd_hosts_json ;;
   controlplane) shift; cmd_controlplane "$@" ;;
+  proxy) shift; cmd_proxy "$@" ;;
+  isolate) shift; cmd_isolate "$@" ;;
   ctl) shift; need_root; exec ip netns exec "$CTL_NS" "$@" ;;
   key) echo "$KEY" ;;
   env)
@@ -485,5 +546,5 @@ case ${1:-} in
     printf '{"lab": %s, "net": "%s", "ctl_ns": "%s", "state_dir": "%s", "controlplane_url": "https://%s.1:%s", "key": "%s", "cgroup": "%s"}\n' \
       "$LAB" "$NET" "$CTL_NS" "$STATE_DIR" "$NET" "$CONTROLPLANE_PORT" "$KEY" "$CGROUP_PARENT" ;;
   _in-cgroup) shift; cmd_in_cgroup "$@" ;;
-  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,/^set -euo pipefail/{/^set -euo/!p}' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

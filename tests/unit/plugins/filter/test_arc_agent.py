@@ -367,3 +367,28 @@ def test_a_stopped_or_missing_extension_service_brings_the_service_step_and_unin
         "himdsd.service",
         "extd.service",
     ]
+
+
+def test_the_proxy_variables_become_settings_and_credentials_are_refused():
+    plan = arc_agent_plan(
+        probe(shown()), wanted(proxy_url="http://proxy.corp:3128", proxy_bypass=["Arc"]), CA_DEST
+    )
+    assert "config" in plan["steps"]
+    assert plan["config"]["proxy.url"] == "http://proxy.corp:3128" and plan["config"]["proxy.bypass"] == [
+        "Arc"
+    ]
+    same = probe(shown(), {"proxy.url": "http://proxy.corp:3128", "proxy.bypass": ["Arc"]})
+    assert (
+        "config"
+        not in arc_agent_plan(
+            same, wanted(proxy_url="http://proxy.corp:3128", proxy_bypass=["Arc"]), CA_DEST
+        )["steps"]
+    )
+    cleared = arc_agent_plan(same, wanted(proxy_url="", proxy_bypass=[]), CA_DEST)
+    assert cleared["config"] == {"proxy.url": None, "proxy.bypass": None}, "empty clears"
+    assert "proxy.url" not in arc_agent_plan(same, wanted(), CA_DEST).get("config", {}), "null leaves it"
+    assert arc_agent_problems(wanted(proxy_url="http://bob:secret@proxy.corp:3128")) == [
+        "arc_agent_proxy_url holds credentials: the agent's settings file is readable by every user, so"
+        " proxy.url takes none. Give the proxy's URL without them, and its credentials in the services'"
+        " environment (HTTPS_PROXY, docs/proxy.md)."
+    ]

@@ -61,6 +61,26 @@ def test_the_defaults_of_the_settings_when_asked(agent, run_module):
     assert agent.commands()[-1] == ["config", "info"]
 
 
+def test_the_endpoints_when_asked_reachable_or_not(agent, run_module):
+    row = {
+        "endpoint": "https://cp:8443/healthz",
+        "reachable": False,
+        "proxy": "http://p:3128",
+        "error": "PROXY: x",
+    }
+    report = {"controlPlaneUrl": "https://cp:8443", "allReachable": False, "endpoints": [row]}
+    expect_reads(agent, SHOW)
+    agent.expect(["check"], report, rc=26)  # check's exit code for an unreachable endpoint, with its report
+    out = run_module(agent_info, {"check": True})
+    assert not out.failed, out.result
+    assert out.result["arc_agent"]["check"] == report
+    agent.calls.clear()
+    expect_reads(agent, SHOW)
+    agent.fail(["check"], "AZCM0016", "no control plane to check")
+    refused = run_module(agent_info, {"check": True})
+    assert refused.failed and refused.result["code"] == "AZCM0016"
+
+
 def test_disconnected_agent_in_check_mode(agent, run_module):
     expect_reads(agent, dict(SHOW, resourceId="", status="Disconnected"))
     out = run_module(agent_info, {}, check_mode=True)
