@@ -98,6 +98,16 @@ def arc_agent_problems(wanted, ansible_version=None, requires_ansible=None):
             " proxy.url takes none. Give the proxy's URL without them, and its credentials in the services'"
             " environment (HTTPS_PROXY, docs/proxy.md)."
         )
+    unknown = [
+        str(group)
+        for group in (wanted.get("proxy_bypass") or [])
+        if str(group).lower() not in [known.lower() for known in BYPASS_GROUPS]
+    ]
+    if unknown:
+        problems.append(
+            "arc_agent_proxy_bypass names %s, which %s not a service group: use %s."
+            % (", ".join(unknown), "is" if len(unknown) == 1 else "are", ", ".join(BYPASS_GROUPS))
+        )
     if wanted.get("package_source") == "control_plane" and wanted.get("state") != "absent":
         if not wanted.get("control_plane_url"):
             problems.append(
@@ -135,6 +145,9 @@ def _config_wanted(wanted, ca_dest):
     cleared = sorted(key for key, value in settings.items() if value is None)
     return present, cleared
 
+
+BYPASS_GROUPS = ("AAD", "ARM", "Arc", "AMA", "ArcData")
+"""proxy.bypass's service groups (the agent's config/settings.py has the same list)."""
 
 DOWNLOADS_PATH = "/downloads/agent"
 """Where the control plane serves each published agent version as a bundle (docs/control-plane.md)."""

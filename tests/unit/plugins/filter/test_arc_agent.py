@@ -387,6 +387,10 @@ def test_the_proxy_variables_become_settings_and_credentials_are_refused():
     cleared = arc_agent_plan(same, wanted(proxy_url="", proxy_bypass=[]), CA_DEST)
     assert cleared["config"] == {"proxy.url": None, "proxy.bypass": None}, "empty clears"
     assert "proxy.url" not in arc_agent_plan(same, wanted(), CA_DEST).get("config", {}), "null leaves it"
+    assert arc_agent_problems(wanted(proxy_bypass=["Arc", "Azure"])) == [
+        "arc_agent_proxy_bypass names Azure, which is not a service group: use AAD, ARM, Arc, AMA, ArcData."
+    ]
+    assert arc_agent_problems(wanted(proxy_bypass=None)) == [], "null: left alone"
     assert arc_agent_problems(wanted(proxy_url="http://bob:secret@proxy.corp:3128")) == [
         "arc_agent_proxy_url holds credentials: the agent's settings file is readable by every user, so"
         " proxy.url takes none. Give the proxy's URL without them, and its credentials in the services'"
