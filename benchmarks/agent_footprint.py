@@ -13,6 +13,11 @@ installs the runtime with the role, connects the host, then measures on the host
 - latency of the local API: ``/metadata/instance``, and a managed identity token request as
   clients make it (challenge, key file, request with the secret) once himds has the token cached.
 
+- the floor a Python service cannot go under: the PSS of a bare interpreter that only imported
+  what any service talking TLS to the control plane needs (``ssl``, ``socket``, ``json``,
+  ``threading``), started beside the services, so that it shares the interpreter with them as
+  one more service would (``floor_pss_mib_per_tls_service``).
+
 Prints one JSON object. Budgets (DESIGN.md): <= 30 MB PSS in all, <= 0.01 % of one core idle,
 p99 <= 5 ms.
 """
@@ -72,6 +77,15 @@ print(json.dumps({"pids": agent, "pss_bytes": pss, "cpu_s": cpu, "threads_ns": t
                   "cgroups": sorted(cgroups), "cgroup_usec": unit_usec}))
 """
 
+FLOOR = r"""
+import os, subprocess, sys, time
+bare = subprocess.Popen([sys.executable, "-c", "import ssl, socket, json, threading, time; time.sleep(60)"])
+time.sleep(3)
+pss = sum(int(line.split()[1]) for line in open(f"/proc/{bare.pid}/smaps_rollup") if line.startswith("Pss:"))
+bare.kill()
+print(pss * 1024)
+"""
+
 LATENCY = r"""
 import http.client, json, sys, time
 count = int(sys.argv[1])
@@ -127,6 +141,7 @@ def main() -> int:
         time.sleep(args.idle_seconds)
         after = json.loads(host.sh("python3 -", stdin=SAMPLE).stdout)
         latency = json.loads(host.sh(f"python3 - {args.requests}", stdin=LATENCY).stdout)
+        floor = int(host.sh("python3 -", stdin=FLOOR).stdout)
         status = host.json("show", "status", "lastHeartbeat")
     finally:
         lab.stop()
@@ -142,6 +157,7 @@ def main() -> int:
             {
                 "agent_processes": len(after["pids"]),
                 "pss_mib": round(after["pss_bytes"] / 2**20, 1),
+                "floor_pss_mib_per_tls_service": round(floor / 2**20, 1),
                 "idle_seconds": args.idle_seconds,
                 "idle_cpu_s_ticks": round(cpu, 3),
                 "idle_cpu_s_threads": round(threads, 4),

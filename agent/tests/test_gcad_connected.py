@@ -277,11 +277,16 @@ def test_protected_parameters_are_decrypted_applied_and_kept_out_of_reports(
     assert "protectedParameters" in kept and secret not in kept, "kept encrypted only"
     assert secret not in log.read_text()
 
-    # a new extension certificate (the old key gone): reported, nothing set
+    # a new extension certificate (the old key gone), gcad started again (it keeps what it
+    # decrypted in memory only): reported, nothing set
     for old in machine.paths.waagent_dir.glob(f"{thumbprint}.*"):
         old.unlink()
     target.write_text("drifted again")
     clock.advance(INTERVAL + 1)
+    service = GuestConfigService(
+        machine.paths, configure_logging(verbose=True, stream=None, log_file=log), interval=INTERVAL,
+        clock=clock, poll_seconds=1,
+    )  # fmt: skip
     service.run_once()
     assert target.read_text() == "drifted again"
     latest = assignment(plane, admin, name)["properties"]["latestAssignmentReport"]

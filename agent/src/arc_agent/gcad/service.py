@@ -73,6 +73,9 @@ class GuestConfigService:
         """Why gcad evaluates nothing (the setting or monitor mode), or ""."""
         self.evaluations = 0
         """How many evaluations ran (for tests and the benchmark)."""
+        self._unsealed: dict[str, tuple[str, list[dict[str, str]]]] = {}
+        """Per assignment, its protected parameters' envelope and what it decrypted to (memory
+        only, never on disk; a new envelope is decrypted again)."""
 
     # --- the control plane ----------------------------------------------------------------------
 
@@ -90,6 +93,7 @@ class GuestConfigService:
         self.state.save_assignments(assignments, self.clock())
         names = {str(a["name"]) for a in assignments}
         self.state.forget(names)
+        self._unsealed = {name: kept for name, kept in self._unsealed.items() if name in names}
         self.state.prune_packages({str(a["configuration"]["name"]) for a in assignments})
         return assignments
 
@@ -145,11 +149,16 @@ class GuestConfigService:
 
     def _protected(self, assignment: Mapping[str, Any]) -> tuple[list[dict[str, str]], str]:
         """The assignment's protected parameters, decrypted in a child process (gcad itself
-        never loads ``cryptography``); or why they cannot be."""
+        never loads ``cryptography``) once per envelope and kept in memory only; or why they
+        cannot be."""
         configuration = assignment["configuration"]
         envelope = configuration.get("protectedParameters")
         if not envelope:
             return [], ""
+        name = str(assignment["name"])
+        known = self._unsealed.get(name)
+        if known is not None and known[0] == envelope:
+            return known[1], ""
         request = {
             "envelope": str(envelope),
             "thumbprint": str(configuration.get("protectedParametersCertThumbprint") or ""),
@@ -163,7 +172,9 @@ class GuestConfigService:
             said = unsealed.stderr.strip()[-500:] or f"the decryption exited {unsealed.returncode}"
             self.logger.error("%s: protected parameters not decrypted: %s", assignment["name"], said)
             return [], said
-        return list(json.loads(unsealed.stdout)), ""
+        parameters = list(json.loads(unsealed.stdout))
+        self._unsealed[name] = (str(envelope), parameters)
+        return parameters, ""
 
     def evaluate_due(self, assignments: list[dict[str, Any]], remediate: bool) -> float:
         """Evaluate every assignment that is due; the seconds until the next one is."""
