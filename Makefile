@@ -88,12 +88,13 @@ test: deps venv wheelhouse extensions configurations collection durations-reset 
 durations-reset:
 	@mkdir -p build && rm -f $(DURATIONS) && touch $(DURATIONS).start
 
-# Three labs at once (ARC_TESTHOSTS_LAB 1, 2 and 3): the playbook suites in one, the security and
-# chaos suites in another, the support matrix in the third; each line of output says its lane.
+# Three labs at once (ARC_TESTHOSTS_LAB 1, 2 and 3): the suites on hosts, the module tests and
+# AWX in one, the security and chaos suites in another, the support matrix and molecule in the
+# third (lanes of about equal length); each line of output says its lane.
 hosts-lanes: deps venv wheelhouse extensions configurations collection $(AZURE_IDENTITY_WHEELS)/.stamp $(foreach v,$(MATRIX_CORES),$(CURDIR)/build/ansible-core-$(v)/.stamp) ## The suites on real hosts, in three labs side by side
-	@( ARC_TESTHOSTS_LAB=1 $(MAKE) --no-print-directory agent-hosts integration awx molecule 2>&1 | sed -u 's/^/[lab 1] /' ) & one=$$!; \
+	@( ARC_TESTHOSTS_LAB=1 $(MAKE) --no-print-directory agent-hosts integration awx 2>&1 | sed -u 's/^/[lab 1] /' ) & one=$$!; \
 	( ARC_TESTHOSTS_LAB=2 $(MAKE) --no-print-directory security chaos 2>&1 | sed -u 's/^/[lab 2] /' ) & two=$$!; \
-	( ARC_TESTHOSTS_LAB=3 $(MAKE) --no-print-directory matrix 2>&1 | sed -u 's/^/[lab 3] /' ) & three=$$!; \
+	( ARC_TESTHOSTS_LAB=3 $(MAKE) --no-print-directory matrix molecule 2>&1 | sed -u 's/^/[lab 3] /' ) & three=$$!; \
 	status=0; wait $$one || status=$$?; wait $$two || status=$$?; wait $$three || status=$$?; exit $$status
 
 lint: lint-python lint-ansible lint-shell lint-supply-chain lint-repository ## ruff (with bandit's checks), mypy, ansible-lint, shellcheck, changelog and docs lint, dependency audit, the repository's own rules
