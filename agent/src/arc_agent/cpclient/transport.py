@@ -41,11 +41,12 @@ class ControlPlaneUnreachable(AzcmError):
                 "(azcmagent config get controlplane.url), the network, and that the control plane runs",
             )
         else:
+            where = "azcmagent config get proxy.url" if proxy.source == "proxy.url" else proxy.source
             super().__init__(
                 ErrorCode.NETWORK_ERROR,
                 f"cannot reach the control plane at {url} through the proxy {proxy.display} (from"
-                f" {proxy.source}): {reason}; check the proxy (azcmagent config get proxy.url), that it"
-                " runs and lets this machine CONNECT to the control plane",
+                f" {proxy.source}): {reason}; check the proxy ({where}), that it runs and lets this"
+                " machine CONNECT to the control plane",
             )
         self.reason = reason
         self.proxy = proxy
