@@ -141,8 +141,9 @@ def test_expired_challenge_is_refused_and_deleted(tokens_dir: Path) -> None:
     store = ChallengeStore(tokens_dir, lifetime=60, clock=clock)
     try:
         path = store.issue()
+        secret = path.read_text()  # before the clock moves: the janitor may delete the file at once
         clock.now += 61
-        assert store.redeem(path.read_text()) is None
+        assert store.redeem(secret) is None
         assert not path.exists()
     finally:
         store.close()
