@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,16 +197,16 @@ def _database_url(kind: str, directory: Path, request: pytest.FixtureRequest) ->
 
 @contextmanager
 def arm_environment(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, extra: Sequence[str] = ()
 ) -> Iterator[ArmEnv]:
     """A server on ``request.param`` (``sqlite`` or ``postgresql``) and its callers:
 
     ``owner`` (Owner), ``admin`` (Resource Administrator), ``onboarding`` and ``reader`` at the
-    subscription; ``nobody`` without any role.
+    subscription; ``nobody`` without any role. ``extra``: more ``serve`` arguments.
     """
     directory = tmp_path_factory.mktemp(f"arm-{request.param}")
     url = _database_url(str(request.param), directory, request)
-    server = start_server(directory / "data", ["--database-url", url])
+    server = start_server(directory / "data", ["--database-url", url, *extra])
     db = Database.open(url)
     try:
         key = load_or_create_signing_key(directory / "data" / "keys")

@@ -216,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
 
+    serve.add_argument(
+        "--gateway-port",
+        type=_port,
+        metavar="PORT",
+        help=(
+            "also run the Arc gateway service on this port (same address and certificate); without it "
+            "no gateway can be created (docs/gateway.md)"
+        ),
+    )
+
     store = _Parser(add_help=False)
     store.add_argument("--data-dir", type=_directory, metavar="DIR", help=DATA_DIR_HELP)
     store.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
@@ -231,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     if (args.cert is None) != (args.key is None):
         raise UsageError("--cert and --key must be given together")
+    if args.gateway_port is not None and args.gateway_port == args.port:
+        raise UsageError(
+            f"--gateway-port {args.gateway_port} is the API's port too: give the gateway its own"
+        )
     if args.cert is not None and args.san:
         raise UsageError("--san names go into the generated certificate; it cannot be used with --cert")
     external = ExternalTls(args.cert, args.key) if args.cert is not None else None
@@ -246,6 +260,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         audit_retention_days=args.audit_retention_days,
         extension_operation_timeout=args.extension_operation_timeout,
         connections=ConnectionPolicy(max_per_address=args.max_connections_per_address),
+        gateway_port=args.gateway_port,
     )
 
 

@@ -9,6 +9,7 @@ from arc_controlplane.errors import ArmError
 
 PROVIDER = "Microsoft.HybridCompute"
 MACHINE_TYPE = "Microsoft.HybridCompute/machines"
+GATEWAY_TYPE = "Microsoft.HybridCompute/gateways"
 # S:Machine.tsp: machine names ^[a-zA-Z0-9-_\.]{1,54}$
 MACHINE_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,54}$")
 # Extension names: as machine names, up to 64 characters (the table's limit).
@@ -66,6 +67,18 @@ def check_extension_name(value: str) -> str:
     return value
 
 
+def check_gateway_name(value: str) -> str:
+    """``value`` if it is a gateway name (as an extension name: 1-64 characters); else 400."""
+    if not EXTENSION_NAME.fullmatch(value) or value.endswith("."):
+        raise ArmError(
+            400,
+            "InvalidResourceName",
+            f"The gateway name '{value[:64]}' is invalid: use 1-64 letters, digits, '-', '_' or '.', "
+            "not ending in '.'.",
+        )
+    return value
+
+
 ASSIGNMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
 
 
@@ -92,3 +105,7 @@ def resource_group_id(subscription_id: str, resource_group: str) -> str:
 
 def machine_id(subscription_id: str, resource_group: str, name: str) -> str:
     return f"{resource_group_id(subscription_id, resource_group)}/providers/{MACHINE_TYPE}/{name}"
+
+
+def gateway_id(subscription_id: str, resource_group: str, name: str) -> str:
+    return f"{resource_group_id(subscription_id, resource_group)}/providers/{GATEWAY_TYPE}/{name}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,9 @@ class ServerSettings:
     extension_operation_timeout: int = DEFAULT_EXTENSION_OPERATION_TIMEOUT_SECONDS
     """``--extension-operation-timeout`` in seconds: an extension request the machine has not
     acted on within it fails (Azure keeps them 6 hours)."""
+    gateway_port: int | None = None
+    """``--gateway-port``: where the Arc gateway service listens (same address and certificate);
+    None: no gateway service, and no gateway can be created (docs/gateway.md)."""
 
     def __post_init__(self) -> None:
         Timing.every(self.heartbeat_interval)  # ValueError now rather than when the server starts
@@ -115,6 +119,14 @@ class ServerSettings:
         if ":" in host:
             host = f"[{host}]"
         return f"https://{host}:{self.port}"
+
+
+def gateway_url(public_url: str, gateway_port: int | None) -> str | None:
+    """The gateways' ``gatewayEndpoint``: the public URL's host on the gateway port."""
+    if gateway_port is None:
+        return None
+    host = urllib.parse.urlsplit(public_url).hostname or ""
+    return f"https://[{host}]:{gateway_port}" if ":" in host else f"https://{host}:{gateway_port}"
 
 
 def current_default_data_dir() -> Path:

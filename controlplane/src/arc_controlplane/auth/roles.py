@@ -16,6 +16,13 @@ MACHINES_DELETE = "Microsoft.HybridCompute/machines/delete"
 EXTENSIONS_READ = "Microsoft.HybridCompute/machines/extensions/read"
 EXTENSIONS_WRITE = "Microsoft.HybridCompute/machines/extensions/write"
 EXTENSIONS_DELETE = "Microsoft.HybridCompute/machines/extensions/delete"
+GATEWAYS_READ = "Microsoft.HybridCompute/gateways/read"
+GATEWAYS_WRITE = "Microsoft.HybridCompute/gateways/write"
+GATEWAYS_DELETE = "Microsoft.HybridCompute/gateways/delete"
+GATEWAYS_JOIN = "Microsoft.HybridCompute/gateways/join/action"
+"""Linking a machine to a gateway (its settings/default) needs this at the gateway."""
+SETTINGS_READ = "Microsoft.HybridCompute/settings/read"
+SETTINGS_WRITE = "Microsoft.HybridCompute/settings/write"
 RESOURCE_GROUPS_READ = "Microsoft.Resources/subscriptions/resourceGroups/read"
 RESOURCE_GROUPS_WRITE = "Microsoft.Resources/subscriptions/resourceGroups/write"
 RESOURCE_GROUPS_DELETE = "Microsoft.Resources/subscriptions/resourceGroups/delete"
@@ -39,12 +46,27 @@ ROLES: tuple[Role, ...] = (
     Role(
         "Azure Connected Machine Onboarding",
         ("onboarding",),
-        (MACHINES_READ, MACHINES_WRITE, RESOURCE_GROUPS_READ, "Microsoft.GuestConfiguration/*/read"),
+        (
+            MACHINES_READ,
+            MACHINES_WRITE,
+            RESOURCE_GROUPS_READ,
+            "Microsoft.GuestConfiguration/*/read",
+            GATEWAYS_READ,
+            GATEWAYS_JOIN,
+            SETTINGS_READ,
+            SETTINGS_WRITE,
+        ),
     ),
     Role(
         "Azure Connected Machine Resource Administrator",
         ("resource administrator", "resource-administrator"),
-        ("Microsoft.HybridCompute/machines/*", RESOURCE_GROUPS_READ, "Microsoft.GuestConfiguration/*"),
+        (
+            "Microsoft.HybridCompute/machines/*",
+            RESOURCE_GROUPS_READ,
+            "Microsoft.GuestConfiguration/*",
+            "Microsoft.HybridCompute/gateways/*",
+            "Microsoft.HybridCompute/settings/*",
+        ),
     ),
 )
 

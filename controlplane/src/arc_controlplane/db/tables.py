@@ -103,6 +103,35 @@ class RoleAssignment(Base):
     created_at: Mapped[dt.datetime]
 
 
+class Gateway(Base):
+    """A ``Microsoft.HybridCompute/gateways`` resource: an Arc gateway that machines linked to it
+    (their ``settings/default``) send all their traffic through (docs/gateway.md)."""
+
+    __tablename__ = "gateways"
+    __table_args__ = (
+        UniqueConstraint("resource_id_lower"),
+        Index("ix_gateways_group", "subscription_id", "resource_group_lower", "name_lower"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_id: Mapped[str] = mapped_column(String(512))
+    resource_id_lower: Mapped[str] = mapped_column(String(512))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    resource_group_lower: Mapped[str] = mapped_column(String(90))
+    name: Mapped[str] = mapped_column(String(64))
+    name_lower: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    gateway_id: Mapped[str] = mapped_column(String(36), unique=True)
+    """``properties.gatewayId``: what the Arc proxy names in each tunnel it asks for."""
+    gateway_type: Mapped[str] = mapped_column(String(16), default="Public")
+    allowed_features: Mapped[list[Any]] = mapped_column(default=list)
+    gateway_bypass: Mapped[list[Any]] = mapped_column(default=list)
+    provisioning_state: Mapped[str] = mapped_column(String(32), default="Succeeded")
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
 class Machine(Base):
     """A ``Microsoft.HybridCompute/machines`` resource and what its agent reported."""
 
@@ -148,6 +177,8 @@ class Machine(Base):
     """The certificate the machine's extension service registered: protected settings are
     encrypted to it (docs/extensions.md)."""
     extension_certificate_thumbprint: Mapped[str | None] = mapped_column(String(40), default=None)
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateways.id"), default=None, index=True)
+    """The Arc gateway of its ``settings/default`` (docs/gateway.md), if any."""
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 

@@ -14,7 +14,7 @@ from arc_controlplane.clock import Clock, utcnow
 from arc_controlplane.db.engine import Database
 from arc_controlplane.db.locks import KeyedLocks
 from arc_controlplane.machines.notify import Notifier
-from arc_controlplane.settings import ServerSettings
+from arc_controlplane.settings import ServerSettings, gateway_url
 from arc_controlplane.timing import Timing
 
 
@@ -36,6 +36,11 @@ class AppContext:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timing", self.settings.timing)  # built once, read on every request
+
+    @property
+    def gateway_url(self) -> str | None:
+        """Where the Arc gateway service is reached (None when it does not run)."""
+        return gateway_url(self.tokens.public_url, self.settings.gateway_port)
 
 
 def get_context(request: Request) -> AppContext:

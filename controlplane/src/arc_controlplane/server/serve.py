@@ -7,11 +7,13 @@ log-and-exit, and lets the start-up log line name the real address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
 import socket
 import ssl
+import urllib.parse
 
 import uvicorn
 from sqlalchemy.engine import make_url
@@ -30,6 +32,7 @@ from arc_controlplane.machines.notify import Notifier
 from arc_controlplane.names import server_names
 from arc_controlplane.pki import ServerTls, check_key_pair, ensure_server_tls
 from arc_controlplane.server.connections import guarded_protocol, raise_file_limit
+from arc_controlplane.server.gateway import GatewayService, upstream_of
 from arc_controlplane.settings import ConnectionPolicy, ServerSettings
 
 LOG = logging.getLogger(__name__)
@@ -145,10 +148,17 @@ class _Server(uvicorn.Server):
     then be cancelled, with a traceback each.
     """
 
-    def __init__(self, config: uvicorn.Config, notifier: Notifier, handshake_timeout: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        notifier: Notifier,
+        handshake_timeout: float,
+        gateway: tuple[GatewayService, socket.socket] | None = None,
+    ) -> None:
         super().__init__(config)
         self._notifier = notifier
         self._handshake_timeout = handshake_timeout
+        self._gateway = gateway
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's start-up for the sockets we bound, with a TLS handshake deadline (uvicorn
@@ -177,11 +187,26 @@ class _Server(uvicorn.Server):
             )
             for sock in sockets
         ]
+        if self._gateway is not None:
+            service, sock = self._gateway
+            assert config.ssl is not None
+            await service.start(sock, config.ssl, self._handshake_timeout)
         self.started = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._notifier.close()
+        if self._gateway is not None:
+            await self._gateway[0].close()
         await super().shutdown(sockets)
+
+
+def gateway_endpoints(settings: ServerSettings, public_url: str) -> set[tuple[str, int]]:
+    """The (host, port) pairs under which clients reach the API: what the gateway admits."""
+    public = urllib.parse.urlsplit(public_url)
+    found = {((public.hostname or "").lower(), public.port or 443)}
+    for name in (settings.bind, *settings.extra_names, socket.gethostname(), socket.getfqdn()):
+        found.add((name.lower(), settings.port))
+    return found
 
 
 def serve(settings: ServerSettings) -> None:
@@ -191,14 +216,27 @@ def serve(settings: ServerSettings) -> None:
     ctx = build_context(settings)
     policy = raise_file_limit(settings.connections)
     listener = open_listener(settings.bind, settings.port)
-    with listener:
+    gateway_listener = (
+        None if settings.gateway_port is None else open_listener(settings.bind, settings.gateway_port)
+    )
+    with listener, gateway_listener or contextlib.nullcontext():
         config = uvicorn_config(ctx, tls, policy)
         host = f"[{settings.bind}]" if ":" in settings.bind else settings.bind
         trust = f"CA certificate: {tls.ca_file}" if tls.ca_file else f"certificate: {tls.cert_file}"
         LOG.info(
             "arc-controlplane %s listening on https://%s:%d (%s)", __version__, host, settings.port, trust
         )
-        server = _Server(config, ctx.notifier, policy.handshake_timeout)
+        gateway = None
+        if gateway_listener is not None:
+            service = GatewayService(
+                ctx,
+                gateway_endpoints(settings, ctx.tokens.public_url),
+                upstream_of(settings.bind, settings.port),
+                policy.max_total // 2,
+            )
+            gateway = (service, gateway_listener)
+            LOG.info("Arc gateway service listening on %s", ctx.gateway_url)
+        server = _Server(config, ctx.notifier, policy.handshake_timeout, gateway)
         server.run(sockets=[listener])
         if not server.started:
             raise ControlPlaneError("the server did not start; see the messages above")

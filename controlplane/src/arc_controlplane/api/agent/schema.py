@@ -308,6 +308,10 @@ class MachineView(AgentResponse):
     offered_agent_version: str | None = None
     """With ``agentUpgrade.enableAutomaticUpgrade``: the version the rollout offers the machine now
     (docs/agent-upgrade.md, "Automatic upgrades"); None when it has nothing to do."""
+    gateway: dict[str, Any] | None = None
+    """The Arc gateway the machine is linked to (its ``settings/default``): ``id`` (resource id),
+    ``gatewayId``, ``endpoint`` (where the gateway service listens), ``bypass``; None for none
+    (docs/gateway.md)."""
 
 
 class ExtensionCertificateRequest(AgentModel):

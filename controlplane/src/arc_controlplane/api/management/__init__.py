@@ -3,7 +3,7 @@ metadata.
 
 One module per resource: :mod:`.metadata`, :mod:`.subscriptions`, :mod:`.providers`,
 :mod:`.resource_groups`, :mod:`.resources`, :mod:`.machines`, :mod:`.extensions`,
-:mod:`.guest_configuration`, :mod:`.operations`; the
+:mod:`.guest_configuration`, :mod:`.gateways`, :mod:`.operations`; the
 checks every route shares are in :mod:`.access`, the request bodies in :mod:`.schema`. Paths
 are matched in their canonical spelling (:mod:`arc_controlplane.http.paths`). See
 docs/management-api.md.
@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from arc_controlplane.api.management import (
     extension_metadata,
     extensions,
+    gateways,
     guest_configuration,
     machines,
     metadata,
@@ -38,6 +39,7 @@ def create_router() -> APIRouter:
     router.include_router(extensions.create_router())
     router.include_router(extension_metadata.create_router())
     router.include_router(guest_configuration.create_router())
+    router.include_router(gateways.create_router())
     router.include_router(operations.create_router())
     router.include_router(providers.create_unserved_router())  # last: what no route above serves
     return router

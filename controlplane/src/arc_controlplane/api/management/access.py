@@ -36,9 +36,11 @@ from arc_controlplane.resource_ids import (
     PROVIDER,
     check_assignment_name,
     check_extension_name,
+    check_gateway_name,
     check_machine_name,
     check_resource_group_name,
     check_subscription_id,
+    gateway_id,
     machine_id,
     resource_group_id,
     subscription_scope,
@@ -87,6 +89,17 @@ class MachineRef:
     @property
     def id(self) -> str:
         return machine_id(self.subscription_id, self.resource_group, self.name)
+
+
+@dataclass(frozen=True)
+class GatewayRef:
+    subscription_id: str
+    resource_group: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return gateway_id(self.subscription_id, self.resource_group, self.name)
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,14 @@ def machine_ref(subscription_id: str, resource_group_name: str, machine_name: st
         check_subscription_id(subscription_id),
         check_resource_group_name(resource_group_name),
         check_machine_name(machine_name),
+    )
+
+
+def gateway_ref(subscription_id: str, resource_group_name: str, gateway_name: str) -> GatewayRef:
+    return GatewayRef(
+        check_subscription_id(subscription_id),
+        check_resource_group_name(resource_group_name),
+        check_gateway_name(gateway_name),
     )
 
 
@@ -281,6 +302,17 @@ class MachineChecks(Checks[MachineRef]):
         return self.check(request, ref, api_version, ctx)
 
 
+class GatewayChecks(Checks[GatewayRef]):
+    def __call__(
+        self,
+        request: Request,
+        ref: Annotated[GatewayRef, Depends(gateway_ref)],
+        ctx: Ctx,
+        api_version: ApiVersionParameter = None,
+    ) -> Access[GatewayRef]:
+        return self.check(request, ref, api_version, ctx)
+
+
 class ExtensionChecks(Checks[ExtensionRef]):
     def __call__(
         self,
@@ -333,6 +365,11 @@ class Visibility:
         if self.everything or group in self.groups:
             return Visibility(everything=True)
         return Visibility(resources=frozenset(r for r in self.resources if r[0] == group))
+
+    def covers(self, group: str, resource_id: str) -> bool:
+        """Whether it takes in the resource ``resource_id`` of the resource group ``group``."""
+        group = group.lower()
+        return self.everything or group in self.groups or (group, resource_id.lower()) in self.resources
 
     def group_filter(self) -> ColumnElement[bool]:
         if self.everything:

@@ -3,7 +3,8 @@
 A 202 answer carries ``Azure-AsyncOperation`` (the status resource, polled until ``status`` is
 terminal), ``Location`` (202 while in progress, 204 once succeeded, the error once failed) and
 ``Retry-After``. Who may read an operation: whoever may read operation statuses in the
-subscription (Reader, Owner), or may read the resource the operation was about.
+subscription (Reader, Owner), or may read the resource the operation was about (a machine, an
+extension, a gateway).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arc_controlplane.api.management.access import Access, OperationChecks, OperationRef
-from arc_controlplane.auth.roles import MACHINES_READ
+from arc_controlplane.auth.roles import GATEWAYS_READ, MACHINES_READ
 from arc_controlplane.db.tables import Machine, MachineExtension, Operation
 from arc_controlplane.errors import ArmError
 from arc_controlplane.http.caller import Caller
@@ -99,6 +100,7 @@ def _load(ctx: Ctx, ref: OperationRef, caller: Caller, action: str) -> Operation
     if not (
         caller.may(action, subscription_scope(ref.subscription_id))
         or caller.may(MACHINES_READ, operation.resource_id)
+        or caller.may(GATEWAYS_READ, operation.resource_id)
     ):
         caller.require(action, ref.id)
     return operation

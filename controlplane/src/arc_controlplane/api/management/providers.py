@@ -60,6 +60,8 @@ PROVIDERS: dict[str, tuple[ResourceType, ...]] = {
     "Microsoft.HybridCompute": (
         ResourceType("machines", HYBRID_COMPUTE),
         ResourceType("machines/extensions", HYBRID_COMPUTE),
+        ResourceType("gateways", HYBRID_COMPUTE),
+        ResourceType("settings", HYBRID_COMPUTE, located=False),
         ResourceType("locations", HYBRID_COMPUTE, located=False),
         ResourceType("locations/publishers/extensionTypes/versions", HYBRID_COMPUTE, located=False),
         ResourceType("locations/operationStatus", HYBRID_COMPUTE),

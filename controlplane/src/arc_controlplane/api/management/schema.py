@@ -408,3 +408,60 @@ class GuestConfigurationAssignmentBody(ArmModel):
     name: Ignored
     type: Ignored
     system_data: Ignored
+
+
+ShortText = Annotated[str, Field(max_length=256), AfterValidator(_no_nul)]
+
+
+class GatewayUpdateProperties(ArmModel):
+    """``GatewayUpdateProperties``: what PATCH may change."""
+
+    allowed_features: Annotated[list[ShortText], Field(max_length=16)] | None = None
+    gateway_bypass: Annotated[list[ShortText], Field(max_length=256)] | None = None
+
+
+class GatewayProperties(GatewayUpdateProperties):
+    """``GatewayProperties`` of a PUT; the read-only ones are ignored."""
+
+    gateway_type: ShortText | None = None
+    provisioning_state: Ignored
+    gateway_id: Ignored
+    gateway_endpoint: Ignored
+
+
+class GatewayBody(ArmModel):
+    """``PUT .../gateways/{name}`` (Gateways_CreateOrUpdate)."""
+
+    location: Location
+    tags: Tags | None = None
+    properties: GatewayProperties | None = None
+    id: Ignored
+    name: Ignored
+    type: Ignored
+    system_data: Ignored
+
+
+class GatewayUpdate(ArmModel):
+    """``PATCH .../gateways/{name}`` (Gateways_Update)."""
+
+    tags: Tags | None = None
+    properties: GatewayUpdateProperties | None = None
+
+
+class SettingsGatewayProperties(ArmModel):
+    gateway_resource_id: ArmId | None = None
+
+
+class SettingsProperties(ArmModel):
+    gateway_properties: SettingsGatewayProperties | None = None
+    tenant_id: Ignored
+
+
+class SettingsBody(ArmModel):
+    """``PUT`` / ``PATCH .../machines/{name}/providers/Microsoft.HybridCompute/settings/default``."""
+
+    properties: SettingsProperties | None = None
+    id: Ignored
+    name: Ignored
+    type: Ignored
+    system_data: Ignored
