@@ -58,15 +58,18 @@ def test_credentials_become_a_header_and_never_appear_in_a_message() -> None:
 
 
 class Tinyproxy:
-    """Debian's tinyproxy on a free port of 127.0.0.1, allowed to CONNECT to ``port``."""
+    """Debian's tinyproxy on a free port of 127.0.0.1, allowed to CONNECT to ``port`` (or ports)."""
 
-    def __init__(self, folder: Path, port: int, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, port: int | tuple[int, ...], auth: tuple[str, str] | None = None
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.log = folder / "tinyproxy.log"
         lines = [
             f"Port {self.port}", "Listen 127.0.0.1", "Timeout 60", f"LogFile \"{self.log}\"",
-            "LogLevel Connect", "MaxClients 20", "Allow 127.0.0.1", f"ConnectPort {port}",
+            "LogLevel Connect", "MaxClients 20", "Allow 127.0.0.1",
+            *(f"ConnectPort {each}" for each in (port if isinstance(port, tuple) else (port,))),
             f"PidFile \"{folder / 'tinyproxy.pid'}\"",
         ]  # fmt: skip
         if auth:

@@ -90,6 +90,7 @@ def test_the_machine_reads_its_resource_and_pending_upgrade(agent_api: AgentApiE
         "tags": {"env": "test"},
         "agentUpgrade": None,
         "offeredAgentVersion": None,
+        "gateway": None,
     }
     upgrade = {"desiredVersion": "1.52.0", "enableAutomaticUpgrade": False}
     agent_api.update_machine(

@@ -57,7 +57,7 @@ class _Token:
 def sdk(arm: ArmEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[HybridComputeManagementClient]:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(arm.server.ca_file))
     client = HybridComputeManagementClient(
-        _Token(arm.callers["admin"].token),  # type: ignore[arg-type]
+        _Token(arm.callers["admin"].token),
         arm.subscription_id,
         base_url=arm.server.url(""),
         credential_scopes=["https://management.azure.com/.default"],

@@ -207,6 +207,7 @@ def _connection_args(wanted, show, state):
         force_local_only=disconnecting and not given_credentials(wanted),
         tags=dict(wanted.get("tags") or {}) if tags_managed else None,
         purge_tags=bool(wanted.get("purge_tags")),
+        gateway_id=wanted.get("gateway_id") or None,
     )
     return args, tags_managed
 
@@ -288,6 +289,7 @@ def arc_agent_plan(
         or services.get("agentService", "") != "running"
         or services.get("extensionService", "") != "running"
         or (gc_on and services.get("gcService", "") != "running")
+        or (bool(wanted.get("gateway_id")) and services.get("arcProxy", "") != "running")
         or show.get("stateDirectory", "as expected") != "as expected"
         or any(host_sums.get(path, "") != _sha256(content) for path, content in (files_wanted or {}).items())
     )
@@ -368,13 +370,17 @@ def arc_agent_plan(
         # The units uninstall stops (systemd names; those agent_info found installed).
         # The units the service step enables and starts: gcad only while machine configuration
         # is on (it ends by itself while it is off; docs/machine-configuration.md).
-        service_units=["himdsd.service", "extd.service"] + (["gcad.service"] if gc_on else []),
+        # arcproxyd with an Arc gateway (docs/gateway.md).
+        service_units=["himdsd.service", "extd.service"]
+        + (["gcad.service"] if gc_on else [])
+        + (["arcproxyd.service"] if wanted.get("gateway_id") else []),
         services_installed=[
             unit
             for key, unit in (
                 ("agentService", "himdsd.service"),
                 ("extensionService", "extd.service"),
                 ("gcService", "gcad.service"),
+                ("arcProxy", "arcproxyd.service"),
             )
             if services.get(key, "not installed") != "not installed"
         ],

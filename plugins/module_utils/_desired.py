@@ -200,12 +200,19 @@ def connection_mismatch(shown, requested):
     return differs
 
 
+def gateway_mode_missing(shown, requested):
+    """A gateway is requested (``gateway_id``) and the machine does not work through one (its
+    ``Gateway URL`` is empty: not in gateway mode)."""
+    return bool(requested.get("gateway_id")) and not shown.get("gatewayUrl")
+
+
 def connected_as_requested(shown, requested):
-    """Connected (status and resource) to the requested resource."""
+    """Connected (status and resource) to the requested resource, through the requested gateway."""
     return (
         bool(shown.get("resourceId"))
         and shown.get("status") == "Connected"
         and not connection_mismatch(shown, requested)
+        and not gateway_mode_missing(shown, requested)
     )
 
 

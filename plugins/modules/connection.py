@@ -113,6 +113,15 @@ options:
       - Reports a change on every run.
     type: bool
     default: false
+  gateway_id:
+    description:
+      - The resource id of an Arc gateway (C(Microsoft.HybridCompute/gateways)) to connect and work through
+        (C(azcmagent connect --gateway-id)). The machine is linked to it and every request of the agent goes
+        through the Arc proxy (C(arcproxyd), U(http://localhost:40343)) to the gateway.
+      - A machine connected to the requested resource but not through a gateway is reconnected to it
+        (keeping its connection until the new one is made).
+      - The Arc proxy must be installed (the P(hybridops.arc.arc_agent#role) role installs it).
+    type: str
   force_local_only:
     description:
       - With O(state=disconnected), reset this machine only (C(azcmagent disconnect --force-local-only)); the
@@ -245,6 +254,7 @@ from ansible_collections.hybridops.arc.plugins.module_utils._desired import (
     CREDENTIALS,
     connection_mismatch,
     desired_tags,
+    gateway_mode_missing,
 )
 from ansible_collections.hybridops.arc.plugins.module_utils._errors import (
     AzcmagentError,
@@ -320,6 +330,8 @@ class Connection:
             args += ["--correlation-id", params["correlation_id"]]
         if params["tags"]:
             args += ["--tags", encode_tags(params["tags"])]
+        if params["gateway_id"]:
+            args += ["--gateway-id", params["gateway_id"]]
         if reconnect:
             args.append("--reconnect")
         args += flags + self.module.control_plane_flags()
@@ -378,6 +390,8 @@ class Connection:
                 action = "reconnect"
             elif params["force_reconnect"]:
                 action = "force_reconnect"
+            elif gateway_mode_missing(before, params):
+                action = "reconnect"  # to the same resource, through the gateway
         if params["tags"] is not None:
             check_credentials(certificate=params["service_principal_cert"])  # before anything changes
         after = before
@@ -484,6 +498,7 @@ def main():
             on_mismatch=dict(type="str", choices=["fail", "reconnect"], default="fail"),
             force_reconnect=dict(type="bool", default=False),
             force_local_only=dict(type="bool", default=False),
+            gateway_id=dict(type="str"),
         ),
         required_if=[
             ("state", "connected", ("subscription_id", "resource_group", "location")),

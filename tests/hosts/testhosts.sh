@@ -11,13 +11,16 @@
 #   testhosts.sh inventory         print the path of the current inventory
 #   testhosts.sh hosts-json        print the running hosts as JSON (name, address, key, suite) for tools
 #   testhosts.sh controlplane start|stop|url|ca
-#                                  run arc-controlplane in the controller namespace, on ${NET}.1:8443
+#                                  run arc-controlplane in the controller namespace, on ${NET}.1:8443,
+#                                  with its Arc gateway service on ${NET}.1:8444
 #   testhosts.sh proxy start|stop|url|log
 #                                  an HTTP proxy (Debian's tinyproxy) in the controller namespace, on
-#                                  ${NET}.1:3128, allowed to CONNECT to the control plane; its log
+#                                  ${NET}.1:3128, allowed to CONNECT to the control plane and its
+#                                  gateway; its log
 #   testhosts.sh isolate I|all on|off
-#                                  take away (give back) host I's direct route to the control plane:
-#                                  with the proxy, the proxy layout (docs/development.md)
+#                                  take away (give back) host I's direct route to the control plane's
+#                                  API: with the proxy, the proxy layout; the gateway's port stays,
+#                                  the gateway layout (docs/test-hosts.md)
 #   testhosts.sh ctl CMD...        run CMD in the controller namespace
 #   testhosts.sh env               print this lab's network, namespaces and paths as JSON
 #
@@ -65,6 +68,8 @@ declare -A ROOTFS_EXTRA=()
 ROOTFS_RECIPE=5
 
 CONTROLPLANE_PORT=${ARC_TESTHOSTS_CONTROLPLANE_PORT:-8443}
+# The control plane's Arc gateway service (serve --gateway-port; docs/gateway.md).
+GATEWAY_PORT=${ARC_TESTHOSTS_GATEWAY_PORT:-8444}
 PROXY_PORT=3128
 
 suite_of() { local i=$1; ((i <= ${#SUITES[@]})) || i=${#SUITES[@]}; echo "${SUITES[$((i - 1))]}"; }
@@ -451,7 +456,7 @@ cmd_controlplane() {
       cmd_controlplane stop
       mkdir -p "$d"
       setsid ip netns exec "$CTL_NS" "$bin" serve --data-dir "$d/data" --bind "$NET.1" --port "$CONTROLPLANE_PORT" \
-        --san controlplane "$@" </dev/null >"$d/serve.log" 2>&1 &
+        --gateway-port "$GATEWAY_PORT" --san controlplane "$@" </dev/null >"$d/serve.log" 2>&1 &
       echo $! >"$d/pid"
       local deadline=$((SECONDS + 60))
       until [ -f "$d/data/pki/ca.pem" ] && ip netns exec "$CTL_NS" curl -sf --max-time 2 --cacert "$d/data/pki/ca.pem" "$url/healthz" >/dev/null 2>&1; do
@@ -490,7 +495,7 @@ cmd_proxy() {
       mkdir -p "$d"
       : >"$d/access.log"
       printf '%s\n' "Port $PROXY_PORT" "Listen $NET.1" "Timeout 600" "LogFile \"$d/access.log\"" "LogLevel Connect" \
-        "MaxClients 200" "Allow $NET.0/24" "Allow 127.0.0.1" "ConnectPort $CONTROLPLANE_PORT" "DisableViaHeader Yes" >"$d/tinyproxy.conf"
+        "MaxClients 200" "Allow $NET.0/24" "Allow 127.0.0.1" "ConnectPort $CONTROLPLANE_PORT" "ConnectPort $GATEWAY_PORT" "DisableViaHeader Yes" >"$d/tinyproxy.conf"
       setsid ip netns exec "$CTL_NS" tinyproxy -d -c "$d/tinyproxy.conf" </dev/null >"$d/tinyproxy.out" 2>&1 &
       echo $! >"$d/pid"
       local deadline=$((SECONDS + 20))
@@ -514,8 +519,8 @@ cmd_proxy() {
 }
 
 # testhosts.sh isolate I|all on|off: a policy routing rule in host I's namespace makes TCP to
-# the control plane's port 'unreachable' (the host sees "No route to host"); everything else,
-# ssh and the proxy included, is untouched. 'off' removes it.
+# the control plane's API port 'unreachable' (the host sees "No route to host"); everything else,
+# ssh, the proxy and the Arc gateway's port included, is untouched. 'off' removes it.
 cmd_isolate() {
   need_root
   local which=${1:-} how=${2:-on} i ns

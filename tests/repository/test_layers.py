@@ -57,7 +57,7 @@ AGENT = (
         {"config", "metadata"},
         {"identity"},
         {"cpclient"},
-        {"himds", "extd", "gcad", "upgrade"},
+        {"himds", "extd", "gcad", "arcproxy", "upgrade"},
         {"cli"},
     ],
 )

@@ -54,6 +54,9 @@ class AgentPaths:
     """Where earlier releases of this agent kept that copy, in a directory himds controls: never
     trusted, removed by root (``statedir.secure``)."""
     himds_status: Path
+    gateway_file: Path
+    """The machine's Arc gateway (``gateway.json``: endpoint, gatewayId, bypass), written by
+    ``azcmagent`` (root, 0644) for arcproxy and ``show`` (docs/gateway.md)."""
     upgrade_status: Path
     """The last upgrade attempt (``azcmagent upgrade``, docs/agent-upgrade.md); root's, 0644."""
     """What himds last learnt (heartbeat, status, errors), written by himds, read by ``show``."""
@@ -102,6 +105,7 @@ class AgentPaths:
             legacy_control_plane_ca=certs_dir / "controlplane-ca.pem",
             himds_status=status_dir / "himds-status.json",
             upgrade_status=state_dir / "upgrade-status.json",
+            gateway_file=state_dir / "gateway.json",
             systemd_env_file=root / "lib" / "systemd" / "system.conf.d" / "azcmagent.conf",
             waagent_dir=root / "var" / "lib" / "waagent",
             extension_logs_dir=root / "var" / "log" / "azure",

@@ -70,3 +70,19 @@ def unit_states(units: Sequence[str]) -> dict[str, UnitState]:
             fields.get("UnitFileState", "") or "unknown",
         )
     return {unit: found.get(unit, UNKNOWN) for unit in units}
+
+
+def restart_running(units: Sequence[str]) -> list[str]:
+    """``systemctl try-restart`` those of ``units`` that run (as root, under systemd); the line
+    that says so, as the real agent prints it (``INFO Updating service configuration: ...``),
+    or nothing."""
+    if os.geteuid() != 0 or not systemd_running():
+        return []
+    running = [unit for unit, state in unit_states(list(units)).items() if state.running]
+    if not running:
+        return []
+    systemctl = which("systemctl") or "/usr/bin/systemctl"
+    subprocess.run(  # noqa: S603 - a fixed argv
+        [systemctl, "try-restart", *running], capture_output=True, check=False, timeout=120
+    )
+    return [f"INFO Updating service configuration: {', '.join(u.removesuffix('.service') for u in running)}"]

@@ -6,7 +6,9 @@ then ``  key : value`` lines; ``Config property proxy.url set to value X``). JSO
 ``list`` gives ``{"localsettings": [{"key": k, "value": v}, ...]}`` (shape [inferred] from the
 reference), ``get``/``set``/``clear`` give ``{"key": k, "value": v}`` with the new value,
 ``info`` gives ``{"properties": [...]}`` (ours). Values are typed in JSON: booleans, integers,
-lists. Changes take effect without restarting any service.
+lists. A change of ``proxy.url`` or ``proxy.bypass`` restarts the services that run (they build
+their connections when they start); ``connection.type`` switches gateway mode on or off
+(docs/gateway.md) and restarts them too.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from arc_agent.config.settings import (
 from arc_agent.config.statedir import secure, state_lock
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.paths import AgentPaths
-from arc_agent.systemd import systemd_running, unit_states, which
+from arc_agent.systemd import restart_running, systemd_running, unit_states, which
 
 ACTIONS = ("list", "get", "set", "clear", "info")
 SUMMARY = "Change configuration settings for this machine"
@@ -43,7 +45,12 @@ LIST_TITLE = "Local Configuration Settings"
 EffectiveUid = Callable[[], int]
 GCAD_UNIT = "gcad.service"
 PROXY_SETTINGS = frozenset({"proxy.url", "proxy.bypass"})
-PROXIED_UNITS = ("himdsd.service", "extd.service", GCAD_UNIT)
+ARCPROXY_UNIT = "arcproxyd.service"
+CONNECTION_TYPE = "connection.type"
+PROXIED_UNITS = ("himdsd.service", "extd.service", GCAD_UNIT, ARCPROXY_UNIT)
+"""What restarts when the proxy settings change (arcproxy: its upstream proxy)."""
+GATEWAY_UNITS = ("himdsd.service", "extd.service", GCAD_UNIT)
+"""What restarts when connection.type changes (their proxy becomes, or stops being, arcproxy)."""
 
 
 def run(ctx: Context) -> CommandResult:
@@ -132,8 +139,13 @@ def set_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
     with _changing(ctx):
         config = LocalConfig.load(ctx.paths.local_config)
         changes = config.set(key, ctx.args.value, mode)
-        config.save(ctx.paths.local_config)
+        if key == CONNECTION_TYPE:
+            _switch_connection_type(ctx.paths, str(changes[0][1]))
+        else:
+            config.save(ctx.paths.local_config)
     lines = [f"Config property {changed} set to value {format_value(value)}" for changed, value in changes]
+    if key == CONNECTION_TYPE:
+        lines += _restart(geteuid, GATEWAY_UNITS)
     _follow_guest_configuration(ctx.paths, geteuid, [changed for changed, _value in changes])
     lines += _follow_proxy(geteuid, [changed for changed, _value in changes])
     return CommandResult(text="\n".join(lines), data=_pair(*changes[0]))
@@ -145,29 +157,41 @@ def clear_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
     with _changing(ctx):
         config = LocalConfig.load(ctx.paths.local_config, ignore_invalid=[key])
         value = config.clear(key)
-        config.save(ctx.paths.local_config)
+        if key == CONNECTION_TYPE:
+            _switch_connection_type(ctx.paths, str(value))
+        else:
+            config.save(ctx.paths.local_config)
     _follow_guest_configuration(ctx.paths, geteuid, [key])
     shown = format_value(value)
     text = f"Config property {key} cleared" + (f", back to its default value {shown}" if shown else "")
-    text = "\n".join([text, *_follow_proxy(geteuid, [key])])
+    restarted = _restart(geteuid, GATEWAY_UNITS) if key == CONNECTION_TYPE else []
+    text = "\n".join([text, *_follow_proxy(geteuid, [key]), *restarted])
     return CommandResult(text=text, data=_pair(key, value))
+
+
+def _switch_connection_type(paths: AgentPaths, wanted: str) -> None:
+    """Gateway mode on (the machine's linked gateway, the Arc proxy, a request through it) or
+    off; the previous setting stays in force when switching on fails (docs/gateway.md)."""
+    # Imported here: it needs the HTTPS client, which read-only commands do not load.
+    from arc_agent.cli import gateway_mode
+
+    if wanted == "gateway":
+        gateway_mode.enter(paths, gateway_mode.linked_gateway(paths))
+    else:
+        gateway_mode.leave(paths)
 
 
 def _follow_proxy(geteuid: EffectiveUid, keys: list[str]) -> list[str]:
     """The running services take a new proxy setting at once: each builds its connections from
     the settings when it starts, so those that run are restarted (docs/proxy.md)."""
-    if not PROXY_SETTINGS & set(keys) or geteuid() != 0 or not systemd_running():
+    if not PROXY_SETTINGS & set(keys):
         return []
-    running = [unit for unit, state in unit_states(list(PROXIED_UNITS)).items() if state.running]
-    if not running:
-        return []
-    systemctl = which("systemctl") or "/usr/bin/systemctl"
-    subprocess.run(  # noqa: S603 - a fixed argv
-        [systemctl, "try-restart", *running], capture_output=True, check=False, timeout=120
-    )
-    return [
-        f"INFO Updating service configuration: {', '.join(unit.removesuffix('.service') for unit in running)}"
-    ]
+    return _restart(geteuid, PROXIED_UNITS)
+
+
+def _restart(geteuid: EffectiveUid, units: tuple[str, ...]) -> list[str]:
+    """Restart those of ``units`` that run; the line that says so."""
+    return restart_running(units) if geteuid() == 0 else []
 
 
 def _follow_guest_configuration(paths: AgentPaths, geteuid: EffectiveUid, keys: list[str]) -> None:

@@ -19,11 +19,15 @@ import json
 import re
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from arc_agent import __version__, ipc
+from arc_agent.arcproxy.core import GatewayFileError, gateway_settings
+from arc_agent.cli import gateway_mode
+from arc_agent.cli.config_cmd import GATEWAY_UNITS
 from arc_agent.cli.context import Context
 from arc_agent.cli.local_state import forget_cached
 from arc_agent.cli.output import CommandResult
@@ -35,8 +39,11 @@ from arc_agent.config.statedir import secure, state_lock
 from arc_agent.cpclient.machine import proxy_policy
 from arc_agent.cpclient.onboarding import (
     Credentials,
+    check_gateway_id,
     delete_machine,
+    link_gateway,
     management_token,
+    read_gateway,
     register,
     subscription_id_by_name,
 )
@@ -47,7 +54,9 @@ from arc_agent.hostid import host_id
 from arc_agent.identity.keys import generate_machine_key, public_key_pem, save_private_key
 from arc_agent.identity.store import MachineIdentity
 from arc_agent.metadata.sysinfo import collect_system_info
+from arc_agent.paths import AgentPaths
 from arc_agent.privileges import require_root
+from arc_agent.systemd import restart_running
 
 CLOUDS = ("AzureCloud", "AzureUSGovernment", "AzureChinaCloud")
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]{0,53}[A-Za-z0-9_-]")  # not ending in "."
@@ -103,7 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # made, then replaced (docs/agent-cli.md, "Reconnect")
     parser.add_argument("--reconnect", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--private-link-scope", metavar="ID", help="not offered by this control plane")
-    parser.add_argument("--gateway-id", metavar="ID", help="not offered by this control plane")
+    parser.add_argument(
+        "--gateway-id", metavar="ID", help="the Arc gateway's resource id: connect and work through it"
+    )
     parser.add_argument(
         "--ignore-network-check", action="store_true", help="accepted; connect checks the network as it goes"
     )
@@ -220,11 +231,11 @@ def _cloud(args: argparse.Namespace) -> str:
 def connect(ctx: Context) -> CommandResult:
     require_root("connect")
     args, paths = ctx.args, ctx.paths
-    if getattr(args, "private_link_scope", None) or getattr(args, "gateway_id", None):
-        raise AzcmError(
-            ErrorCode.NOT_SUPPORTED,
-            "private link scopes and Arc gateways are not offered by this control plane",
-        )
+    if getattr(args, "private_link_scope", None):
+        raise AzcmError(ErrorCode.NOT_SUPPORTED, "private link scopes are not offered by this control plane")
+    gateway_id = _given(args, "gateway_id")
+    if gateway_id:
+        check_gateway_id(gateway_id)
     replacing = bool(getattr(args, "reconnect", False))
     existing = load_state(paths.agent_config)
     if existing is not None and not replacing:
@@ -248,10 +259,56 @@ def connect(ctx: Context) -> CommandResult:
                 request = replace(
                     request, subscription=subscription_id_by_name(client, token, request.subscription)
                 )
-            result = _register(ctx, client, token, creds, request, ca_pem, replaced=current is not None)
+            undo, link = None, None
+            if gateway_id:
+                client, undo, link = _through_gateway(ctx, client, token, gateway_id, url, ca_file)
+            try:
+                result = _register(
+                    ctx, client, token, creds, request, ca_pem, replaced=current is not None, link=link
+                )
+            except BaseException:
+                if undo is not None:
+                    undo()
+                raise
+            if gateway_id:
+                result = _services_follow(ctx, result)
             return result if current is None else _retire(client, token, creds, current, result)
     finally:
         client.close()
+
+
+def _services_follow(ctx: Context, result: CommandResult) -> CommandResult:
+    """The running services take gateway mode at once (their proxy is the Arc proxy now)."""
+    if ctx.paths != AgentPaths.under(Path("/")):
+        return result  # an agent relocated for tests has no units of its own
+    lines = restart_running(GATEWAY_UNITS)
+    return CommandResult(text="\n".join([result.text, *lines]), data=result.data) if lines else result
+
+
+def _through_gateway(
+    ctx: Context, client: HttpsClient, token: str, gateway_id: str, url: str, ca_file: Path | None
+) -> tuple[HttpsClient, Callable[[], None], Callable[[str], None]]:
+    """``--gateway-id``: read the gateway (the way requests go now, as the real agent needs the
+    management endpoint for this), switch to gateway mode (docs/gateway.md), and go on through the
+    Arc proxy. The new client, the undo of the switch, and the link of the new resource to the
+    gateway (its settings/default)."""
+    try:
+        found = read_gateway(client, token, gateway_id)
+        if ca_file is not None:
+            found["caCertificate"] = _read_ca(ca_file).decode("ascii", "replace")
+        settings = gateway_settings(found)
+    except GatewayFileError as exc:
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT, f"the Arc gateway {gateway_id} cannot be used: {exc}"
+        ) from None
+    undo = gateway_mode.enter(ctx.paths, settings, prove=lambda: None)  # the registration proves it
+    client.close()
+    through = HttpsClient(url, ca_file, proxies=proxy_policy(ctx.paths))
+
+    def link(resource_id: str) -> None:
+        link_gateway(through, token, resource_id, settings.resource_id)
+
+    return through, undo, link
 
 
 @dataclass(frozen=True)
@@ -301,9 +358,11 @@ def _register(
     request: Registration,
     ca_pem: bytes | None,
     replaced: bool = False,
+    link: Callable[[str], None] | None = None,
 ) -> CommandResult:
     """Register this machine and write its connection state, last. With ``replaced``, the
-    connection in place stays untouched until the control plane has accepted the new one."""
+    connection in place stays untouched until the control plane has accepted the new one.
+    ``link``: called with the new resource id before anything is written (the gateway link)."""
     paths = ctx.paths
     this_host = host_id()
     system = collect_system_info()
@@ -329,6 +388,8 @@ def _register(
         body["enableAutomaticUpgrade"] = True
     try:
         answer = register(client, token, body, access_token_given=bool(creds.access_token))
+        if link is not None:
+            link(str(answer["resourceId"]))
         state = ConnectionState(
             resource_id=str(answer["resourceId"]),
             resource_name=request.name,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from arc_agent import __version__
+from arc_agent.arcproxy.core import LISTEN_URL, read_gateway_file
 from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 from arc_agent.config.connection import ConnectionState, load_state
@@ -58,6 +59,8 @@ PROPERTIES = (
     ("agentErrorTimestamp", "Agent Error Timestamp"),
     ("httpsProxy", "Using HTTPS Proxy"),
     ("proxyBypassList", "Proxy Bypass List"),
+    ("upstreamProxy", "Upstream Proxy"),
+    ("gatewayUrl", "Gateway URL"),
     ("controlPlaneUrl", "Control Plane URL"),
     ("stateDirectory", "State Directory"),
     ("credentialExpiry", "Credential Expiry"),
@@ -121,7 +124,9 @@ def service_statuses() -> dict[str, str]:
 
 def _proxy_view(paths: AgentPaths, runtime: Mapping[str, Any]) -> dict[str, Any]:
     """``Using HTTPS Proxy`` (``proxy.url``, else the HTTPS_PROXY of himds's environment; never
-    with credentials) and ``Proxy Bypass List``."""
+    with credentials) and ``Proxy Bypass List``; in gateway mode (docs/gateway.md) the Arc proxy
+    is the services' proxy, that one is the ``Upstream Proxy``, and ``Gateway URL`` is the
+    gateway's endpoint."""
     settings = LocalConfig.load(paths.local_config, ignore_invalid=("proxy.url", "proxy.bypass"))
     url = str(settings.get("proxy.url") or "")
     shown = ""
@@ -133,7 +138,21 @@ def _proxy_view(paths: AgentPaths, runtime: Mapping[str, Any]) -> dict[str, Any]
     elif isinstance(runtime.get("environmentProxy"), str):
         shown = runtime["environmentProxy"]
     bypass = settings.get("proxy.bypass")
-    return {"httpsProxy": shown, "proxyBypassList": list(bypass) if isinstance(bypass, list) else []}
+    view = {
+        "httpsProxy": shown,
+        "proxyBypassList": list(bypass) if isinstance(bypass, list) else [],
+        "upstreamProxy": "",
+        "gatewayUrl": "",
+    }
+    if settings.get("connection.type") == "gateway":
+        gateway = read_gateway_file(paths.gateway_file)
+        view.update(
+            httpsProxy=LISTEN_URL,
+            proxyBypassList=[],
+            upstreamProxy=shown,
+            gatewayUrl=gateway.endpoint if gateway else "",
+        )
+    return view
 
 
 def machine_view(paths: AgentPaths, with_services: bool = True) -> dict[str, Any]:

@@ -6,6 +6,7 @@ token service in docs/control-plane.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,3 +149,61 @@ def delete_machine(client: HttpsClient, token: str, vm_id: str, access_token_giv
         "Connected Machine Resource Administrator role, or use --force-local-only to reset this "
         "machine only",
     )
+
+
+HYBRID_COMPUTE_API = "2026-07-15"
+_GATEWAY_ID = re.compile(
+    r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w._()]{1,90}/providers/Microsoft\.HybridCompute"
+    r"/gateways/[A-Za-z0-9_.-]{1,64}$",
+    re.IGNORECASE,
+)
+
+
+def check_gateway_id(value: str) -> str:
+    """``--gateway-id``: the resource id of an Arc gateway; AZCM0023 otherwise."""
+    if not _GATEWAY_ID.fullmatch(value):
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"--gateway-id {value[:200]!r} is not the resource id of an Arc gateway"
+            " (/subscriptions/ID/resourceGroups/GROUP/providers/Microsoft.HybridCompute/gateways/NAME)",
+        )
+    return value
+
+
+def read_gateway(client: HttpsClient, token: str, gateway_id: str) -> dict[str, Any]:
+    """The gateway resource (Gateways_Get) as the control plane's agent view carries it:
+    ``{id, gatewayId, endpoint, bypass}``; AZCM0023 naming the problem."""
+    reply = client.json(
+        "GET", f"{gateway_id}?api-version={HYBRID_COMPUTE_API}", None, {"Authorization": f"Bearer {token}"}
+    )
+    if reply.status != 200 or not isinstance(reply.document, dict):
+        code, message = reply.error_code(), reply.error_message()
+        raise AzcmError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"the Arc gateway {gateway_id} cannot be used ({code or f'HTTP {reply.status}'}: {message})",
+        )
+    properties = reply.document.get("properties") or {}
+    return {
+        "id": reply.document.get("id"),
+        "gatewayId": properties.get("gatewayId"),
+        "endpoint": properties.get("gatewayEndpoint"),
+        "bypass": properties.get("gatewayBypass") or [],
+    }
+
+
+def link_gateway(client: HttpsClient, token: str, machine_id: str, gateway_id: str) -> None:
+    """Point the machine's ``settings/default`` at the gateway (Settings_Update);
+    AZCM0062 naming the refusal."""
+    reply = client.json(
+        "PUT",
+        f"{machine_id}/providers/Microsoft.HybridCompute/settings/default?api-version={HYBRID_COMPUTE_API}",
+        {"properties": {"gatewayProperties": {"gatewayResourceId": gateway_id}}},
+        {"Authorization": f"Bearer {token}"},
+    )
+    if reply.status != 200:
+        code, message = reply.error_code(), reply.error_message()
+        raise AzcmError(
+            ErrorCode.CONNECT_FAILED,
+            f"the machine could not be linked to the Arc gateway {gateway_id}"
+            f" ({code or reply.status}: {message})",
+        )

@@ -20,6 +20,11 @@ from dataclasses import dataclass
 
 AAD, ARM, ARC = "AAD", "ARM", "Arc"
 CATEGORIES = (AAD, ARM, ARC)
+GATEWAY_SOURCE = "connection.type gateway"
+"""The source of the Arc proxy as the services' proxy (docs/gateway.md)."""
+ARC_PROXY_PORT = 40343
+ARC_PROXY_URL = f"http://localhost:{ARC_PROXY_PORT}"
+"""Where the Arc proxy listens: the services' proxy in gateway mode, and what ``show`` prints."""
 
 
 class ProxyError(ValueError):

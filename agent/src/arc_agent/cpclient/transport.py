@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from arc_agent import __version__
-from arc_agent.cpclient.proxy import Proxy, ProxyPolicy, category_of
+from arc_agent.cpclient.proxy import GATEWAY_SOURCE, Proxy, ProxyPolicy, category_of
 from arc_agent.errors import AzcmError, ErrorCode
 
 USER_AGENT = f"azcmagent/{__version__} (hybridops.arc)"
@@ -39,6 +39,13 @@ class ControlPlaneUnreachable(AzcmError):
                 ErrorCode.NETWORK_ERROR,
                 f"cannot reach the control plane at {url}: {reason}; check the URL "
                 "(azcmagent config get controlplane.url), the network, and that the control plane runs",
+            )
+        elif proxy.source == GATEWAY_SOURCE:
+            super().__init__(
+                ErrorCode.NETWORK_ERROR,
+                f"cannot reach the control plane at {url} through the Arc proxy {proxy.display}"
+                f" (connection.type gateway): {reason}; check that arcproxy runs (systemctl status arcproxyd,"
+                " /var/opt/azcmagent/log/arcproxy.log) and that the Arc gateway admits this machine",
             )
         else:
             where = "azcmagent config get proxy.url" if proxy.source == "proxy.url" else proxy.source

@@ -396,3 +396,20 @@ def test_the_proxy_variables_become_settings_and_credentials_are_refused():
         " proxy.url takes none. Give the proxy's URL without them, and its credentials in the services'"
         " environment (HTTPS_PROXY, docs/proxy.md)."
     ]
+
+
+GATEWAY_ID = "/subscriptions/s/resourceGroups/g/providers/Microsoft.HybridCompute/gateways/gw"
+
+
+def test_a_gateway_runs_arcproxy_and_reconnects_a_machine_not_in_gateway_mode():
+    direct = probe(shown())
+    plan = arc_agent_plan(direct, wanted(gateway_id=GATEWAY_ID), CA_DEST)
+    assert "arcproxyd.service" in plan["service_units"]
+    assert plan["steps"] == ["service", "connection"], "arcproxy to start, then the reconnect through it"
+    assert plan["connection"]["gateway_id"] == GATEWAY_ID
+    through = probe(dict(shown(), gatewayUrl="https://cp:8444", httpsProxy="http://localhost:40343"))
+    through["arc_agent"]["services"]["arcProxy"] = "running"
+    assert arc_agent_plan(through, wanted(gateway_id=GATEWAY_ID), CA_DEST)["steps"] == []
+    assert "arcproxyd.service" not in arc_agent_plan(direct, wanted(), CA_DEST)["service_units"]
+    removing = arc_agent_plan(through, wanted(state="absent"), CA_DEST)
+    assert "arcproxyd.service" in removing["services_installed"]

@@ -472,3 +472,30 @@ def test_a_concurrent_connect_to_another_resource_still_fails(agent, run_module)
     out = run_module(connection, BASE)
     assert out.failed
     assert out.result["code"] == "AZCM0067"
+
+
+GATEWAY = "/subscriptions/%s/resourceGroups/arc-servers/providers/Microsoft.HybridCompute/gateways/gw-1" % SUB
+THROUGH_GATEWAY = CONNECT[:11] + ["--gateway-id", GATEWAY] + CONNECT[11:]
+RECONNECT_THROUGH_GATEWAY = CONNECT[:11] + ["--gateway-id", GATEWAY, "--reconnect"] + CONNECT[11:]
+IN_GATEWAY_MODE = dict(shown(), httpsProxy="http://localhost:40343", gatewayUrl="https://controlplane:8444")
+
+
+def test_connects_through_a_gateway(agent, run_module):
+    agent.expect(["show"], DISCONNECTED).expect(THROUGH_GATEWAY, IN_GATEWAY_MODE)
+    out = run_module(connection, dict(BASE, gateway_id=GATEWAY))
+    assert agent.commands() == [["show"], THROUGH_GATEWAY]
+    assert out.result["changed"] is True and out.result["machine"]["gatewayUrl"]
+
+
+def test_a_machine_not_in_gateway_mode_is_reconnected_through_the_gateway(agent, run_module):
+    agent.expect(["show"], shown()).expect(RECONNECT_THROUGH_GATEWAY, IN_GATEWAY_MODE)
+    out = run_module(connection, dict(BASE, gateway_id=GATEWAY))
+    assert agent.commands() == [["show"], RECONNECT_THROUGH_GATEWAY]
+    assert out.result["changed"] is True
+
+
+def test_a_machine_in_gateway_mode_is_left_alone(agent, run_module):
+    agent.expect(["show"], IN_GATEWAY_MODE)
+    out = run_module(connection, dict(BASE, gateway_id=GATEWAY))
+    assert agent.commands() == [["show"]]
+    assert out.result["changed"] is False

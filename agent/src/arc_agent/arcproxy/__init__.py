@@ -1,0 +1,1 @@
+"""The Arc proxy (``arcproxy``): the local forward proxy of gateway mode (docs/gateway.md)."""
