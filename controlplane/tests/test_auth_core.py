@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from pathlib import Path
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from arc_controlplane.auth.keys import load_or_create_signing_key
+from arc_controlplane.auth.keys import PackageSigningKey, load_or_create_signing_key
 from arc_controlplane.auth.roles import find_role, scope_covers
 from arc_controlplane.auth.secrets import hash_secret, new_secret, verify_secret
 from arc_controlplane.auth.tokens import InvalidToken, TokenIssuer
@@ -108,3 +110,22 @@ def test_expired_tokens_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(InvalidToken, match="expired"):
         issuer.verify(issued.token, ["https://cp.test"])
+
+
+def test_package_key_coordinates_are_always_32_bytes() -> None:
+    """A P-256 coordinate with a leading zero byte (1 key in 128) is still given in 32 bytes: JOSE
+    libraries refuse a shorter one (PyJWT: "Coords should be 32 bytes")."""
+    found = 0
+    for _ in range(2000):
+        key = PackageSigningKey(ec.generate_private_key(ec.SECP256R1()), "k")
+        numbers = key.private_key.public_key().public_numbers()
+        jwk = key.jwk()
+        for name, value in (("x", numbers.x), ("y", numbers.y)):
+            raw = base64.urlsafe_b64decode(jwk[name] + "=" * (-len(jwk[name]) % 4))
+            assert len(raw) == 32 and int.from_bytes(raw, "big") == value
+        if numbers.x.bit_length() <= 248 or numbers.y.bit_length() <= 248:
+            found += 1
+            assert jwt.PyJWK(jwk).key.public_numbers() == numbers
+            if found >= 2:
+                break
+    assert found, "no key with a short coordinate among 2000 (about 1 in 64 has one)"

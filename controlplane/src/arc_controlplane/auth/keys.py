@@ -17,8 +17,11 @@ from arc_controlplane.errors import ControlPlaneError
 from arc_controlplane.fsutil import ensure_private_dir, write_atomic
 
 
-def _b64url_uint(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+def _b64url_uint(value: int, length: int = 0) -> str:
+    """Base64url of ``value``, big-endian: in its fewest bytes (RSA's ``n`` and ``e``), or in
+    ``length`` bytes (an EC coordinate is always the curve's full size, RFC 7518 6.2.1.2: one with
+    a leading zero byte would be refused by JOSE libraries)."""
+    raw = value.to_bytes(max(length, (value.bit_length() + 7) // 8), "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -68,6 +71,9 @@ def load_or_create_signing_key(keys_dir: Path) -> SigningKey:
     return SigningKey(key, _kid_of(key))
 
 
+P256_COORDINATE_BYTES = 32
+
+
 @dataclass(frozen=True)
 class PackageSigningKey:
     private_key: ec.EllipticCurvePrivateKey
@@ -81,8 +87,8 @@ class PackageSigningKey:
             "alg": "ES256",
             "crv": "P-256",
             "kid": self.kid,
-            "x": _b64url_uint(numbers.x),
-            "y": _b64url_uint(numbers.y),
+            "x": _b64url_uint(numbers.x, P256_COORDINATE_BYTES),
+            "y": _b64url_uint(numbers.y, P256_COORDINATE_BYTES),
         }
 
 
