@@ -190,6 +190,12 @@ def test_a_machine_connects_and_works_through_the_gateway(
         assert view["gateway"]["gatewayId"] == gateway["properties"]["gatewayId"]
         assert arcproxy.tunnels() == before + 1, "the machine's own API went through the gateway"
 
+        # check goes the services' way: every endpoint through the Arc proxy and the gateway.
+        checked = machine.cli("check", "-j")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        rows = json.loads(checked.stdout)["endpoints"]
+        assert rows and {row["proxy"] for row in rows} == {"http://localhost:40343"}, rows
+
         # What the gateway does not allow is refused by name, and the Arc proxy says so.
         status_code, line = _tunnel("example.com:443")
         assert status_code == 403 and "does not allow example.com:443" in line, line
