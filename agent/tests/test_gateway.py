@@ -113,7 +113,8 @@ class ArcProxyProcess:
         self.process = None
 
     def log(self) -> str:
-        path = self.machine.paths.log_dir / "arcproxy.log"
+        """What it logged (stderr: its unit appends that to log/arcproxy.log)."""
+        path = self.machine.root.parent / "arcproxy.out"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def tunnels(self, how: str = "via https://") -> int:

@@ -2,7 +2,9 @@
 
 It reads the machine's gateway from ``gateway.json`` (again whenever the file changes), trusts
 the control plane's CA for the gateway's TLS, and takes the enterprise proxy from ``proxy.url``
-or its environment's ``HTTPS_PROXY``. It logs to ``/var/opt/azcmagent/log/arcproxy.log``.
+or its environment's ``HTTPS_PROXY``. It writes nothing: it logs to stderr, which its unit
+appends to ``/var/opt/azcmagent/log/arcproxy.log`` (so its account needs no write access and no
+group of the agent's).
 """
 
 from __future__ import annotations
@@ -93,9 +95,7 @@ def _run(args_list: list[str]) -> int:
         sys.stdout.write(f"arcproxy version {__version__}\n")
         return 0
     paths = AgentPaths.from_env(os.environ)
-    logger = configure_logging(
-        verbose=args.verbose, stream=sys.stderr, log_file=paths.log_dir / "arcproxy.log"
-    )
+    logger = configure_logging(verbose=args.verbose, stream=sys.stderr)
     upstream_policy = proxy_policy(paths, upstream=True)
 
     def upstream(host: str) -> Proxy | None:
