@@ -182,7 +182,9 @@ def read_gateway(client: HttpsClient, token: str, gateway_id: str) -> dict[str, 
             ErrorCode.INVALID_ARGUMENT,
             f"the Arc gateway {gateway_id} cannot be used ({code or f'HTTP {reply.status}'}: {message})",
         )
-    properties = reply.document.get("properties") or {}
+    properties = reply.document.get("properties")
+    if not isinstance(properties, dict):  # gateway_settings then names what is missing
+        properties = {}
     return {
         "id": reply.document.get("id"),
         "gatewayId": properties.get("gatewayId"),
