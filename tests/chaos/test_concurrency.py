@@ -34,7 +34,8 @@ def test_twenty_config_sets_at_once_lose_nothing(lab: Lab) -> None:
     ports = [str(2000 + n) for n in range(11)]
     keys = {
         "proxy.url": "http://proxy:3128", "proxy.bypass": "ARM", "extensions.blocklist": "Bad/Thing",
-        "extensions.enabled": "false", "connection.type": "gateway", "incomingconnections.enabled": "false",
+        "extensions.enabled": "false", "controlplane.url": "https://cp.example:8443",
+        "incomingconnections.enabled": "false",
         "guestconfiguration.agent.cpulimit": "7", "extensions.agent.cpulimit": "9",
         "extensions.allowlist": "Good/Thing",
     }  # fmt: skip
@@ -43,13 +44,17 @@ def test_twenty_config_sets_at_once_lose_nothing(lab: Lab) -> None:
     script = " & ".join(
         f"({command} >/dev/null || echo FAILED: {shlex.quote(command)})" for command in commands
     )
-    assert "FAILED" not in host.sh(f"{script}; wait").stdout
-    settings = {item["key"]: item["value"] for item in host.json("config", "list")["localsettings"]}
-    assert sorted(settings["incomingconnections.ports"]) == ports
-    assert settings["proxy.url"] == "http://proxy:3128" and settings["extensions.agent.cpulimit"] == 9
-    assert settings["extensions.allowlist"] == ["Good/Thing"] and settings["connection.type"] == "gateway"
-    for key in [*keys, "incomingconnections.ports"]:
-        host.sh(f"azcmagent config clear {key}")
+    # (connection.type is not among them: gateway mode needs a linked gateway, docs/gateway.md)
+    try:
+        assert "FAILED" not in host.sh(f"{script}; wait").stdout
+        settings = {item["key"]: item["value"] for item in host.json("config", "list")["localsettings"]}
+        assert sorted(settings["incomingconnections.ports"]) == ports
+        assert settings["proxy.url"] == "http://proxy:3128" and settings["extensions.agent.cpulimit"] == 9
+        assert settings["extensions.allowlist"] == ["Good/Thing"]
+        assert settings["controlplane.url"] == "https://cp.example:8443"
+    finally:  # the next tests connect: no proxy that does not exist left behind
+        for key in [*keys, "incomingconnections.ports"]:
+            host.sh(f"azcmagent config clear {key}")
 
 
 def playbooks_at_once(
