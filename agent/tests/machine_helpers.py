@@ -31,13 +31,15 @@ class Machine:
         self.port = free_port()
         self.himds: subprocess.Popen[bytes] | None = None
         self.output = root.parent / "himds.out"
+        self.wrap: list[str] = []
+        """Put before every command of this machine (e.g. a private mount namespace)."""
 
     def start_himds(self) -> None:
         # Its output goes to a file: a pipe nobody reads fills up and blocks himds's logging.
         self.output = self.root.parent / f"himds-{self.port}.out"
         with self.output.open("ab") as output:
             self.himds = subprocess.Popen(
-                [sys.executable, "-m", "arc_agent.himds.main", "--port", str(self.port), "-v"],
+                [*self.wrap, sys.executable, "-m", "arc_agent.himds.main", "--port", str(self.port), "-v"],
                 stdout=output,
                 stderr=output,
                 env=self.env,
@@ -69,6 +71,9 @@ class Machine:
         return self.output.read_text(encoding="utf-8", errors="replace")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        if self.wrap:
+            argv = [*self.wrap, sys.executable, "-m", "arc_agent.cli.main", *args]
+            return subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=60, check=False)
         return run_module("arc_agent.cli.main", *args, env=self.env, timeout=60)
 
     def local(self, target: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:

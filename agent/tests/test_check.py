@@ -65,9 +65,22 @@ def test_every_endpoint_of_a_running_control_plane_is_reachable(plane: ControlPl
     assert document["caFile"] == str(plane.ca_file)
     assert document["allReachable"] is True
     rows = document["endpoints"]
-    assert [row["endpoint"] for row in rows] == [f"{plane.url}/healthz", f"{plane.url}/agent/v1/register"]
-    assert [row["purpose"] for row in rows] == ["control plane health", "agent API"]
-    assert [row["httpStatus"] for row in rows] == [200, 401]  # the agent API refuses a caller without token
+    machine = f"{plane.url}/agent/v1/machines/00000000-0000-0000-0000-000000000000"
+    assert [row["endpoint"] for row in rows] == [
+        f"{plane.url}/healthz",
+        f"{plane.url}/metadata/endpoints?api-version=2022-09-01",
+        f"{plane.url}/agent/v1/register",
+        f"{machine}/notifications?generation=0&wait=1",
+        f"{machine}/guestConfigurationAssignments",
+    ]
+    assert [row["purpose"] for row in rows] == [
+        "control plane health",
+        "management (ARM metadata)",
+        "agent API",
+        "notifications",
+        "machine configuration",
+    ]
+    assert [row["httpStatus"] for row in rows] == [200, 200, 401, 401, 401]  # no credentials: refused
     for row in rows:
         assert set(row) == {
             "endpoint",
@@ -100,7 +113,7 @@ def test_the_text_is_an_aligned_table_with_a_summary(plane: ControlPlane, root: 
         assert line[columns[2] :].startswith("- "), "direct"
         assert re.match(r"\d+ ms ", line[columns[3] :])
     assert lines[1][columns[4] :] == "HTTP 200 from 127.0.0.1"
-    assert lines[3] == "All 2 endpoints are reachable."
+    assert lines[-1] == "All 5 endpoints are reachable."
 
 
 def test_a_connected_machine_checks_its_own_control_plane_and_tenant(plane: ControlPlane, root: Path) -> None:
@@ -119,7 +132,10 @@ def test_a_connected_machine_checks_its_own_control_plane_and_tenant(plane: Cont
     assert [row["endpoint"] for row in document["endpoints"]] == [
         f"{plane.url}/healthz",
         discovery,
+        f"{plane.url}/metadata/endpoints?api-version=2022-09-01",
         f"{plane.url}/agent/v1/register",
+        f"{plane.url}/agent/v1/machines/00000000-0000-0000-0000-000000000000/notifications?generation=0&wait=1",
+        f"{plane.url}/agent/v1/machines/00000000-0000-0000-0000-000000000000/guestConfigurationAssignments",
     ]
     assert document["endpoints"][1]["httpStatus"] == 200
     assert document["allReachable"] is True
@@ -140,13 +156,15 @@ def test_a_closed_port_is_unreachable_and_the_rest_not_tried_with_exit_code_26(r
     document = check_json(root, "--control-plane-url", "https://127.0.0.1:9")
     assert time.monotonic() - started < 15
     assert document["allReachable"] is False
-    first, second = document["endpoints"]
+    first, *rest = document["endpoints"]
     assert first["reachable"] is False and first["httpStatus"] is None and first["tls"] == ""
     assert first["error"].startswith(
         "TCP: 127.0.0.1 port 9: Connection refused; check that the control plane"
     )
-    assert second["reachable"] is False
-    assert second["error"] == "not tried: the connection to 127.0.0.1:9 failed at TCP (see above)"
+    assert len(rest) == 4
+    for row in rest:
+        assert row["reachable"] is False
+        assert row["error"] == "not tried: the connection to 127.0.0.1:9 failed at TCP (see above)"
 
 
 def test_the_text_names_the_failure_and_counts_the_unreachable(root: Path) -> None:
@@ -154,7 +172,7 @@ def test_the_text_names_the_failure_and_counts_the_unreachable(root: Path) -> No
     assert result.returncode == 26, "AZCM0026: an endpoint is not reachable"
     lines = result.stdout.splitlines()
     assert "false" in lines[1] and "Connection refused" in lines[1]
-    assert lines[-1] == "2 of 2 endpoints are not reachable."
+    assert lines[-1] == "5 of 5 endpoints are not reachable."
 
 
 def test_a_wrong_ca_fails_the_tls_step_and_says_so(plane: ControlPlane, root: Path, tmp_path: Path) -> None:
@@ -202,7 +220,7 @@ def test_the_real_agents_flags_are_accepted(plane: ControlPlane, root: Path) -> 
     flags = ["--cloud", "azureusgovernment", "-l", "westeurope", "-e", "sql", "--include-all", "-p"]
     document = check_json(root, *plane_flags(plane), *flags)
     assert document["allReachable"] is True
-    assert len(document["endpoints"]) == 3  # -e sql adds the extension package service
+    assert len(document["endpoints"]) == 6  # -e sql adds the extension package service
 
 
 # --- each step is bounded: servers that stall ---------------------------------------------------
@@ -300,9 +318,9 @@ def test_an_answer_that_never_ends_is_cut_at_the_step_timeout(
     )
     elapsed = time.monotonic() - started
     rows = document["endpoints"]
-    assert [row["error"] for row in rows] == ["HTTP: no answer within 1 s"] * 2
+    assert [row["error"] for row in rows] == ["HTTP: no answer within 1 s"] * 5
     assert rows[0]["tls"] in ("TLSv1.2", "TLSv1.3")
-    assert elapsed < 2 * 2 * short_steps + 1  # two probes, each cut at its HTTP step
+    assert elapsed < 5 * 2 * short_steps + 1  # five probes, each cut at its HTTP step
 
 
 def test_an_unexpected_status_is_unreachable_with_the_servers_message(
@@ -325,10 +343,10 @@ def test_an_unexpected_status_is_unreachable_with_the_servers_message(
     document = run_check(
         capsys, "--control-plane-url", f"https://127.0.0.1:{port}", "--control-plane-ca", str(ca)
     )
-    first, second = document["endpoints"]
+    first, _metadata, agent_api, *_ = document["endpoints"]
     assert first["httpStatus"] == 404 and first["reachable"] is False
     assert first["error"] == "HTTP: answered 404, expected 200: no such route"
-    assert second["error"].startswith("HTTP: answered 404, expected 401 or 400")
+    assert agent_api["error"].startswith("HTTP: answered 404, expected 401 or 400")
     assert document["allReachable"] is False
 
 
@@ -338,4 +356,4 @@ def test_extensions_add_the_extension_package_service(plane: ControlPlane, root:
         assert rows[-1]["endpoint"] == f"{plane.url}/agent/v1/packageSigningKey"
         assert rows[-1]["purpose"] == "extension packages"
         assert (rows[-1]["reachable"], rows[-1]["httpStatus"]) == (True, 401)
-        assert len(rows) == 3
+        assert len(rows) == 6

@@ -21,6 +21,7 @@ import pytest
 from controlplane_env import ControlPlane, Principal, start_control_plane
 from himds_helpers import wait_for
 from machine_helpers import Machine, connect
+from test_proxy import Tinyproxy
 
 from arc_agent.extd.service import ExtensionService
 from arc_agent.logsetup import configure_logging
@@ -254,3 +255,23 @@ def test_customscript_runs_its_command_in_the_background_and_extd_follows_it(
     assert not process_start(last), "the removal stopped the worker"
     assert not process_start(last_shell), "the removal stopped the running command"
     assert not (machine.paths.waagent_dir / "custom-script").exists()
+
+
+def test_customscript_takes_the_agents_proxy(
+    plane: ControlPlane, admin: Principal, extd: tuple[Machine, str], tmp_path: Path
+) -> None:
+    """Handlers' own downloads (``fileUris``, through Python's urllib, which reads
+    ``HTTPS_PROXY``) take the agent's way out: extd gives every handler command the proxy of
+    ``proxy.url`` (docs/proxy.md); the command CustomScript runs sees it too."""
+    machine, name = extd
+    proxy = Tinyproxy(tmp_path / "proxy", int(plane.url.rsplit(":", 1)[1]))
+    try:
+        assert machine.cli("config", "set", "proxy.url", proxy.url).returncode == 0
+        done = put(plane, admin, name, {"commandToExecute": 'echo "$HTTPS_PROXY $https_proxy"'})
+        assert done["properties"]["provisioningState"] == "Succeeded", done
+        assert f"[stdout]\n{proxy.url} {proxy.url}\n" in message(done)
+        assert machine.cli("config", "clear", "proxy.url").returncode == 0
+        direct = put(plane, admin, name, {"commandToExecute": 'echo "[$HTTPS_PROXY]"', "timestamp": 2})
+        assert "[stdout]\n[]\n" in message(direct), "no proxy: none given"
+    finally:
+        proxy.stop()

@@ -19,8 +19,9 @@ import pytest
 from controlplane_env import ControlPlane, _free_port, start_control_plane
 from machine_helpers import Machine, connect
 
+from arc_agent.cpclient.endpoints import group_of
 from arc_agent.cpclient.machine import open_machine_api, proxy_policy
-from arc_agent.cpclient.proxy import AAD, ARC, ARM, ProxyError, category_of, parse_proxy, policy
+from arc_agent.cpclient.proxy import AAD, ARC, ARM, ProxyError, parse_proxy, policy
 from arc_agent.errors import AzcmError
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
@@ -40,7 +41,7 @@ def test_routes_follow_the_settings_then_the_environment() -> None:
     assert policy("", [], {"https_proxy": "http://lower:3128"}).proxy == parse_proxy(
         "http://lower:3128", "https_proxy"
     )
-    assert [category_of(p) for p in ("/t/oauth2/v2.0/token", "/subscriptions/s/x", "/agent/v1/register")] == [
+    assert [group_of(p) for p in ("/t/oauth2/v2.0/token", "/subscriptions/s/x", "/agent/v1/register")] == [
         AAD,
         ARM,
         ARC,
@@ -227,7 +228,9 @@ def test_check_goes_the_agents_way_and_names_the_proxy(
     assert machine.cli("config", "set", "proxy.bypass", "Arc").returncode == 0
     text = machine.cli("check", *flags)
     assert text.returncode == 0 and "PROXY" in text.stdout.splitlines()[0]
-    assert all(" - " in line for line in text.stdout.splitlines()[1:3]), text.stdout
+    rows = text.stdout.splitlines()[1:-1]
+    assert all(" - " in line for line in rows if "/metadata/" not in line), text.stdout  # Arc: direct
+    assert all(proxy.url in line for line in rows if "/metadata/" in line), text.stdout  # ARM: proxied
 
     assert machine.cli("config", "clear", "proxy.bypass").returncode == 0
     other_port = Tinyproxy(tmp_path / "narrow", 1)  # allows CONNECT to port 1 only: refuses ours
@@ -239,3 +242,17 @@ def test_check_goes_the_agents_way_and_names_the_proxy(
         assert first["error"].startswith(f"PROXY: {other_port.url} (proxy.url) refused the tunnel"), first
     finally:
         other_port.stop()
+
+
+def test_extension_handlers_get_the_agents_proxy() -> None:
+    from arc_agent.cpclient.proxy import GATEWAY_SOURCE, ProxyPolicy, extension_environment, parse_proxy
+
+    assert extension_environment(policy("", [], {}), {}) == {}
+    own = extension_environment(policy("http://proxy.corp:8080", ["Arc"], {}), {})
+    assert own == {"HTTPS_PROXY": "http://proxy.corp:8080", "https_proxy": "http://proxy.corp:8080"}
+    environ = {"https_proxy": "http://u:p%40ss@proxy.corp:3128", "NO_PROXY": ".corp"}
+    inherited = extension_environment(policy("", [], environ), environ)
+    assert inherited["HTTPS_PROXY"] == environ["https_proxy"], "as extd has it, credentials included"
+    assert inherited["NO_PROXY"] == inherited["no_proxy"] == ".corp"
+    gateway = ProxyPolicy(parse_proxy("http://localhost:40343", GATEWAY_SOURCE))
+    assert extension_environment(gateway, {})["HTTPS_PROXY"] == "http://localhost:40343"

@@ -17,14 +17,17 @@
 #                                  an HTTP proxy (Debian's tinyproxy) in the controller namespace, on
 #                                  ${NET}.1:3128, allowed to CONNECT to the control plane and its
 #                                  gateway; its log
-#   testhosts.sh isolate I|all on|off
+#   testhosts.sh isolate I|all on|arc|off
 #                                  take away (give back) host I's direct route to the control plane's
 #                                  API: with the proxy, the proxy layout; the gateway's port stays,
-#                                  the gateway layout (docs/test-hosts.md)
+#                                  the gateway layout; 'arc' leaves the Arc services' names
+#                                  routable (for proxy.bypass Arc) (docs/test-hosts.md)
 #   testhosts.sh ctl CMD...        run CMD in the controller namespace
 #   testhosts.sh env               print this lab's network, namespaces and paths as JSON
 #
-# Network: controller namespace $CTL_NS holds bridge $BRIDGE with ${NET}.1/24; host i lives in
+# Network: controller namespace $CTL_NS holds bridge $BRIDGE with ${NET}.1/24 and ${NET}.2/24
+# (the control plane's services by name: identity and management at .1, the Arc services at .2,
+# in every host's /etc/hosts and in /etc/netns/$CTL_NS/hosts, docs/endpoints.md); host i lives in
 # namespace ${HOST_NS_PREFIX}i with ${NET}.(10+i). Nothing is routed anywhere else: the hosts
 # have no default route, the controller namespace has none either, and the root namespace gets
 # a blackhole route for the whole range so a stray packet can never leave the machine.
@@ -71,6 +74,12 @@ CONTROLPLANE_PORT=${ARC_TESTHOSTS_CONTROLPLANE_PORT:-8443}
 # The control plane's Arc gateway service (serve --gateway-port; docs/gateway.md).
 GATEWAY_PORT=${ARC_TESTHOSTS_GATEWAY_PORT:-8444}
 PROXY_PORT=3128
+# The control plane serves each service under its own name in this domain (serve
+# --endpoint-domain); the hosts resolve them through /etc/hosts.
+ENDPOINT_DOMAIN=${ARC_TESTHOSTS_ENDPOINT_DOMAIN:-arc.lab}
+MANAGEMENT_NAMES="login.$ENDPOINT_DOMAIN management.$ENDPOINT_DOMAIN"
+ARC_NAMES="gbl.his.$ENDPOINT_DOMAIN agentserviceapi.guestconfiguration.$ENDPOINT_DOMAIN"
+ARC_NAMES+=" guestnotificationservice.$ENDPOINT_DOMAIN download.$ENDPOINT_DOMAIN"
 
 suite_of() { local i=$1; ((i <= ${#SUITES[@]})) || i=${#SUITES[@]}; echo "${SUITES[$((i - 1))]}"; }
 rootfs_of() { echo "$CACHE_DIR/rootfs-$1"; }
@@ -192,7 +201,20 @@ ctl_up() {
   ip -n "$CTL_NS" link set lo up
   ip -n "$CTL_NS" link add "$BRIDGE" type bridge
   ip -n "$CTL_NS" addr add "$NET.1/24" dev "$BRIDGE"
+  ip -n "$CTL_NS" addr add "$NET.2/24" dev "$BRIDGE"
   ip -n "$CTL_NS" link set "$BRIDGE" up
+  # What runs in the controller namespace (ip netns exec: the proxy, the tests' probes) resolves
+  # the services' names as the hosts do.
+  mkdir -p "/etc/netns/$CTL_NS"
+  service_hosts >"/etc/netns/$CTL_NS/hosts"
+}
+
+# The lines of /etc/hosts that name the control plane and its services.
+service_hosts() {
+  printf '127.0.0.1 localhost
+%s controlplane %s
+%s %s
+' "$NET.1" "$MANAGEMENT_NAMES" "$NET.2" "$ARC_NAMES"
 }
 
 host_up() {
@@ -200,7 +222,7 @@ host_up() {
   mkdir -p "$d/upper" "$d/work" "$d/root"
   mount -t overlay overlay -o "lowerdir=$(rootfs_of "$(suite_of "$i")"),upperdir=$d/upper,workdir=$d/work" "$d/root"
   echo "h$i" >"$d/root/etc/hostname"
-  printf '127.0.0.1 localhost\n%s h%s\n%s controlplane\n' "$addr" "$i" "$NET.1" >"$d/root/etc/hosts"
+  { service_hosts; printf '%s h%s\n' "$addr" "$i"; } >"$d/root/etc/hosts"
   local uuid; uuid=$(cat /proc/sys/kernel/random/uuid)
   echo "${uuid//-/}" >"$d/root/etc/machine-id"
   ip netns add "$ns"
@@ -396,7 +418,7 @@ cmd_down() {
     ip netns del "$ns" 2>/dev/null || true
   done
   remove_cgroups
-  rm -rf "$INVENTORY" "$STATE_DIR/controlplane" "$STATE_DIR/proxy"
+  rm -rf "$INVENTORY" "$STATE_DIR/controlplane" "$STATE_DIR/proxy" "/etc/netns/$CTL_NS"
   # The blackhole route stays: it is harmless and keeps the range from ever leaving the machine.
   [ -n "$quiet" ] || log "all test hosts stopped"
 }
@@ -455,8 +477,11 @@ cmd_controlplane() {
       [ -n "$bin" ] || die "arc-controlplane not found; install controlplane/ (make venv) or set ARC_CONTROLPLANE_BIN"
       cmd_controlplane stop
       mkdir -p "$d"
-      setsid ip netns exec "$CTL_NS" "$bin" serve --data-dir "$d/data" --bind "$NET.1" --port "$CONTROLPLANE_PORT" \
-        --gateway-port "$GATEWAY_PORT" --san controlplane "$@" </dev/null >"$d/serve.log" 2>&1 &
+      # On every address of the namespace: .1 (its URL; identity and management) and .2 (the Arc
+      # services' names).
+      setsid ip netns exec "$CTL_NS" "$bin" serve --data-dir "$d/data" --bind 0.0.0.0 --port "$CONTROLPLANE_PORT" \
+        --public-url "$url" --san "$NET.1" --san "$NET.2" --san controlplane --endpoint-domain "$ENDPOINT_DOMAIN" \
+        --gateway-port "$GATEWAY_PORT" "$@" </dev/null >"$d/serve.log" 2>&1 &
       echo $! >"$d/pid"
       local deadline=$((SECONDS + 60))
       until [ -f "$d/data/pki/ca.pem" ] && ip netns exec "$CTL_NS" curl -sf --max-time 2 --cacert "$d/data/pki/ca.pem" "$url/healthz" >/dev/null 2>&1; do
@@ -524,12 +549,15 @@ cmd_proxy() {
 cmd_isolate() {
   need_root
   local which=${1:-} how=${2:-on} i ns
-  [[ $which =~ ^([0-9]+|all)$ && $how =~ ^(on|off)$ ]] || die "usage: testhosts.sh isolate I|all on|off"
+  [[ $which =~ ^([0-9]+|all)$ && $how =~ ^(on|arc|off)$ ]] || die "usage: testhosts.sh isolate I|all on|arc|off"
   for ns in $(ip netns list | awk '{print $1}' | grep -E "^${HOST_NS_PREFIX}[0-9]+$" || true); do
     i=${ns#"$HOST_NS_PREFIX"}
     [ "$which" = all ] || [ "$which" = "$i" ] || continue
-    ip -n "$ns" rule del to "$NET.1" ipproto tcp dport "$CONTROLPLANE_PORT" unreachable 2>/dev/null || true
+    for address in "$NET.1" "$NET.2"; do
+      ip -n "$ns" rule del to "$address" ipproto tcp dport "$CONTROLPLANE_PORT" unreachable 2>/dev/null || true
+    done
     [ "$how" = off ] || ip -n "$ns" rule add to "$NET.1" ipproto tcp dport "$CONTROLPLANE_PORT" unreachable
+    [ "$how" != on ] || ip -n "$ns" rule add to "$NET.2" ipproto tcp dport "$CONTROLPLANE_PORT" unreachable
   done
 }
 

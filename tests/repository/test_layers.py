@@ -22,7 +22,19 @@ CONTROL_PLANE = (
     "arc_controlplane",
     TOP / "controlplane/src",
     [
-        {"", "settings", "errors", "clock", "names", "text", "fsutil", "pki", "resource_ids", "timing"},
+        {
+            "",
+            "settings",
+            "errors",
+            "clock",
+            "names",
+            "text",
+            "fsutil",
+            "pki",
+            "resource_ids",
+            "timing",
+            "endpoints",
+        },  # fmt: skip
         {"db"},
         {"auth"},
         {"machines"},

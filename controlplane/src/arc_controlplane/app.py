@@ -16,6 +16,7 @@ from arc_controlplane.api.agent.heartbeat import Heartbeats
 from arc_controlplane.api.agent.services import AgentServices
 from arc_controlplane.http.audit import AuditMiddleware, AuditWriter
 from arc_controlplane.http.context import AppContext
+from arc_controlplane.http.endpoint_names import EndpointNameMiddleware
 from arc_controlplane.http.errors import install_error_handlers
 from arc_controlplane.http.guard import ErrorGuard
 from arc_controlplane.http.limits import MAX_BODY_BYTES, BodyLimitMiddleware
@@ -61,5 +62,6 @@ def create_app(ctx: AppContext) -> ASGIApp:
     app.add_middleware(AuditMiddleware, writer=audit_writer, clock=ctx.clock)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ArmPathMiddleware)
-    app.add_middleware(HeartbeatFastPath, heartbeats=heartbeats, limit=MAX_BODY_BYTES)  # outermost of ours
+    app.add_middleware(HeartbeatFastPath, heartbeats=heartbeats, limit=MAX_BODY_BYTES)
+    app.add_middleware(EndpointNameMiddleware, endpoints=ctx.endpoints)  # outermost of ours
     return ErrorGuard(app)

@@ -83,6 +83,16 @@ def _name(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _domain(value: str) -> str:
+    try:
+        parsed = parse_name(value)
+    except ValueError:
+        parsed = ""
+    if not isinstance(parsed, str) or "." not in parsed or parsed.startswith("*"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a DNS domain (e.g. arc.example.com)")
+    return parsed
+
+
 def _heartbeat_interval(value: str) -> int:
     try:
         seconds = int(value)
@@ -226,6 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
 
+    serve.add_argument(
+        "--endpoint-domain",
+        type=_domain,
+        metavar="DOMAIN",
+        help=(
+            "also serve each service under its own name in DOMAIN (login.DOMAIN, management.DOMAIN,"
+            " gbl.his.DOMAIN, ...; in the generated certificate) for proxies and gateways to tell"
+            " them apart (docs/endpoints.md)"
+        ),
+    )
+
     store = _Parser(add_help=False)
     store.add_argument("--data-dir", type=_directory, metavar="DIR", help=DATA_DIR_HELP)
     store.add_argument("--database-url", metavar="URL", help=DATABASE_URL_HELP)
@@ -254,6 +275,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         port=args.port,
         external_tls=external,
         extra_names=tuple(args.san),
+        endpoint_domain=args.endpoint_domain or "",
         database_url=args.database_url,
         public_url=args.public_url,
         heartbeat_interval=args.heartbeat_interval,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
@@ -136,6 +137,18 @@ def check_key_pair(cert_file: Path, key_file: Path) -> None:
     key = _parse_private_key(key_file, _read(key_file, "--key"))
     if _public_der(certificate.public_key()) != _public_der(key.public_key()):
         raise ControlPlaneError(f"the key in {key_file} does not belong to the certificate in {cert_file}")
+
+
+def check_covers(cert_file: Path, names: Iterable[str]) -> None:
+    """Check that an operator-given certificate names each of ``names`` (exactly or by a
+    ``*.`` wildcard of one label)."""
+    covered = certificate_names(_parse_certificate(cert_file, _read(cert_file, "--cert"))).dns
+    missing = [name for name in names if name not in covered and f"*.{name.partition('.')[2]}" not in covered]
+    if missing:
+        raise ControlPlaneError(
+            f"the certificate in {cert_file} does not name {', '.join(missing)} (--endpoint-domain):"
+            " add them (or wildcards) to its subjectAltName, or leave --endpoint-domain out"
+        )
 
 
 # --- CA ----------------------------------------------------------------------------------------

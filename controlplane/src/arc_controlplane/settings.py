@@ -80,6 +80,9 @@ class ServerSettings:
     gateway_port: int | None = None
     """``--gateway-port``: where the Arc gateway service listens (same address and certificate);
     None: no gateway service, and no gateway can be created (docs/gateway.md)."""
+    endpoint_domain: str = ""
+    """``--endpoint-domain``: each service also under its own name in this domain
+    (``login.DOMAIN``, ``gbl.his.DOMAIN``, ...; docs/endpoints.md); "" for none."""
 
     def __post_init__(self) -> None:
         Timing.every(self.heartbeat_interval)  # ValueError now rather than when the server starts

@@ -38,6 +38,25 @@ def test_there_is_no_direct_route_to_the_control_plane(host):
     assert said == "Network is unreachable"
 
 
+def test_the_machine_knows_its_services_by_name_and_has_no_route_to_them(host):
+    """connect kept where the control plane's services are (docs/endpoints.md); the host
+    resolves each name, and none is reachable but through the proxy."""
+    state = json.loads(host.file("/var/opt/azcmagent/agentconfig.json").content_string)
+    named = state["endpoints"]
+    assert set(named) == {
+        "identity",
+        "management",
+        "agentService",
+        "guestConfiguration",
+        "notifications",
+        "downloads",
+    }
+    for url in named.values():
+        name, port = url.removeprefix("https://").rsplit(":", 1)
+        assert host.check_output(f"getent hosts {name}")
+        assert host.check_output(f"python3 -c '{NO_ROUTE}' {name} {port}") == "Network is unreachable"
+
+
 def test_the_setting_is_in_the_agents_config(host):
     value = json.loads(host.check_output("azcmagent config get proxy.url -j"))["value"]
     assert value == _show(host)["httpsProxy"]

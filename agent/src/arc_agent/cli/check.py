@@ -2,8 +2,10 @@
 
 The real agent checks the Azure endpoints of its cloud and region (docs/reference/network.md).
 This agent talks to
-one control plane, so ``check`` probes that control plane's endpoints: its health route, the
-OIDC discovery document of the machine's tenant (when connected) and the agent API. Each probe
+one control plane, so ``check`` probes that control plane's services, each at its own name when
+the control plane gives them names (docs/endpoints.md): its health route, the OIDC discovery
+document of the machine's tenant (when connected), the management metadata, the agent API,
+notifications and machine configuration (and the extension packages with ``--extensions``). Each probe
 takes its own connection through four steps, each bounded by ``STEP_TIMEOUT``: DNS resolution
 of the host, TCP connect, TLS handshake (the server's certificate verified against the
 control plane's CA) and one HTTP request. An endpoint whose group goes through a proxy
@@ -34,7 +36,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,9 @@ from arc_agent.cli.context import Context
 from arc_agent.cli.output import CommandResult
 from arc_agent.config.connection import load_state
 from arc_agent.config.settings import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
+from arc_agent.cpclient.endpoints import Origin, endpoints, group_of
 from arc_agent.cpclient.machine import proxy_policy
-from arc_agent.cpclient.proxy import Proxy, ProxyPolicy, category_of
+from arc_agent.cpclient.proxy import Proxy, ProxyPolicy
 from arc_agent.cpclient.transport import USER_AGENT, parse_base_url, tls_context
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.paths import AgentPaths
@@ -75,6 +78,9 @@ class Target:
     url: str
     ca_file: Path | None
     tenant_id: str
+    named: dict[str, str] = field(default_factory=dict)
+    """The services the control plane serves under their own names (the connection state's
+    ``endpoints``, when it is the machine's own control plane; docs/endpoints.md)."""
 
 
 @dataclass(frozen=True)
@@ -199,13 +205,20 @@ def resolve_target(args: argparse.Namespace, paths: AgentPaths) -> Target:
             "--control-plane-url or set it once with 'azcmagent config set controlplane.url URL'",
         )
     parse_base_url(url)  # AZCM0023 for anything but https://HOST[:PORT]
-    tenant = ""
     if state is not None and state.control_plane_url.rstrip("/").lower() == url.lower():
-        tenant = state.tenant_id  # the OIDC row needs the machine's tenant, on its own control plane
-    return Target(url=url, ca_file=Path(ca) if ca else None, tenant_id=tenant)
+        # the OIDC row needs the machine's tenant; the services' names are its control plane's
+        return Target(url, Path(ca) if ca else None, state.tenant_id, dict(state.endpoints))
+    return Target(url=url, ca_file=Path(ca) if ca else None, tenant_id="")
 
 
-def endpoints(tenant_id: str, extensions: bool = False) -> list[Endpoint]:
+NO_MACHINE = "00000000-0000-0000-0000-000000000000"
+"""The machine a probe names where a route needs one: none, and without credentials anyway."""
+
+
+def probes(tenant_id: str, extensions: bool = False) -> list[Endpoint]:
+    """One request per service (docs/endpoints.md), asked without credentials where the service
+    needs them: its refusal is its answer."""
+    refused = frozenset({401})
     found = [Endpoint("/healthz", "control plane health", "GET", frozenset({200}), "200")]
     if tenant_id:
         found.append(
@@ -219,6 +232,15 @@ def endpoints(tenant_id: str, extensions: bool = False) -> list[Endpoint]:
         )
     found.append(
         Endpoint(
+            "/metadata/endpoints?api-version=2022-09-01",
+            "management (ARM metadata)",
+            "GET",
+            frozenset({200}),
+            "200 with the cloud's endpoints",
+        )
+    )
+    found.append(
+        Endpoint(
             "/agent/v1/register",
             "agent API",
             "POST",
@@ -226,6 +248,13 @@ def endpoints(tenant_id: str, extensions: bool = False) -> list[Endpoint]:
             "401 or 400 (the request carries no credentials)",
         )
     )
+    machine = f"/agent/v1/machines/{NO_MACHINE}"
+    no_credentials = "401 (the request carries no machine credentials)"
+    for path, purpose in (
+        (f"{machine}/notifications?generation=0&wait=1", "notifications"),
+        (f"{machine}/guestConfigurationAssignments", "machine configuration"),
+    ):
+        found.append(Endpoint(path, purpose, "GET", refused, no_credentials))
     if extensions:
         found.append(
             Endpoint(
@@ -241,24 +270,26 @@ def endpoints(tenant_id: str, extensions: bool = False) -> list[Endpoint]:
 
 def probe_all(target: Target, extensions: bool = False, proxies: ProxyPolicy | None = None) -> list[Row]:
     parts = parse_base_url(target.url)
-    base = f"https://{parts.netloc}"
-    host, port = parts.hostname or "", parts.port or 443
+    where = endpoints(f"https://{parts.netloc}", target.named)
     context = tls_context(target.ca_file)
     policy = proxies or ProxyPolicy(None)
     rows: list[Row] = []
-    failures: dict[Proxy | None, str] = {}
-    for endpoint in endpoints(target.tenant_id, extensions):
-        url = base + endpoint.path
-        proxy = policy.route(category_of(endpoint.path), host)
-        if proxy in failures:  # the same way failed before: it fails alike
-            rows.append(
-                Row(url, endpoint.purpose, False, error=f"not tried: {failures[proxy]}", proxy=_shown(proxy))
-            )
+    failures: dict[tuple[Origin, Proxy | None], str] = {}
+    for endpoint in probes(target.tenant_id, extensions):
+        origin = where.origin_of(endpoint.path)
+        url = origin.url + endpoint.path
+        proxy = policy.route(group_of(endpoint.path), origin.host)
+        if (origin, proxy) in failures:  # the same way failed before: it fails alike
+            failed = failures[(origin, proxy)]
+            rows.append(Row(url, endpoint.purpose, False, error=f"not tried: {failed}", proxy=_shown(proxy)))
             continue
-        row = probe(url, endpoint, host, port, context, proxy)
+        row = probe(url, endpoint, origin.host, origin.port, context, proxy)
         if row.failed_step in CONNECTION_STEPS:
             way = f" through {proxy.display}" if proxy else ""
-            failures[proxy] = f"the connection to {parts.netloc}{way} failed at {row.failed_step} (see above)"
+            failures[(origin, proxy)] = (
+                f"the connection to {origin.url.removeprefix('https://')}{way} failed at {row.failed_step}"
+                " (see above)"
+            )
         rows.append(row)
     return rows
 

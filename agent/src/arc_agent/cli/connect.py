@@ -46,6 +46,7 @@ from arc_agent.cpclient.onboarding import (
     read_gateway,
     register,
     subscription_id_by_name,
+    with_endpoints,
 )
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
@@ -249,6 +250,7 @@ def connect(ctx: Context) -> CommandResult:
     ca_pem = _read_ca(ca_file) if ca_file is not None else None  # before anything is registered
     client = HttpsClient(url, ca_file, proxies=proxy_policy(paths))
     try:
+        client = with_endpoints(client)
         secure(paths)
         with state_lock(paths, code=ErrorCode.CONNECT_FAILED):
             current = load_state(paths.agent_config)
@@ -303,7 +305,7 @@ def _through_gateway(
         ) from None
     undo = gateway_mode.enter(ctx.paths, settings, prove=lambda: None)  # the registration proves it
     client.close()
-    through = HttpsClient(url, ca_file, proxies=proxy_policy(ctx.paths))
+    through = HttpsClient(url, ca_file, proxies=proxy_policy(ctx.paths), named=client.endpoints.document())
 
     def link(resource_id: str) -> None:
         link_gateway(through, token, resource_id, settings.resource_id)
@@ -408,6 +410,7 @@ def _register(
             connected_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             correlation_id=request.correlation or str(uuid.uuid4()),
             tags=request.tags,
+            endpoints=client.endpoints.document(),
         )
         identity = MachineIdentity(paths)
         identity.install_certificate(str(answer["credential"]["certificate"]))

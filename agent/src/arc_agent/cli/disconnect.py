@@ -71,7 +71,10 @@ def _disconnect(ctx: Context) -> CommandResult:
     url, ca_file = control_plane(args, ctx, known_url=state.control_plane_url)
     if ca_file is None and paths.control_plane_ca.exists():
         ca_file = paths.control_plane_ca  # root's copy, in root's directory (statedir.py)
-    client = HttpsClient(url, ca_file, proxies=proxy_policy(paths))
+    named = (
+        state.endpoints if url.rstrip("/").lower() == state.control_plane_url.rstrip("/").lower() else None
+    )
+    client = HttpsClient(url, ca_file, proxies=proxy_policy(paths), named=named)
     try:
         token = management_token(client, creds)
         deleted = delete_machine(client, token, state.vm_id, access_token_given=bool(creds.access_token))

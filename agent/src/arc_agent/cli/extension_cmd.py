@@ -124,7 +124,11 @@ def remove_extensions(ctx: Context) -> CommandResult:
                     )
                 chosen = [found]
             removed: list[str] = []
-            commands = Commands(records, _wrapper(paths))
+            from arc_agent.cpclient.machine import proxy_policy  # (here: list needs no TLS)
+            from arc_agent.cpclient.proxy import extension_environment
+
+            environment = extension_environment(proxy_policy(paths), os.environ)
+            commands = Commands(records, _wrapper(paths), environment=environment)
             for record in chosen:
                 record = commands.settle(record)
                 handler = Handler(

@@ -46,6 +46,9 @@ class ConnectionState:
     correlation_id: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     private_link_scope: str = ""
+    endpoints: dict[str, str] = field(default_factory=dict)
+    """The services the control plane serves under other names than ``control_plane_url``
+    (service → ``https://host:port``; docs/endpoints.md); empty: all at ``control_plane_url``."""
 
     def to_json(self) -> dict[str, Any]:
         document = {_camel(name): value for name, value in asdict(self).items()}
@@ -64,11 +67,11 @@ class ConnectionState:
                     continue
                 raise corrupted(source, f"'{key}' is missing")
             value = document[key]
-            if spec.name == "tags":
+            if spec.name in ("tags", "endpoints"):
                 if not isinstance(value, dict) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()
                 ):
-                    raise corrupted(source, "'tags' must map names to strings")
+                    raise corrupted(source, f"'{key}' must map names to strings")
             elif not isinstance(value, str):
                 raise corrupted(source, f"'{key}' must be a string")
             values[spec.name] = value

@@ -13,6 +13,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from arc_agent.cpclient.endpoints import on_control_plane
 from arc_agent.cpclient.transport import MAX_RESPONSE_BYTES, HttpsClient, Reply
 from arc_agent.identity.jws import AssertionSigner
 
@@ -140,16 +141,11 @@ class MachineApi:
     def fetch(self, uri: str, limit: int) -> bytes:
         """A package or signature the goal state names (on this control plane only), at most
         ``limit`` bytes."""
-        if not uri.startswith(self.client.base_url + API_BASE + "/"):
-            raise RequestRefused(
-                Reply(
-                    400,
-                    {},
-                    b"",
-                    {"error": {"code": "ForeignUri", "message": f"{uri} is not on {self.client.base_url}"}},
-                )
-            )
-        reply = self._send("GET", uri[len(self.client.base_url) :], None, None, base="", limit=limit)
+        path = on_control_plane(uri, self.client.endpoints)
+        if path is None:
+            message = f"{uri} is not on {self.client.base_url} or the names it gave for its services"
+            raise RequestRefused(Reply(400, {}, b"", {"error": {"code": "ForeignUri", "message": message}}))
+        reply = self._send("GET", path, None, None, base="", limit=limit)
         if reply.status != 200:
             self._document(reply)  # raises what the status means
             raise ServerTrouble(reply)

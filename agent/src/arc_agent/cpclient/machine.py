@@ -51,7 +51,9 @@ def open_machine_api(paths: AgentPaths, timeout: float = 30) -> tuple[HttpsClien
     if state is None:
         return None
     ca = paths.control_plane_ca if paths.control_plane_ca.exists() else None
-    client = HttpsClient(state.control_plane_url, ca, timeout=timeout, proxies=proxy_policy(paths))
+    client = HttpsClient(
+        state.control_plane_url, ca, timeout=timeout, proxies=proxy_policy(paths), named=state.endpoints
+    )
     signer = AssertionSigner(load_machine_signer(paths.identity_key), state.vm_id, state.assertion_audience)
     return client, MachineApi(client, signer)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from arc_agent.cpclient.credentials import client_assertion, load_certificate_credential
+from arc_agent.cpclient.endpoints import DOCUMENT_PATH
 from arc_agent.cpclient.transport import HttpsClient, Reply
 from arc_agent.errors import AzcmError, ErrorCode
 
@@ -33,6 +34,24 @@ class Credentials:
     def __repr__(self) -> str:  # never print a secret, not even in a traceback
         kind = "access token" if self.access_token else "certificate" if self.certificate_file else "secret"
         return f"Credentials(tenant_id={self.tenant_id!r}, client_id={self.client_id!r}, {kind})"
+
+
+def with_endpoints(client: HttpsClient) -> HttpsClient:
+    """``client`` again, or a new one (``client`` closed) that sends each request to its
+    service's name as the control plane's ``/agent/v1/endpoints`` says (docs/endpoints.md); a
+    control plane without the document (404) serves everything at its own URL."""
+    reply = client.json("GET", DOCUMENT_PATH)
+    if reply.status == 404:
+        return client
+    if reply.status != 200 or not isinstance(reply.document, dict):
+        raise AzcmError(
+            ErrorCode.CONNECT_FAILED,
+            f"the control plane at {client.base_url} did not say where its services are"
+            f" (GET {DOCUMENT_PATH} answered {reply.status}: {reply.error_message()[:200]})",
+        )
+    named = HttpsClient(client.base_url, client.ca_file, client.timeout, client.proxies, reply.document)
+    client.close()
+    return named
 
 
 def management_token(client: HttpsClient, credentials: Credentials) -> str:

@@ -4,7 +4,8 @@
 As the real agent: ``proxy.url`` (``azcmagent config set proxy.url http://HOST:PORT``) takes
 precedence over ``HTTPS_PROXY`` / ``https_proxy`` in the service's environment; ``proxy.bypass``
 names the service groups that go direct although a proxy is set (``AAD``: identity, ``ARM``:
-management, ``Arc``: the agent service, machine configuration, notifications, packages), and
+management, ``Arc``: the agent service, machine configuration, notifications, packages; which
+request is in which: cpclient/endpoints.py), and
 ``NO_PROXY`` / ``no_proxy`` is honoured for a proxy that came from the environment. TLS goes
 through the proxy with ``CONNECT``: the proxy sees host names, never content. Credentials in an
 environment proxy URL (``http://user:pass@host:port``) become ``Proxy-Authorization`` and never
@@ -45,17 +46,6 @@ class Proxy:
         """``http://host:port`` (no credentials): what show, check and messages print."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
-
-
-def category_of(path: str) -> str:
-    """The service group of a request path on the control plane: identity (token and discovery
-    routes), management (ARM routes) or the agent service (everything else)."""
-    lowered = path.lower()
-    if "/oauth2/" in lowered or "/.well-known/" in lowered or lowered.startswith("/common/discovery"):
-        return AAD
-    if lowered.startswith(("/subscriptions", "/providers", "/tenants", "/metadata/")):
-        return ARM
-    return ARC
 
 
 def parse_proxy(url: str, source: str) -> Proxy:
@@ -108,6 +98,25 @@ class ProxyPolicy:
         if self.proxy.source != "proxy.url" and _bypassed_by_no_proxy(host.lower(), self.no_proxy):
             return None
         return self.proxy
+
+
+def extension_environment(chosen: ProxyPolicy, environ: Mapping[str, str]) -> dict[str, str]:
+    """What extension handlers' commands get so that their own downloads (CustomScript's
+    ``fileUris``) take the agent's way out (docs/proxy.md): ``HTTPS_PROXY`` and ``https_proxy``
+    (the Arc proxy in gateway mode, else ``proxy.url``, else the variable extd itself has, as it
+    is, credentials included) and ``NO_PROXY`` with it; nothing when the agent goes direct."""
+    proxy = chosen.proxy
+    if proxy is None:
+        return {}
+    url = (
+        environ.get(proxy.source, proxy.display)
+        if proxy.source in ("HTTPS_PROXY", "https_proxy")
+        else proxy.display
+    )
+    found = {"HTTPS_PROXY": url, "https_proxy": url}
+    if chosen.no_proxy:
+        found.update(NO_PROXY=chosen.no_proxy, no_proxy=chosen.no_proxy)
+    return found
 
 
 def policy(proxy_url: str, bypass: Sequence[str], environ: Mapping[str, str]) -> ProxyPolicy:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from arc_agent import __version__
-from arc_agent.cpclient.proxy import GATEWAY_SOURCE, Proxy, ProxyPolicy, category_of
+from arc_agent.cpclient.endpoints import Endpoints, Origin, endpoints, group_of, parse_origin
+from arc_agent.cpclient.proxy import GATEWAY_SOURCE, Proxy, ProxyPolicy
 from arc_agent.errors import AzcmError, ErrorCode
 
 USER_AGENT = f"azcmagent/{__version__} (hybridops.arc)"
@@ -88,25 +89,8 @@ class Reply:
 
 def parse_base_url(url: str) -> urllib.parse.SplitResult:
     """The control plane URL if it is ``https://host[:port]`` (no path, query or user)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        parts = None
-    if (
-        parts is None
-        or parts.scheme != "https"
-        or not parts.hostname
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or parts.username
-    ):
-        raise AzcmError(
-            ErrorCode.INVALID_ARGUMENT,
-            f"the control plane URL {url!r} is not of the form https://HOST[:PORT]",
-        )
-    return parts
+    parse_origin(url, "the control plane URL")  # AZCM0023 for anything else
+    return urllib.parse.urlsplit(url)
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -132,15 +116,20 @@ class HttpsClient:
         ca_file: Path | None,
         timeout: float = DEFAULT_TIMEOUT,
         proxies: ProxyPolicy | None = None,
+        named: Mapping[str, Any] | None = None,
     ) -> None:
+        """``named``: the services the control plane serves under other names (its
+        ``/agent/v1/endpoints``, the connection state's ``endpoints``); each request goes to
+        its path's service (cpclient/endpoints.py)."""
         parts = parse_base_url(base_url)
         self.base_url = f"https://{parts.netloc}"
-        self._host = parts.hostname or ""
-        self._port = parts.port or 443
+        self.endpoints: Endpoints = endpoints(self.base_url, named)
+        self.ca_file = ca_file
+        self.timeout = timeout
         self._context = tls_context(ca_file)
         self._timeout = timeout
         self.proxies = proxies or ProxyPolicy(None)
-        self._connections: dict[Proxy | None, http.client.HTTPSConnection] = {}
+        self._connections: dict[tuple[Origin, Proxy | None], http.client.HTTPSConnection] = {}
         self._aborted = False
 
     def abort(self) -> None:
@@ -158,14 +147,16 @@ class HttpsClient:
             connection.close()
         self._connections.clear()
 
-    def _drop(self, proxy: Proxy | None) -> None:
-        connection = self._connections.pop(proxy, None)
+    def _drop(self, way: tuple[Origin, Proxy | None]) -> None:
+        connection = self._connections.pop(way, None)
         if connection is not None:
             connection.close()
 
-    def route(self, path: str) -> Proxy | None:
-        """The proxy a request for ``path`` goes through, or None (direct)."""
-        return self.proxies.route(category_of(path), self._host)
+    def route(self, path: str) -> tuple[Origin, Proxy | None]:
+        """Where a request for ``path`` goes (its service's origin) and through which proxy
+        (None: direct)."""
+        origin = self.endpoints.origin_of(path)
+        return origin, self.proxies.route(group_of(path), origin.host)
 
     def json(
         self,
@@ -194,53 +185,57 @@ class HttpsClient:
     ) -> Reply:
         """``limit``: the largest answer taken (a larger one is ``ControlPlaneUnreachable``)."""
         all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **headers}
-        proxy = self.route(path)
+        way = self.route(path)
+        origin, proxy = way
         for attempt in (1, 2):
             if self._aborted:
                 self.close()
-                raise ControlPlaneUnreachable(self.base_url, "the client was stopped")
-            connection = self._connect(timeout, proxy)
+                raise ControlPlaneUnreachable(origin.url, "the client was stopped")
+            connection = self._connect(timeout, way)
             try:
                 if connection.sock is None:
                     connection.connect()
                 if self._aborted:  # stopped while connecting: abort() found no socket to shut
                     self.close()
-                    raise ControlPlaneUnreachable(self.base_url, "the client was stopped")
+                    raise ControlPlaneUnreachable(origin.url, "the client was stopped")
                 connection.request(method, path, body=data, headers=all_headers)
                 response = connection.getresponse()
                 body = response.read(limit + 1)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._drop(proxy)
+                self._drop(way)
                 if attempt == 1:  # the server closed a kept-alive connection: open a new one once
                     continue
-                raise ControlPlaneUnreachable(self.base_url, _reason(exc), proxy) from None
+                raise ControlPlaneUnreachable(origin.url, _reason(exc), proxy) from None
             except (OSError, http.client.HTTPException) as exc:
-                self._drop(proxy)
-                raise ControlPlaneUnreachable(self.base_url, _reason(exc), proxy) from None
+                self._drop(way)
+                raise ControlPlaneUnreachable(origin.url, _reason(exc), proxy) from None
             if len(body) > limit:
-                self._drop(proxy)
-                raise ControlPlaneUnreachable(self.base_url, "the answer is too large", proxy)
+                self._drop(way)
+                raise ControlPlaneUnreachable(origin.url, "the answer is too large", proxy)
             reply_headers = {name.lower(): value for name, value in response.getheaders()}
             if response.will_close:
-                self._drop(proxy)
+                self._drop(way)
             return Reply(response.status, reply_headers, body, _json_or_none(body))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _connect(self, timeout: float | None, proxy: Proxy | None) -> http.client.HTTPSConnection:
+    def _connect(
+        self, timeout: float | None, way: tuple[Origin, Proxy | None]
+    ) -> http.client.HTTPSConnection:
         wanted = self._timeout if timeout is None else timeout
-        connection = self._connections.get(proxy)
+        connection = self._connections.get(way)
+        origin, proxy = way
         if connection is None:
             if proxy is None:
                 connection = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=wanted, context=self._context
+                    origin.host, origin.port, timeout=wanted, context=self._context
                 )
             else:  # TLS to the control plane inside the proxy's CONNECT tunnel
                 connection = http.client.HTTPSConnection(
                     proxy.host, proxy.port, timeout=wanted, context=self._context
                 )
                 tunnel = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
-                connection.set_tunnel(self._host, self._port, headers=tunnel)
-            self._connections[proxy] = connection
+                connection.set_tunnel(origin.host, origin.port, headers=tunnel)
+            self._connections[way] = connection
         else:
             connection.timeout = wanted
             if connection.sock is not None:

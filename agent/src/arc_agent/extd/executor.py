@@ -62,6 +62,8 @@ class Commands:
     wrapper: Callable[[Handler], Sequence[str]] = field(default=lambda handler: ())
     timeouts: Mapping[str, float] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("extd"))
+    environment: Mapping[str, str] = field(default_factory=dict)
+    """More variables for every command: the proxy the handler's own downloads take."""
 
     def run(self, handler: Handler, verb: str, record: Installed, updating_from: str = "") -> str:
         """Run a handler command of ``record``'s sequence number; while it runs, the record names
@@ -75,7 +77,7 @@ class Commands:
 
         try:
             return handler.run(
-                verb, record.sequence, record.name, updating_from=updating_from,
+                verb, record.sequence, record.name, updating_from=updating_from, extra_env=self.environment,
                 wrapper=tuple(self.wrapper(handler)), timeout=limit, on_start=started,
             )  # fmt: skip
         finally:
@@ -116,9 +118,11 @@ class Executor:
     settle_seconds: float = 5.0
     """How long an enable that left its work to the background is looked at before that work
     is followed between long-polls (most such work ends within it)."""
+    environment: Mapping[str, str] = field(default_factory=dict)
+    """More variables for every handler command (``Commands.environment``)."""
 
     def __post_init__(self) -> None:
-        self.commands = Commands(self.records, self.wrapper, self.timeouts, self.logger)
+        self.commands = Commands(self.records, self.wrapper, self.timeouts, self.logger, self.environment)
 
     def handler(self, publisher: str, type_: str, version: str) -> Handler:
         return Handler(publisher, type_, version, lib_dir=self.lib_dir, log_root=self.log_root)

@@ -5,6 +5,7 @@ local policy, run the steps (``executor.py``), and wait on the long-poll for new
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -16,7 +17,8 @@ from arc_agent.config.connection import load_state
 from arc_agent.config.settings import EXTENSIONS_ALLOWLIST, EXTENSIONS_BLOCKLIST, LocalConfig
 from arc_agent.config.upgrade_status import read_last_attempt
 from arc_agent.cpclient.agentapi import AgentApiError, CredentialExpired, MachineApi
-from arc_agent.cpclient.machine import open_machine_api, package_signing_keys
+from arc_agent.cpclient.machine import open_machine_api, package_signing_keys, proxy_policy
+from arc_agent.cpclient.proxy import extension_environment
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError
 from arc_agent.extd import agent_upgrade, certificate
@@ -86,6 +88,7 @@ class ExtensionService:
             log_root=self.paths.extension_logs_dir,
             wrapper=self.wrapper,
             logger=self.logger,
+            environment=extension_environment(proxy_policy(self.paths), os.environ),
         )
 
     def converge(self, api: MachineApi) -> int:

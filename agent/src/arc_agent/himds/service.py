@@ -134,7 +134,9 @@ class Connection:
         self._reported_services: Mapping[str, Any] | None = None
         self._reported_upgrade: Mapping[str, Any] = {}
         ca = paths.control_plane_ca if paths.control_plane_ca.exists() else None
-        self.client = HttpsClient(state.control_plane_url, ca, timeout=30, proxies=proxy_policy(paths))
+        self.client = HttpsClient(
+            state.control_plane_url, ca, timeout=30, proxies=proxy_policy(paths), named=state.endpoints
+        )
         signer = load_machine_signer(paths.identity_key)
         self.api = MachineApi(self.client, AssertionSigner(signer, state.vm_id, state.assertion_audience))
         self.thread = threading.Thread(target=self._run, name="himds-connection", daemon=True)
@@ -394,7 +396,9 @@ class HimdsService:
                 ca = self.paths.control_plane_ca if self.paths.control_plane_ca.exists() else None
                 signer = load_machine_signer(self.paths.identity_key)
                 self._token_api = MachineApi(
-                    HttpsClient(state.control_plane_url, ca, proxies=proxy_policy(self.paths)),
+                    HttpsClient(
+                        state.control_plane_url, ca, proxies=proxy_policy(self.paths), named=state.endpoints
+                    ),
                     AssertionSigner(signer, state.vm_id, state.assertion_audience),
                 )
             return self._token_api.identity_token(resource)

@@ -13,6 +13,7 @@ from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.clock import Clock, utcnow
 from arc_controlplane.db.engine import Database
 from arc_controlplane.db.locks import KeyedLocks
+from arc_controlplane.endpoints import Endpoints
 from arc_controlplane.machines.notify import Notifier
 from arc_controlplane.settings import ServerSettings, gateway_url
 from arc_controlplane.timing import Timing
@@ -36,6 +37,11 @@ class AppContext:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timing", self.settings.timing)  # built once, read on every request
+
+    @property
+    def endpoints(self) -> Endpoints:
+        """Where each service is (its own name with ``--endpoint-domain``)."""
+        return Endpoints(self.tokens.public_url, self.settings.endpoint_domain)
 
     @property
     def gateway_url(self) -> str | None:

@@ -25,12 +25,13 @@ from arc_controlplane.auth.keys import load_or_create_package_key, load_or_creat
 from arc_controlplane.auth.tokens import TokenIssuer
 from arc_controlplane.db.engine import Database, validate_database_url
 from arc_controlplane.db.migrate import upgrade
+from arc_controlplane.endpoints import Endpoints
 from arc_controlplane.errors import ControlPlaneError
 from arc_controlplane.fsutil import ensure_private_dir
 from arc_controlplane.http.context import AppContext
 from arc_controlplane.machines.notify import Notifier
 from arc_controlplane.names import server_names
-from arc_controlplane.pki import ServerTls, check_key_pair, ensure_server_tls
+from arc_controlplane.pki import ServerTls, check_covers, check_key_pair, ensure_server_tls
 from arc_controlplane.server.connections import guarded_protocol, raise_file_limit
 from arc_controlplane.server.gateway import GatewayService, upstream_of
 from arc_controlplane.settings import ConnectionPolicy, ServerSettings
@@ -56,11 +57,13 @@ def prepare_data_dir(settings: ServerSettings) -> None:
 def prepare_tls(settings: ServerSettings) -> ServerTls:
     """The operator's certificate as it is, or the managed CA and server certificate."""
     external = settings.external_tls
+    endpoint_names = Endpoints("", settings.endpoint_domain).names()
     if external is not None:
         check_key_pair(external.cert_file, external.key_file)
+        check_covers(external.cert_file, endpoint_names)
         return ServerTls(external.cert_file, external.key_file, ca_file=None)
     try:
-        names = server_names(settings.bind, socket.gethostname(), settings.extra_names)
+        names = server_names(settings.bind, socket.gethostname(), (*settings.extra_names, *endpoint_names))
     except ValueError as exc:
         raise ControlPlaneError(str(exc)) from None
     return ensure_server_tls(settings.pki_dir, names)
@@ -204,7 +207,8 @@ def gateway_endpoints(settings: ServerSettings, public_url: str) -> set[tuple[st
     """The (host, port) pairs under which clients reach the API: what the gateway admits."""
     public = urllib.parse.urlsplit(public_url)
     found = {((public.hostname or "").lower(), public.port or 443)}
-    for name in (settings.bind, *settings.extra_names, socket.gethostname(), socket.getfqdn()):
+    names = Endpoints("", settings.endpoint_domain).names()
+    for name in (settings.bind, *settings.extra_names, *names, socket.gethostname(), socket.getfqdn()):
         found.add((name.lower(), settings.port))
     return found
 

@@ -12,6 +12,7 @@ from arc_controlplane.api.agent import (
     agent_packages,
     credential,
     disconnect,
+    endpoints,
     extensions,
     guest_configuration,
     heartbeat,
@@ -27,6 +28,7 @@ def create_router(services: AgentServices, heartbeats: heartbeat.Heartbeats) -> 
     """The agent API's routes over ``services`` (one per application; the caller closes it)."""
     router = APIRouter(prefix=BASE_PATH, tags=["agent"])
     for module in (
+        endpoints,
         register,
         credential,
         notifications,

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse
 
 from arc_controlplane.api.agent.schema import AgentPackageInfo, AgentPackageList
 from arc_controlplane.api.agent.services import AgentCtx, AgentServices, error_responses
+from arc_controlplane.endpoints import DOWNLOADS
 from arc_controlplane.errors import ArmError
 from arc_controlplane.machines import agent_packages
 from arc_controlplane.machines.catalog import VERSION
@@ -51,7 +52,7 @@ def create_router(services: AgentServices) -> APIRouter:
                         sha256=row.sha256,
                         size=row.size,
                         signature=row.signature,
-                        uri=agent_packages.package_uri(ctx.tokens.public_url, row),
+                        uri=agent_packages.package_uri(ctx.endpoints.url(DOWNLOADS), row),
                     )
                     for row in rows
                 ]

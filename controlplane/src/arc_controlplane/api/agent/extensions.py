@@ -29,6 +29,7 @@ from arc_controlplane.api.agent.schema import (
 )
 from arc_controlplane.api.agent.services import AgentCtx, AgentServices, VmId, error_responses
 from arc_controlplane.db.tables import ExtensionPackage, Machine
+from arc_controlplane.endpoints import DOWNLOADS
 from arc_controlplane.errors import ArmError
 from arc_controlplane.http.context import AppContext
 from arc_controlplane.http.operations import end_operation
@@ -93,7 +94,9 @@ def create_router(services: AgentServices) -> APIRouter:
         """Every extension of the machine, as its extension service must bring it about."""
         with ctx.db.session() as session:
             machine = services.machine_row(session, request, ctx, vm_id)
-            goals = goal_state(session, machine, list_extensions(session, machine), ctx.tokens.public_url)
+            goals = goal_state(
+                session, machine, list_extensions(session, machine), ctx.endpoints.url(DOWNLOADS)
+            )
             return ExtensionGoalState(
                 generation=machine.generation, extensions=[ExtensionGoal(**goal) for goal in goals]
             )

@@ -24,6 +24,7 @@ from arc_controlplane.api.agent.schema import (
     GuestConfigurationReportBody,
 )
 from arc_controlplane.api.agent.services import AgentCtx, AgentServices, VmId, error_responses
+from arc_controlplane.endpoints import GUEST_CONFIGURATION
 from arc_controlplane.errors import ArmError
 from arc_controlplane.machines import configuration_packages
 from arc_controlplane.machines import guest_configuration as gc
@@ -50,7 +51,9 @@ def create_router(services: AgentServices) -> APIRouter:
         with ctx.db.session() as session:
             machine = services.machine_row(session, request, ctx, vm_id)
             goals = [
-                GuestConfigurationAssignmentGoal(**gc.agent_assignment(session, row, ctx.tokens.public_url))
+                GuestConfigurationAssignmentGoal(
+                    **gc.agent_assignment(session, row, ctx.endpoints.url(GUEST_CONFIGURATION))
+                )
                 for row in gc.list_assignments(session, machine)
             ]
             return GuestConfigurationGoalState(generation=machine.generation, assignments=goals)

@@ -314,6 +314,17 @@ class MachineView(AgentResponse):
     (docs/gateway.md)."""
 
 
+class EndpointsView(AgentResponse):
+    """Each service's base URL (``arc_controlplane.endpoints``)."""
+
+    identity: str
+    management: str
+    agent_service: str
+    guest_configuration: str
+    notifications: str
+    downloads: str
+
+
 class ExtensionCertificateRequest(AgentModel):
     """The extension service's certificate (PEM): protected settings are encrypted to it."""
 

@@ -35,6 +35,7 @@ from arc_controlplane.api.management.operations import (
 from arc_controlplane.api.management.schema import ExtensionBody, ExtensionUpdate, ExtensionUpgradeBody
 from arc_controlplane.auth.roles import EXTENSIONS_DELETE, EXTENSIONS_READ, EXTENSIONS_WRITE
 from arc_controlplane.db.tables import Machine, MachineExtension
+from arc_controlplane.endpoints import MANAGEMENT
 from arc_controlplane.http.audit import set_audit_detail
 from arc_controlplane.http.content import require_json_content
 from arc_controlplane.http.context import AppContext, Ctx
@@ -123,7 +124,7 @@ def _change(
                 session, granted.subscription.id, machine, resource_id(machine, change.extension), now
             )
             change.extension.operation_id = operation.id
-            headers = async_operation_headers(ctx.tokens.public_url, operation, granted.api_version)
+            headers = async_operation_headers(ctx.endpoints.url(MANAGEMENT), operation, granted.api_version)
         session.flush()
         view, vm = extension_view(machine, change.extension), machine.vm_id
     if change.work:
@@ -179,7 +180,7 @@ def delete_extension(request: Request, granted: ExtensionDelete, ctx: Ctx) -> Re
             session, granted.subscription.id, machine, resource_id(machine, extension), now
         )
         extension.operation_id = operation.id
-        headers = async_operation_headers(ctx.tokens.public_url, operation, granted.api_version)
+        headers = async_operation_headers(ctx.endpoints.url(MANAGEMENT), operation, granted.api_version)
         vm = machine.vm_id
     ctx.notifier.notify(vm)
     set_audit_detail(request, f"operation {operation.id}")
@@ -219,7 +220,7 @@ def upgrade_extensions(
         )
         for extension in changed:
             extension.operation_id = operation.id
-        headers = async_operation_headers(ctx.tokens.public_url, operation, granted.api_version)
+        headers = async_operation_headers(ctx.endpoints.url(MANAGEMENT), operation, granted.api_version)
         vm = machine.vm_id
     ctx.notifier.notify(vm)
     set_audit_detail(request, f"upgrading {', '.join(sorted(targets))}, operation {operation.id}")
@@ -247,7 +248,7 @@ def list_extensions(
         body: dict[str, Any] = {"value": [extension_view(machine, extension) for extension in page]}
     if len(rows) > PAGE_SIZE:
         body["nextLink"] = next_link(
-            ctx.tokens.public_url, request.url.path, request.query_params, page[-1].id
+            ctx.endpoints.url(MANAGEMENT), request.url.path, request.query_params, page[-1].id
         )
     return JsonResponse(body)
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
 
+from arc_controlplane import endpoints
 from arc_controlplane.api.management.access import (
     Access,
     AssignmentChecks,
@@ -119,7 +120,13 @@ def put_assignment(
             session, granted.subscription.id, ref.resource_group, ref.machine, for_update=True
         )
         put = gc.put_assignment(
-            session, machine, ref.name, wanted, ctx.tokens.public_url, ctx.clock(), digest_key=key
+            session,
+            machine,
+            ref.name,
+            wanted,
+            ctx.endpoints.url(endpoints.GUEST_CONFIGURATION),
+            ctx.clock(),
+            digest_key=key,
         )
         session.flush()
         view = gc.assignment_view(machine, put.assignment, gc.latest_report(session, put.assignment))

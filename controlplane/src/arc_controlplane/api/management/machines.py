@@ -35,6 +35,7 @@ from arc_controlplane.api.management.schema import MachineBody, MachineUpdate, p
 from arc_controlplane.api.management.transactions import conflict_on_race
 from arc_controlplane.auth.roles import MACHINES_DELETE, MACHINES_READ, MACHINES_WRITE
 from arc_controlplane.db.tables import Machine
+from arc_controlplane.endpoints import MANAGEMENT
 from arc_controlplane.errors import ArmError
 from arc_controlplane.http.audit import set_audit_detail
 from arc_controlplane.http.conditions import check_conditions, etag_of
@@ -237,7 +238,7 @@ def delete_machine_route(request: Request, granted: MachineDelete, ctx: Ctx) -> 
         delete_machine(session, machine)
         finish_operation(operation, ctx.clock())
         prune_operations(session, now)
-        headers = async_operation_headers(ctx.tokens.public_url, operation, granted.api_version)
+        headers = async_operation_headers(ctx.endpoints.url(MANAGEMENT), operation, granted.api_version)
     ctx.notifier.notify(vm)
     set_audit_detail(request, f"operation {operation.id}")
     return Response(status_code=202, headers=headers)
@@ -290,7 +291,7 @@ def _page(
     body: dict[str, Any] = {"value": [machine_view(machine, now, ctx.timing) for machine in page]}
     if len(rows) > PAGE_SIZE:
         body["nextLink"] = next_link(
-            ctx.tokens.public_url, request.url.path, request.query_params, page[-1].id
+            ctx.endpoints.url(MANAGEMENT), request.url.path, request.query_params, page[-1].id
         )
     return body
 

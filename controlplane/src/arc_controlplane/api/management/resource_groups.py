@@ -26,6 +26,7 @@ from arc_controlplane.api.management.schema import ResourceGroupBody, ResourceGr
 from arc_controlplane.api.management.transactions import conflict_on_race
 from arc_controlplane.auth.roles import RESOURCE_GROUPS_DELETE, RESOURCE_GROUPS_READ, RESOURCE_GROUPS_WRITE
 from arc_controlplane.db.tables import Machine, ResourceGroup, RoleAssignment
+from arc_controlplane.endpoints import MANAGEMENT
 from arc_controlplane.errors import ArmError
 from arc_controlplane.http.audit import set_audit_detail
 from arc_controlplane.http.content import require_json_content
@@ -200,7 +201,7 @@ def list_groups(
         body: dict[str, Any] = {"value": [group_view(group) for group in page]}
     if len(rows) > PAGE_SIZE:
         body["nextLink"] = next_link(
-            ctx.tokens.public_url, request.url.path, request.query_params, page[-1].id
+            ctx.endpoints.url(MANAGEMENT), request.url.path, request.query_params, page[-1].id
         )
     return JsonResponse(body)
 

@@ -31,6 +31,7 @@ from arc_controlplane.api.management.odata import Candidate, Predicate, parse_fi
 from arc_controlplane.auth.roles import MACHINES_READ
 from arc_controlplane.clock import iso8601
 from arc_controlplane.db.tables import Machine
+from arc_controlplane.endpoints import MANAGEMENT
 from arc_controlplane.errors import ArmError
 from arc_controlplane.http.context import Ctx
 from arc_controlplane.http.paging import PAGE_SIZE, SkipTokenParameter, decode_skip_token, next_link
@@ -201,7 +202,9 @@ def _page(
                 break
     body: dict[str, Any] = {"value": found}
     if more and last_key is not None:
-        body["nextLink"] = next_link(ctx.tokens.public_url, request.url.path, request.query_params, last_key)
+        body["nextLink"] = next_link(
+            ctx.endpoints.url(MANAGEMENT), request.url.path, request.query_params, last_key
+        )
     return body
 
 
