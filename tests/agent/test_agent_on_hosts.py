@@ -527,6 +527,20 @@ def broken_copy(archive: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
     return target
 
 
+def switched(host: Host, current: str) -> None:
+    """Wait until the upgrade started in the background has switched versions (and is in its
+    health check); when it has not, what the upgrade said is in the failure."""
+    try:
+        wait_for(
+            lambda: host.sh("readlink /opt/azcmagent/current").stdout.strip() != current
+            and host.sh("test -f /opt/azcmagent/upgrade.pending", check=False).returncode == 0,
+            180, "the switch",  # staging the package and starting Python take long on a loaded 2-core machine
+        )  # fmt: skip
+    except AssertionError as timed_out:
+        said = host.sh("cat /root/upgrade.out; systemctl status azcmagent-upgrade --no-pager", check=False)
+        raise AssertionError(f"{timed_out}; the upgrade said:\n{said.stdout[-3000:]}") from None
+
+
 def test_an_upgrade_is_checked_and_a_bad_or_interrupted_one_rolled_back(
     fleet: tuple[list[Host], ControlPlane], tmp_path: pathlib.Path
 ) -> None:
@@ -594,11 +608,7 @@ def test_an_upgrade_is_checked_and_a_bad_or_interrupted_one_rolled_back(
     sha = hashlib.sha256(broken.read_bytes()).hexdigest()
     h1.sh(f"nohup azcmagent upgrade --package /root/packages/{broken.name} --sha256 {sha} --timeout 300 "
           "> /root/upgrade.out 2>&1 &")  # fmt: skip
-    wait_for(
-        lambda: h1.sh("readlink /opt/azcmagent/current").stdout.strip() != current
-        and h1.sh("test -f /opt/azcmagent/upgrade.pending", check=False).returncode == 0,
-        180, "the switch",  # staging the package and starting Python take long on a loaded 2-core machine
-    )  # fmt: skip
+    switched(h1, current)
     h1.sh("systemctl kill -s KILL azcmagent-upgrade.service")
     wait_for(
         lambda: h1.sh("readlink /opt/azcmagent/current").stdout.strip() == current, 30, "the version back"
@@ -613,11 +623,7 @@ def test_an_upgrade_is_checked_and_a_bad_or_interrupted_one_rolled_back(
     # recovery script before it starts (ExecStartPre), and the machine is Connected on 1.65 again.
     h1.sh(f"nohup azcmagent upgrade --package /root/packages/{broken.name} --sha256 {sha} --timeout 300 "
           "> /root/upgrade.out 2>&1 &")  # fmt: skip
-    wait_for(
-        lambda: h1.sh("readlink /opt/azcmagent/current").stdout.strip() != current
-        and h1.sh("test -f /opt/azcmagent/upgrade.pending", check=False).returncode == 0,
-        180, "the switch",  # staging the package and starting Python take long on a loaded 2-core machine
-    )  # fmt: skip
+    switched(h1, current)
     subprocess.run(
         [str(TESTHOSTS), "reboot", h1.name.removeprefix("h"), "crash"], check=True, capture_output=True
     )

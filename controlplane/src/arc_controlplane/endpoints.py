@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass
+from functools import cached_property
 
 IDENTITY = "identity"
 MANAGEMENT = "management"
@@ -85,6 +86,11 @@ class Endpoints:
         port = "" if self.port == 443 else f":{self.port}"
         return f"https://{self.host(service)}{port}"
 
+    @cached_property
+    def _by_name(self) -> dict[str, str]:
+        """Each service's name to the service (looked up on every request)."""
+        return {self.host(service): service for service in SERVICES} if self.domain else {}
+
     def names(self) -> tuple[str, ...]:
         """The services' host names (none without a domain): for the certificate and the gateway."""
         return tuple(self.host(service) for service in SERVICES) if self.domain else ()
@@ -100,10 +106,9 @@ class Endpoints:
             return None
         host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
         host = host.strip().rstrip(".").lower()
-        named = {self.host(service): service for service in SERVICES}
-        if host not in named:
+        if host not in self._by_name:
             return None
         wanted = service_of(path)
-        if wanted is None or wanted == named[host]:
+        if wanted is None or wanted == self._by_name[host]:
             return None
         return self.url(wanted)

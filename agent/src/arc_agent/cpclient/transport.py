@@ -127,7 +127,6 @@ class HttpsClient:
         self.ca_file = ca_file
         self.timeout = timeout
         self._context = tls_context(ca_file)
-        self._timeout = timeout
         self.proxies = proxies or ProxyPolicy(None)
         self._connections: dict[tuple[Origin, Proxy | None], http.client.HTTPSConnection] = {}
         self._aborted = False
@@ -221,7 +220,7 @@ class HttpsClient:
     def _connect(
         self, timeout: float | None, way: tuple[Origin, Proxy | None]
     ) -> http.client.HTTPSConnection:
-        wanted = self._timeout if timeout is None else timeout
+        wanted = self.timeout if timeout is None else timeout
         connection = self._connections.get(way)
         origin, proxy = way
         if connection is None:
