@@ -164,3 +164,17 @@ def test_the_gateway_admits_the_services_names(tmp_path: Path) -> None:
         assert (name, 8443) in admitted
     assert ("10.0.0.1", 8443) in admitted
     assert ("other.arc.test", 8443) not in admitted
+
+
+def test_links_stay_on_the_host_the_client_called() -> None:
+    """Package URIs, next links and operation headers: on the services' names for a client that
+    uses them, else on the control plane's URL (clients refuse links to another host)."""
+    named = Endpoints("https://10.0.0.1:8443", DOMAIN)
+    assert named.url_for(MANAGEMENT, "management.arc.test:8443") == "https://management.arc.test:8443"
+    assert named.url_for(DOWNLOADS, "GBL.his.arc.test:8443") == "https://download.arc.test:8443"
+    assert named.url_for(MANAGEMENT, "10.0.0.1:8443") == "https://10.0.0.1:8443"
+    assert named.url_for(DOWNLOADS, "cp.example") == "https://10.0.0.1:8443", "a machine that knows no names"
+    assert (
+        Endpoints("https://cp.example:8443").url_for(DOWNLOADS, "cp.example:8443")
+        == "https://cp.example:8443"
+    )

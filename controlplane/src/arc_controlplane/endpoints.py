@@ -91,6 +91,14 @@ class Endpoints:
         """Each service's name to the service (looked up on every request)."""
         return {self.host(service): service for service in SERVICES} if self.domain else {}
 
+    def url_for(self, service: str, host_header: str) -> str:
+        """The base URL of ``service`` for a client that came by ``host_header``: its own name
+        for a client that uses the services' names, else the control plane's URL (a link to
+        another host than the one a client called is one it may rightly refuse to follow)."""
+        if _host_of(host_header) in self._by_name:
+            return self.url(service)
+        return self.public_url.rstrip("/")
+
     def names(self) -> tuple[str, ...]:
         """The services' host names (none without a domain): for the certificate and the gateway."""
         return tuple(self.host(service) for service in SERVICES) if self.domain else ()
@@ -104,11 +112,18 @@ class Endpoints:
         when this name serves it (its own service, a path of none, or not a service's name)."""
         if not self.domain:
             return None
-        host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
-        host = host.strip().rstrip(".").lower()
+        host = _host_of(host_header)
         if host not in self._by_name:
             return None
         wanted = service_of(path)
         if wanted is None or wanted == self._by_name[host]:
             return None
         return self.url(wanted)
+
+
+def _host_of(host_header: str) -> str:
+    """The host of a ``Host`` header (no port, lower case, no trailing dot)."""
+    host = host_header.strip()
+    if not host.endswith("]"):  # not a bare IPv6 literal: a port may follow
+        host = host.rsplit(":", 1)[0]
+    return host.rstrip(".").lower()

@@ -43,6 +43,10 @@ class AppContext:
         """Where each service is (its own name with ``--endpoint-domain``)."""
         return Endpoints(self.tokens.public_url, self.settings.endpoint_domain)
 
+    def url_for(self, service: str, request: Request) -> str:
+        """Where the client of ``request`` finds ``service`` (``Endpoints.url_for``)."""
+        return self.endpoints.url_for(service, request.headers.get("host", ""))
+
     @property
     def gateway_url(self) -> str | None:
         """Where the Arc gateway service is reached (None when it does not run)."""

@@ -52,7 +52,7 @@ def create_router(services: AgentServices) -> APIRouter:
                         sha256=row.sha256,
                         size=row.size,
                         signature=row.signature,
-                        uri=agent_packages.package_uri(ctx.endpoints.url(DOWNLOADS), row),
+                        uri=agent_packages.package_uri(ctx.url_for(DOWNLOADS, request), row),
                     )
                     for row in rows
                 ]

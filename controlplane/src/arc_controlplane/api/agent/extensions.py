@@ -95,7 +95,7 @@ def create_router(services: AgentServices) -> APIRouter:
         with ctx.db.session() as session:
             machine = services.machine_row(session, request, ctx, vm_id)
             goals = goal_state(
-                session, machine, list_extensions(session, machine), ctx.endpoints.url(DOWNLOADS)
+                session, machine, list_extensions(session, machine), ctx.url_for(DOWNLOADS, request)
             )
             return ExtensionGoalState(
                 generation=machine.generation, extensions=[ExtensionGoal(**goal) for goal in goals]

@@ -52,7 +52,7 @@ def create_router(services: AgentServices) -> APIRouter:
             machine = services.machine_row(session, request, ctx, vm_id)
             goals = [
                 GuestConfigurationAssignmentGoal(
-                    **gc.agent_assignment(session, row, ctx.endpoints.url(GUEST_CONFIGURATION))
+                    **gc.agent_assignment(session, row, ctx.url_for(GUEST_CONFIGURATION, request))
                 )
                 for row in gc.list_assignments(session, machine)
             ]

@@ -124,7 +124,9 @@ def _change(
                 session, granted.subscription.id, machine, resource_id(machine, change.extension), now
             )
             change.extension.operation_id = operation.id
-            headers = async_operation_headers(ctx.endpoints.url(MANAGEMENT), operation, granted.api_version)
+            headers = async_operation_headers(
+                ctx.url_for(MANAGEMENT, request), operation, granted.api_version
+            )
         session.flush()
         view, vm = extension_view(machine, change.extension), machine.vm_id
     if change.work:
@@ -180,7 +182,7 @@ def delete_extension(request: Request, granted: ExtensionDelete, ctx: Ctx) -> Re
             session, granted.subscription.id, machine, resource_id(machine, extension), now
         )
         extension.operation_id = operation.id
-        headers = async_operation_headers(ctx.endpoints.url(MANAGEMENT), operation, granted.api_version)
+        headers = async_operation_headers(ctx.url_for(MANAGEMENT, request), operation, granted.api_version)
         vm = machine.vm_id
     ctx.notifier.notify(vm)
     set_audit_detail(request, f"operation {operation.id}")
@@ -220,7 +222,7 @@ def upgrade_extensions(
         )
         for extension in changed:
             extension.operation_id = operation.id
-        headers = async_operation_headers(ctx.endpoints.url(MANAGEMENT), operation, granted.api_version)
+        headers = async_operation_headers(ctx.url_for(MANAGEMENT, request), operation, granted.api_version)
         vm = machine.vm_id
     ctx.notifier.notify(vm)
     set_audit_detail(request, f"upgrading {', '.join(sorted(targets))}, operation {operation.id}")
@@ -248,7 +250,7 @@ def list_extensions(
         body: dict[str, Any] = {"value": [extension_view(machine, extension) for extension in page]}
     if len(rows) > PAGE_SIZE:
         body["nextLink"] = next_link(
-            ctx.endpoints.url(MANAGEMENT), request.url.path, request.query_params, page[-1].id
+            ctx.url_for(MANAGEMENT, request), request.url.path, request.query_params, page[-1].id
         )
     return JsonResponse(body)
 

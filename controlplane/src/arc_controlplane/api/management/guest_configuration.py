@@ -124,7 +124,7 @@ def put_assignment(
             machine,
             ref.name,
             wanted,
-            ctx.endpoints.url(endpoints.GUEST_CONFIGURATION),
+            ctx.url_for(endpoints.GUEST_CONFIGURATION, request),
             ctx.clock(),
             digest_key=key,
         )

@@ -238,7 +238,7 @@ def delete_machine_route(request: Request, granted: MachineDelete, ctx: Ctx) -> 
         delete_machine(session, machine)
         finish_operation(operation, ctx.clock())
         prune_operations(session, now)
-        headers = async_operation_headers(ctx.endpoints.url(MANAGEMENT), operation, granted.api_version)
+        headers = async_operation_headers(ctx.url_for(MANAGEMENT, request), operation, granted.api_version)
     ctx.notifier.notify(vm)
     set_audit_detail(request, f"operation {operation.id}")
     return Response(status_code=202, headers=headers)
@@ -291,7 +291,7 @@ def _page(
     body: dict[str, Any] = {"value": [machine_view(machine, now, ctx.timing) for machine in page]}
     if len(rows) > PAGE_SIZE:
         body["nextLink"] = next_link(
-            ctx.endpoints.url(MANAGEMENT), request.url.path, request.query_params, page[-1].id
+            ctx.url_for(MANAGEMENT, request), request.url.path, request.query_params, page[-1].id
         )
     return body
 

@@ -201,7 +201,7 @@ def list_groups(
         body: dict[str, Any] = {"value": [group_view(group) for group in page]}
     if len(rows) > PAGE_SIZE:
         body["nextLink"] = next_link(
-            ctx.endpoints.url(MANAGEMENT), request.url.path, request.query_params, page[-1].id
+            ctx.url_for(MANAGEMENT, request), request.url.path, request.query_params, page[-1].id
         )
     return JsonResponse(body)
 

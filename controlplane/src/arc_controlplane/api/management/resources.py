@@ -203,7 +203,7 @@ def _page(
     body: dict[str, Any] = {"value": found}
     if more and last_key is not None:
         body["nextLink"] = next_link(
-            ctx.endpoints.url(MANAGEMENT), request.url.path, request.query_params, last_key
+            ctx.url_for(MANAGEMENT, request), request.url.path, request.query_params, last_key
         )
     return body
 
