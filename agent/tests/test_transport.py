@@ -95,3 +95,23 @@ def test_abort_before_a_call_stops_it_before_it_connects(server: SilentServer) -
     with pytest.raises(ControlPlaneUnreachable, match="stopped"):
         client.json("GET", "/long-poll")
     assert server.accepted == 0
+
+
+def test_a_certificate_out_of_its_dates_names_the_clock() -> None:
+    """A certificate not yet valid (or expired) is most often this machine's clock: the reason
+    says so (show's agentErrorDetails, AZCM0026), with the time the machine has."""
+    import ssl
+
+    from arc_agent.cpclient.transport import _reason
+
+    for code, said in ((9, "certificate is not yet valid"), (10, "certificate has expired")):
+        error = ssl.SSLCertVerificationError(1, said)
+        error.verify_code, error.verify_message = code, said
+        reason = _reason(error)
+        assert reason.startswith(
+            f"the server's certificate {said.removeprefix('certificate ')} by this machine's clock"
+        )
+        assert "check the clock (timedatectl)" in reason
+    other = ssl.SSLCertVerificationError(1, "x")
+    other.verify_code, other.verify_message = 20, "unable to get local issuer certificate"
+    assert "clock" not in _reason(other) and "--control-plane-ca" in _reason(other)

@@ -15,6 +15,7 @@ import http.client
 import json
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -254,6 +255,15 @@ def _json_or_none(body: bytes) -> Any:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, http.client.RemoteDisconnected):
         return "it accepted the connection but closed it without answering (its log says why)"
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in (9, 10):
+        # X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED: most often this machine's
+        # clock, not the certificate
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return (
+            f"the server's certificate {exc.verify_message.removeprefix('certificate ')} by this"
+            f" machine's clock ({now}); check the clock (timedatectl), and if it is right, the"
+            " control plane's certificate"
+        )
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
             f"the server's certificate is not trusted ({exc.verify_message}); "
