@@ -6,10 +6,15 @@
 Brings up one test host and the control plane (default timing: heartbeat every 5 minutes),
 installs the runtime with the role, connects the host, then measures on the host:
 
-- memory: the sum of PSS of every agent process (``/proc/PID/smaps_rollup``);
+- memory: the sum of PSS of every agent process (``/proc/PID/smaps_rollup``), once extd and gcad
+  (started on demand at connect, docs/architecture.md) have ended: how long that took is printed;
 - CPU while idle over ``--idle-seconds``, as a share of one core: the CPU time of the agent
   services' cgroups (``cpu.stat`` ``usage_usec``: every thread and child process, to the
-  microsecond), with the processes' tick counts and the threads' schedstat beside it;
+  microsecond; himds's unit and ``azure.slice``, where extd and gcad run whenever they start, so
+  that a service that came and went in the window is counted), with the processes' tick counts
+  and the threads' schedstat beside it;
+- what a start on demand costs: the CPU of one wake of extd and of gcad with nothing to do
+  (``azure.slice``'s time before and after), and how long each ran;
 - latency of the local API: ``/metadata/instance``, and a managed identity token request as
   clients make it (challenge, key file, request with the secret) once himds has the token cached.
 
@@ -63,7 +68,9 @@ for pid in agent:
         except OSError:
             pass
 # The services' cgroups (cgroup2): every process and thread of the unit, dead ones and
-# children (systemctl, key generation) included, to the microsecond.
+# children (systemctl, key generation) included, to the microsecond; azure.slice holds extd and
+# gcad whenever they run (and keeps their time when they end).
+cgroups = {c for c in cgroups if not c.startswith("/azure.slice/")} | {"/azure.slice"}
 unit_usec = 0
 for cgroup in cgroups:
     for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
@@ -84,6 +91,52 @@ time.sleep(3)
 pss = sum(int(line.split()[1]) for line in open(f"/proc/{bare.pid}/smaps_rollup") if line.startswith("Pss:"))
 bare.kill()
 print(pss * 1024)
+"""
+
+SETTLE = r"""
+import os, sys, time
+# extd and gcad, woken at connect, end when they have nothing to do: until only himds runs.
+deadline = time.monotonic() + float(sys.argv[1])
+start = time.monotonic()
+def running():
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        found += [part.rsplit(b"/", 1)[1].decode() for part in cmdline[:2] if b"/opt/azcmagent/bin/" in part]
+    return sorted({name for name in found if not name.startswith("python")})  # the script, not python3
+while set(running()) - {"himds"} and time.monotonic() < deadline:
+    time.sleep(0.5)
+print(round(time.monotonic() - start, 1), " ".join(running()))
+"""
+
+WAKE = r"""
+import os, subprocess, sys, time
+def usec():
+    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):  # hybrid hierarchy, else cgroup2
+        if os.path.exists(f"{root}/azure.slice/cpu.stat"):
+            return int(dict(line.split() for line in open(f"{root}/azure.slice/cpu.stat"))["usage_usec"])
+    return 0
+def show(unit):
+    fields = "InvocationID,ActiveState,ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic"
+    out = subprocess.run(["systemctl", "show", "-p", fields, unit], capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+service = sys.argv[1]
+unit = f"{service}.service"
+first = show(unit)["InvocationID"]
+before = usec()
+start = time.monotonic()
+with open(f"/var/opt/azcmagent/wake/{service}", "w") as wake:
+    wake.write("benchmarks/agent_footprint.py")
+while time.monotonic() - start < 120:
+    now = show(unit)
+    if now["InvocationID"] != first and now["ActiveState"] in ("inactive", "failed"):
+        break
+    time.sleep(0.2)
+ran = (int(now["ExecMainExitTimestampMonotonic"]) - int(now["ExecMainStartTimestampMonotonic"])) / 1e6
+print(round((usec() - before) / 1e6, 3), round(ran, 2))
 """
 
 LATENCY = r"""
@@ -136,12 +189,17 @@ def main() -> int:
     try:
         host = lab.hosts[0]
         lab.connect(host, "footprint")
-        time.sleep(5)  # the first heartbeat and long-poll after connect
+        settled_s, left = host.sh("python3 - 180", stdin=SETTLE).stdout.split(" ", 1)
+        time.sleep(5)  # the heartbeat interval aside, the machine is idle from here
         before = json.loads(host.sh("python3 -", stdin=SAMPLE).stdout)
         time.sleep(args.idle_seconds)
         after = json.loads(host.sh("python3 -", stdin=SAMPLE).stdout)
         latency = json.loads(host.sh(f"python3 - {args.requests}", stdin=LATENCY).stdout)
         floor = int(host.sh("python3 -", stdin=FLOOR).stdout)
+        wakes = {}
+        for service in ("extd", "gcad"):
+            cpu_s, ran_s = host.sh(f"python3 - {service}", stdin=WAKE).stdout.split()
+            wakes[service] = {"cpu_s": float(cpu_s), "wall_s": float(ran_s)}
         status = host.json("show", "status", "lastHeartbeat")
     finally:
         lab.stop()
@@ -156,6 +214,8 @@ def main() -> int:
         json.dumps(
             {
                 "agent_processes": len(after["pids"]),
+                "on_demand_ended_after_connect_s": float(settled_s),
+                "running_when_measured": left.split(),
                 "pss_mib": round(after["pss_bytes"] / 2**20, 1),
                 "floor_pss_mib_per_tls_service": round(floor / 2**20, 1),
                 "idle_seconds": args.idle_seconds,
@@ -166,6 +226,7 @@ def main() -> int:
                 "idle_cpu_s": round(precise, 4),
                 "idle_cpu_percent_of_one_core": round(100 * precise / args.idle_seconds, 4),
                 **latency,
+                "one_wake_with_nothing_to_do": wakes,
                 "status": status["status"],
             }
         )

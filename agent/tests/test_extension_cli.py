@@ -81,7 +81,7 @@ def test_remove_is_refused_while_extd_runs_or_for_an_unknown_name(tmp_path: Path
     with exclusive(machine.paths.extension_state_dir):  # as extd holds it while it runs
         busy = machine.cli("extension", "remove", "--all")
     assert busy.returncode == 72
-    assert "stop it first: systemctl stop extd" in busy.stderr
+    assert "systemctl stop extd.path extd" in busy.stderr
     assert handler.folder.exists()
     unknown = machine.cli("extension", "remove", "-n", "nothing")
     assert unknown.returncode == 23 and "installed: first" in unknown.stderr

@@ -25,7 +25,7 @@ from himds_helpers import wait_for
 from machine_helpers import Machine, connect
 from upgrade_helpers import agent_bundle
 
-from arc_agent import ipc
+from arc_agent import ipc, ondemand
 from arc_agent.himds.service import idle_step
 
 ADMIN_ROLE = "Azure Connected Machine Resource Administrator"
@@ -132,8 +132,12 @@ def test_himds_renews_its_credential_and_reacts_to_new_work_at_once(
     plane: ControlPlane, admin: Principal, machine: Machine, tmp_path: Path
 ) -> None:
     name = f"renew-{uuid.uuid4().hex[:8]}"
+    machine.paths.wake_dir.mkdir()
     machine.start_himds()
     shown = connect(plane, machine, tmp_path, name)
+    # The services started on demand are woken when himds starts serving the connection.
+    wait_for(lambda: ondemand.take(machine.paths, "gcad") is not None, 10, "himds to wake gcad")
+    wait_for(lambda: ondemand.take(machine.paths, "extd") is not None, 10, "himds to wake extd")
     key_before = machine.paths.identity_key.read_bytes()
     cert_before = machine.paths.identity_cert.read_bytes()
 
@@ -153,6 +157,8 @@ def test_himds_renews_its_credential_and_reacts_to_new_work_at_once(
     )
 
     # New work (agentUpgrade through the management API) reaches himds through the long-poll.
+    for service in ("extd", "gcad"):
+        ondemand.take(machine.paths, service)
     started = time.monotonic()
     plane.patch_machine(name, {"properties": {"agentUpgrade": {"desiredVersion": "1.65"}}}, admin)
 
@@ -162,6 +168,9 @@ def test_himds_renews_its_credential_and_reacts_to_new_work_at_once(
 
     wait_for(upgrade_seen, 10, "himds to see the new work")
     assert time.monotonic() - started < 5, "the long-poll answers at once, not at the next heartbeat"
+    # and wakes extd and gcad for it (docs/architecture.md, "Services started on demand")
+    woken = [ondemand.take(machine.paths, service) for service in ("extd", "gcad")]
+    assert woken[0] == woken[1] and str(woken[0]).startswith("generation "), woken
 
     # Tags changed through the management API: the machine's own view follows (show, metadata).
     assert json.loads(machine.cli("show", "tags", "-j").stdout)["tags"] == {}
@@ -237,6 +246,7 @@ def test_show_tells_the_truth_through_a_control_plane_outage_and_himds_is_back_w
         )
         plane.kill()
         wait_for(lambda: shown()["status"] == "Disconnected", 20, "show to say Disconnected")
+        machine.paths.wake_dir.mkdir(exist_ok=True)
         during = shown()
         assert during["agentErrorCode"] == "ControlPlaneUnreachable", during
         assert "cannot reach the control plane" in during["agentErrorDetails"]
@@ -245,6 +255,12 @@ def test_show_tells_the_truth_through_a_control_plane_outage_and_himds_is_back_w
         back = time.monotonic()
         wait_for(lambda: shown()["status"] == "Connected", 20, "himds to heartbeat again")
         assert time.monotonic() - back < 15, "himds took longer than its 10 s reconnect cap"
+        # gcad delivers the reports it made offline, extd looks for work: both woken.
+        wait_for(
+            lambda: ondemand.take(machine.paths, "gcad") == "the control plane can be reached again",
+            10,
+            "himds to wake gcad when the control plane is back",
+        )
         assert shown()["agentErrorCode"] == ""
         assert "Traceback" not in machine.stop_himds()
     finally:

@@ -371,18 +371,22 @@ def arc_agent_plan(
         # The units the service step enables and starts: gcad only while machine configuration
         # is on (it ends by itself while it is off; docs/machine-configuration.md).
         # arcproxyd with an Arc gateway (docs/gateway.md).
-        service_units=["himdsd.service", "extd.service"]
-        + (["gcad.service"] if gc_on else [])
+        # extd and gcad are started on demand: their path units are what runs and starts at boot
+        # (docs/architecture.md, "Services started on demand").
+        service_units=["himdsd.service", "extd.path"]
+        + (["gcad.path"] if gc_on else [])
         + (["arcproxyd.service"] if wanted.get("gateway_id") else []),
+        # A path unit before its service (stopped first, it starts the service no more).
         services_installed=[
             unit
-            for key, unit in (
-                ("agentService", "himdsd.service"),
-                ("extensionService", "extd.service"),
-                ("gcService", "gcad.service"),
-                ("arcProxy", "arcproxyd.service"),
+            for key, units in (
+                ("agentService", ["himdsd.service"]),
+                ("extensionService", _on_demand(host_sums, "extd")),
+                ("gcService", _on_demand(host_sums, "gcad")),
+                ("arcProxy", ["arcproxyd.service"]),
             )
             if services.get(key, "not installed") != "not installed"
+            for unit in units
         ],
         # For the config step: agent_config's settings (null: back to the default) and the
         # certificate, in one module run.
@@ -405,6 +409,15 @@ def arc_agent_plan(
         # install step's choice of archive, under the names of Ansible's facts.
         host=dict((probe or {}).get("host") or {}),
     )
+
+
+def _on_demand(host_sums, service):
+    """A service's units on the host: its path unit (when the host has it: agents set up by
+    earlier releases did not) and the service."""
+    path_unit = service + ".path"
+    return ([path_unit] if any(path.endswith("/" + path_unit) for path in host_sums) else []) + [
+        service + ".service"
+    ]
 
 
 def credential_problems_filter(values, required=False, prefix=""):

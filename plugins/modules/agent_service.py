@@ -25,8 +25,10 @@ options:
   name:
     description:
       - The systemd units of the service (one, or several that share the user and the files, such as
-        C(himdsd.service) and C(extd.service)); each is enabled and started, or restarted when it runs and
+        C(himdsd.service) and C(extd.path)); each is enabled and started, or restarted when it runs and
         a file changed.
+      - A path unit (C(extd.path)) stands for a service started on demand - when it is restarted, so is its
+        service (C(extd.service)) if that one runs.
     type: list
     elements: str
     default: [himdsd.service]
@@ -208,6 +210,8 @@ def service(module, host, name, files_changed, changes):
         changes.append(name + " restarted")
         if not module.check_mode:
             host.run(["systemctl", "restart", name])
+            if name.endswith(".path"):  # and the service it starts, when that one runs
+                host.run(["systemctl", "try-restart", name[: -len(".path")] + ".service"])
 
 
 def main():

@@ -34,6 +34,9 @@ class AgentPaths:
     himds_socket: Path
     status_dir: Path
     """himds:himds 0755: what himds reports (``himds_status``)."""
+    wake_dir: Path
+    """himds:himds 0750: one file per service started on demand (``ondemand.py``): himds writes
+    ``extd`` or ``gcad`` when there is work for it, systemd's path unit starts the service."""
     log_dir: Path
     """root:himds 1775: ``himds.log`` is himds's, ``azcmagent.log`` root's."""
     lock_file: Path
@@ -94,6 +97,7 @@ class AgentPaths:
             socks_dir=socks_dir,
             himds_socket=socks_dir / "himds.sock",
             status_dir=status_dir,
+            wake_dir=state_dir / "wake",
             log_dir=state_dir / "log",
             lock_file=state_dir / "agent.lock",
             agent_config=state_dir / "agentconfig.json",

@@ -72,6 +72,26 @@ def unit_states(units: Sequence[str]) -> dict[str, UnitState]:
     return {unit: found.get(unit, UNKNOWN) for unit in units}
 
 
+ON_DEMAND = {"extd.service": "extd.path", "gcad.service": "gcad.path"}
+"""The services started on demand (``ondemand.py``) and the path units that start them."""
+
+
+def service_states(units: Sequence[str]) -> dict[str, UnitState]:
+    """``unit_states`` as users see services: one started on demand (its path unit installed)
+    runs while it works or while its path unit waits for work, and starts at boot when its path
+    unit does."""
+    triggers = [ON_DEMAND[unit] for unit in units if unit in ON_DEMAND]
+    states = unit_states([*units, *triggers])
+    shown = {}
+    for unit in units:
+        state, trigger = states[unit], states.get(ON_DEMAND.get(unit, ""))
+        if trigger is not None and trigger.installed and state.installed:
+            active = "active" if state.running or trigger.running else state.active
+            state = UnitState(state.load, active, trigger.enabled)
+        shown[unit] = state
+    return shown
+
+
 def restart_running(units: Sequence[str]) -> list[str]:
     """``systemctl try-restart`` those of ``units`` that run (as root, under systemd); the line
     that says so, as the real agent prints it (``INFO Updating service configuration: ...``),

@@ -154,7 +154,8 @@ def test_state_directories_and_endpoint_environment(host):
     assert shown["dependentServiceStatus"]["extensionService"] == "running"
     # gcad, machine configuration: running in its own cgroup, with the quota of its setting
     assert shown["dependentServiceStatus"]["gcService"] == "running"
-    assert host.service("gcad.service").is_enabled
+    # (started on demand: its path unit is what is enabled, docs/architecture.md)
+    assert host.service("gcad.path").is_enabled and not host.service("gcad.service").is_enabled
     assert host.check_output("systemctl show -p CPUQuotaPerSecUSec gcad.service") == "CPUQuotaPerSecUSec=50ms"
     assert shown["stateDirectory"] == "as expected"
     # extd registered its extension certificate: the key stays root's, beside the certificate

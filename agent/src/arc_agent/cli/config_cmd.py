@@ -35,8 +35,9 @@ from arc_agent.config.settings import (
 )
 from arc_agent.config.statedir import secure, state_lock
 from arc_agent.errors import AzcmError, ErrorCode
+from arc_agent.ondemand import timer_of, wake
 from arc_agent.paths import AgentPaths
-from arc_agent.systemd import restart_running, systemd_running, unit_states, which
+from arc_agent.systemd import ON_DEMAND, restart_running, service_states, systemd_running, unit_states, which
 
 ACTIONS = ("list", "get", "set", "clear", "info")
 SUMMARY = "Change configuration settings for this machine"
@@ -45,6 +46,16 @@ LIST_TITLE = "Local Configuration Settings"
 EffectiveUid = Callable[[], int]
 GCAD_UNIT = "gcad.service"
 PROXY_SETTINGS = frozenset({"proxy.url", "proxy.bypass"})
+EXTENSION_SETTINGS = frozenset(
+    {
+        "extensions.enabled",
+        "extensions.allowlist",
+        "extensions.blocklist",
+        "extensions.agent.cpulimit",
+        CONFIG_MODE,
+    }
+)
+"""Settings extd applies: it is woken when one changes (it may not be running)."""
 ARCPROXY_UNIT = "arcproxyd.service"
 CONNECTION_TYPE = "connection.type"
 PROXIED_UNITS = ("himdsd.service", "extd.service", GCAD_UNIT, ARCPROXY_UNIT)
@@ -146,7 +157,7 @@ def set_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
     lines = [f"Config property {changed} set to value {format_value(value)}" for changed, value in changes]
     if key == CONNECTION_TYPE:
         lines += _restart(geteuid, GATEWAY_UNITS)
-    _follow_guest_configuration(ctx.paths, geteuid, [changed for changed, _value in changes])
+    _follow_services(ctx.paths, geteuid, [changed for changed, _value in changes])
     lines += _follow_proxy(geteuid, [changed for changed, _value in changes])
     return CommandResult(text="\n".join(lines), data=_pair(*changes[0]))
 
@@ -161,7 +172,7 @@ def clear_setting(ctx: Context, *, geteuid: EffectiveUid) -> CommandResult:
             _switch_connection_type(ctx.paths, str(value))
         else:
             config.save(ctx.paths.local_config)
-    _follow_guest_configuration(ctx.paths, geteuid, [key])
+    _follow_services(ctx.paths, geteuid, [key])
     shown = format_value(value)
     text = f"Config property {key} cleared" + (f", back to its default value {shown}" if shown else "")
     restarted = _restart(geteuid, GATEWAY_UNITS) if key == CONNECTION_TYPE else []
@@ -194,24 +205,42 @@ def _restart(geteuid: EffectiveUid, units: tuple[str, ...]) -> list[str]:
     return restart_running(units) if geteuid() == 0 else []
 
 
-def _follow_guest_configuration(paths: AgentPaths, geteuid: EffectiveUid, keys: list[str]) -> None:
-    """gcad runs (and starts at boot) while machine configuration is on
-    (``guestconfiguration.enabled`` and not monitor mode) and is stopped while it is off, so that
-    ``show`` says which (docs/machine-configuration.md, "Turning it off")."""
-    if not {GUEST_CONFIGURATION_ENABLED, CONFIG_MODE} & set(keys) or geteuid() != 0 or not systemd_running():
+def _follow_services(paths: AgentPaths, geteuid: EffectiveUid, keys: list[str]) -> None:
+    """The services started on demand follow the settings (docs/architecture.md, "Services
+    started on demand"): gcad's path unit (``gcad.path``) waits for work and starts at boot while
+    machine configuration is on (``guestconfiguration.enabled`` and not monitor mode), and is
+    stopped and disabled, with gcad and its timer, while it is off, so that ``show`` says which
+    (docs/machine-configuration.md, "Turning it off"); extd is woken when a setting it applies
+    changed (its policy, its handlers' CPU quota)."""
+    if geteuid() != 0 or not systemd_running():
         return
-    state = unit_states([GCAD_UNIT])[GCAD_UNIT]
+    if EXTENSION_SETTINGS & set(keys):
+        wake(paths, "its settings changed", ["extd"])
+    if not {GUEST_CONFIGURATION_ENABLED, CONFIG_MODE} & set(keys):
+        return
+    state = service_states([GCAD_UNIT])[GCAD_UNIT]
     if not state.installed:
         return
     off = guest_configuration_off(LocalConfig.load(paths.local_config))
     if bool(off) == (not state.running):
         return
     systemctl = which("systemctl") or "/usr/bin/systemctl"
-    # On: started, and enabled at boot (a host set up in monitor mode never had it enabled).
-    action = ["stop"] if off else ["enable", "--now"]
-    subprocess.run(  # noqa: S603 - a fixed argv
-        [systemctl, *action, GCAD_UNIT], capture_output=True, check=False, timeout=60
-    )
+    trigger = ON_DEMAND[GCAD_UNIT]
+    on_demand = unit_states([trigger])[trigger].installed
+    if off:
+        commands = (
+            [["disable", "--now", trigger], ["stop", GCAD_UNIT, timer_of(GCAD_UNIT)]]
+            if on_demand
+            else [["stop", GCAD_UNIT]]
+        )
+    else:  # on: waiting for work and at boot (a host set up in monitor mode never had it enabled)
+        commands = [["enable", "--now", trigger]] if on_demand else [["enable", "--now", GCAD_UNIT]]
+        if on_demand:
+            wake(paths, "machine configuration turned on", ["gcad"])
+    for action in commands:
+        subprocess.run(  # noqa: S603 - a fixed argv
+            [systemctl, *action], capture_output=True, check=False, timeout=60
+        )
 
 
 def info(ctx: Context) -> CommandResult:

@@ -2,7 +2,7 @@
 (docs/agent-cli.md; docs/reference/azcmagent.md). Both work while disconnected. ``remove`` runs
 each handler's disable and uninstall commands (in the handler's CPU scope, after waiting for a
 command left running) and deletes it, as the extension service would; it
-needs root and the extension service stopped (``systemctl stop extd``), since both change the same
+needs root and the extension service stopped (``systemctl stop extd.path extd``), since both change the same
 state (AZCM0072 otherwise). While the control plane still asks for a removed extension, extd
 installs it again when it runs: remove it there, or block it with ``extensions.blocklist``.
 """
@@ -151,8 +151,8 @@ def remove_extensions(ctx: Context) -> CommandResult:
     except Busy:
         raise AzcmError(
             ErrorCode.EXTENSION_TOOL,
-            "the extension service (extd) is running; stop it first: systemctl stop extd "
-            "(start it again afterwards: systemctl start extd)",
+            "the extension service (extd) is running; stop it first, with the unit that starts it on "
+            "demand: systemctl stop extd.path extd (start it again afterwards: systemctl start extd.path)",
         ) from None
     text = ("\n".join(f"Extension {name} removed" for name in removed) or "No extensions are installed.") + (
         "\nWhile the control plane asks for an extension, the extension service installs it again; "

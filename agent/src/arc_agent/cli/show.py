@@ -27,7 +27,7 @@ from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import read_no_follow
 from arc_agent.identity.store import MachineIdentity
 from arc_agent.paths import AgentPaths
-from arc_agent.systemd import UNKNOWN, unit_states
+from arc_agent.systemd import UNKNOWN, service_states
 
 NAMESPACE = "Microsoft.HybridCompute"
 SERVICES = (
@@ -109,7 +109,7 @@ def _state_directory(paths: AgentPaths) -> str:
 
 def service_statuses() -> dict[str, str]:
     """``running``, ``stopped`` or ``not installed`` for each agent service (systemd)."""
-    states = unit_states([unit for _, _, unit in SERVICES])
+    states = service_states([unit for _, _, unit in SERVICES])
     shown: dict[str, str] = {}
     for key, _, unit in SERVICES:
         state = states[unit]

@@ -15,7 +15,7 @@ import re
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from arc_agent.config.settings import LocalConfig
@@ -126,6 +126,14 @@ class CpuGovernor:
             "systemd-run", "--scope", "--quiet", "--collect", f"--slice={slice_of(handler)}",
             f"--unit=extension-{uuid.uuid4().hex[:12]}", "--",
         ]  # fmt: skip
+
+    def adopt(self, handlers: Iterable[Handler]) -> None:
+        """Handlers installed before this process started (extd runs on demand): their slices'
+        quotas set from the setting now, and kept from then on like those of handlers it ran."""
+        with self._lock:
+            for handler in handlers:
+                self._quotas.setdefault(slice_of(handler), (handler, -1))
+        self.refresh()
 
     def refresh(self) -> None:
         """The setting read again and applied to every slice used so far (nothing is read while

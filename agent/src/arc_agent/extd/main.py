@@ -14,19 +14,15 @@ from arc_agent.argparser import AzcmArgumentParser
 from arc_agent.errors import AzcmError, ErrorCode, service_main
 from arc_agent.extd.governance import CpuGovernor, cpu_controller, cpu_limit_setting
 from arc_agent.extd.records import Busy, exclusive
-from arc_agent.extd.service import ExtensionService
+from arc_agent.extd.service import ExtensionService, installed_handlers
 from arc_agent.logsetup import configure_logging
+from arc_agent.ondemand import service_parser
 from arc_agent.paths import AgentPaths
 from arc_agent.systemd import systemd_running
 
 
 def build_parser() -> AzcmArgumentParser:
-    parser = AzcmArgumentParser(
-        prog="extd", description="Run the machine's extensions as the control plane asks.", allow_abbrev=False
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return parser
+    return service_parser("extd", "Run the machine's extensions as the control plane asks.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,14 +43,15 @@ def _run(args_list: list[str]) -> int:
 
     if systemd_running() and os.geteuid() == 0:
         governor = CpuGovernor(cpu_limit_setting(paths.local_config))
-        service = ExtensionService(paths, logger, governor)
+        service = ExtensionService(paths, logger, governor, on_demand=args.on_demand)
+        governor.adopt(installed_handlers(paths))
         governor.watch(service.stop)
         unenforced = cpu_controller()
         if unenforced:
             logger.warning("handlers get CPU quotas, but this host does not enforce them: %s", unenforced)
     else:
         logger.warning("no systemd or not root: handlers run without CPU quotas")
-        service = ExtensionService(paths, logger)
+        service = ExtensionService(paths, logger, on_demand=args.on_demand)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         service.close()

@@ -19,25 +19,18 @@ from arc_agent import __version__
 from arc_agent.argparser import AzcmArgumentParser
 from arc_agent.config.settings import LocalConfig
 from arc_agent.errors import AzcmError, ErrorCode, service_main
-from arc_agent.gcad.service import DEFAULT_INTERVAL_SECONDS, GuestConfigService
+from arc_agent.gcad.service import DEFAULT_INTERVAL_SECONDS, UNIT, GuestConfigService
 from arc_agent.logsetup import configure_logging
+from arc_agent.ondemand import service_parser
 from arc_agent.paths import AgentPaths
 from arc_agent.systemd import systemd_running
 
-UNIT = "gcad.service"
 CPU_LIMIT = "guestconfiguration.agent.cpulimit"
 INTERVAL_ENV = "GCAD_EVALUATION_INTERVAL_SECONDS"
 
 
 def build_parser() -> AzcmArgumentParser:
-    parser = AzcmArgumentParser(
-        prog="gcad",
-        description="Audit and enforce the machine's configuration assignments.",
-        allow_abbrev=False,
-    )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return parser
+    return service_parser("gcad", "Audit and enforce the machine's configuration assignments.")
 
 
 def interval_from(environ: dict[str, str] | os._Environ[str]) -> float:
@@ -91,7 +84,9 @@ def _run(args_list: list[str]) -> int:
         if systemd_running() and os.geteuid() == 0
         else (lambda: None)
     )
-    service = GuestConfigService(paths, logger, interval=interval_from(os.environ), each_round=keeper)
+    service = GuestConfigService(
+        paths, logger, interval=interval_from(os.environ), each_round=keeper, on_demand=args.on_demand
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         service.close()

@@ -4,7 +4,12 @@ their packages (checked), evaluate each assignment when it is new or changed and
 evaluation interval (15 minutes; ``GCAD_EVALUATION_INTERVAL_SECONDS`` for tests), and deliver
 the reports, oldest first. Without the control plane it goes on from what it keeps, for 14 days,
 and delivers the reports when the control plane is back. ``guestconfiguration.enabled false``
-and monitor mode stop every evaluation; a disconnected machine forgets its assignments."""
+and monitor mode stop every evaluation; a disconnected machine forgets its assignments.
+
+Started on demand (``ondemand.py``: himds's wake file, ``--on-demand``), gcad stays only while
+its next evaluation is at most ``linger`` seconds away; else it arms a timer for it (systemd
+starts gcad then) and ends. Without the control plane it ends too, its reports kept: himds
+wakes it when the control plane is back."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from arc_agent.errors import AzcmError
 from arc_agent.gcad.evaluate import Package, PackageError, evaluate, read_package
 from arc_agent.gcad.resources import Host, Resource, SystemHost, registry
 from arc_agent.gcad.state import GuestConfigState, Record, remove_delivered
+from arc_agent.ondemand import arm, disarm, woken
 from arc_agent.paths import AgentPaths
 
 DEFAULT_INTERVAL_SECONDS = 15 * 60
@@ -33,10 +39,20 @@ RETRY_SECONDS = (2, 5, 15, 30, 60)
 DISABLED_POLL_SECONDS = 10
 MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 KEYS_FILE = "package-signing.json"
+UNIT = "gcad.service"
+LINGER_SECONDS = 60
+"""Started on demand, gcad waits for an evaluation at most this far away instead of ending."""
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _systemd_timer(seconds: float | None) -> str:
+    if seconds is None:
+        disarm(UNIT)
+        return ""
+    return arm(UNIT, seconds)
 
 
 class GuestConfigService:
@@ -53,6 +69,9 @@ class GuestConfigService:
         clock: Callable[[], dt.datetime] = _utcnow,
         each_round: Callable[[], None] = lambda: None,
         poll_seconds: int = 60,
+        on_demand: bool = False,
+        linger: float = LINGER_SECONDS,
+        timer: Callable[[float | None], str] | None = None,
     ) -> None:
         self.paths = paths
         self.logger = logger
@@ -64,6 +83,13 @@ class GuestConfigService:
         """Called at the start of every round (main.py keeps gcad's CPU quota there)."""
         self.poll_seconds = poll_seconds
         """The longest long-poll: assignments are read again at least this often."""
+        self.on_demand = on_demand
+        self.linger = linger
+        self.timer = timer or _systemd_timer
+        """Arms gcad's start in so many seconds (None: takes it away); "" or what went wrong."""
+        self.kept = 0
+        """How many assignments the last round had (started on demand: a timer only for some)."""
+        self.disconnected = False
         self.state = GuestConfigState(paths.guest_config_state_dir, paths.guest_config_packages_dir)
         self.stop = threading.Event()
         self._client: HttpsClient | None = None
@@ -228,7 +254,8 @@ class GuestConfigService:
         if self.off:
             self.logger.info("no evaluations: %s", self.off)
             return DISABLED_POLL_SECONDS
-        if load_state(self.paths.agent_config) is None:
+        self.disconnected = load_state(self.paths.agent_config) is None
+        if self.disconnected:
             self.state.drop_all()  # disconnected: its assignments are no longer this machine's
             return DISABLED_POLL_SECONDS
         api = None
@@ -242,16 +269,26 @@ class GuestConfigService:
             self._drop_api()
             api = None
         assignments, _received = self.state.assignments(self.clock())
+        self.kept = len(assignments)
         wait = self.evaluate_due(assignments, remediate=True)
         if api is not None:
             try:
                 self.deliver(api)
+                if self.ends(wait):
+                    return wait
                 api.wait_for_notification(self.generation, int(max(1, min(wait, self.poll_seconds))))
                 return 0.0
             except (ControlPlaneUnreachable, AgentApiError, AzcmError, OSError) as exc:
                 self.logger.warning("the control plane went away (%s)", exc)
                 self._drop_api()
-        return min(wait, RETRY_SECONDS[-1])
+        # Started on demand, gcad ends until its next evaluation (himds wakes it when the control
+        # plane is back); resident, it tries the control plane again within a minute.
+        return wait if self.on_demand else min(wait, RETRY_SECONDS[-1])
+
+    def ends(self, wait: float) -> bool:
+        """Started on demand, whether gcad ends after a round whose next evaluation is ``wait``
+        seconds away."""
+        return self.on_demand and (self.disconnected or wait > self.linger)
 
     def _api(self) -> MachineApi | None:
         """The machine's API over one kept connection (TLS set up once, not every round), opened
@@ -276,13 +313,33 @@ class GuestConfigService:
 
     def run(self) -> None:
         """Until closed, or until machine configuration is turned off: then gcad ends (its unit
-        shows it stopped; ``azcmagent config`` starts it again when it is turned on)."""
+        shows it stopped; ``azcmagent config`` starts it again when it is turned on). Started on
+        demand, also when its next evaluation is far (a timer brings it back) or it has none."""
+        self._woken()
         while not self.stop.is_set():
             wait = self.run_once()
             if self.off:
+                if self.on_demand:
+                    self.timer(None)
                 return
-            if wait > 0:
+            if self.ends(wait) and not self._woken():
+                if self.kept and not self.disconnected:
+                    failed = self.timer(wait)
+                    if failed:
+                        self.logger.error("the next evaluation could not be scheduled: %s", failed)
+                        self.stop.wait(wait)  # resident then, as if not started on demand
+                        continue
+                    self.logger.info("next evaluation in %d s: ending until then", wait)
+                else:
+                    self.timer(None)
+                    self.logger.info("no assignments: ending until woken")
+                return
+            if wait > 0 and not self.ends(wait):
                 self.stop.wait(wait)
+
+    def _woken(self) -> bool:
+        """Started on demand: its wake file taken (a wake that came meanwhile means new work)."""
+        return self.on_demand and woken(self.paths, "gcad", self.logger)
 
     def close(self) -> None:
         """Stop: a long-poll in progress ends at once."""

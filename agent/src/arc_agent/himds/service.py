@@ -52,8 +52,9 @@ from arc_agent.fsutil import write_json_atomic
 from arc_agent.identity.jws import AssertionSigner
 from arc_agent.identity.signer import generate_key_file, load_machine_signer
 from arc_agent.identity.store import MachineIdentity
+from arc_agent.ondemand import wake
 from arc_agent.paths import AgentPaths
-from arc_agent.systemd import unit_states
+from arc_agent.systemd import service_states
 
 LONG_POLL_SECONDS = 120
 BACKOFF_FIRST = 5.0
@@ -158,15 +159,27 @@ class Connection:
 
     # --- the loop ------------------------------------------------------------------------------
 
+    def _wake(self, why: str) -> None:
+        """The services started on demand (extd, gcad) told there may be work (``ondemand.py``)."""
+        woken = wake(self.paths, why)
+        if woken:
+            self.logger.debug("woke %s: %s", ", ".join(woken), why)
+
     def _run(self) -> None:
         failures = 0
         next_heartbeat = 0.0  # at once
         clock = time.monotonic
+        # gcad evaluates what it keeps without the control plane (after a reboot too), and both
+        # look at what they may have missed while himds was down.
+        self._wake("the agent service started")
         while not self.stop.is_set():
             try:
                 if clock() >= next_heartbeat:
                     self._heartbeat()
                     next_heartbeat = clock() + jittered(self.interval, 0.1)
+                    if failures:  # back: gcad delivers the reports it made meanwhile, extd its work
+                        self._wake("the control plane can be reached again")
+                    failures = 0
                 poll, sleep = idle_step(next_heartbeat - clock())
                 if poll:
                     self._wait_for_work(poll)
@@ -253,6 +266,7 @@ class Connection:
         machine = self.api.read()
         self.generation = int(machine.get("generation", generation))
         self.logger.info("new work from the control plane (generation %d)", self.generation)
+        self._wake(f"generation {self.generation}")
         self.status.update(
             generation=self.generation, agentUpgrade=machine.get("agentUpgrade"), **resource_tags(machine)
         )
@@ -334,7 +348,7 @@ _ARM_SERVICES = (("extensionService", "extd.service"), ("guestConfigurationServi
 
 def heartbeat_service_statuses() -> dict[str, Any]:
     """ARM ``serviceStatuses`` of the installed extension and guest configuration services."""
-    states = unit_states([unit for _, unit in _ARM_SERVICES])
+    states = service_states([unit for _, unit in _ARM_SERVICES])
     statuses: dict[str, Any] = {}
     for key, unit in _ARM_SERVICES:
         state = states[unit]

@@ -34,10 +34,12 @@ from arc_agent.config.upgrade_status import read_last_attempt
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import remove_if_present, write_atomic, write_json_atomic
 from arc_agent.processes import boot_id, process_start
-from arc_agent.systemd import unit_states, which
+from arc_agent.systemd import ON_DEMAND, unit_states, which
 from arc_agent.upgrade.layout import RECOVER, Layout
 
-UNITS = ("himdsd.service", "extd.service", "arcproxyd.service", "gcad.service")
+UNITS = ("himdsd.service", "extd.path", "extd.service", "arcproxyd.service", "gcad.path", "gcad.service")
+"""The agent's units; a service started on demand after its path unit (stopped with it during the
+switch, so that no wake starts the old version in between)."""
 PENDING = "upgrade.pending"
 HIMDS_PORT = 40342
 STATUS_API_VERSION = "2019-08-15"
@@ -55,7 +57,16 @@ class Services(Protocol):
 
 class Systemd:
     def running(self, units: Sequence[str]) -> list[str]:
-        return [unit for unit, state in unit_states(units).items() if state.running]
+        """Those of ``units`` that run; a service started on demand also when it ended cleanly and
+        its path unit waits for work (docs/architecture.md), not when it failed or is restarting."""
+        triggers = [ON_DEMAND[unit] for unit in units if unit in ON_DEMAND]
+        states = unit_states([*units, *triggers])
+        return [
+            unit
+            for unit in units
+            if states[unit].running
+            or (unit in ON_DEMAND and states[unit].active == "inactive" and states[ON_DEMAND[unit]].running)
+        ]
 
     def _systemctl(self, verb: str, units: Sequence[str]) -> None:
         systemctl = which("systemctl")

@@ -188,11 +188,12 @@ def test_a_null_setting_is_cleared_by_the_config_step():
 
 
 def test_gcad_runs_while_machine_configuration_is_on():
+    # extd and gcad are started on demand: their path units are the units the role runs.
     running = arc_agent_plan(probe(shown()), wanted(), CA_DEST)
     assert running["steps"] == [] and running["service_units"] == [
         "himdsd.service",
-        "extd.service",
-        "gcad.service",
+        "extd.path",
+        "gcad.path",
     ]
     stopped = probe(shown())
     stopped["arc_agent"]["services"]["gcService"] = "stopped"
@@ -201,11 +202,11 @@ def test_gcad_runs_while_machine_configuration_is_on():
         off = probe(shown(), setting)
         off["arc_agent"]["services"]["gcService"] = "stopped"
         plan = arc_agent_plan(off, wanted(config=setting), CA_DEST)
-        assert plan["steps"] == [] and "gcad.service" not in plan["service_units"], setting
+        assert plan["steps"] == [] and "gcad.path" not in plan["service_units"], setting
     turning_on = probe(shown(), {"guestconfiguration.enabled": False})
     turning_on["arc_agent"]["services"]["gcService"] = "stopped"
     plan = arc_agent_plan(turning_on, wanted(config={"guestconfiguration.enabled": None}), CA_DEST)
-    assert "service" in plan["steps"] and "gcad.service" in plan["service_units"]
+    assert "service" in plan["steps"] and "gcad.path" in plan["service_units"]
     assert "gcad.service" in arc_agent_plan(stopped, wanted(state="absent"), CA_DEST)["services_installed"]
 
 
@@ -365,6 +366,13 @@ def test_a_stopped_or_missing_extension_service_brings_the_service_step_and_unin
     shown["arc_agent"]["services"]["extensionService"] = "stopped"
     assert arc_agent_plan(shown, dict(role, state="absent"), CA_DEST)["services_installed"] == [
         "himdsd.service",
+        "extd.service",
+    ]
+    # With its path unit on the host (it starts extd on demand), that one is stopped first.
+    shown["checksums"] = {"/etc/systemd/system/extd.path": "0" * 64}
+    assert arc_agent_plan(shown, dict(role, state="absent"), CA_DEST)["services_installed"] == [
+        "himdsd.service",
+        "extd.path",
         "extd.service",
     ]
 

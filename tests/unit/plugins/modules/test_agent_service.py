@@ -218,6 +218,20 @@ def test_a_declaration_with_a_mode_that_is_not_octal_fails_before_any_change(hos
     assert host.calls == [] and not (tmp_path / "tmpfiles.d").exists()
 
 
+def test_a_path_unit_restarted_restarts_its_running_service(host, run_module, tmp_path):
+    """A service started on demand is set up through its path unit; when a file changed, the path
+    unit is restarted and so is its service if it runs (systemctl try-restart)."""
+    given = args(tmp_path)
+    given["name"] = ["extd.path"]
+    run_module(agent_service, given)
+    assert host.units["extd.path"] == {"enabled": True, "active": True}
+    host.calls = []
+    given["restart"] = True
+    out = run_module(agent_service, given)
+    assert out.result["changes"] == ["extd.path restarted"]
+    assert ["systemctl", "try-restart", "extd.service"] in [call[:3] for call in host.calls]
+
+
 def test_several_units_share_the_files_and_each_is_enabled_and_started(host, run_module, tmp_path):
     given = args(tmp_path)
     given["name"] = ["himdsd.service", "extd.service"]
