@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The agent's footprint on a real test host, connected to the control plane.
 
-    benchmarks/agent_footprint.py [--idle-seconds 600] [--requests 2000]
+    benchmarks/agent_footprint.py [--idle-seconds 600] [--requests 2000] [--gateway]
 
 Brings up one test host and the control plane (default timing: heartbeat every 5 minutes),
-installs the runtime with the role, connects the host, then measures on the host:
+installs the runtime with the role, connects the host (``--gateway``: through an Arc gateway,
+so that arcproxy runs too, docs/gateway.md), then measures on the host:
 
 - memory: the sum of PSS of every agent process (``/proc/PID/smaps_rollup``), once extd and gcad
   (started on demand at connect, docs/architecture.md) have ended: how long that took is printed;
@@ -35,6 +36,8 @@ import sys
 import time
 
 from arc_lab import Lab
+
+GATEWAY = "/providers/Microsoft.HybridCompute/gateways/footprint-gw?api-version=2026-07-15"
 
 SAMPLE = r"""
 import json, os
@@ -107,7 +110,7 @@ def running():
             continue
         found += [part.rsplit(b"/", 1)[1].decode() for part in cmdline[:2] if b"/opt/azcmagent/bin/" in part]
     return sorted({name for name in found if not name.startswith("python")})  # the script, not python3
-while set(running()) - {"himds"} and time.monotonic() < deadline:
+while set(running()) - {"himds", "arcproxy"} and time.monotonic() < deadline:
     time.sleep(0.5)
 print(round(time.monotonic() - start, 1), " ".join(running()))
 """
@@ -183,12 +186,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--idle-seconds", type=float, default=600, help="idle window for the CPU figure")
     parser.add_argument("--requests", type=int, default=2000, help="requests per latency figure")
+    parser.add_argument(
+        "--gateway", action="store_true", help="connect through an Arc gateway (arcproxy runs)"
+    )
     args = parser.parse_args()
 
     lab = Lab.start(1)
     try:
         host = lab.hosts[0]
-        lab.connect(host, "footprint")
+        extra = []
+        if args.gateway:
+            status, gateway = lab.plane.arm("PUT", GATEWAY, {"location": lab.plane.init["location"]})
+            assert status in (200, 201), gateway
+            extra = ["--gateway-id", gateway["id"]]
+        lab.connect(host, "footprint", *extra)
         settled_s, left = host.sh("python3 - 180", stdin=SETTLE).stdout.split(" ", 1)
         time.sleep(5)  # the heartbeat interval aside, the machine is idle from here
         before = json.loads(host.sh("python3 -", stdin=SAMPLE).stdout)
@@ -213,6 +224,7 @@ def main() -> int:
     print(
         json.dumps(
             {
+                "gateway": args.gateway,
                 "agent_processes": len(after["pids"]),
                 "on_demand_ended_after_connect_s": float(settled_s),
                 "running_when_measured": left.split(),

@@ -4,6 +4,8 @@ abort used to hold a stop for a whole long-poll)."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import socket
 import ssl
 import threading
@@ -14,7 +16,9 @@ from pathlib import Path
 import pytest
 from certificates import certificate_pem, key_pem, self_signed
 
+from arc_agent.cpclient.onboarding import with_endpoints
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
+from arc_agent.errors import AzcmError, ErrorCode
 
 
 class SilentServer:
@@ -115,3 +119,84 @@ def test_a_certificate_out_of_its_dates_names_the_clock() -> None:
     other = ssl.SSLCertVerificationError(1, "x")
     other.verify_code, other.verify_message = 20, "unable to get local issuer certificate"
     assert "clock" not in _reason(other) and "--control-plane-ca" in _reason(other)
+
+
+def test_an_endpoints_document_the_agent_cannot_use_is_the_control_planes_fault(tmp_path: Path) -> None:
+    """A control plane whose ``/agent/v1/endpoints`` names a service by something that is not an
+    https URL fails the connect (AZCM0062, the control plane's fault), not as bad input (AZCM0023)."""
+    certificate, key = self_signed("127.0.0.1", ip="127.0.0.1")
+    (tmp_path / "cert.pem").write_bytes(certificate_pem(certificate))
+    (tmp_path / "key.pem").write_bytes(key_pem(key))
+
+    class Document(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"identity": "ftp://login.example"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Document)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    client = HttpsClient(f"https://127.0.0.1:{httpd.server_address[1]}", tmp_path / "cert.pem")
+    try:
+        with pytest.raises(AzcmError) as raised:
+            with_endpoints(client)
+        assert raised.value.code == ErrorCode.CONNECT_FAILED, raised.value
+        assert "said where its services are in a form this agent cannot use" in raised.value.message
+        assert "'ftp://login.example'" in raised.value.message
+    finally:
+        client.close()
+        httpd.shutdown()
+
+
+def test_a_kept_connection_the_server_closed_is_opened_again_without_a_failure(tmp_path: Path) -> None:
+    """The control plane closes a kept-alive connection that stays idle (its keep-alive timeout);
+    over TLS 1.3 the next request meets an EOF. The client opens a new connection once, and the
+    caller (himds between a long-poll and its heartbeat) sees no failure: a failure would say
+    Disconnected and wake extd and gcad for nothing."""
+    certificate, key = self_signed("127.0.0.1", ip="127.0.0.1")
+    (tmp_path / "cert.pem").write_bytes(certificate_pem(certificate))
+    (tmp_path / "key.pem").write_bytes(key_pem(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            try:
+                conn = context.wrap_socket(raw, server_side=True)
+                conn.recv(65536)
+                body = b'{"ok": true}'
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                conn.sendall(head % len(body) + body)
+                time.sleep(0.2)
+                conn.shutdown(socket.SHUT_RDWR)  # idle: closed without a TLS close_notify
+                conn.close()
+            except OSError:
+                continue
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = HttpsClient(f"https://127.0.0.1:{listener.getsockname()[1]}", tmp_path / "cert.pem")
+    try:
+        assert client.json("GET", "/one").status == 200
+        time.sleep(0.5)
+        # a POST (a heartbeat): its head and body are two writes, and the second meets the reset
+        assert client.json("POST", "/two", {"hostId": "x" * 2000}).status == 200
+        assert len(accepted) == 2
+    finally:
+        client.close()
+        listener.close()

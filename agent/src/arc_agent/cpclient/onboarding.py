@@ -49,7 +49,14 @@ def with_endpoints(client: HttpsClient) -> HttpsClient:
             f"the control plane at {client.base_url} did not say where its services are"
             f" (GET {DOCUMENT_PATH} answered {reply.status}: {reply.error_message()[:200]})",
         )
-    named = HttpsClient(client.base_url, client.ca_file, client.timeout, client.proxies, reply.document)
+    try:
+        named = HttpsClient(client.base_url, client.ca_file, client.timeout, client.proxies, reply.document)
+    except AzcmError as exc:  # a name that is not a URL: the control plane's fault, not the user's
+        raise AzcmError(
+            ErrorCode.CONNECT_FAILED,
+            f"the control plane at {client.base_url} said where its services are in a form this agent"
+            f" cannot use (GET {DOCUMENT_PATH}): {exc.message}",
+        ) from None
     client.close()
     return named
 

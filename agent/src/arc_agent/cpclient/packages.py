@@ -12,12 +12,13 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# ``cryptography`` is imported when a signature is checked, not with this module: extd starts on
+# demand (docs/architecture.md), and most of its starts check no package.
 
 SIGNATURE_TYPE = "hybridops-arc-extension-package+jws"
 AGENT_SIGNATURE_TYPE = "hybridops-arc-agent-package+jws"
@@ -33,6 +34,8 @@ def _b64url(text: str) -> bytes:
 
 
 def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
         raise PackageRefused("the package-signing key is not an EC P-256 key")
     x = int.from_bytes(_b64url(str(jwk["x"])), "big")
@@ -55,6 +58,11 @@ def signed_claims(signature: str, keys: Mapping[str, Any], typ: str = SIGNATURE_
     candidates = [k for k in keys.get("keys", []) if k.get("kid") == header.get("kid")]
     if not candidates:
         raise PackageRefused("the package was signed with a key this machine does not know")
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
     try:
         _public_key(candidates[0]).verify(

@@ -88,6 +88,10 @@ class Reply:
         return self.body[:200].decode("utf-8", "replace")
 
 
+CLOSED_BY_SERVER = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ssl.SSLEOFError)
+"""What a request on a connection the server has closed meets."""
+
+
 def parse_base_url(url: str) -> urllib.parse.SplitResult:
     """The control plane URL if it is ``https://host[:port]`` (no path, query or user)."""
     parse_origin(url, "the control plane URL")  # AZCM0023 for anything else
@@ -192,8 +196,9 @@ class HttpsClient:
                 self.close()
                 raise ControlPlaneUnreachable(origin.url, "the client was stopped")
             connection = self._connect(timeout, way)
+            reused = connection.sock is not None
             try:
-                if connection.sock is None:
+                if not reused:
                     connection.connect()
                 if self._aborted:  # stopped while connecting: abort() found no socket to shut
                     self.close()
@@ -201,9 +206,11 @@ class HttpsClient:
                 connection.request(method, path, body=data, headers=all_headers)
                 response = connection.getresponse()
                 body = response.read(limit + 1)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+            except CLOSED_BY_SERVER as exc:
                 self._drop(way)
-                if attempt == 1:  # the server closed a kept-alive connection: open a new one once
+                # The server closed a kept-alive connection (an idle one: its keep-alive timeout;
+                # over TLS 1.3 that is an EOF at the next read): open a new one once.
+                if attempt == 1 and (reused or not isinstance(exc, ssl.SSLEOFError)):
                     continue
                 raise ControlPlaneUnreachable(origin.url, _reason(exc), proxy) from None
             except (OSError, http.client.HTTPException) as exc:

@@ -5,22 +5,31 @@ control plane, which encrypts protected settings to it. Handlers decrypt with bo
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
 import os
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from arc_agent.fsutil import write_atomic
 
 LIFETIME = dt.timedelta(days=3650)
+PEM_BEGIN, PEM_END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
 
 
-def thumbprint(certificate: x509.Certificate) -> str:
-    return certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - a name, as the handler model has it
+def pem_thumbprint(pem: bytes) -> str | None:
+    """The certificate's SHA-1 thumbprint (a name, as the handler model has it), from its PEM; None
+    when it is not one. Read without the ``cryptography`` package: extd starts on demand, and
+    only the first start, which makes the certificate, needs it."""
+    begin, end = pem.find(PEM_BEGIN), pem.find(PEM_END)
+    if begin < 0 or end < begin:
+        return None
+    try:
+        der = base64.b64decode(b"".join(pem[begin + len(PEM_BEGIN) : end].split()), validate=True)
+    except binascii.Error:
+        return None
+    return hashlib.sha1(der).hexdigest().upper() if der else None  # noqa: S324 - a name, not a check
 
 
 def load_or_create(folder: Path) -> tuple[str, str]:
@@ -30,12 +39,18 @@ def load_or_create(folder: Path) -> tuple[str, str]:
     os.chmod(folder, 0o700)
     for crt in sorted(folder.glob("*.crt")):
         if crt.with_suffix(".prv").is_file():
-            try:
-                certificate = x509.load_pem_x509_certificate(crt.read_bytes())
-            except ValueError:
-                continue
-            if crt.stem == thumbprint(certificate):
-                return crt.stem, crt.read_text(encoding="ascii")
+            pem = crt.read_bytes()
+            if crt.stem == pem_thumbprint(pem):
+                return crt.stem, pem.decode("ascii")
+    return _create(folder)
+
+
+def _create(folder: Path) -> tuple[str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     common_name = "Azure Connected Machine extension certificate"
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -50,7 +65,7 @@ def load_or_create(folder: Path) -> tuple[str, str]:
         .not_valid_after(now + LIFETIME)
         .sign(key, hashes.SHA256())
     )
-    print_ = thumbprint(certificate)
+    print_ = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - a name
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -34,14 +34,14 @@ class AppContext:
     """Failed sign-ins at the token endpoint (``auth/throttle.py``)."""
     timing: Timing = field(init=False)
     """The heartbeat interval and the Disconnected threshold (from ``settings``)."""
+    endpoints: Endpoints = field(init=False)
+    """Where each service is (its own name with ``--endpoint-domain``)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "timing", self.settings.timing)  # built once, read on every request
-
-    @property
-    def endpoints(self) -> Endpoints:
-        """Where each service is (its own name with ``--endpoint-domain``)."""
-        return Endpoints(self.tokens.public_url, self.settings.endpoint_domain)
+        # built once, read on every request (the token issuer and the settings are frozen)
+        object.__setattr__(self, "timing", self.settings.timing)
+        endpoints = Endpoints(self.tokens.public_url, self.settings.endpoint_domain)
+        object.__setattr__(self, "endpoints", endpoints)
 
     def url_for(self, service: str, request: Request) -> str:
         """Where the client of ``request`` finds ``service`` (``Endpoints.url_for``)."""
