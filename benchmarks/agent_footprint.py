@@ -9,6 +9,8 @@ so that arcproxy runs too, docs/gateway.md), then measures on the host:
 
 - memory: the sum of PSS of every agent process (``/proc/PID/smaps_rollup``), once extd and gcad
   (started on demand at connect, docs/architecture.md) have ended: how long that took is printed;
+  and each process's PSS and USS (what only it maps: what the machine would get back without it;
+  the interpreter's pages and the C libraries are shared, docs/architecture.md, "Footprint");
 - CPU while idle over ``--idle-seconds``, as a share of one core: the CPU time of the agent
   services' cgroups (``cpu.stat`` ``usage_usec``: every thread and child process, to the
   microsecond; himds's unit and ``azure.slice``, where extd and gcad run whenever they start, so
@@ -22,7 +24,8 @@ so that arcproxy runs too, docs/gateway.md), then measures on the host:
 - the floor a Python service cannot go under: the PSS of a bare interpreter that only imported
   what any service talking TLS to the control plane needs (``ssl``, ``socket``, ``json``,
   ``threading``), started beside the services, so that it shares the interpreter with them as
-  one more service would (``floor_pss_mib_per_tls_service``).
+  one more service would (``floor_pss_mib_per_tls_service``), and what only it maps
+  (``floor_uss_mib_per_tls_service``: what one more such process adds).
 
 Prints one JSON object. Budgets (DESIGN.md): <= 30 MB PSS in all, <= 0.01 % of one core idle,
 p99 <= 5 ms.
@@ -53,15 +56,21 @@ for pid in os.listdir("/proc"):
     if exe.startswith("/opt/azcmagent/") or any(b"/opt/azcmagent/bin/" in part for part in cmdline[:2]):
         agent.append(pid)
 pss = cpu = 0
+by_process = {}
 threads = {}
 cgroups = set()
 for pid in agent:
     for line in open(f"/proc/{pid}/cgroup"):
         if line.startswith("0::"):
             cgroups.add(line[3:].strip())
-    for line in open(f"/proc/{pid}/smaps_rollup"):
-        if line.startswith("Pss:"):
-            pss += int(line.split()[1]) * 1024
+    rollup = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in open(f"/proc/{pid}/smaps_rollup")
+              if line.split(":")[0] in ("Pss", "Private_Clean", "Private_Dirty")}
+    pss += rollup["Pss"]
+    name = open(f"/proc/{pid}/comm").read().strip()
+    # what the process costs the machine: its PSS, and what only it maps (its USS: what
+    # the machine would get back if it ended)
+    uss = rollup["Private_Clean"] + rollup["Private_Dirty"]
+    by_process[f"{name}[{pid}]"] = {"pss": rollup["Pss"], "uss": uss}
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     # schedstat: nanoseconds on a CPU, per thread (the tick counts above are 10 ms coarse)
@@ -83,17 +92,18 @@ for cgroup in cgroups:
             continue
         unit_usec += int(stat["usage_usec"])
         break
-print(json.dumps({"pids": agent, "pss_bytes": pss, "cpu_s": cpu, "threads_ns": threads,
-                  "cgroups": sorted(cgroups), "cgroup_usec": unit_usec}))
+print(json.dumps({"pids": agent, "pss_bytes": pss, "by_process": by_process, "cpu_s": cpu,
+                  "threads_ns": threads, "cgroups": sorted(cgroups), "cgroup_usec": unit_usec}))
 """
 
 FLOOR = r"""
 import os, subprocess, sys, time
 bare = subprocess.Popen([sys.executable, "-c", "import ssl, socket, json, threading, time; time.sleep(60)"])
 time.sleep(3)
-pss = sum(int(line.split()[1]) for line in open(f"/proc/{bare.pid}/smaps_rollup") if line.startswith("Pss:"))
+rollup = {line.split(":")[0]: int(line.split()[1]) for line in open(f"/proc/{bare.pid}/smaps_rollup")
+          if line.split(":")[0] in ("Pss", "Private_Clean", "Private_Dirty")}
 bare.kill()
-print(pss * 1024)
+print(rollup["Pss"] * 1024, (rollup["Private_Clean"] + rollup["Private_Dirty"]) * 1024)
 """
 
 SETTLE = r"""
@@ -102,14 +112,19 @@ import os, sys, time
 deadline = time.monotonic() + float(sys.argv[1])
 start = time.monotonic()
 def running():
-    found = []
+    found = set()
     for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
         try:
+            exe = os.readlink(f"/proc/{pid}/exe")
             cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            name = open(f"/proc/{pid}/comm").read().strip()
         except OSError:
             continue
-        found += [part.rsplit(b"/", 1)[1].decode() for part in cmdline[:2] if b"/opt/azcmagent/bin/" in part]
-    return sorted({name for name in found if not name.startswith("python")})  # the script, not python3
+        if exe.startswith("/opt/azcmagent/") or any(b"/opt/azcmagent/bin/" in part for part in cmdline[:2]):
+            found.add(name)  # a service's name (arcproxy's resident keeps it after its exec)
+    return sorted(found)
 while set(running()) - {"himds", "arcproxy"} and time.monotonic() < deadline:
     time.sleep(0.5)
 print(round(time.monotonic() - start, 1), " ".join(running()))
@@ -206,7 +221,7 @@ def main() -> int:
         time.sleep(args.idle_seconds)
         after = json.loads(host.sh("python3 -", stdin=SAMPLE).stdout)
         latency = json.loads(host.sh(f"python3 - {args.requests}", stdin=LATENCY).stdout)
-        floor = int(host.sh("python3 -", stdin=FLOOR).stdout)
+        floor, floor_uss = (int(value) for value in host.sh("python3 -", stdin=FLOOR).stdout.split())
         wakes = {}
         for service in ("extd", "gcad"):
             cpu_s, ran_s = host.sh(f"python3 - {service}", stdin=WAKE).stdout.split()
@@ -229,7 +244,12 @@ def main() -> int:
                 "on_demand_ended_after_connect_s": float(settled_s),
                 "running_when_measured": left.split(),
                 "pss_mib": round(after["pss_bytes"] / 2**20, 1),
+                "by_process_mib": {
+                    name: {kind: round(size / 2**20, 1) for kind, size in sizes.items()}
+                    for name, sizes in after["by_process"].items()
+                },
                 "floor_pss_mib_per_tls_service": round(floor / 2**20, 1),
+                "floor_uss_mib_per_tls_service": round(floor_uss / 2**20, 1),
                 "idle_seconds": args.idle_seconds,
                 "idle_cpu_s_ticks": round(cpu, 3),
                 "idle_cpu_s_threads": round(threads, 4),

@@ -30,7 +30,8 @@ from arc_agent.arcproxy.core import (
     route,
     status_of,
 )
-from arc_agent.cpclient.machine import open_machine_api, proxy_policy
+from arc_agent.cpclient.machine import open_machine_api
+from arc_agent.cpclient.outbound import proxy_policy
 from arc_agent.cpclient.proxy import ARC
 
 GATEWAY = GatewaySettings(

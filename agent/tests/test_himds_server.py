@@ -3,7 +3,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 from typing import Any
 
@@ -89,6 +91,65 @@ def test_malformed_request_gets_a_json_error(himds: Himds) -> None:
     status, body, _ = request(himds.port, STATUS, {"Metadata": "true"}, method="BREW")
     assert status == 501
     assert body["error"] == "server_error"
+
+
+def exchange(port: int, raw: bytes) -> bytes:
+    """What himds sends back for ``raw`` until it closes the connection (or 5 s pass)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(raw)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            received += b"<still open>"
+        return received
+
+
+def statuses(answer: bytes) -> list[int]:
+    return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
+
+
+GOOD = f"GET {STATUS} HTTP/1.1\r\nHost: localhost\r\nMetadata: true\r\n".encode()
+
+
+def test_requests_sent_together_are_answered_in_order_and_close_is_honoured(himds: Himds) -> None:
+    answer = exchange(himds.port, GOOD + b"\r\n" + GOOD + b"Connection: close\r\n\r\n")
+    assert statuses(answer) == [200, 200]
+    assert answer.count(b"Connection: close") == 1 and answer.endswith(b"}")  # closed after the second
+
+
+def test_http_1_0_gets_one_answer_then_the_connection_closes(himds: Himds) -> None:
+    answer = exchange(himds.port, f"GET {STATUS} HTTP/1.0\r\nMetadata: true\r\n\r\n".encode())
+    assert statuses(answer) == [200]
+    assert answer.endswith(b"}")
+
+
+def test_a_request_with_a_body_is_answered_then_the_connection_closes(himds: Himds) -> None:
+    answer = exchange(himds.port, GOOD + b"Content-Length: 5\r\n\r\nhello" + GOOD + b"\r\n")
+    assert statuses(answer) == [200]
+    assert b"Connection: close" in answer
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "says"),
+    [
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "Request-URI Too Long"),
+        (b"GET / HTTP/x\r\n\r\n", 400, "Bad request version"),
+        (b"GET / HTTP/2.0\r\n\r\n", 505, "Invalid HTTP version"),
+        (b"NONSENSE\r\n\r\n", 400, "Bad request syntax"),
+        (GOOD + b"X-Long: " + b"a" * 70000 + b"\r\n\r\n", 431, "Line too long"),
+        (GOOD + b"".join(b"X-%d: 1\r\n" % n for n in range(120)) + b"\r\n", 431, "Too many headers"),
+    ],
+)
+def test_malformed_requests_get_a_json_error_and_the_connection_closes(
+    himds: Himds, raw: bytes, status: int, says: str
+) -> None:
+    answer = exchange(himds.port, raw)
+    assert statuses(answer) == [status]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head
+    assert says in json.loads(body)["error_description"]
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "192.0.2.1", "::", "localhost"])

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -30,10 +29,10 @@ def test_empty_override_means_no_override() -> None:
 def test_override_relocates_every_path(tmp_path: Path) -> None:
     real = AgentPaths.from_env({})
     moved = AgentPaths.from_env({"AZCMAGENT_ROOT": str(tmp_path)})
-    for field in fields(AgentPaths):
-        original: Path = getattr(real, field.name)
-        relocated: Path = getattr(moved, field.name)
-        assert relocated == tmp_path / original.relative_to("/"), field.name
+    for name in AgentPaths._fields:
+        original: Path = getattr(real, name)
+        relocated: Path = getattr(moved, name)
+        assert relocated == tmp_path / original.relative_to("/"), name
 
 
 def test_relative_override_is_rejected() -> None:

@@ -20,7 +20,8 @@ from controlplane_env import ControlPlane, _free_port, start_control_plane
 from machine_helpers import Machine, connect
 
 from arc_agent.cpclient.endpoints import group_of
-from arc_agent.cpclient.machine import open_machine_api, proxy_policy
+from arc_agent.cpclient.machine import open_machine_api
+from arc_agent.cpclient.outbound import proxy_policy
 from arc_agent.cpclient.proxy import AAD, ARC, ARM, ProxyError, parse_proxy, policy
 from arc_agent.errors import AzcmError
 

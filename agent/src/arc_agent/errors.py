@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import sys
-import traceback
 from collections.abc import Callable
 
 
@@ -85,6 +84,8 @@ def service_main(args: list[str], body: Callable[[], int]) -> int:
         return error.code
     except Exception as exc:
         if "-v" in args or "--verbose" in args:
+            import traceback  # only here: a resident service need not keep it (docs/architecture.md)
+
             traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"{AzcmError(ErrorCode.UNKNOWN, f'unexpected error: {exc}')}\n")
         return int(ErrorCode.UNKNOWN)

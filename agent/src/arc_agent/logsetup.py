@@ -8,8 +8,6 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from arc_agent.fsutil import Directory
-
 LOGGER_NAME = "arc_agent"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -30,6 +28,8 @@ class RotatingFile(logging.FileHandler):
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        from arc_agent.fsutil import Directory  # here: a service that logs to stderr need not load it
+
         self.directory = Directory(path.parent)
         self.max_bytes = max_bytes
         self.backups = backups

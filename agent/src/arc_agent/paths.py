@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from arc_agent.errors import AzcmError, ErrorCode
 
 ROOT_ENV_VAR = "AZCMAGENT_ROOT"
 
 
-@dataclass(frozen=True)
-class AgentPaths:
+class AgentPaths(NamedTuple):
     """Every file and directory of the agent; build it once and pass it down.
 
     Who owns what (docs/agent-cli.md, "Files"): root owns the state directory and every file

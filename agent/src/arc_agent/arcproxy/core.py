@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
-from typing import Any
 
 from arc_agent.cpclient.proxy import ARC_PROXY_PORT, ARC_PROXY_URL
+from arc_agent.values import Value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 LISTEN_PORT = ARC_PROXY_PORT
 LISTEN_URL = ARC_PROXY_URL
@@ -30,18 +33,26 @@ class GatewayFileError(ValueError):
     """The gateway file cannot be used; the message says why."""
 
 
-@dataclass(frozen=True)
-class GatewaySettings:
-    """What the machine knows of its Arc gateway (``gateway.json``, written by ``azcmagent``)."""
+class GatewaySettings(Value):
+    """What the machine knows of its Arc gateway (``gateway.json``, written by ``azcmagent``):
+    ``endpoint`` is ``https://HOST:PORT``; ``ca_certificate`` the control plane's CA (PEM) the
+    gateway's certificate is checked against, "" for the system's CAs."""
 
-    resource_id: str
-    gateway_id: str
-    endpoint: str
-    """``https://HOST:PORT``."""
-    bypass: tuple[str, ...] = ()
-    ca_certificate: str = ""
-    """The control plane's CA (PEM) the gateway's certificate is checked against; "" for the
-    system's CAs."""
+    __slots__ = ("bypass", "ca_certificate", "endpoint", "gateway_id", "resource_id")
+
+    def __init__(
+        self,
+        resource_id: str,
+        gateway_id: str,
+        endpoint: str,
+        bypass: tuple[str, ...] = (),
+        ca_certificate: str = "",
+    ) -> None:
+        self.resource_id = resource_id
+        self.gateway_id = gateway_id
+        self.endpoint = endpoint
+        self.bypass = bypass
+        self.ca_certificate = ca_certificate
 
     @property
     def host(self) -> str:
@@ -109,12 +120,14 @@ def load_gateway_text(text: str) -> GatewaySettings:
         raise GatewayFileError(f"the gateway file is not JSON: {exc}") from None
 
 
-@dataclass(frozen=True)
-class Refusal:
+class Refusal(Value):
     """An answer the Arc proxy gives itself (or passes on from the gateway)."""
 
-    status: int
-    reason: str
+    __slots__ = ("reason", "status")
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
 
     def encode(self) -> bytes:
         """The answer; the reason is the status line's phrase too, since clients that tunnel
@@ -142,13 +155,15 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Value):
     """Where a tunnel goes: ``via_gateway`` or straight to ``host:port``."""
 
-    host: str
-    port: int
-    via_gateway: bool
+    __slots__ = ("host", "port", "via_gateway")
+
+    def __init__(self, host: str, port: int, via_gateway: bool) -> None:
+        self.host = host
+        self.port = port
+        self.via_gateway = via_gateway
 
     @property
     def authority(self) -> str:

@@ -1,35 +1,35 @@
 """Entry point of the ``arcproxy`` service (``arcproxyd.service``, docs/gateway.md).
 
-It reads the machine's gateway from ``gateway.json`` (again whenever the file changes), trusts
-the control plane's CA for the gateway's TLS, and takes the enterprise proxy from ``proxy.url``
-or its environment's ``HTTPS_PROXY``. It writes nothing: it logs to stderr, which its unit
-appends to ``/var/opt/azcmagent/log/arcproxy.log`` (so its account needs no write access and no
-group of the agent's).
+It checks what the Arc proxy needs before it carries anything: its arguments, the enterprise
+proxy (``proxy.url``, else its environment's ``HTTPS_PROXY``), and the listeners on
+localhost:40343; a problem is an AZCM error on stderr and the exit code. Then it replaces itself
+(``exec``, same process) with :mod:`arc_agent.arcproxy.resident`, which carries the tunnels,
+handing over the listeners and what it decided through a pipe: what checks the settings is not
+what stays resident for as long as the machine is in gateway mode (docs/architecture.md,
+"Footprint"). It writes nothing: it logs to stderr, which its unit appends to
+``/var/opt/azcmagent/log/arcproxy.log`` (so its account needs no write access and no group of
+the agent's).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import json
 import os
-import signal
-import socket
-import ssl
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
 from arc_agent import __version__
-from arc_agent.arcproxy.core import LISTEN_PORT, GatewaySettings, load_gateway_text
-from arc_agent.arcproxy.service import ArcProxy, listeners
+from arc_agent.arcproxy.core import LISTEN_PORT
+from arc_agent.arcproxy.service import listeners
 from arc_agent.argparser import AzcmArgumentParser
-from arc_agent.cpclient.machine import proxy_policy
-from arc_agent.cpclient.proxy import ARC, Proxy
-from arc_agent.cpclient.transport import tls_context
+from arc_agent.cpclient.outbound import proxy_policy
 from arc_agent.errors import AzcmError, ErrorCode, service_main
-from arc_agent.logsetup import configure_logging
 from arc_agent.paths import AgentPaths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import NoReturn
 
 
 def build_parser() -> AzcmArgumentParser:
@@ -44,45 +44,6 @@ def build_parser() -> AzcmArgumentParser:
     return parser
 
 
-class GatewayFile:
-    """``gateway.json`` and the TLS context for its gateway, read again when the file's time or
-    size changes; None while there is none (or it cannot be used: logged)."""
-
-    def __init__(self, path: Path, fallback_ca: Path, log: logging.Logger) -> None:
-        self._path = path
-        self._fallback_ca = fallback_ca
-        self._log = log
-        self._seen: tuple[int, int] | None = None
-        self._current: tuple[GatewaySettings, ssl.SSLContext] | None = None
-
-    def __call__(self) -> tuple[GatewaySettings, ssl.SSLContext] | None:
-        try:
-            stat = self._path.stat()
-        except OSError:
-            if self._seen is not None:
-                self._log.warning("%s is gone: no gateway", self._path)
-            self._seen, self._current = None, None
-            return None
-        key = (stat.st_mtime_ns, stat.st_size)
-        if key != self._seen:
-            self._seen = key
-            try:
-                settings = load_gateway_text(self._path.read_text(encoding="utf-8"))
-                self._current = (settings, self._context(settings))
-                self._log.info("Arc gateway %s at %s", settings.resource_id, settings.endpoint)
-            except (OSError, ssl.SSLError, ValueError, AzcmError) as exc:
-                self._current = None
-                self._log.error("cannot use %s: %s", self._path, exc)
-        return self._current
-
-    def _context(self, settings: GatewaySettings) -> ssl.SSLContext:
-        if settings.ca_certificate:
-            context = ssl.create_default_context(cadata=settings.ca_certificate)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            return context
-        return tls_context(self._fallback_ca if self._fallback_ca.exists() else None)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run arcproxy with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -95,33 +56,40 @@ def _run(args_list: list[str]) -> int:
         sys.stdout.write(f"arcproxy version {__version__}\n")
         return 0
     paths = AgentPaths.from_env(os.environ)
-    logger = configure_logging(verbose=args.verbose, stream=sys.stderr)
-    upstream_policy = proxy_policy(paths, upstream=True)
-
-    def upstream(host: str) -> Proxy | None:
-        return upstream_policy.route(ARC, host)
-
+    upstream = proxy_policy(paths, upstream=True)
     try:
         sockets = listeners(args.port)
     except OSError as exc:
         raise AzcmError(
             ErrorCode.ARC_PROXY_NOT_RUNNING, f"cannot listen on localhost:{args.port}: {exc.strerror or exc}"
         ) from None
-    proxy = ArcProxy(GatewayFile(paths.gateway_file, paths.control_plane_ca, logger), upstream, logger)
-    via = upstream_policy.proxy.display if upstream_policy.proxy else "no proxy"
-    logger.info("arcproxy %s listening on localhost:%d (upstream: %s)", __version__, args.port, via)
-    asyncio.run(_serve(proxy, sockets))
-    return 0
+    proxy = upstream.proxy
+    handover = {
+        "listeners": [sock.fileno() for sock in sockets],
+        "port": args.port,
+        "verbose": args.verbose,
+        "gateway_file": str(paths.gateway_file),
+        "fallback_ca": str(paths.control_plane_ca),
+        "upstream": None if proxy is None else {name: getattr(proxy, name) for name in proxy.__slots__},
+        "no_proxy": upstream.no_proxy,
+    }
+    hand_over(handover, [sock.fileno() for sock in sockets])
 
 
-async def _serve(proxy: ArcProxy, sockets: list[socket.socket]) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    await proxy.start(sockets)
-    await stopping.wait()
-    await proxy.close()
+def hand_over(handover: dict[str, object], descriptors: list[int]) -> NoReturn:
+    """Replace this process with the resident Arc proxy: ``descriptors`` stay open in it, and
+    ``handover`` reaches it through a pipe (never the command line: it may hold the proxy's
+    credentials)."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, json.dumps(handover).encode())  # far below a pipe's 64 KiB: no reader needed
+    os.close(write_end)
+    for descriptor in (*descriptors, read_end):
+        os.set_inheritable(descriptor, True)
+    flags = ["-I"] if sys.flags.isolated else []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, *flags, "-m", "arc_agent.arcproxy.resident", str(read_end)]
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and module; no shell
 
 
 if __name__ == "__main__":

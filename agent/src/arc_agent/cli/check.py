@@ -46,9 +46,10 @@ from arc_agent.cli.output import CommandResult
 from arc_agent.config.connection import load_state
 from arc_agent.config.settings import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
 from arc_agent.cpclient.endpoints import Origin, endpoints, group_of
-from arc_agent.cpclient.machine import proxy_policy
+from arc_agent.cpclient.outbound import proxy_policy
 from arc_agent.cpclient.proxy import Proxy, ProxyPolicy
-from arc_agent.cpclient.transport import USER_AGENT, parse_base_url, tls_context
+from arc_agent.cpclient.tls import tls_context
+from arc_agent.cpclient.transport import USER_AGENT, parse_base_url
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.paths import AgentPaths
 

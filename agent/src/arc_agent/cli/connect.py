@@ -36,7 +36,6 @@ from arc_agent.cli.tags import parse_tags
 from arc_agent.config.connection import ConnectionState, load_state, save_state
 from arc_agent.config.settings import CONTROL_PLANE_CAFILE, CONTROL_PLANE_URL, LocalConfig
 from arc_agent.config.statedir import secure, state_lock
-from arc_agent.cpclient.machine import proxy_policy
 from arc_agent.cpclient.onboarding import (
     Credentials,
     check_gateway_id,
@@ -48,6 +47,7 @@ from arc_agent.cpclient.onboarding import (
     subscription_id_by_name,
     with_endpoints,
 )
+from arc_agent.cpclient.outbound import proxy_policy
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import remove_if_present, write_atomic

@@ -18,8 +18,8 @@ from arc_agent.cli.local_state import reset_local_state
 from arc_agent.cli.output import CommandResult
 from arc_agent.config.connection import load_state
 from arc_agent.config.statedir import secure, state_lock
-from arc_agent.cpclient.machine import proxy_policy
 from arc_agent.cpclient.onboarding import delete_machine, management_token
+from arc_agent.cpclient.outbound import proxy_policy
 from arc_agent.cpclient.transport import HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.privileges import require_root

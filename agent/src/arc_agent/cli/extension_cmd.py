@@ -124,7 +124,7 @@ def remove_extensions(ctx: Context) -> CommandResult:
                     )
                 chosen = [found]
             removed: list[str] = []
-            from arc_agent.cpclient.machine import proxy_policy  # (here: list needs no TLS)
+            from arc_agent.cpclient.outbound import proxy_policy  # (here: list needs no TLS)
             from arc_agent.cpclient.proxy import extension_environment
 
             environment = extension_environment(proxy_policy(paths), os.environ)

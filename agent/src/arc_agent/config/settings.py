@@ -20,12 +20,10 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 from arc_agent.errors import AzcmError, ErrorCode
-from arc_agent.fsutil import write_json_atomic
 
 Value = Union[bool, int, str, list[str]]
 
@@ -189,8 +187,7 @@ def _ca_file_on_disk(text: str) -> None:
 # --- the settings ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One key: its type, default, what it accepts, and how text becomes its value."""
 
     key: str
@@ -524,6 +521,8 @@ class LocalConfig:
 
     def save(self, path: Path) -> None:
         """Write the file atomically (0644); a failure is AZCM0069."""
+        from arc_agent.fsutil import write_json_atomic  # here: readers (arcproxy) need not load it
+
         try:
             path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             write_json_atomic(path, self.stored(), mode=FILE_MODE)

@@ -14,10 +14,10 @@ appear in a message (``Proxy.display``)."""
 from __future__ import annotations
 
 import base64
-import ipaddress
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+from arc_agent.values import Value
 
 AAD, ARM, ARC = "AAD", "ARM", "Arc"
 CATEGORIES = (AAD, ARM, ARC)
@@ -32,14 +32,17 @@ class ProxyError(ValueError):
     """A proxy URL that cannot be used; the message says why (never with its credentials)."""
 
 
-@dataclass(frozen=True)
-class Proxy:
-    host: str
-    port: int
-    authorization: str = ""
-    """``Basic ...`` for ``Proxy-Authorization``, or ""."""
-    source: str = "proxy.url"
-    """Where it came from: ``proxy.url`` or the environment variable's name."""
+class Proxy(Value):
+    """An HTTP proxy: ``authorization`` is ``Basic ...`` for ``Proxy-Authorization`` or "";
+    ``source`` where it came from (``proxy.url`` or the environment variable's name)."""
+
+    __slots__ = ("authorization", "host", "port", "source")
+
+    def __init__(self, host: str, port: int, authorization: str = "", source: str = "proxy.url") -> None:
+        self.host = host
+        self.port = port
+        self.authorization = authorization
+        self.source = source
 
     @property
     def display(self) -> str:
@@ -66,6 +69,10 @@ def parse_proxy(url: str, source: str) -> Proxy:
 
 
 def _bypassed_by_no_proxy(host: str, no_proxy: str) -> bool:
+    if not no_proxy.strip():
+        return False
+    import ipaddress  # here: the Arc proxy's resident loads it only when NO_PROXY is set
+
     for entry in (e.strip().lower() for e in no_proxy.split(",")):
         if not entry:
             continue
@@ -84,12 +91,16 @@ def _bypassed_by_no_proxy(host: str, no_proxy: str) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class ProxyPolicy:
-    proxy: Proxy | None
-    bypass: tuple[str, ...] = ()
-    no_proxy: str = ""
-    """``NO_PROXY`` of the environment; only for a proxy that came from the environment."""
+class ProxyPolicy(Value):
+    """The proxy (or None), the service groups that bypass it, and ``NO_PROXY`` of the
+    environment (only for a proxy that came from the environment)."""
+
+    __slots__ = ("bypass", "no_proxy", "proxy")
+
+    def __init__(self, proxy: Proxy | None, bypass: tuple[str, ...] = (), no_proxy: str = "") -> None:
+        self.proxy = proxy
+        self.bypass = bypass
+        self.no_proxy = no_proxy
 
     def route(self, category: str, host: str) -> Proxy | None:
         """The proxy a request of ``category`` to ``host`` goes through, or None (direct)."""

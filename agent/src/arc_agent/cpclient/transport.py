@@ -25,6 +25,7 @@ from typing import Any
 from arc_agent import __version__
 from arc_agent.cpclient.endpoints import Endpoints, Origin, endpoints, group_of, parse_origin
 from arc_agent.cpclient.proxy import GATEWAY_SOURCE, Proxy, ProxyPolicy
+from arc_agent.cpclient.tls import tls_context
 from arc_agent.errors import AzcmError, ErrorCode
 
 USER_AGENT = f"azcmagent/{__version__} (hybridops.arc)"
@@ -96,20 +97,6 @@ def parse_base_url(url: str) -> urllib.parse.SplitResult:
     """The control plane URL if it is ``https://host[:port]`` (no path, query or user)."""
     parse_origin(url, "the control plane URL")  # AZCM0023 for anything else
     return urllib.parse.urlsplit(url)
-
-
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Verify the server against ``ca_file`` (or the system's CAs), TLS 1.2 at least."""
-    try:
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise AzcmError(
-            ErrorCode.INVALID_ARGUMENT,
-            f"cannot load the control plane's CA certificate {ca_file}: {exc}; give a PEM file "
-            "(arc-controlplane ca show prints it)",
-        ) from None
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 class HttpsClient:

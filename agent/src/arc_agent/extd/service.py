@@ -24,7 +24,8 @@ from arc_agent.config.connection import load_state
 from arc_agent.config.settings import EXTENSIONS_ALLOWLIST, EXTENSIONS_BLOCKLIST, LocalConfig
 from arc_agent.config.upgrade_status import read_last_attempt
 from arc_agent.cpclient.agentapi import AgentApiError, CredentialExpired, MachineApi
-from arc_agent.cpclient.machine import open_machine_api, package_signing_keys, proxy_policy
+from arc_agent.cpclient.machine import open_machine_api, package_signing_keys
+from arc_agent.cpclient.outbound import proxy_policy
 from arc_agent.cpclient.proxy import extension_environment
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError

@@ -1,119 +1,205 @@
-"""HTTP glue for himds: a threading HTTP server on loopback that answers with :class:`HimdsApi`."""
+"""HTTP glue for himds: an HTTP/1.1 server on loopback, a thread per connection, that answers
+with :class:`HimdsApi`.
+
+Not ``http.server``: with ``socketserver``, ``html`` (its entity table) and ``shutil`` behind it,
+it cost himds about 1.2 MiB it kept for as long as it ran (docs/architecture.md, "Footprint").
+What the local API needs of HTTP is small: a request line, headers (parsed by ``http.client``,
+which himds has for its own requests), no request body (a request with one is answered, then the
+connection closed), keep-alive between good requests, an idle connection closed after 30 s, and
+a JSON error for whatever is malformed.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
+import re
+import select
 import signal
 import socket
-import socketserver
 import threading
+from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
-from typing import Any
 
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.himds.api import HimdsApi, Request, Response, error_response
 from arc_agent.himds.peers import socket_peer_uid
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import BinaryIO
+
 LOGGER = "arc_agent.himds"
 IDLE_TIMEOUT_SECONDS = 30
-IDLE_POLL_SECONDS = 3600.0
-"""How often the accept loop wakes on its own; ``stop`` wakes it at once with a connection."""
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+"""What the local API answers (with 405 where a path does not take it); others get 501."""
+MAX_REQUEST_LINE = 65536
+_VERSION = re.compile(r"HTTP/(\d)\.(\d)")
 
 
-class HimdsServer(ThreadingHTTPServer):
-    """One thread per connection; IPv4 or IPv6 chosen from the bind address."""
+class _Malformed(Exception):
+    """A request that cannot be answered by the API: its status and why."""
 
-    daemon_threads = True
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HimdsServer:
+    """The listener (IPv4 or IPv6 from the bind address) and a thread per connection."""
 
     def __init__(self, address: tuple[str, int], api: HimdsApi | None) -> None:
         self.api = api
         self.logger = logging.getLogger(LOGGER)
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, HimdsRequestHandler)
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(128)
+        except OSError:
+            self.socket.close()
+            raise
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self._wakeup, self._waker = socket.socketpair()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would do a reverse DNS lookup (getfqdn) of the bind address.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
+    def __enter__(self) -> HimdsServer:
+        return self
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self.logger.exception("error while serving %s", client_address)
+    def __exit__(self, *exc: object) -> None:
+        self.server_close()
 
+    def serve_forever(self) -> None:
+        """Accept connections until :meth:`shutdown` (no timer: an idle himds does not wake)."""
+        self._stopped.clear()
+        try:
+            poller = select.poll()
+            poller.register(self.socket, select.POLLIN)
+            poller.register(self._wakeup, select.POLLIN)
+            while not self._stopping.is_set():
+                ready = {fd for fd, _ in poller.poll()}
+                if self.socket.fileno() not in ready:
+                    continue
+                try:
+                    connection, peer = self.socket.accept()
+                except OSError as exc:  # out of descriptors: the client waits in the backlog
+                    self.logger.warning("cannot accept a connection: %s", exc)
+                    self._stopping.wait(0.1)
+                    continue
+                threading.Thread(target=self._serve, args=(connection, peer), daemon=True).start()
+        finally:
+            self._stopped.set()
 
-class HimdsRequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "himds"
-    sys_version = ""
-    timeout = IDLE_TIMEOUT_SECONDS
-    # Headers and body are separate writes: with Nagle's algorithm the body of a second response
-    # on a kept-alive connection waits for the client's delayed ACK (40 ms).
-    disable_nagle_algorithm = True
+    def shutdown(self) -> None:
+        """End :meth:`serve_forever` (from another thread) and wait until it has."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):  # already closed: nothing serves
+            self._waker.send(b"\0")
+        self._stopped.wait()
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    def server_close(self) -> None:
+        for sock in (self.socket, self._wakeup, self._waker):
+            sock.close()
 
-    def do_POST(self) -> None:
-        self._dispatch()
+    # --- one connection -------------------------------------------------------------------------
 
-    def do_PUT(self) -> None:
-        self._dispatch()
+    def _serve(self, connection: socket.socket, peer: object) -> None:
+        try:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection.settimeout(IDLE_TIMEOUT_SECONDS)
+            with connection.makefile("rb") as reader:
+                while self._exchange(connection, reader):
+                    pass
+        except OSError:
+            pass  # the client went away, or was idle for IDLE_TIMEOUT_SECONDS
+        except Exception:
+            self.logger.exception("error while serving %s", peer)
+        finally:
+            connection.close()
 
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        server = self.server
-        assert isinstance(server, HimdsServer)
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        connection = self.connection
+    def _exchange(self, connection: socket.socket, reader: BinaryIO) -> bool:
+        """Read one request and answer it; whether the connection stays open for another."""
+        line = reader.readline(MAX_REQUEST_LINE + 1)
+        if not line:
+            return False  # the client closed it
+        try:
+            method, target, keep = _request_line(line)
+            headers = {name.lower(): value for name, value in _headers(reader).items()}
+        except _Malformed as bad:
+            self.logger.debug("code %d, message %s", bad.status, bad)
+            error = "server_error" if bad.status >= 500 else "invalid_request"
+            _write(connection, error_response(bad.status, error, str(bad)), close=True)
+            return False
         request = Request(
-            method=self.command, target=self.path, headers=headers, caller=lambda: socket_peer_uid(connection)
+            method=method, target=target, headers=headers, caller=lambda: socket_peer_uid(connection)
         )
         try:
-            assert server.api is not None  # set by serve() before the first request
-            response = server.api.handle(request)
+            assert self.api is not None  # set by serve() before the first request
+            response = self.api.handle(request)
         except Exception:
-            server.logger.exception("error handling %s %s", self.command, self.path)
+            self.logger.exception("error handling %s %s", method, target)
             response = error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "server_error", "Internal error")
+        self.logger.debug("%s %s %d", method, target, response.status)
         # Request bodies are never read, so only a bodiless, successful exchange keeps the
         # connection open for the next request.
+        connection_header = headers.get("connection", "").lower()
+        keep = (keep and connection_header != "close") or connection_header == "keep-alive"
         has_body = "content-length" in headers or "transfer-encoding" in headers
-        self._write(response, close=has_body or response.status != HTTPStatus.OK)
+        close = has_body or response.status != HTTPStatus.OK or not keep
+        _write(connection, response, close=close)
+        return not close
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Malformed requests (bad request line, huge headers, ...) also get a JSON error body."""
-        status = HTTPStatus(code)
-        self.log_error("code %d, message %s", code, message)
-        error = "server_error" if code >= 500 else "invalid_request"
-        self._write(error_response(status, error, message or status.phrase), close=True)
 
-    def _write(self, response: Response, *, close: bool) -> None:
-        body = response.body
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
-        self.send_response(response.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
+def _request_line(line: bytes) -> tuple[str, str, bool]:
+    """Method, target, and whether the client's HTTP version keeps connections by default."""
+    if len(line) > MAX_REQUEST_LINE:
+        raise _Malformed(HTTPStatus.REQUEST_URI_TOO_LONG, "Request-URI Too Long")
+    text = line.decode("iso-8859-1").rstrip("\r\n")
+    words = text.split()
+    if len(words) != 3:
+        raise _Malformed(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({text[:200]!r})")
+    method, target, version = words
+    found = _VERSION.fullmatch(version)
+    if found is None:
+        raise _Malformed(HTTPStatus.BAD_REQUEST, f"Bad request version ({version[:50]!r})")
+    if int(found[1]) >= 2:
+        raise _Malformed(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({version})")
+    if method not in METHODS:
+        raise _Malformed(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({method[:50]!r})")
+    return method, target, (int(found[1]), int(found[2])) >= (1, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        logging.getLogger(LOGGER).debug("%s %s", self.address_string(), format % args)
+
+def _headers(reader: BinaryIO) -> http.client.HTTPMessage:
+    try:
+        return http.client.parse_headers(reader)
+    except http.client.LineTooLong as exc:
+        raise _Malformed(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, f"Line too long: {exc}") from None
+    except http.client.HTTPException as exc:
+        raise _Malformed(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, f"Too many headers: {exc}") from None
+
+
+def _write(connection: socket.socket, response: Response, *, close: bool) -> None:
+    body = response.body
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    status = HTTPStatus(response.status)
+    lines = [
+        f"HTTP/1.1 {status.value} {status.phrase}",
+        "Server: himds",
+        f"Date: {formatdate(usegmt=True)}",
+        "Content-Type: application/json; charset=utf-8",
+        f"Content-Length: {len(payload)}",
+        *(f"{name}: {value}" for name, value in response.headers.items()),
+    ]
+    if close:
+        lines.append("Connection: close")
+    connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
 
 
 def listen(bind: str, port: int) -> HimdsServer:
@@ -132,29 +218,14 @@ def serve(server: HimdsServer, api: HimdsApi, logger: logging.Logger) -> None:
 
     The kernel gives a process's signal to any of its threads; Python runs its handlers on the
     main thread only, once that thread runs again. The main thread sits in the accept loop's
-    ``select`` (for up to an hour, so that an idle himds does not wake), and a SIGTERM taken by
+    ``poll`` (with no timeout, so that an idle himds does not wake), and a SIGTERM taken by
     another thread (the connection's, in a long-poll) left it there: ``systemctl stop`` then
     waited until systemd killed himds. So the signal is read from Python's wakeup file
     (``signal.set_wakeup_fd``), which the interpreter writes from whichever thread took it, by
-    a thread of our own that starts the stop at once.
+    a thread of our own that stops the server at once.
     """
     server.api = api
     stopping = threading.Event()
-
-    def stop(signum: int) -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
-        logger.info("received %s, stopping", signal.Signals(signum).name)
-        # The loop waits in select() without a timeout (an idle himds must not wake up twice a
-        # second): after shutdown() has set its flag, a connection of our own wakes the loop.
-        waiter = threading.Thread(target=server.shutdown, daemon=True)
-        waiter.start()
-        while waiter.is_alive():
-            host, port = server.server_address[:2]
-            with contextlib.suppress(OSError), socket.create_connection((str(host), int(port)), timeout=1):
-                pass
-            waiter.join(0.2)
 
     def watch(wakeup: socket.socket) -> None:
         while not stopping.is_set():
@@ -166,7 +237,9 @@ def serve(server: HimdsServer, api: HimdsApi, logger: logging.Logger) -> None:
                 return
             for signum in received:
                 if signum in STOP_SIGNALS:
-                    stop(signum)
+                    stopping.set()
+                    logger.info("received %s, stopping", signal.Signals(signum).name)
+                    server.shutdown()
                     return
 
     def noted(signum: int, frame: FrameType | None) -> None:
@@ -181,7 +254,7 @@ def serve(server: HimdsServer, api: HimdsApi, logger: logging.Logger) -> None:
         threading.Thread(target=watch, args=(wakeup,), name="himds-signals", daemon=True).start()
         try:
             logger.info("himds listening on http://%s:%d", *server.server_address[:2])
-            server.serve_forever(poll_interval=IDLE_POLL_SECONDS)
+            server.serve_forever()
         finally:
             signal.set_wakeup_fd(previous_fd)
             for sig, handler in previous.items():

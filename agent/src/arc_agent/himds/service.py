@@ -45,13 +45,14 @@ from arc_agent.cpclient.agentapi import (
     MachineApi,
     RequestRefused,
 )
-from arc_agent.cpclient.machine import proxy_policy
+from arc_agent.cpclient.outbound import proxy_policy
 from arc_agent.cpclient.transport import ControlPlaneUnreachable, HttpsClient
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.fsutil import write_json_atomic
 from arc_agent.identity.jws import AssertionSigner
 from arc_agent.identity.signer import generate_key_file, load_machine_signer
 from arc_agent.identity.store import MachineIdentity
+from arc_agent.memory import release_free_memory
 from arc_agent.ondemand import wake
 from arc_agent.paths import AgentPaths
 from arc_agent.systemd import service_states
@@ -181,6 +182,7 @@ class Connection:
                         self._wake("the control plane can be reached again")
                     failures = 0
                 poll, sleep = idle_step(next_heartbeat - clock())
+                release_free_memory()  # idle from here: what the work before left free goes back
                 if poll:
                     self._wait_for_work(poll)
                 elif sleep:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import struct
@@ -42,9 +41,11 @@ class StateFileWatch:
         self._logger = logger
         self._fd = -1
         self._closing = False
-        libc_name = ctypes.util.find_library("c")
         try:
-            libc = ctypes.CDLL(libc_name, use_errno=True)
+            # the C library the interpreter already has (dlopen of the program itself), not
+            # ctypes.util.find_library: that runs ldconfig and loads shutil and tempfile, which
+            # himds would then carry for as long as it runs (docs/architecture.md, "Footprint")
+            libc = ctypes.CDLL(None, use_errno=True)
             fd = libc.inotify_init1(IN_CLOEXEC)
             if fd < 0:
                 raise OSError(ctypes.get_errno(), "inotify_init1")
