@@ -128,6 +128,20 @@ def test_tunnels_asking_at_once_all_get_the_gateway(tmp_path: Path) -> None:
     assert len(seen) == 16 and all(found is not None and found is seen[0] for found in seen)
 
 
+@pytest.mark.parametrize("args", [[], ["x"], ["999"]])
+def test_the_resident_started_by_hand_says_what_starts_it(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "arc_agent.arcproxy.resident", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr == "arcproxy's resident is started by arcproxy, with what it hands over: run arcproxy\n"
+    )
+
+
 def _relayed() -> tuple[socket.socket, socket.socket, threading.Thread]:
     """Two client ends joined by ``relay`` on a thread (as a tunnel's thread runs it)."""
     left, left_inner = socket.socketpair()

@@ -116,8 +116,14 @@ def _stop(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Carry tunnels with what ``arcproxy`` handed over (the pipe named by the one argument)."""
     args = sys.argv[1:] if argv is None else argv
-    with os.fdopen(int(args[0]), "rb") as pipe:
-        handover = json.loads(pipe.read())
+    try:
+        with os.fdopen(int(args[0]), "rb") as pipe:
+            handover = json.loads(pipe.read())
+    except (IndexError, ValueError, OSError):
+        sys.stderr.write(
+            "arcproxy's resident is started by arcproxy, with what it hands over: run arcproxy\n"
+        )
+        return 2
     _name_process("arcproxy")
     log = StderrLog(verbose=bool(handover["verbose"]))
     given = handover["upstream"]

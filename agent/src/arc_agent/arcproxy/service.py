@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 
+from arc_agent.acceptor import accept_forever
 from arc_agent.arcproxy.core import (
     GATEWAY_HEADER,
     LISTEN_PORT,
@@ -120,29 +121,16 @@ class ArcProxy:
 
     def serve(self, sockets: list[socket.socket]) -> None:
         """Accept clients on ``sockets`` until a signal handler raises; each client in a thread."""
-        poller = select.poll()
-        by_fd = {sock.fileno(): sock for sock in sockets}
-        for sock in sockets:
-            sock.setblocking(False)
-            poller.register(sock, select.POLLIN)
-        while True:
-            for fd, _ in poller.poll():
-                try:
-                    client, _ = by_fd[fd].accept()
-                except _BLOCKED:
-                    continue
-                except OSError as exc:  # out of descriptors: the client waits in the backlog
-                    self._log.warning("cannot accept a client: %s", exc)
-                    time.sleep(0.1)
-                    continue
-                client.setblocking(True)
-                with self._lock:
-                    admitted = self._open_tunnels < MAX_TUNNELS
-                    self._open_tunnels += admitted
-                if not admitted:
-                    self._refuse(client, Refusal(503, f"the Arc proxy carries {MAX_TUNNELS} tunnels at most"))
-                    continue
-                threading.Thread(target=self._client, args=(client,), daemon=True).start()
+        accept_forever(sockets, self._admit, self._log, threading.Event())
+
+    def _admit(self, client: socket.socket, peer: object) -> None:
+        with self._lock:
+            admitted = self._open_tunnels < MAX_TUNNELS
+            self._open_tunnels += admitted
+        if not admitted:
+            self._refuse(client, Refusal(503, f"the Arc proxy carries {MAX_TUNNELS} tunnels at most"))
+            return
+        threading.Thread(target=self._client, args=(client,), daemon=True).start()
 
     def _refuse(self, client: socket.socket, refusal: Refusal) -> None:
         client.settimeout(1)

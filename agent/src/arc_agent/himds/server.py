@@ -16,13 +16,13 @@ import http.client
 import json
 import logging
 import re
-import select
 import signal
 import socket
 import threading
 from email.utils import formatdate
 from http import HTTPStatus
 
+from arc_agent.acceptor import accept_forever
 from arc_agent.errors import AzcmError, ErrorCode
 from arc_agent.himds.api import HimdsApi, Request, Response, error_response
 from arc_agent.himds.peers import socket_peer_uid
@@ -80,22 +80,12 @@ class HimdsServer:
         """Accept connections until :meth:`shutdown` (no timer: an idle himds does not wake)."""
         self._stopped.clear()
         try:
-            poller = select.poll()
-            poller.register(self.socket, select.POLLIN)
-            poller.register(self._wakeup, select.POLLIN)
-            while not self._stopping.is_set():
-                ready = {fd for fd, _ in poller.poll()}
-                if self.socket.fileno() not in ready:
-                    continue
-                try:
-                    connection, peer = self.socket.accept()
-                except OSError as exc:  # out of descriptors: the client waits in the backlog
-                    self.logger.warning("cannot accept a connection: %s", exc)
-                    self._stopping.wait(0.1)
-                    continue
-                threading.Thread(target=self._serve, args=(connection, peer), daemon=True).start()
+            accept_forever([self.socket], self._start, self.logger, self._stopping, self._wakeup)
         finally:
             self._stopped.set()
+
+    def _start(self, connection: socket.socket, peer: object) -> None:
+        threading.Thread(target=self._serve, args=(connection, peer), daemon=True).start()
 
     def shutdown(self) -> None:
         """End :meth:`serve_forever` (from another thread) and wait until it has."""
