@@ -136,9 +136,9 @@ def test_the_resident_started_by_hand_says_what_starts_it(args: list[str]) -> No
         text=True,
         timeout=30,
     )
-    assert done.returncode == 2
-    assert (
-        done.stderr == "arcproxy's resident is started by arcproxy, with what it hands over: run arcproxy\n"
+    assert done.returncode == ErrorCode.INVALID_ARGUMENT
+    assert done.stderr == (
+        "AZCM0023: arcproxy's resident is started by arcproxy, with what it hands over: run arcproxy\n"
     )
 
 

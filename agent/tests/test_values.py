@@ -15,6 +15,8 @@ def test_equal_values_are_equal_and_hash_alike() -> None:
     assert one != Proxy("proxy.test", 3129, "Basic x", "HTTPS_PROXY")
     assert one != ProxyPolicy(one)  # another class, even with the same fields
     assert {one: 1}[Proxy("proxy.test", 3128, "Basic x", "HTTPS_PROXY")] == 1
+    assert "Basic x" not in repr(ProxyPolicy(one))  # credentials never in a repr that may be logged
+    assert repr(one) == "Proxy(authorization=<hidden>, host='proxy.test', port=3128, source='HTTPS_PROXY')"
     assert ProxyPolicy(one, ("ARM",)) == ProxyPolicy(
         Proxy("proxy.test", 3128, "Basic x", "HTTPS_PROXY"), ("ARM",)
     )

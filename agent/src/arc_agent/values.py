@@ -13,6 +13,8 @@ from __future__ import annotations
 
 class Value:
     __slots__: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+    """Fields whose values ``repr`` does not show (credentials): a value may reach a log."""
 
     def fields(self) -> tuple[object, ...]:
         """The values of the fields, in the order of ``__slots__``."""
@@ -33,5 +35,8 @@ class Value:
         raise AttributeError(f"{type(self).__name__}.{name} cannot be changed")
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        shown = ", ".join(
+            f"{name}={'<hidden>' if name in self.hidden else repr(getattr(self, name))}"
+            for name in self.__slots__
+        )
         return f"{type(self).__name__}({shown})"

@@ -120,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         with os.fdopen(int(args[0]), "rb") as pipe:
             handover = json.loads(pipe.read())
     except (IndexError, ValueError, OSError):
-        sys.stderr.write(
-            "arcproxy's resident is started by arcproxy, with what it hands over: run arcproxy\n"
+        from arc_agent.errors import AzcmError, ErrorCode  # only here: the resident need not keep it
+
+        error = AzcmError(
+            ErrorCode.INVALID_ARGUMENT,
+            "arcproxy's resident is started by arcproxy, with what it hands over: run arcproxy",
         )
-        return 2
+        sys.stderr.write(f"{error}\n")
+        return error.code
     _name_process("arcproxy")
     log = StderrLog(verbose=bool(handover["verbose"]))
     given = handover["upstream"]

@@ -37,6 +37,7 @@ class Proxy(Value):
     ``source`` where it came from (``proxy.url`` or the environment variable's name)."""
 
     __slots__ = ("authorization", "host", "port", "source")
+    hidden = ("authorization",)
 
     def __init__(self, host: str, port: int, authorization: str = "", source: str = "proxy.url") -> None:
         self.host = host

@@ -24,7 +24,7 @@ def ssl_context(ca_file: str | Path | None, ca_pem: str = "") -> ssl.SSLContext:
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """:func:`ssl_context` for the CA file given at connect; a bad one is AZCM's invalid argument."""
-    from arc_agent.errors import AzcmError, ErrorCode  # here: the Arc proxy's resident needs not load it
+    from arc_agent.errors import AzcmError, ErrorCode  # here: the Arc proxy's resident need not load it
 
     try:
         return ssl_context(ca_file)
