@@ -14,6 +14,7 @@ WHEELHOUSE := $(CURDIR)/build/wheelhouse
 AZURE_IDENTITY_WHEELS := $(CURDIR)/build/azure-identity-wheels
 EXTENSIONS := $(CURDIR)/build/extensions
 AZURE_CLI := $(CURDIR)/build/azure-cli
+AZURE_COLLECTION := $(CURDIR)/build/azure-collection
 OLD_ANSIBLE_CORE := $(CURDIR)/build/ansible-core-2.16
 
 export PATH := $(BIN):$(PATH)
@@ -22,7 +23,7 @@ export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 
 .PHONY: help deps venv wheelhouse extensions configurations collection test lint lint-python lint-ansible lint-shell lint-repository unit \
-	sanity units lint-supply-chain lock durations-reset azure-cli compat hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule matrix matrix-sanity matrix-hosts build-collection demo test-hosts test-hosts-down clean
+	sanity units lint-supply-chain lock durations-reset azure-cli azure-collection compat hosts-lanes security chaos fuzz-controlplane hosts-check agent-hosts integration awx molecule matrix matrix-sanity matrix-hosts build-collection demo test-hosts test-hosts-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -127,9 +128,9 @@ lint-repository: venv ## Layers, import circles, citations, naming, no sys.path 
 lint-shell: deps
 	$(STEP) shellcheck tests/hosts/*.sh tools/*.sh .ci/run agent/src/arc_agent/upgrade/recover.sh
 
-unit: venv azure-cli ## pytest for agent/ and controlplane/ (the control plane's with the Azure CLI)
+unit: venv azure-cli azure-collection ## pytest for agent/ and controlplane/ (the control plane's with the Azure CLI and azure.azcollection)
 	$(STEP) sh -c 'cd agent && pytest -q'
-	$(STEP) sh -c 'cd controlplane && ARC_AZURE_CLI=$(AZURE_CLI)/bin/az pytest -q'
+	$(STEP) sh -c 'cd controlplane && ARC_AZURE_CLI=$(AZURE_CLI)/bin/az ARC_AZURE_COLLECTION=$(AZURE_COLLECTION) pytest -q'
 
 # The Azure CLI from PyPI in a virtual environment of its own (it pins its own azure-* packages):
 # controlplane/tests/test_azure_cli.py runs it, unmodified, against the control plane.
@@ -139,6 +140,23 @@ $(AZURE_CLI)/.stamp: requirements-azure-cli.txt
 	touch $@
 
 azure-cli: $(AZURE_CLI)/.stamp ## The Azure CLI (from PyPI) the control plane's tests run
+
+# azure.azcollection from the `ansible` package on PyPI (the collection only, unmodified) with its
+# own Python requirements in a virtual environment of their own, the modules' interpreter:
+# controlplane/tests/test_azure_collection.py runs its modules against the control plane.
+$(AZURE_COLLECTION)/.stamp: requirements-azure-collection.txt
+	rm -rf $(AZURE_COLLECTION) && $(PYTHON) -m venv $(AZURE_COLLECTION)
+	$(AZURE_COLLECTION)/bin/pip download -q --disable-pip-version-check --no-deps -d $(AZURE_COLLECTION)/dist \
+		-r requirements-azure-collection.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(AZURE_COLLECTION)/bin/python -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+		z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("ansible_collections/azure/azcollection/")])' \
+		$(AZURE_COLLECTION)/dist/ansible-*.whl $(AZURE_COLLECTION)/collections
+	$(AZURE_COLLECTION)/bin/pip install -q --disable-pip-version-check \
+		-r $(AZURE_COLLECTION)/collections/ansible_collections/azure/azcollection/requirements-azure.txt 2>&1 \
+		| { grep -v "^WARNING: Location\|yanked" || true; }
+	touch $@
+
+azure-collection: $(AZURE_COLLECTION)/.stamp ## azure.azcollection (from PyPI) the control plane's tests run
 
 units: venv ## ansible-test units (module and module_utils unit tests)
 	$(STEP) tools/ansible-test.sh units

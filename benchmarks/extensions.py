@@ -80,9 +80,26 @@ def settle(lab: Lab, name: str, command: str, times: dict[str, Any]) -> None:
     times[name] = {"error": "not settled within 120 s"}
 
 
+def extd_running(lab: Lab) -> int:
+    """On how many hosts extd runs now (it is started on demand and lingers after work)."""
+    answers: dict[str, bool] = {}
+
+    def ask(host: Any) -> None:
+        state = host.sh("systemctl is-active extd.service", check=False).stdout.strip()
+        answers[host.name] = state == "active"
+
+    threads = [threading.Thread(target=ask, args=(host,)) for host in lab.hosts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(answers.values())
+
+
 def round_of(lab: Lab, number: int) -> dict[str, Any]:
     pid = int(lab.env.controlplane_pid_file.read_text())
     names = [host.name for host in lab.hosts]
+    running = extd_running(lab)
     times: dict[str, Any] = {}
     cpu, wall = process_cpu(pid), time.monotonic()
     threads = [
@@ -98,6 +115,7 @@ def round_of(lab: Lab, number: int) -> dict[str, Any]:
     return {
         "round": number,
         "machines": len(names),
+        "extd_running_before": running,
         "succeeded": len(seconds),
         "failed": {name: entry for name, entry in times.items() if entry.get("state") != "Succeeded"},
         "request_to_succeeded_p50_s": round(median(seconds), 2) if seconds else None,

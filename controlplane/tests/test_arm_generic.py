@@ -45,7 +45,11 @@ def test_cloud_metadata_answers_without_a_token_in_each_shape(arm: ArmEnv) -> No
     # a Resource Manager URL that ends in "/" gives "//metadata/endpoints" (az cloud register)
     legacy = arm.call("GET", arm.server.url("//metadata/endpoints"), caller=None, api_version="2015-01-01")
     assert legacy.status_code == 200
-    assert legacy.json()["authentication"] == {"loginEndpoint": root, "audiences": [root]}
+    # msrestazure (ADAL) signs in there at the AD FS authority, the only one it takes unchecked
+    assert legacy.json() == {
+        "graphEndpoint": root,
+        "authentication": {"loginEndpoint": f"{root}adfs/", "audiences": [root]},
+    }
     unknown = arm.call("GET", "/metadata/endpoints", caller=None, api_version="2030-01-01")
     assert unknown.status_code == 400
     assert error_of(unknown)["code"] == "InvalidApiVersionParameter"

@@ -83,17 +83,24 @@ class Plane:
     def base(self) -> str:
         return f"https://127.0.0.1:{self.server.port}"
 
-    def token_url(self, tenant: str | None = None) -> str:
-        return f"{self.base}/{tenant or self.tenant_id}/oauth2/v2.0/token"
+    def token_url(self, tenant: str | None = None, *, v1: bool = False) -> str:
+        path = "oauth2/token" if v1 else "oauth2/v2.0/token"
+        return f"{self.base}/{tenant or self.tenant_id}/{path}"
 
-    def post_token(self, form: dict[str, str], tenant: str | None = None) -> httpx.Response:
+    def post_token(
+        self, form: dict[str, str], tenant: str | None = None, *, v1: bool = False
+    ) -> httpx.Response:
         """Each from a loopback address of its own: these tests fail sign-ins on purpose, more
         than one address may (``test_signin_throttling.py`` tests that limit)."""
         self.sent += 1
         source = f"127.1.{self.sent // 250 % 250}.{self.sent % 250 + 1}"
         transport = httpx.HTTPTransport(local_address=source, verify=ca_context(self.server.ca_file))
         with httpx.Client(transport=transport, timeout=10) as client:
-            return client.post(self.token_url(tenant), data=form)
+            return client.post(self.token_url(tenant, v1=v1), data=form)
+
+    def v1_form(self, **changes: str) -> dict[str, str]:
+        """A v1 request (``resource=``, as ADAL sends it) with the client secret."""
+        return self.secret_form(**{"scope": "-", "resource": ARM_AUDIENCE.rstrip("/"), **changes})
 
     def secret_form(self, **changes: str) -> dict[str, str]:
         form = {
@@ -373,6 +380,96 @@ def test_the_token_endpoint_url_under_the_tenant_as_sent_is_accepted(plane: Plan
     assert plane.post_token(plane.assertion_form(assertion), tenant=upper).status_code == 200
 
 
+# -- the v1 endpoint (ADAL, msrestazure) and the AD FS authority --------------------------------
+
+
+@pytest.mark.parametrize("tenant", [None, "adfs", "ADFS"])
+def test_v1_token_with_client_secret(plane: Plane, tenant: str | None) -> None:
+    before = int(time.time())
+    reply = plane.post_token(plane.v1_form(), tenant=tenant, v1=True)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["cache-control"] == "no-store"
+    body = reply.json()
+    assert set(body) == {
+        "token_type", "expires_in", "ext_expires_in", "expires_on", "not_before", "resource", "access_token",
+    }  # fmt: skip
+    assert (body["token_type"], body["expires_in"], body["ext_expires_in"]) == ("Bearer", "3599", "3599")
+    assert body["resource"] == ARM_AUDIENCE
+    claims = plane.verify(body["access_token"])
+    assert (claims["tid"], claims["appid"], claims["oid"]) == (
+        plane.tenant_id,
+        plane.client_id,
+        plane.object_id,
+    )
+    assert (int(body["expires_on"]), int(body["not_before"])) == (claims["exp"], claims["nbf"])
+    assert before + 3600 - 5 <= claims["exp"] <= int(time.time()) + 3600
+
+
+@pytest.mark.parametrize("tenant", [None, "adfs"])
+def test_v1_token_with_client_assertion(plane: Plane, tenant: str | None) -> None:
+    assertion = plane.assertion(aud=plane.token_url(tenant, v1=True))
+    form = {**plane.assertion_form(assertion), "resource": ARM_AUDIENCE}
+    del form["scope"]
+    reply = plane.post_token(form, tenant=tenant, v1=True)
+    assert reply.status_code == 200, reply.text
+    assert plane.verify(reply.json()["access_token"])["appid"] == plane.cert_client_id
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "code"),
+    [
+        ({"resource": "-"}, "invalid_request", 900144),
+        ({"resource": f"{ARM_AUDIENCE} https://graph.windows.net/"}, "invalid_resource", 500011),
+        ({"resource": "no-scheme"}, "invalid_resource", 500011),
+        ({"grant_type": "password"}, "unsupported_grant_type", 70003),
+    ],
+)
+def test_bad_v1_token_requests(plane: Plane, changes: dict[str, str], error: str, code: int) -> None:
+    assert_oauth_error(plane.post_token(plane.v1_form(**changes), tenant="adfs", v1=True), 400, error, code)
+
+
+def test_the_adfs_authority_is_described_and_takes_a_scope_too(plane: Plane) -> None:
+    document = plane.http.get(f"{plane.base}/adfs/.well-known/openid-configuration")
+    assert document.status_code == 200, document.text
+    assert document.json()["token_endpoint"] == f"{plane.base}/adfs/oauth2/token"
+    assert plane.http.get(document.json()["jwks_uri"]).json()["keys"]
+    authorize = plane.http.get(document.json()["authorization_endpoint"])
+    assert_oauth_error(authorize, 400, "invalid_request", 70005)
+    reply = plane.post_token(plane.secret_form(), tenant="adfs", v1=True)  # scope=<resource>/.default
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["resource"] == ARM_AUDIENCE
+    assert plane.verify(reply.json()["access_token"])["tid"] == plane.tenant_id
+
+
+def test_msal_and_azure_identity_at_the_adfs_authority(plane: Plane, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AD FS authority is the one MSAL takes without instance discovery: azure-identity with
+    ``AZURE_AUTHORITY_HOST`` and tenant ``adfs`` (what azure.azcollection's modules build)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(plane.server.ca_file))
+    app = msal.ConfidentialClientApplication(
+        plane.client_id, client_credential=plane.client_secret, authority=f"{plane.base}/adfs"
+    )
+    result = app.acquire_token_for_client(scopes=[ARM_SCOPE])
+    assert "access_token" in result, result
+    assert plane.verify(result["access_token"])["appid"] == plane.client_id
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", plane.base)
+    credential = ClientSecretCredential("adfs", plane.client_id, plane.client_secret)
+    with credential:
+        token = credential.get_token(ARM_SCOPE)
+    assert plane.verify(token.token)["oid"] == plane.object_id
+
+
+def test_the_adfs_authority_knows_no_client_of_no_tenant(plane: Plane) -> None:
+    unknown = plane.v1_form(client_id="00000000-0000-0000-0000-00000000beef")
+    body = assert_oauth_error(
+        plane.post_token(unknown, tenant="adfs", v1=True), 401, "invalid_client", 700016
+    )
+    assert "was not found in this control plane" in body["error_description"]
+    wrong = plane.post_token(plane.v1_form(client_secret="not-the-secret"), tenant="adfs", v1=True)
+    assert_oauth_error(wrong, 401, "invalid_client", 7000215)
+    # "adfs" names no tenant at the v2.0 endpoint (MSAL's): only ADAL's v1 endpoint has that form
+    assert_oauth_error(plane.post_token(plane.secret_form(), tenant="adfs"), 400, "invalid_request", 900023)
+
+
 # -- malformed requests -----------------------------------------------------------------------
 
 
@@ -447,8 +544,8 @@ def test_malformed_authorization_headers(plane: Plane, authorization: str) -> No
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
 def test_token_endpoint_only_takes_post(plane: Plane, method: str) -> None:
-    reply = plane.http.request(method, plane.token_url())
-    assert_oauth_error(reply, 400, "invalid_request", 900561)
+    for url in (plane.token_url(), plane.token_url(v1=True), plane.token_url("adfs", v1=True)):
+        assert_oauth_error(plane.http.request(method, url), 400, "invalid_request", 900561)
 
 
 def test_correlation_id_echoes_the_clients_request_id(plane: Plane) -> None:

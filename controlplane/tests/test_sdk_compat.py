@@ -91,27 +91,31 @@ def test_sdk_manages_machines(sdk: tuple[HybridComputeManagementClient, dict[str
     assert sorted(str(m.name) for m in client.machines.list_by_resource_group(group)) == ["db-1", "web-1"]
 
 
+@pytest.mark.parametrize("adfs", [False, True], ids=["tenant", "adfs"])
 @pytest.mark.parametrize("credential_type", [EnvironmentCredential, DefaultAzureCredential])
 def test_ci_pipelines_sign_in_from_the_environment(
     sdk: tuple[HybridComputeManagementClient, dict[str, str], Server],
     monkeypatch: pytest.MonkeyPatch,
     credential_type: type[EnvironmentCredential] | type[DefaultAzureCredential],
+    adfs: bool,
 ) -> None:
     """What a pipeline sets (docs/azure-tools.md): the service principal and AZURE_AUTHORITY_HOST in
-    the environment, instance discovery off in code; nothing else points at the control plane."""
+    the environment; with the tenant's id, instance discovery is switched off in code; with the
+    tenant ``adfs`` (the AD FS authority) nothing is needed in code."""
     _, ids, server = sdk
-    monkeypatch.setenv("AZURE_TENANT_ID", ids["tenantId"])
+    monkeypatch.setenv("AZURE_TENANT_ID", "adfs" if adfs else ids["tenantId"])
     monkeypatch.setenv("AZURE_CLIENT_ID", ids["adminClientId"])
     monkeypatch.setenv("AZURE_CLIENT_SECRET", ids["adminClientSecret"])
     monkeypatch.setenv("AZURE_AUTHORITY_HOST", f"https://127.0.0.1:{server.port}")
-    credential = credential_type(disable_instance_discovery=True)
+    credential = credential_type() if adfs else credential_type(disable_instance_discovery=True)
     audience = f"https://127.0.0.1:{server.port}/"
     client = HybridComputeManagementClient(
         credential, ids["subscriptionId"], base_url=audience, credential_scopes=[audience + ".default"]
     )
+    name = f"ci-{credential_type.__name__[:3].lower()}-{'adfs' if adfs else 'tenant'}"
     try:
-        client.machines.create_or_update(ids["resourceGroup"], "ci-1", Machine(location=ids["location"]))
-        assert [m.name for m in client.machines.list_by_resource_group(ids["resourceGroup"])] == ["ci-1"]
+        client.machines.create_or_update(ids["resourceGroup"], name, Machine(location=ids["location"]))
+        assert name in [m.name for m in client.machines.list_by_resource_group(ids["resourceGroup"])]
     finally:
         client.close()
         credential.close()

@@ -1,10 +1,12 @@
 """The token service's URLs and its discovery documents, in Microsoft Entra ID's layout.
 
-``<base>/<tenant>/oauth2/v2.0/token`` issues tokens, ``<base>/<tenant>/v2.0/.well-known/
-openid-configuration`` describes the tenant (MSAL reads ``authorization_endpoint``,
-``token_endpoint`` and ``issuer`` from it), ``<base>/<tenant>/discovery/v2.0/keys`` publishes
-the signing keys, and ``<base>/common/discovery/instance`` answers MSAL's instance discovery.
-``base`` is the control plane's public URL (``serve --public-url``).
+``<base>/<tenant>/oauth2/v2.0/token`` issues tokens (``<base>/<tenant>/oauth2/token`` too, the v1
+endpoint ADAL-based clients use, and ``<base>/adfs/oauth2/token``, the AD FS form of it),
+``<base>/<tenant>/v2.0/.well-known/openid-configuration`` describes the tenant (MSAL reads
+``authorization_endpoint``, ``token_endpoint`` and ``issuer`` from it),
+``<base>/<tenant>/discovery/v2.0/keys`` publishes the signing keys, and
+``<base>/common/discovery/instance`` answers MSAL's instance discovery. ``base`` is the control
+plane's public URL (``serve --public-url``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from urllib.parse import urlsplit
 from arc_controlplane.auth.assertions import SIGNING_ALGORITHMS
 
 TOKEN_PATH = "/oauth2/v2.0/token"  # noqa: S105 - a path, not a password
+V1_TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a password
+ADFS_TENANT = "adfs"
+"""The tenant segment of an AD FS authority (``<base>/adfs``): no tenant in the URL, the client's
+own is meant. Clients that validate every other authority against Microsoft's cloud (ADAL,
+``msrestazure``) accept this one as it is (docs/reference/arm.md, "Tokens for ADAL-based clients")."""
 AUTHORIZE_PATH = "/oauth2/v2.0/authorize"
+V1_AUTHORIZE_PATH = "/oauth2/authorize"
 KEYS_PATH = "/discovery/v2.0/keys"
 OPENID_CONFIGURATION_PATH = "/v2.0/.well-known/openid-configuration"
 INSTANCE_DISCOVERY_API_VERSION = "1.1"
@@ -23,6 +31,10 @@ INSTANCE_DISCOVERY_API_VERSION = "1.1"
 
 def token_endpoint(base: str, tenant: str) -> str:
     return f"{base}/{tenant}{TOKEN_PATH}"
+
+
+def v1_token_endpoint(base: str, tenant: str) -> str:
+    return f"{base}/{tenant}{V1_TOKEN_PATH}"
 
 
 def openid_configuration(base: str, tenant_id: str, issuer: str) -> dict[str, Any]:
@@ -55,6 +67,21 @@ def openid_configuration(base: str, tenant_id: str, issuer: str) -> dict[str, An
         "cloud_graph_host_name": None,
         "msgraph_host": None,
         "rbac_url": None,
+    }
+
+
+def adfs_configuration(base: str) -> dict[str, Any]:
+    """The AD FS authority's discovery document (``<base>/adfs/.well-known/openid-configuration``).
+
+    MSAL reads it for an authority whose tenant is ``adfs`` (azure-identity with
+    ``AZURE_AUTHORITY_HOST=<base>`` and tenant ``adfs``) and posts to its ``token_endpoint``,
+    where the client's own tenant is meant.
+    """
+    authority = f"{base}/{ADFS_TENANT}"
+    return {
+        **openid_configuration(base, ADFS_TENANT, authority),
+        "token_endpoint": v1_token_endpoint(base, ADFS_TENANT),
+        "authorization_endpoint": f"{authority}{V1_AUTHORIZE_PATH}",
     }
 
 

@@ -18,6 +18,8 @@ from typing import Any, Final
 INVALID_REQUEST: Final = "invalid_request"
 INVALID_CLIENT: Final = "invalid_client"
 INVALID_SCOPE: Final = "invalid_scope"
+INVALID_RESOURCE: Final = "invalid_resource"
+"""Entra's v1 endpoint: the ``resource`` parameter names no resource (not in RFC 6749)."""
 UNSUPPORTED_GRANT_TYPE: Final = "unsupported_grant_type"
 UNAUTHORIZED_CLIENT: Final = "unauthorized_client"
 TEMPORARILY_UNAVAILABLE: Final = "temporarily_unavailable"
@@ -38,6 +40,7 @@ CREDENTIAL_MISSING: Final = 7000218
 GRANT_UNSUPPORTED: Final = 70003
 SCOPE_INVALID: Final = 70011
 SCOPE_NOT_DEFAULT: Final = 1002012
+RESOURCE_INVALID: Final = 500011
 ASSERTION_MALFORMED: Final = 50027
 ASSERTION_TYPE_INVALID: Final = 7000219
 ASSERTION_WRONG_CLIENT: Final = 700021

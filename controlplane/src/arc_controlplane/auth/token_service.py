@@ -1,8 +1,12 @@
-"""The OAuth 2.0 client credentials grant, as Microsoft Entra ID's v2.0 token endpoint runs it.
+"""The OAuth 2.0 client credentials grant, as Microsoft Entra ID's token endpoints run it.
 
 A service principal of the tenant authenticates with its client secret (form or HTTP Basic)
-or with a client assertion signed by its certificate, names one resource as
-``scope=<resource>/.default``, and gets a one-hour RS256 access token for that resource.
+or with a client assertion signed by its certificate, names one resource, and gets a one-hour
+RS256 access token for that resource. The v2.0 endpoint (MSAL, azure-identity) takes the
+resource as ``scope=<resource>/.default``; the v1 endpoint (ADAL, ``msrestazure``) as
+``resource=<resource>`` and answers with ``expires_on`` and ``resource`` besides. Under the AD FS
+authority (``/adfs/oauth2/token``) the URL names no tenant: the client's own is used; it takes
+either form, as AD FS does (ADAL sends ``resource``, MSAL ``scope``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sqlalchemy.orm import Session
 from arc_controlplane.auth import oauth_errors as oe
 from arc_controlplane.auth.assertions import ASSERTION_TYPE, AssertionCheck, verify_client_assertion
 from arc_controlplane.auth.certificates import CertificateError, parse_certificates
-from arc_controlplane.auth.discovery import token_endpoint
+from arc_controlplane.auth.discovery import ADFS_TENANT, token_endpoint, v1_token_endpoint
 from arc_controlplane.auth.oauth_errors import OAuthError, client_authentication_failed
 from arc_controlplane.auth.oauth_form import BasicCredentials
 from arc_controlplane.auth.principals import SERVICE_PRINCIPAL
@@ -50,14 +54,34 @@ class TokenRequest:
     ``aud`` must be the token endpoint under one of them."""
     run_check: Callable[[Callable[[], bool]], bool] = field(default=lambda verify: verify())
     """Runs a client secret's check (the server's: on threads of their own, see throttle.py)."""
+    v1: bool = False
+    """The v1 endpoint (``/oauth2/token``): ``resource=`` instead of ``scope=``, v1's answer."""
+
+    @property
+    def adfs(self) -> bool:
+        return self.v1 and self.tenant.lower() == ADFS_TENANT
 
 
 @dataclass(frozen=True)
 class TokenResponse:
     access_token: str
     expires_in: int
+    expires_on: int
+    not_before: int
+    resource: str
+    v1: bool = False
 
     def body(self) -> dict[str, Any]:
+        if self.v1:  # Entra's v1 endpoint gives its numbers as strings
+            return {
+                "token_type": "Bearer",
+                "expires_in": str(self.expires_in),
+                "ext_expires_in": str(self.expires_in),
+                "expires_on": str(self.expires_on),
+                "not_before": str(self.not_before),
+                "resource": self.resource,
+                "access_token": self.access_token,
+            }
         return {
             "token_type": "Bearer",
             "expires_in": self.expires_in,
@@ -117,17 +141,33 @@ def audience_of(scope: str) -> str:
             "a scope value with /.default suffixed to the resource identifier (application ID URI), "
             "e.g. https://management.azure.com/.default.",
         )
-    resource = value[: -len(DEFAULT_SCOPE_SUFFIX)]
+    return _audience(value[: -len(DEFAULT_SCOPE_SUFFIX)], "scope", oe.INVALID_SCOPE)
+
+
+def audience_of_resource(resource: str) -> str:
+    """The v1 endpoint's ``resource`` (``https://management.azure.com`` or an application id) as
+    the token's ``aud``, normalised as :func:`audience_of` does."""
+    if len(resource) > MAX_SCOPE_LENGTH or len(resource.split()) != 1:
+        raise OAuthError(
+            oe.INVALID_RESOURCE,
+            oe.RESOURCE_INVALID,
+            "The provided value for the input parameter 'resource' is not valid: it names one resource, "
+            "e.g. https://management.azure.com/.",
+        )
+    return _audience(resource, "resource", oe.INVALID_RESOURCE)
+
+
+def _audience(resource: str, parameter: str, error: str) -> str:
     guid = _guid(resource)
     if guid is not None:
         return guid
     scheme, sep, rest = resource.partition("://")
     if not sep or not scheme.isascii() or not scheme.isalpha() or not rest.strip("/"):
         raise OAuthError(
-            oe.INVALID_SCOPE,
-            oe.SCOPE_INVALID,
-            f"The provided value for the input parameter 'scope' is not valid: '{resource[:128]}' is "
-            "neither an absolute URI (https://..., api://...) nor an application id.",
+            error,
+            oe.SCOPE_INVALID if parameter == "scope" else oe.RESOURCE_INVALID,
+            f"The provided value for the input parameter '{parameter}' is not valid: '{resource[:128]}' "
+            "is neither an absolute URI (https://..., api://...) nor an application id.",
         )
     return resource.rstrip("/") + "/"
 
@@ -175,12 +215,15 @@ def _client_id(request: TokenRequest) -> str:
     return client_id
 
 
-def _find_client(session: Session, tenant: Tenant, client_id: str) -> Principal:
+def _find_client(session: Session, tenant: Tenant | None, client_id: str) -> Principal:
+    """The service principal ``client_id`` of ``tenant`` (of any tenant under the AD FS authority)."""
     principal = session.scalars(select(Principal).where(Principal.app_id == client_id)).first()
-    if principal is None or principal.tenant_id != tenant.id or principal.kind != SERVICE_PRINCIPAL:
+    in_tenant = principal is not None and (tenant is None or principal.tenant_id == tenant.id)
+    if principal is None or not in_tenant or principal.kind != SERVICE_PRINCIPAL:
+        directory = f"the directory '{tenant.id}'" if tenant is not None else "this control plane"
         raise client_authentication_failed(
             oe.CLIENT_NOT_FOUND,
-            f"Application with identifier '{client_id}' was not found in the directory '{tenant.id}'. "
+            f"Application with identifier '{client_id}' was not found in {directory}. "
             "Check the client id, or create the service principal with 'arc-controlplane sp create'.",
             client_id,
         )
@@ -232,9 +275,12 @@ def _check_assertion(
 
 
 def _authenticate(
-    session: Session, tenant: Tenant, client_id: str, request: TokenRequest, now: dt.datetime
+    session: Session, tenant: Tenant | None, client_id: str, request: TokenRequest, now: dt.datetime
 ) -> tuple[Principal, str]:
-    """The client, once its credential checks out, and how it proved itself (``azpacr``)."""
+    """The client, once its credential checks out, and how it proved itself (``azpacr``).
+
+    ``tenant`` is None under the AD FS authority: the client's own tenant is meant.
+    """
     principal = _find_client(session, tenant, client_id)
     secret = _one(request.form, "client_secret") or (request.basic.client_secret if request.basic else None)
     has_assertion = _one(request.form, "client_assertion") is not None
@@ -248,10 +294,11 @@ def _authenticate(
         _check_secret(session, principal, secret, request.run_check)
         return principal, AUTHENTICATED_BY_SECRET
     if has_assertion:
+        endpoint = v1_token_endpoint if request.v1 else token_endpoint  # the one the client posts to
         audiences = [
-            token_endpoint(base, segment)
+            endpoint(base, segment)
             for base in request.endpoint_bases
-            for segment in dict.fromkeys((tenant.id, request.tenant))
+            for segment in dict.fromkeys((principal.tenant_id, request.tenant))
         ]
         _check_assertion(principal, request.form, audiences, now)
         return principal, AUTHENTICATED_BY_CERTIFICATE
@@ -265,7 +312,7 @@ def _authenticate(
 def issue_token(db: Database, tokens: TokenIssuer, request: TokenRequest, now: dt.datetime) -> TokenResponse:
     """Run the client credentials grant; OAuthError (in Entra's terms) when it cannot."""
     with db.session() as session:
-        tenant = find_tenant(session, request.tenant)
+        tenant = None if request.adfs else find_tenant(session, request.tenant)
         grant_type = _required(request.form, "grant_type")
         if grant_type != GRANT_TYPE:
             raise OAuthError(
@@ -275,10 +322,15 @@ def issue_token(db: Database, tokens: TokenIssuer, request: TokenRequest, now: d
                 f"issues tokens for '{GRANT_TYPE}' only.",
             )
         client_id = _client_id(request)
-        audience = audience_of(_required(request.form, "scope"))
+        if request.adfs and _one(request.form, "resource") is None:  # AD FS takes either (MSAL: scope)
+            audience = audience_of(_required(request.form, "scope"))
+        elif request.v1:
+            audience = audience_of_resource(_required(request.form, "resource"))
+        else:
+            audience = audience_of(_required(request.form, "scope"))
         principal, authenticated_by = _authenticate(session, tenant, client_id, request, now)
         issued = tokens.issue(
-            tenant_id=tenant.id,
+            tenant_id=principal.tenant_id,
             object_id=principal.id,
             app_id=principal.app_id,
             audience=audience,
@@ -286,4 +338,11 @@ def issue_token(db: Database, tokens: TokenIssuer, request: TokenRequest, now: d
             now=now,
             extra={"azpacr": authenticated_by},
         )
-    return TokenResponse(issued.token, EXPIRES_IN)
+    return TokenResponse(
+        issued.token,
+        EXPIRES_IN,
+        expires_on=int(issued.claims["exp"]),
+        not_before=int(issued.claims["nbf"]),
+        resource=audience,
+        v1=request.v1,
+    )

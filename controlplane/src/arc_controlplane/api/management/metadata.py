@@ -5,8 +5,9 @@ to sign in (``authentication.loginEndpoint``, the token service of this control 
 audience to ask a token for (``audiences[0]``), and where Resource Manager is. The shape depends
 on the api-version, as Azure's does (docs/reference/arm.md, "Cloud metadata"):
 
-- ``2015-01-01`` (``msrestazure``, Azure Stack tools): one object with ``authentication`` only
-  (``galleryEndpoint``, ``graphEndpoint`` and ``portalEndpoint`` are read with defaults);
+- ``2015-01-01`` (``msrestazure``, Azure Stack tools): one object with ``authentication`` and
+  ``graphEndpoint`` (``galleryEndpoint`` and ``portalEndpoint`` are read with defaults), signing in
+  at the AD FS authority (see :func:`legacy`);
 - ``2017-12-01`` through ``2020-06-01``: a *list* of clouds (here, one);
 - ``2022-09-01`` and later (the Azure CLI's ``az cloud register``): one cloud object.
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from arc_controlplane.auth.discovery import ADFS_TENANT
 from arc_controlplane.http.context import Ctx
 from arc_controlplane.http.responses import JsonResponse
 from arc_controlplane.http.versions import ApiVersionParameter, ApiVersions
@@ -52,9 +54,19 @@ def cloud(public_url: str) -> dict[str, Any]:
 
 
 def legacy(public_url: str) -> dict[str, Any]:
-    """The 2015-01-01 shape (Azure Stack's): no name, no resourceManager."""
+    """The 2015-01-01 shape (Azure Stack's): no name, no resourceManager.
+
+    Its readers (``msrestazure``, hence ``azure.azcollection`` 1.x) sign in with ADAL, which
+    checks every authority with Microsoft's cloud except an AD FS one; so the sign-in endpoint
+    here is the control plane's AD FS authority, ``<root>adfs/``, as Azure Stack Hub with AD FS
+    announces its own. ``graphEndpoint`` is required by those readers: there is no graph here,
+    it names the control plane (a graph request gets the management API's 404).
+    """
     root = public_url.rstrip("/") + "/"
-    return {"authentication": {"loginEndpoint": root, "audiences": [root]}}
+    return {
+        "graphEndpoint": root,
+        "authentication": {"loginEndpoint": f"{root}{ADFS_TENANT}/", "audiences": [root]},
+    }
 
 
 def metadata_body(public_url: str, version: str) -> dict[str, Any] | list[dict[str, Any]]:

@@ -3,10 +3,14 @@
 Routes (``{tenant}`` is a tenant id, any case):
 
 - ``POST /{tenant}/oauth2/v2.0/token``: the client credentials grant (``auth/token_service.py``);
+- ``POST /{tenant}/oauth2/token``: the same grant at Entra's v1 endpoint (``resource=``), for ADAL and
+  ``msrestazure``; ``{tenant}`` may be ``adfs``, the AD FS authority, where the client's tenant is meant;
 - ``GET /{tenant}/v2.0/.well-known/openid-configuration`` (and the v1 path without ``/v2.0``);
+  ``adfs/.well-known/openid-configuration`` describes the AD FS authority (MSAL reads it);
 - ``GET /{tenant}/discovery/v2.0/keys``: the signing keys as a JWKS;
 - ``GET /common/discovery/instance``: Entra's instance discovery, for MSAL;
-- ``/{tenant}/oauth2/v2.0/authorize``: always an error (no interactive sign-in here).
+- ``/{tenant}/oauth2/v2.0/authorize`` and ``/{tenant}/oauth2/authorize``: always an error (no
+  interactive sign-in here).
 
 Every failure here is an OAuth error in Entra's form (``auth/oauth_errors.py``), never an ARM
 error: clients of these routes are OAuth libraries. Failed client authentications are written
@@ -25,10 +29,14 @@ from starlette.concurrency import run_in_threadpool
 
 from arc_controlplane.auth import oauth_errors as oe
 from arc_controlplane.auth.discovery import (
+    ADFS_TENANT,
     AUTHORIZE_PATH,
     KEYS_PATH,
     OPENID_CONFIGURATION_PATH,
     TOKEN_PATH,
+    V1_AUTHORIZE_PATH,
+    V1_TOKEN_PATH,
+    adfs_configuration,
     instance_discovery,
     openid_configuration,
     tenant_of_authorization_endpoint,
@@ -47,7 +55,7 @@ from arc_controlplane.http.responses import JsonResponse
 
 TOKEN_FAILED_ACTION = "token/failed"  # noqa: S105 - an audit action name
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-COMMON_TENANTS = ("common", "organizations")
+COMMON_TENANTS = ("common", "organizations", ADFS_TENANT)
 """Tenant aliases whose key set is served too (as Entra does): keys do not depend on the tenant."""
 _TENANT_SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -56,6 +64,18 @@ class TokenAnswer(BaseModel):
     token_type: str
     expires_in: int
     ext_expires_in: int
+    access_token: str
+
+
+class V1TokenAnswer(BaseModel):
+    """Entra's v1 answer: its numbers are strings."""
+
+    token_type: str
+    expires_in: str
+    ext_expires_in: str
+    expires_on: str
+    not_before: str
+    resource: str
     access_token: str
 
 
@@ -75,30 +95,39 @@ class Jwks(BaseModel):
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OAuthErrorAnswer, "description": "OAuth error (Entra's form)"},
 }
-_TOKEN_FORM = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "required": ["grant_type", "client_id", "scope"],
-                    "properties": {
-                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
-                        "client_id": {"type": "string", "format": "uuid"},
-                        "scope": {"type": "string", "example": "https://management.azure.com/.default"},
-                        "client_secret": {"type": "string"},
-                        "client_assertion_type": {
-                            "type": "string",
-                            "enum": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+
+
+def _token_form(resource: dict[str, Any]) -> dict[str, Any]:
+    """The token request's form in the OpenAPI document; ``resource``: how it names the resource."""
+    (name,) = resource
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["grant_type", "client_id", name],
+                        "properties": {
+                            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                            "client_id": {"type": "string", "format": "uuid"},
+                            **resource,
+                            "client_secret": {"type": "string"},
+                            "client_assertion_type": {
+                                "type": "string",
+                                "enum": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+                            },
+                            "client_assertion": {"type": "string"},
                         },
-                        "client_assertion": {"type": "string"},
-                    },
+                    }
                 }
-            }
-        },
+            },
+        }
     }
-}
+
+
+_TOKEN_FORM = _token_form({"scope": {"type": "string", "example": "https://management.azure.com/.default"}})
+_V1_TOKEN_FORM = _token_form({"resource": {"type": "string", "example": "https://management.azure.com/"}})
 
 
 def error_response(error: OAuthError, request: Request, ctx: AppContext) -> JsonResponse:
@@ -144,7 +173,18 @@ async def _read_body(request: Request) -> bytes:
 
 
 async def token(tenant: str, request: Request, ctx: Ctx) -> JsonResponse:
-    """Issue an access token to a service principal (OAuth 2.0 client credentials grant).
+    """Issue an access token to a service principal (OAuth 2.0 client credentials grant)."""
+    return await _grant(tenant, request, ctx, v1=False)
+
+
+async def token_v1(tenant: str, request: Request, ctx: Ctx) -> JsonResponse:
+    """The same at Entra's v1 endpoint: ``resource=`` names the resource; ``adfs`` as the tenant is the
+    AD FS authority (the client's own tenant)."""
+    return await _grant(tenant, request, ctx, v1=True)
+
+
+async def _grant(tenant: str, request: Request, ctx: Ctx, *, v1: bool) -> JsonResponse:
+    """Run the grant and answer.
 
     Failures are counted per client id and address (``auth/throttle.py``); one that has used
     up its allowance is answered 429 with ``Retry-After`` before any secret is checked, and only
@@ -162,7 +202,9 @@ async def token(tenant: str, request: Request, ctx: Ctx) -> JsonResponse:
     if wait is not None:
         return error_response(_throttled(wait), request, ctx)
     try:
-        token_request = TokenRequest(tenant, form, basic, _endpoint_bases(request, ctx), ctx.throttle.check)
+        token_request = TokenRequest(
+            tenant, form, basic, _endpoint_bases(request, ctx), ctx.throttle.check, v1=v1
+        )
         answer = await run_in_threadpool(issue_token, ctx.db, ctx.tokens, token_request, ctx.clock())
     except OAuthError as error:
         return _failed(error, request, ctx, client_hint, address, counted=True)
@@ -237,7 +279,9 @@ def _tenant_id(ctx: AppContext, segment: str) -> str:
 
 
 def openid_configuration_document(tenant: str, request: Request, ctx: Ctx) -> JsonResponse:
-    """The tenant's OpenID Connect discovery document."""
+    """The tenant's OpenID Connect discovery document (the AD FS authority's for ``adfs``)."""
+    if tenant.lower() == ADFS_TENANT:
+        return JsonResponse(adfs_configuration(ctx.tokens.public_url))
     try:
         tenant_id = _tenant_id(ctx, tenant)
     except OAuthError as error:
@@ -299,20 +343,31 @@ def create_router() -> APIRouter:
         summary="Token (client credentials grant)",
     )
     router.add_api_route(
-        "/{tenant}" + TOKEN_PATH,
-        token_wrong_method,
-        methods=["GET", "PUT", "PATCH", "DELETE"],
-        include_in_schema=False,
+        "/{tenant}" + V1_TOKEN_PATH,
+        token_v1,
+        methods=["POST"],
+        response_model=V1TokenAnswer,
+        responses={**_ERRORS, 401: {"model": OAuthErrorAnswer, "description": "invalid_client"}},
+        openapi_extra=_V1_TOKEN_FORM,
+        summary="Token, v1 endpoint (client credentials grant; ADAL, AD FS authority)",
     )
-    for method in ("GET", "POST"):
+    for path in (TOKEN_PATH, V1_TOKEN_PATH):
         router.add_api_route(
-            "/{tenant}" + AUTHORIZE_PATH,
-            authorize,
-            methods=[method],
-            operation_id=f"authorize_{method.lower()}",
-            responses=_ERRORS,
-            summary="Interactive sign-in (not supported)",
+            "/{tenant}" + path,
+            token_wrong_method,
+            methods=["GET", "PUT", "PATCH", "DELETE"],
+            include_in_schema=False,
         )
+    for path, version in ((AUTHORIZE_PATH, ""), (V1_AUTHORIZE_PATH, "_v1")):
+        for method in ("GET", "POST"):
+            router.add_api_route(
+                "/{tenant}" + path,
+                authorize,
+                methods=[method],
+                operation_id=f"authorize{version}_{method.lower()}",
+                responses=_ERRORS,
+                summary="Interactive sign-in (not supported)",
+            )
     for path in (OPENID_CONFIGURATION_PATH, "/.well-known/openid-configuration"):
         router.add_api_route(
             "/{tenant}" + path,
