@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from himds_helpers import wait_for
 from machine_helpers import Machine, connect
 from test_proxy import Tinyproxy
 
+from arc_agent.extd.handler import Handler
 from arc_agent.extd.service import ExtensionService
 from arc_agent.logsetup import configure_logging
 from arc_agent.processes import process_start
@@ -275,3 +277,37 @@ def test_customscript_takes_the_agents_proxy(
         assert "[stdout]\n[]\n" in message(direct), "no proxy: none given"
     finally:
         proxy.stop()
+
+
+OLDEST_PYTHONS = sorted(Path.home().glob(".pyenv/versions/3.9.*/bin/python3.9"))
+"""The oldest Python the agent supports (docs/support.md: Debian 11's 3.9), from the image's pyenv."""
+
+
+def test_customscript_runs_on_the_oldest_python_the_agent_supports(tmp_path: Path) -> None:
+    """The handler runs with the machine's own python3 (``bin/custom-script``): 3.9 on Debian 11,
+    3.10 on Ubuntu 22.04. Run as extd runs it, with a 3.9 first on PATH."""
+    if not OLDEST_PYTHONS:
+        pytest.fail("no Python 3.9 in ~/.pyenv/versions: the image's pyenv has one (docs/support.md)")
+    packages = tmp_path / "packages"
+    subprocess.run([sys.executable, str(TOP / "tools/build-extensions.py"), str(packages)], check=True)
+    handler = Handler(*CSE, "2.1.0", lib_dir=tmp_path / "lib", log_root=tmp_path / "log")
+    with zipfile.ZipFile(packages / f"{CSE[0]}.{CSE[1]}-2.1.0.zip") as package:
+        package.extractall(handler.folder)
+    for folder in (handler.config_dir, handler.status_dir, handler.log_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    (handler.folder / "bin" / "custom-script").chmod(0o755)
+    handler.write_environment()
+    script = base64.b64encode(gzip.compress(b"echo from-a-script\n")).decode()
+    handler.write_settings(1, {"script": script}, "", "")
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "python3").symlink_to(OLDEST_PYTHONS[-1])
+    environment = {"PATH": f"{shims}:/usr/bin:/bin", **handler.environment(1, "cse")}
+    for verb in ("install", "enable"):
+        done = subprocess.run(
+            [str(handler.folder / "bin" / "custom-script"), verb],
+            cwd=handler.folder, env=environment, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, (verb, done.stderr)
+    wait_for(lambda: handler.read_status(1)[0] == "success", 20, "the command to end")
+    assert "from-a-script" in handler.read_status(1)[2]

@@ -168,9 +168,10 @@ def test_himds_renews_its_credential_and_reacts_to_new_work_at_once(
 
     wait_for(upgrade_seen, 10, "himds to see the new work")
     assert time.monotonic() - started < 5, "the long-poll answers at once, not at the next heartbeat"
-    # and wakes extd and gcad for it (docs/architecture.md, "Services started on demand")
+    # and wakes extd for it, the service that upgrades the agent, not gcad (the self-read says
+    # which service the work is for: docs/architecture.md, "Services started on demand")
     woken = [ondemand.take(machine.paths, service) for service in ("extd", "gcad")]
-    assert woken[0] == woken[1] and str(woken[0]).startswith("generation "), woken
+    assert str(woken[0]).startswith("generation ") and woken[1] is None, woken
 
     # Tags changed through the management API: the machine's own view follows (show, metadata).
     assert json.loads(machine.cli("show", "tags", "-j").stdout)["tags"] == {}
@@ -186,6 +187,8 @@ def test_himds_renews_its_credential_and_reacts_to_new_work_at_once(
     assert status == 200
     assert compute["tags"] == "env:prod;owner:ops"
     assert compute["tagsList"] == [{"name": "env", "value": "prod"}, {"name": "owner", "value": "ops"}]
+    # tags are himds's own work: neither service was started for them
+    assert [ondemand.take(machine.paths, service) for service in ("extd", "gcad")] == [None, None]
     assert "Traceback" not in machine.stop_himds()
 
 
@@ -206,6 +209,31 @@ def test_work_that_arrived_while_himds_was_down_is_read_at_its_first_heartbeat(
         10,
         "the tags changed while himds was down",
     )
+    assert "Traceback" not in machine.stop_himds()
+
+
+def test_a_new_rollout_offer_wakes_extd_at_the_next_heartbeat(
+    plane: ControlPlane, machine: Machine, tmp_path: Path
+) -> None:
+    """An offer of the automatic rollout is no new work (no generation): himds, at each heartbeat
+    of a machine with automatic upgrades, reads the machine and wakes extd (started on demand, it
+    reads offers when it runs) for a version it was not offered before; gcad is not woken."""
+    machine.paths.wake_dir.mkdir()
+    machine.start_himds()
+    connect(plane, machine, tmp_path, f"auto-{uuid.uuid4().hex[:8]}", "--enable-automatic-upgrade")
+
+    def learned() -> bool:  # its first self-read, which wakes both services
+        return "generation" in json.loads(machine.paths.himds_status.read_text())
+
+    wait_for(learned, 10, "himds to read the machine")
+    for service in ("extd", "gcad"):
+        ondemand.take(machine.paths, service)
+    newer = "1.66.3600.100"
+    published = plane.cli("agent", "publish", str(agent_bundle(tmp_path / "bundle", newer)))
+    assert published.returncode == 0, published.stderr
+    wait_for(lambda: ondemand.wake_file(machine.paths, "extd").exists(), 20, "the offer to wake extd")
+    assert ondemand.take(machine.paths, "extd") == f"the rollout offers agent {newer}"
+    assert ondemand.take(machine.paths, "gcad") is None
     assert "Traceback" not in machine.stop_himds()
 
 

@@ -52,6 +52,25 @@ def test_a_wake_file_is_written_taken_once_and_needs_its_directory(tmp_path: Pat
     assert ondemand.take(paths, "gcad") == "again"
 
 
+def test_only_the_services_whose_generation_moved_have_work() -> None:
+    before = {"extd": 4, "gcad": 2}
+    assert ondemand.with_work(before, {"extd": 5, "gcad": 2}) == ("extd",)
+    assert ondemand.with_work(before, {"extd": 4, "gcad": 6}) == ("gcad",)
+    assert ondemand.with_work(before, {"extd": 4, "gcad": 2}) == ()  # the agent's own work (tags)
+    assert ondemand.with_work(None, {"extd": 4, "gcad": 2}) == ("extd", "gcad")  # himds just started
+    assert ondemand.with_work(before, None) == ("extd", "gcad")  # a control plane that does not say
+    assert ondemand.generations_of({"extd": 3, "gcad": 0, "more": 1}) == {"extd": 3, "gcad": 0}
+    bad_ones: tuple[object, ...] = (
+        None,
+        [],
+        {"extd": 3},
+        {"extd": "3", "gcad": 0},
+        {"extd": True, "gcad": 0},
+    )
+    for bad in bad_ones:
+        assert ondemand.generations_of(bad) is None, bad
+
+
 def test_the_timer_replaces_the_one_before_is_part_of_the_path_unit_and_says_why_it_failed() -> None:
     systemd = Systemd()
     assert ondemand.arm("gcad.service", 899.2, run=systemd) == ""

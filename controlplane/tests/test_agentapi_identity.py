@@ -91,14 +91,17 @@ def test_the_machine_reads_its_resource_and_pending_upgrade(agent_api: AgentApiE
         "agentUpgrade": None,
         "offeredAgentVersion": None,
         "gateway": None,
+        "serviceGenerations": {"extd": 0, "gcad": 0},
     }
+    agent_api.update_machine(agent.vm_id, extensions_generation=4, configuration_generation=2, generation=4)
+    assert agent.read().json()["serviceGenerations"] == {"extd": 4, "gcad": 2}
     upgrade = {"desiredVersion": "1.52.0", "enableAutomaticUpgrade": False}
     agent_api.update_machine(
-        agent.vm_id, properties={**machine.properties, "agentUpgrade": upgrade}, generation=1
+        agent.vm_id, properties={**machine.properties, "agentUpgrade": upgrade}, generation=5
     )
     body = agent.read().json()
     assert body["agentUpgrade"] == upgrade
-    assert body["generation"] == 1
+    assert body["generation"] == 5
 
 
 def test_onboarding_may_not_disconnect(agent_api: AgentApiEnv) -> None:

@@ -209,8 +209,8 @@ status:
 tags:
   description:
     - The machine resource's tags.
-    - Read from the management API when O(tags) is given; otherwise the tags the agent recorded at connect
-      time.
+    - Read from the management API when O(tags) is given; otherwise as C(azcmagent show) reports them (the
+      agent follows changes made through the management API once the control plane notifies it).
   returned: always
   type: dict
   sample: {"env": "prod", "owner": "ops"}

@@ -7,7 +7,9 @@ under about 21 MiB before any code of their own).
 
 - himds holds the machine's one long-poll on the control plane. When there is work for the other
   services (a new generation, its own start, the control plane back after an outage) it writes
-  their *wake files*, ``/var/opt/azcmagent/wake/extd`` and ``.../gcad`` (``wake``);
+  their *wake files*, ``/var/opt/azcmagent/wake/extd`` and ``.../gcad`` (``wake``); for a new
+  generation, only those of the services the work is for (``with_work``: the self-read says the
+  generation of each service's last work);
 - systemd's path units (``extd.path``, ``gcad.path``: ``PathExists=``) start the service while its
   file exists. The service takes the file (``take``) before it reads its work: a wake written
   while it runs is seen by it, or starts it again once it ended (systemd looks at ``PathExists=``
@@ -26,14 +28,16 @@ import logging
 import math
 import os
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from arc_agent.argparser import AzcmArgumentParser
 from arc_agent.paths import AgentPaths
 from arc_agent.systemd import ON_DEMAND, which
 
-SERVICES = ("extd", "gcad")
+EXTENSION_SERVICE = "extd"
+CONFIGURATION_SERVICE = "gcad"
+SERVICES = (EXTENSION_SERVICE, CONFIGURATION_SERVICE)
 """The services himds wakes (their wake files and path units have these names)."""
 
 
@@ -56,6 +60,29 @@ def wake(paths: AgentPaths, why: str, services: Iterable[str] = SERVICES) -> lis
             os.close(descriptor)
         woken.append(service)
     return woken
+
+
+def with_work(before: Mapping[str, int] | None, after: Mapping[str, int] | None) -> tuple[str, ...]:
+    """The services that have new work: those whose generation in the machine's self-read
+    (``after``, see ``generations_of``) moved since ``before`` (the last one himds saw). All of
+    them when either is not known (the first read since himds started, a control plane that does
+    not say): a wake too many costs a start, a wake missed loses work."""
+    if before is None or after is None:
+        return SERVICES
+    return tuple(service for service in SERVICES if after.get(service) != before.get(service))
+
+
+def generations_of(value: object) -> dict[str, int] | None:
+    """The self-read's ``serviceGenerations`` when it has a whole number for each service, else None."""
+    if not isinstance(value, dict):
+        return None
+    found: dict[str, int] = {}
+    for service in SERVICES:
+        number = value.get(service)
+        if not isinstance(number, int) or isinstance(number, bool):
+            return None
+        found[service] = number
+    return found
 
 
 def take(paths: AgentPaths, service: str) -> str | None:

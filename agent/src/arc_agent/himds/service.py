@@ -30,7 +30,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ from arc_agent.identity.jws import AssertionSigner
 from arc_agent.identity.signer import generate_key_file, load_machine_signer
 from arc_agent.identity.store import MachineIdentity
 from arc_agent.memory import release_free_memory
-from arc_agent.ondemand import wake
+from arc_agent.ondemand import EXTENSION_SERVICE, SERVICES, generations_of, wake, with_work
 from arc_agent.paths import AgentPaths
 from arc_agent.systemd import service_states
 
@@ -133,6 +133,11 @@ class Connection:
         self.stop = threading.Event()
         self.interval = DEFAULT_INTERVAL
         self.generation = -1
+        self.service_generations: dict[str, int] | None = None
+        """The self-read's last ``serviceGenerations`` (None until one was read)."""
+        self.automatic_upgrade = False
+        self.offered_version: object = None
+        """With automatic upgrades, the version the rollout offered in the last self-read."""
         self._reported_services: Mapping[str, Any] | None = None
         self._reported_upgrade: Mapping[str, Any] = {}
         ca = paths.control_plane_ca if paths.control_plane_ca.exists() else None
@@ -160,9 +165,9 @@ class Connection:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def _wake(self, why: str) -> None:
+    def _wake(self, why: str, services: Sequence[str] = SERVICES) -> None:
         """The services started on demand (extd, gcad) told there may be work (``ondemand.py``)."""
-        woken = wake(self.paths, why)
+        woken = wake(self.paths, why, services)
         if woken:
             self.logger.debug("woke %s: %s", ", ".join(woken), why)
 
@@ -250,28 +255,58 @@ class Connection:
         )
         self.logger.debug("heartbeat accepted (interval %d s)", self.interval)
         generation = answer.get("generation")
-        if isinstance(generation, int):
-            # Work that arrived between two long-polls (or while himds was down) is in this answer's
-            # generation: taking the number without reading the machine would lose it until the next.
-            self._learn(generation)
+        # Work that arrived between two long-polls (or while himds was down) is in this answer's
+        # generation: taking the number without reading the machine would lose it until the next.
+        learned = isinstance(generation, int) and self._learn(generation)
+        if not learned and self.automatic_upgrade:
+            self._look_at_offer()
         if answer.get("renewCredential") is True:
             self._renew()
 
     def _wait_for_work(self, wait: int) -> None:
         self._learn(self.api.wait_for_notification(max(self.generation, 0), wait))
 
-    def _learn(self, generation: int | None) -> None:
-        """A generation other than the one the status reflects: read the machine (§5.6) and put
-        what it says (agentUpgrade, the resource's tags) in the status."""
+    def _learn(self, generation: int | None) -> bool:
+        """A generation other than the one the status reflects: read the machine (§5.6), put what
+        it says (agentUpgrade, the resource's tags) in the status, and wake the services the work
+        is for. Whether it read the machine."""
         if generation is None or generation == self.generation:
-            return
+            return False
         machine = self.api.read()
         self.generation = int(machine.get("generation", generation))
-        self.logger.info("new work from the control plane (generation %d)", self.generation)
-        self._wake(f"generation {self.generation}")
+        services = generations_of(machine.get("serviceGenerations"))
+        woken = with_work(self.service_generations, services)
+        self.service_generations = services
+        if self._offer_changed(machine) and EXTENSION_SERVICE not in woken:
+            woken = (EXTENSION_SERVICE, *woken)
+        self.logger.info(
+            "new work from the control plane (generation %d, for %s)",
+            self.generation,
+            ", ".join(woken) or "the agent itself",
+        )
+        self._wake(f"generation {self.generation}", woken)
         self.status.update(
             generation=self.generation, agentUpgrade=machine.get("agentUpgrade"), **resource_tags(machine)
         )
+        return True
+
+    def _offer_changed(self, machine: Mapping[str, Any]) -> bool:
+        """Note whether the machine takes automatic upgrades and the version the rollout offers
+        it (§5.6); whether that version changed."""
+        upgrade = machine.get("agentUpgrade")
+        self.automatic_upgrade = isinstance(upgrade, dict) and upgrade.get("enableAutomaticUpgrade") is True
+        offered, self.offered_version = self.offered_version, machine.get("offeredAgentVersion")
+        return self.offered_version is not None and offered != self.offered_version
+
+    def _look_at_offer(self) -> None:
+        """With automatic upgrades, at each heartbeat: the rollout offers a version when the
+        machine's batch comes, which is no new work (no generation), and extd, started on demand,
+        reads the offer only when it runs; so himds reads the machine and wakes extd for a new one
+        (docs/agent-upgrade.md, "Automatic upgrades")."""
+        machine = self.api.read()
+        if self._offer_changed(machine):
+            self.logger.info("the rollout offers agent %s", self.offered_version)
+            self._wake(f"the rollout offers agent {self.offered_version}", (EXTENSION_SERVICE,))
 
     def _renew(self) -> None:
         """A new credential over a new key; the old key stays until the answer arrives, and the

@@ -173,6 +173,11 @@ class Machine(Base):
     last_status_change: Mapped[dt.datetime]
     generation: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped whenever there is new work for the agent (long-poll notifications)."""
+    extensions_generation: Mapped[int] = mapped_column(Integer, server_default="0")
+    """The ``generation`` of the last work for the agent's extension service (extensions, agent
+    upgrade): the agent wakes that service only when it moved (``machines/work.py``)."""
+    configuration_generation: Mapped[int] = mapped_column(Integer, server_default="0")
+    """The same for its machine configuration service (guest configuration assignments)."""
     extension_certificate_pem: Mapped[str | None] = mapped_column(Text, default=None)
     """The certificate the machine's extension service registered: protected settings are
     encrypted to it (docs/extensions.md)."""

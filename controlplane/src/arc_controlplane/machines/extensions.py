@@ -20,6 +20,7 @@ from arc_controlplane.clock import iso8601
 from arc_controlplane.db.tables import ExtensionPackage, Machine, MachineExtension, Operation
 from arc_controlplane.errors import ArmError
 from arc_controlplane.machines import catalog, protected_settings
+from arc_controlplane.machines.work import EXTENSIONS, bump
 
 EXTENSION_TYPE = "Microsoft.HybridCompute/machines/extensions"
 CREATING, UPDATING, DELETING = "Creating", "Updating", "Deleting"
@@ -166,7 +167,7 @@ def apply_request(
         extension.provisioning_state = CREATING if created else UPDATING
         extension.deleting = False
         extension.operation_id = None
-        machine.generation += 1
+        bump(machine, EXTENSIONS)
     extension.updated_at = now
     return Change(extension, created, work, replaced)
 
@@ -264,7 +265,7 @@ def request_upgrades(
         extension.updated_at = now
         changed.append(extension)
     if changed:
-        machine.generation += 1
+        bump(machine, EXTENSIONS)
     return changed, replaced
 
 
@@ -276,7 +277,7 @@ def request_delete(machine: Machine, extension: MachineExtension, now: dt.dateti
     extension.deleting = True
     extension.operation_id = None
     extension.updated_at = now
-    machine.generation += 1
+    bump(machine, EXTENSIONS)
     return replaced
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from arc_controlplane.db.tables import Gateway, Machine, Subscription
 from arc_controlplane.errors import ArmError
+from arc_controlplane.machines.work import bump
 from arc_controlplane.resource_ids import GATEWAY_TYPE, gateway_id
 
 SETTINGS_TYPE = "Microsoft.HybridCompute/settings"
@@ -289,7 +290,7 @@ def link(machine: Machine, gateway: Gateway | None) -> bool:
     if machine.gateway_id == wanted:
         return False
     machine.gateway_id = wanted
-    machine.generation += 1
+    bump(machine)  # the agent itself (himds) reads its gateway
     return True
 
 

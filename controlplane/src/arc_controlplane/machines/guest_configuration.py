@@ -35,6 +35,7 @@ from arc_controlplane.db.tables import (
 from arc_controlplane.errors import ArmError
 from arc_controlplane.machines import configuration_packages, protected_settings
 from arc_controlplane.machines.catalog import version_key
+from arc_controlplane.machines.work import CONFIGURATION, bump
 
 NAMESPACE = "Microsoft.GuestConfiguration"
 TYPE = f"{NAMESPACE}/guestConfigurationAssignments"
@@ -305,7 +306,7 @@ def put_assignment(
             updated_at=now,
         )
         session.add(existing)
-        machine.generation += 1
+        bump(machine, CONFIGURATION)
         return Put(existing, created=True, changed=True)
     changed = existing.assignment_hash != digest or existing.protected_parameters != envelope
     if changed:
@@ -315,7 +316,7 @@ def put_assignment(
         existing.protected_parameters = envelope
         existing.protected_parameters_thumbprint = thumbprint
         existing.protected_parameters_digest = protected_digest
-        machine.generation += 1
+        bump(machine, CONFIGURATION)
     if changed or existing.context != request.context:
         existing.context = request.context
         existing.updated_at = now
@@ -325,7 +326,7 @@ def put_assignment(
 def delete_assignment(session: Session, machine: Machine, assignment: GuestConfigurationAssignment) -> None:
     """Remove it (and its reports); the agent, woken, stops evaluating it."""
     session.delete(assignment)
-    machine.generation += 1
+    bump(machine, CONFIGURATION)
 
 
 def latest_report(

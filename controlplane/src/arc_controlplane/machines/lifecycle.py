@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from arc_controlplane.auth.principals import delete_principal
 from arc_controlplane.db.tables import Machine, Principal, ResourceGroup
+from arc_controlplane.machines.work import EXTENSIONS, bump
 from arc_controlplane.resource_ids import machine_id
 
 MERGED_PROPERTIES = frozenset({"osProfile", "agentUpgrade"})
@@ -109,21 +110,23 @@ def create_machine(
 
 def apply_changes(machine: Machine, changes: MachineChanges, now: dt.datetime) -> bool:
     """Apply ``changes``; True when they are new work for the agent (``generation`` was bumped)."""
-    work = False
+    tags = changes.tags is not None and dict(machine.tags or {}) != changes.tags  # the agent shows them
     if changes.tags is not None:
-        work = dict(machine.tags or {}) != changes.tags  # the agent shows its resource's tags
         machine.tags = dict(changes.tags)
     if changes.set_kind:
         machine.kind = changes.kind
+    upgrade = False
     if changes.properties:
         before = machine.properties or {}
         after = changed_properties(before, changes.properties)
-        work = work or any(before.get(name) != after.get(name) for name in AGENT_WORK_PROPERTIES)
+        upgrade = any(before.get(name) != after.get(name) for name in AGENT_WORK_PROPERTIES)
         machine.properties = after  # a new object, so that the JSON column is written
-    if work:
-        machine.generation += 1
+    if upgrade:
+        bump(machine, EXTENSIONS)  # the extension service upgrades the agent
+    elif tags:
+        bump(machine)
     machine.updated_at = now
-    return work
+    return tags or upgrade
 
 
 def delete_machine(session: Session, machine: Machine) -> None:

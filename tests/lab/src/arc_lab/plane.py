@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import http.client
 import json
 import ssl
 import subprocess
@@ -89,13 +90,17 @@ class ControlPlane:
                 self._admin_token = (token, time.monotonic() + 1800)
             return self._admin_token[0]
 
+    @property
+    def group_path(self) -> str:
+        """The machines' resource group, as a path."""
+        return f"/subscriptions/{self.init['subscriptionId']}/resourceGroups/{self.init['resourceGroup']}"
+
     def arm(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         """One management API call as an administrator (``path`` under the machine's resource
         group, with its query): the status and the JSON answer (None when empty); errors too."""
         token = self.admin_token()
-        group = f"/subscriptions/{self.init['subscriptionId']}/resourceGroups/{self.init['resourceGroup']}"
         request = urllib.request.Request(
-            self.env.url + group + path,
+            self.env.url + self.group_path + path,
             data=None if body is None else json.dumps(body).encode(),
             method=method,
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -107,6 +112,11 @@ class ControlPlane:
         except urllib.error.HTTPError as error:
             raw = error.read()
             return error.code, json.loads(raw) if raw else None
+
+    def session(self) -> ArmSession:
+        """Management API calls as an administrator over one kept-alive connection, as Azure's
+        SDKs make them (``arm`` opens a connection, and a TLS handshake, per call)."""
+        return ArmSession(self)
 
     def extension_path(self, machine: str, name: str) -> str:
         return f"/providers/Microsoft.HybridCompute/machines/{machine}/extensions/{name}?api-version={API}"
@@ -151,6 +161,41 @@ class ControlPlane:
         """urllib's ``urlopen`` from the lab's controller namespace, where the control plane is."""
         opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self.context))
         return in_namespace(self.env.ctl_ns, lambda: opener.open(request, timeout=timeout))
+
+
+class ArmSession:
+    """``ControlPlane.arm`` over one HTTPS connection, opened from the controller's namespace (a
+    socket stays in the namespace it was made in) and opened again if the server closed it."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        url = urllib.parse.urlsplit(plane.env.url)
+        self.connection = http.client.HTTPSConnection(
+            str(url.hostname), url.port or 443, context=plane.context, timeout=30
+        )
+
+    def arm(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.plane.admin_token()}", "Content-Type": "application/json"}
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in (1, 2):
+            if self.connection.sock is None:
+                in_namespace(self.plane.env.ctl_ns, self.connection.connect)
+            try:
+                self.connection.request(method, self.plane.group_path + path, body=data, headers=headers)
+                reply = self.connection.getresponse()
+                raw = reply.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.connection.close()
+                if attempt == 2:
+                    raise
+                continue
+            if reply.will_close:
+                self.connection.close()
+            return reply.status, json.loads(raw) if raw else None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def in_namespace(namespace: str, call: Callable[[], Any]) -> Any:

@@ -9,11 +9,18 @@ from arc_controlplane.api.agent.services import AgentCtx, AgentServices, VmId, e
 from arc_controlplane.api.agent.snapshot import machine_query
 from arc_controlplane.db.tables import Gateway, Machine
 from arc_controlplane.machines import gateways
+from arc_controlplane.machines.work import service_generations
 
 
 def create_router(services: AgentServices) -> APIRouter:
     router = APIRouter()
-    query = machine_query(Machine.tags, Machine.properties, Machine.gateway_id)
+    query = machine_query(
+        Machine.tags,
+        Machine.properties,
+        Machine.gateway_id,
+        Machine.extensions_generation,
+        Machine.configuration_generation,
+    )
 
     @router.get(
         "/machines/{vmId}",
@@ -23,7 +30,8 @@ def create_router(services: AgentServices) -> APIRouter:
     )
     def read_machine(vm_id: VmId, request: Request, ctx: AgentCtx) -> MachineView:
         """The machine's resource id, generation, tags and the work asked of it: ``agentUpgrade``
-        and, with automatic upgrades, the version the rollout offers it now; its Arc gateway."""
+        and, with automatic upgrades, the version the rollout offers it now; its Arc gateway; which
+        of its services the work is for (``serviceGenerations``)."""
         now = ctx.clock()
         with ctx.db.engine.connect() as connection:
             snapshot = services.authenticate(connection, request, ctx, vm_id, now, query)
@@ -44,6 +52,9 @@ def create_router(services: AgentServices) -> APIRouter:
             agent_upgrade=upgrade if isinstance(upgrade, dict) else None,
             offered_agent_version=offered,
             gateway=gateway,
+            service_generations=service_generations(
+                machine.extensions_generation, machine.configuration_generation
+            ),
         )
 
     return router

@@ -312,6 +312,9 @@ class MachineView(AgentResponse):
     """The Arc gateway the machine is linked to (its ``settings/default``): ``id`` (resource id),
     ``gatewayId``, ``endpoint`` (where the gateway service listens), ``bypass``; None for none
     (docs/gateway.md)."""
+    service_generations: dict[str, int]
+    """For each of the agent's on-demand services (``extd``, ``gcad``), the generation of the last
+    work for it: the agent wakes a service when its number moved (``machines/work.py``)."""
 
 
 class EndpointsView(AgentResponse):
