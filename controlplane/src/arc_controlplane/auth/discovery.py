@@ -21,7 +21,7 @@ V1_TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a password
 ADFS_TENANT = "adfs"
 """The tenant segment of an AD FS authority (``<base>/adfs``): no tenant in the URL, the client's
 own is meant. Clients that validate every other authority against Microsoft's cloud (ADAL,
-``msrestazure``) accept this one as it is (docs/reference/arm.md, "Tokens for ADAL-based clients")."""
+``msrestazure``) accept this one as it is (docs/reference/arm.md, "Signing in without Microsoft's cloud")."""
 AUTHORIZE_PATH = "/oauth2/v2.0/authorize"
 V1_AUTHORIZE_PATH = "/oauth2/authorize"
 KEYS_PATH = "/discovery/v2.0/keys"
