@@ -141,7 +141,7 @@ def audience_of(scope: str) -> str:
             "a scope value with /.default suffixed to the resource identifier (application ID URI), "
             "e.g. https://management.azure.com/.default.",
         )
-    return _audience(value[: -len(DEFAULT_SCOPE_SUFFIX)], "scope", oe.INVALID_SCOPE)
+    return _audience(value[: -len(DEFAULT_SCOPE_SUFFIX)], "scope", oe.INVALID_SCOPE, oe.SCOPE_INVALID)
 
 
 def audience_of_resource(resource: str) -> str:
@@ -154,10 +154,12 @@ def audience_of_resource(resource: str) -> str:
             "The provided value for the input parameter 'resource' is not valid: it names one resource, "
             "e.g. https://management.azure.com/.",
         )
-    return _audience(resource, "resource", oe.INVALID_RESOURCE)
+    return _audience(resource, "resource", oe.INVALID_RESOURCE, oe.RESOURCE_INVALID)
 
 
-def _audience(resource: str, parameter: str, error: str) -> str:
+def _audience(resource: str, parameter: str, error: str, code: int) -> str:
+    """``resource`` as an ``aud``: a GUID as such, a URI with one trailing ``/``; ``parameter``
+    named, with ``error`` and ``code``, when it is neither."""
     guid = _guid(resource)
     if guid is not None:
         return guid
@@ -165,7 +167,7 @@ def _audience(resource: str, parameter: str, error: str) -> str:
     if not sep or not scheme.isascii() or not scheme.isalpha() or not rest.strip("/"):
         raise OAuthError(
             error,
-            oe.SCOPE_INVALID if parameter == "scope" else oe.RESOURCE_INVALID,
+            code,
             f"The provided value for the input parameter '{parameter}' is not valid: '{resource[:128]}' "
             "is neither an absolute URI (https://..., api://...) nor an application id.",
         )
